@@ -1,0 +1,253 @@
+"""The trial config: every default in one place, validated once at the edge.
+
+Layers: defaults (this file) -> YAML file -> `--set key.path=value` overrides. An unknown
+key or a bad value is a `ConfigError` naming the file, the key path, the value and what is
+allowed. The resolved config is saved next to every output (`config.yaml`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nrfer.registry import suggest
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names where and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticConfig(_Section):
+    seed: int = 0
+    n_train: int = Field(4000, ge=8)
+    n_val: int = Field(600, ge=8)
+    n_test: int = Field(600, ge=8)
+
+
+class DataConfig(_Section):
+    dataset: Literal["synthetic", "ferplus", "folders"] = "synthetic"
+    # ferplus: folder with fer2013.csv + fer2013new.csv; folders: the paper's layout;
+    # synthetic: where the generated CSVs are cached (default data/synthetic-<seed>-<sizes>).
+    root: str | None = None
+    label_file: str | None = None  # folders layout: the label CSV (default: the one CSV in root)
+    label_mode: Literal["majority", "crossentropy", "probability"] = "majority"
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> DataConfig:
+        if self.dataset != "synthetic" and not self.root:
+            raise ValueError(f"data.root is required for dataset {self.dataset!r}")
+        return self
+
+
+class AugmentConfig(_Section):
+    """Batched on-device augmentation of training batches (evaluation is never augmented)."""
+
+    enabled: bool = True
+    flip: float = Field(0.5, ge=0, le=1)
+    rotate_deg: float = Field(10.0, ge=0, le=180)
+    scale: float = Field(0.1, ge=0, lt=1)  # zoom in [1 - scale, 1 + scale]
+    translate: float = Field(0.08, ge=0, le=0.5)  # fraction of the image size
+    brightness: float = Field(0.3, ge=0, le=1)
+    contrast: float = Field(0.3, ge=0, le=1)
+    erase: float = Field(0.25, ge=0, le=1)  # probability of one random-erasing box
+
+
+class ResizerConfig(_Section):
+    enabled: bool = True
+    n: int = Field(16, ge=1, le=256)
+    r: int = Field(1, ge=0, le=16)
+    interpolation: Literal["bilinear", "bicubic", "nearest", "area"] = "bilinear"
+
+
+class ModelConfig(_Section):
+    backbone: str = "vit_tiny_patch16_224"
+    backbone_args: dict[str, Any] = Field(default_factory=dict)  # passed to timm.create_model
+    pretrained: str | None = None  # a local weights file; never downloaded
+    # The size the resizer (or interpolation) produces. None: the backbone's own size
+    # (a transformer's img_size); set it for CNNs, which take any size.
+    input_size: int | None = Field(None, ge=8, le=1024)
+    head: Literal["linear", "mlp"] = "linear"
+    head_hidden: int = Field(512, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    resizer: ResizerConfig = ResizerConfig()
+    stn: bool = False
+
+
+class LossConfig(_Section):
+    name: str = "fpdls"
+    alpha: float = Field(0.8, ge=0, le=1)
+    gamma: float = Field(2.0, ge=0, le=10)
+    smoothing: float = Field(0.1, ge=0, lt=1)
+    prior: list[list[float]] | None = None  # K x K, for data without votes
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from nrfer.losses import LOSSES
+
+        if v not in LOSSES:
+            raise ValueError(f"unknown loss {v!r}; {suggest(v, LOSSES.names())}")
+        return v
+
+
+class OptimConfig(_Section):
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    grad_clip: float | None = Field(None, gt=0)
+
+
+class SchedulerConfig(_Section):
+    name: Literal["none", "step", "cosine"] = "step"
+    step_size: int = Field(15, ge=1)  # step: the paper's StepLR(15, 0.25)
+    gamma: float = Field(0.25, gt=0, le=1)
+    warmup_epochs: int = Field(0, ge=0)  # cosine
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1, le=10000)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's default)
+    amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 on CUDA, off on CPU
+    channels_last: bool = False
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda") and not (v.startswith("cuda:") and v[5:].isdigit()):
+            raise ValueError(f"device {v!r} is not one of auto, cpu, cuda, cuda:N")
+        return v
+
+
+class TrialConfig(_Section):
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    train: TrainConfig = TrainConfig()
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys -> leaf values (for tracking params)."""
+        return flatten(self.to_dict())
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and k != "backbone_args":
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def set_by_path(d: dict, path: str, value: Any, where: str = "--set") -> None:
+    """d['a']['b'] = value for path 'a.b', creating sections on the way."""
+    keys = path.split(".")
+    if not all(keys):
+        raise ConfigError(f"{where}: bad key path {path!r}")
+    node = d
+    for k in keys[:-1]:
+        nxt = node.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise ConfigError(f"{where}: {path!r}: {k!r} is a value, not a section")
+        node = nxt
+    node[keys[-1]] = value
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """['a.b=1', 'c=x'] -> nested dict; values parsed as YAML scalars (1 -> int, true -> bool)."""
+    out: dict = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+        set_by_path(out, key.strip(), value, where=f"--set {item!r}")
+    return out
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "backbone_args":
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key {path!r}")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        shown = "" if isinstance(value, dict) else f" (got {value!r})"
+        lines.append(f"{source}: {path}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def make_config(raw: dict | None = None, source: str = "config") -> TrialConfig:
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(
+            f"{source}: the top level must be a mapping of sections, got {type(raw).__name__}"
+        )
+    try:
+        return TrialConfig.model_validate(raw or {})
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections, got {type(raw).__name__}"
+        )
+    return raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrialConfig:
+    raw = read_yaml(path) if path else {}
+    source = str(path) if path else "defaults"
+    if overrides:
+        raw = deep_merge(raw, parse_overrides(overrides))
+        source += " + --set"
+    return make_config(raw, source)
+
+
+def save_config(cfg: TrialConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -1,0 +1,189 @@
+"""Reader for Microsoft FERPlus: Kaggle's `fer2013.csv` joined row by row with `fer2013new.csv`.
+
+    python -m nrfer.data.ferplus --root DIR --mode majority --summary
+
+`fer2013.csv` has `emotion,pixels,Usage` (pixels: 2304 space-separated ints, 48x48 gray);
+`fer2013new.csv` has `Usage,Image name,<8 emotions>,unknown,NF` (10 votes per row), in the
+same row order. Splits: Training -> train, PublicTest -> val, PrivateTest -> test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from nrfer.data.labels import LABEL_MODES, process_vote_table
+from nrfer.data.types import VOTE_COLUMNS, DataFormatError, FERData, FERSplit
+
+PIXELS_CSV = "fer2013.csv"
+VOTES_CSV = "fer2013new.csv"
+FER_SIZE = 48
+USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
+PIXELS_HEADER = ("emotion", "pixels", "Usage")
+VOTES_HEADER = ("Usage", "Image name", *VOTE_COLUMNS)
+
+
+def find_ferplus_files(root: str | Path) -> tuple[Path, Path]:
+    """Locate both CSVs under `root` (also in Kaggle's `fer2013/` subfolder)."""
+    root = Path(root)
+    found = []
+    for name in (PIXELS_CSV, VOTES_CSV):
+        candidates = [root / name, root / "fer2013" / name]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise DataFormatError(
+                f"FERPlus file {name!r} not found in {root} (looked at "
+                f"{', '.join(str(c) for c in candidates)}); put Kaggle's {PIXELS_CSV} and "
+                f"Microsoft's {VOTES_CSV} in that folder"
+            )
+        found.append(path)
+    return found[0], found[1]
+
+
+def _check_header(path: Path, header: list[str], expected: tuple[str, ...]) -> None:
+    got = tuple(h.strip() for h in header)
+    if got != expected:
+        raise DataFormatError(
+            f"{path}: line 1: columns {list(got)} do not match the expected {list(expected)}"
+        )
+
+
+def parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
+    n = FER_SIZE * FER_SIZE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fromstring stops at a bad token
+        try:
+            arr = np.fromstring(text, dtype=np.int64, sep=" ")
+        except ValueError:  # numpy >= 2.3 raises on a bad token
+            arr = np.zeros(0, np.int64)
+    if arr.size != n:  # slow path, only to say precisely what is wrong
+        tokens = text.split()
+        bad = next((t for t in tokens if not t.lstrip("-").isdigit()), None)
+        if bad is not None:
+            raise DataFormatError(
+                f"{path}: line {line}: pixels must be integers, found {bad[:20]!r}"
+            )
+        raise DataFormatError(
+            f"{path}: line {line}: pixels has {len(tokens)} values, expected {n} (48x48)"
+        )
+    if arr.min() < 0 or arr.max() > 255:
+        raise DataFormatError(
+            f"{path}: line {line}: pixel values must be in 0..255, found {int(arr.min())}..{int(arr.max())}"
+        )
+    return arr.astype(np.uint8).reshape(FER_SIZE, FER_SIZE)
+
+
+def read_votes_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """-> (usages, image names, votes [N, 10])."""
+    usages, names, votes = [], [], []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        _check_header(path, next(reader, []), VOTES_HEADER)
+        for line, row in enumerate(reader, start=2):
+            if len(row) != len(VOTES_HEADER):
+                raise DataFormatError(
+                    f"{path}: line {line}: {len(row)} fields, expected {len(VOTES_HEADER)}"
+                )
+            try:
+                v = [float(x) for x in row[2:]]
+            except ValueError:
+                raise DataFormatError(
+                    f"{path}: line {line}: vote counts must be numbers, got {row[2:]}"
+                ) from None
+            if min(v) < 0:
+                raise DataFormatError(f"{path}: line {line}: negative vote count")
+            usages.append(row[0].strip())
+            names.append(row[1].strip())
+            votes.append(v)
+    return usages, names, np.asarray(votes, dtype=np.float32).reshape(-1, len(VOTE_COLUMNS))
+
+
+def read_pixels_csv(path: Path) -> tuple[list[str], np.ndarray]:
+    """-> (usages, images uint8 [N, 48, 48])."""
+    usages, images = [], []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        _check_header(path, next(reader, []), PIXELS_HEADER)
+        for line, row in enumerate(reader, start=2):
+            if len(row) != 3:
+                raise DataFormatError(
+                    f"{path}: line {line}: {len(row)} fields, expected 3 (emotion,pixels,Usage)"
+                )
+            images.append(parse_pixels(row[1], path, line))
+            usages.append(row[2].strip())
+    stacked = np.stack(images) if images else np.zeros((0, FER_SIZE, FER_SIZE), np.uint8)
+    return usages, stacked
+
+
+def build_splits(
+    images: np.ndarray, usages: list[str], votes: np.ndarray, mode: str, where: Path
+) -> dict[str, FERSplit]:
+    """Apply the FERPlus label rules and split by Usage. images: uint8 [N, C, H, W]."""
+    for line, usage in enumerate(usages, start=2):
+        if usage not in USAGE_TO_SPLIT:
+            raise DataFormatError(
+                f"{where}: line {line}: Usage {usage!r} is not one of {', '.join(USAGE_TO_SPLIT)}"
+            )
+    kept, targets = process_vote_table(votes, mode)
+    split_of = np.array([USAGE_TO_SPLIT[u] for u in usages])[kept] if len(kept) else np.array([])
+    out = {}
+    for split in USAGE_TO_SPLIT.values():
+        sel = split_of == split
+        rows = kept[sel]
+        out[split] = FERSplit(
+            images=np.ascontiguousarray(images[rows]),
+            labels=targets[sel].argmax(axis=1).astype(np.int64),
+            targets=targets[sel],
+            votes=votes[rows],
+        )
+    return out
+
+
+def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
+    if mode not in LABEL_MODES:
+        raise ValueError(f"label mode {mode!r} is not one of {', '.join(LABEL_MODES)}")
+    pixels_path, votes_path = find_ferplus_files(root)
+    v_usage, _, votes = read_votes_csv(votes_path)
+    p_usage, images = read_pixels_csv(pixels_path)
+    if len(p_usage) != len(v_usage):
+        raise DataFormatError(
+            f"{pixels_path} has {len(p_usage)} rows but {votes_path} has {len(v_usage)}; "
+            "the two files must list the same images in the same order"
+        )
+    for line, (a, b) in enumerate(zip(p_usage, v_usage, strict=True), start=2):
+        if a != b:
+            raise DataFormatError(
+                f"line {line}: Usage {a!r} in {pixels_path} but {b!r} in {votes_path}; "
+                "the rows of the two files are not aligned"
+            )
+    splits = build_splits(images[:, None], v_usage, votes, mode, votes_path)
+    return FERData(**splits, label_mode=mode, source=f"ferplus:{Path(root)}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--root", required=True, help="folder with fer2013.csv and fer2013new.csv")
+    parser.add_argument("--mode", default="majority", choices=LABEL_MODES)
+    parser.add_argument(
+        "--summary", action="store_true", help="print split sizes as one JSON object"
+    )
+    args = parser.parse_args(argv)
+    try:
+        data = read_ferplus(args.root, args.mode)
+    except DataFormatError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(data.summary()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,107 @@
+"""In-memory FER data: one uint8 image array per split with labels, soft targets and votes.
+
+Every reader (FERPlus CSVs, the paper's image folders, synthetic FER+) returns `FERData`;
+training code never touches files. Images are stored once, as uint8 [N, C, H, W] (C = 1
+for grayscale FER+), and turned into float tensors on the training device batch by batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+EMOTIONS: tuple[str, ...] = (
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+)
+NUM_CLASSES = len(EMOTIONS)
+# FER+ vote columns: the 8 emotions, then unknown and NF (not a face).
+VOTE_COLUMNS: tuple[str, ...] = (*EMOTIONS, "unknown", "NF")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+class DataFormatError(ValueError):
+    """A data file that is missing or does not follow its format; names the file and row."""
+
+
+@dataclass
+class FERSplit:
+    images: np.ndarray  # uint8 [N, C, H, W]
+    labels: np.ndarray  # int64 [N], argmax of targets
+    targets: np.ndarray  # float32 [N, K], the label distribution of the label mode
+    votes: np.ndarray | None = None  # float32 [N, 10] raw annotator votes (FER+ order)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"images must be uint8 [N, C, H, W], got {self.images.dtype} {self.images.shape}"
+            )
+        for name in ("labels", "targets"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"{name} has {len(getattr(self, name))} rows, images {n}")
+        if self.votes is not None and len(self.votes) != n:
+            raise ValueError(f"votes has {len(self.votes)} rows, images {n}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    def per_class(self, num_classes: int = NUM_CLASSES) -> list[int]:
+        return np.bincount(self.labels, minlength=num_classes).astype(int).tolist()
+
+
+@dataclass
+class FERData:
+    train: FERSplit
+    val: FERSplit
+    test: FERSplit
+    class_names: tuple[str, ...] = EMOTIONS
+    label_mode: str = "majority"
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def split(self, name: str) -> FERSplit:
+        if name not in SPLITS:
+            raise KeyError(f"unknown split {name!r}; valid: {', '.join(SPLITS)}")
+        return getattr(self, name)
+
+    def summary(self) -> dict:
+        return {
+            "mode": self.label_mode,
+            "splits": {
+                s: {"n": len(self.split(s)), "per_class": self.split(s).per_class(self.num_classes)}
+                for s in SPLITS
+            },
+        }
+
+
+def prior_from_votes(
+    votes: np.ndarray, labels: np.ndarray, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
+    """PDLS prior D (Hwang et al. 2022, Sec. 2.3): row i = mean vote distribution over the
+    `num_classes` emotions of the training images labelled i. Rows with no images (or no
+    emotion votes) fall back to one-hot, so the prior never invents confusion."""
+    emo = np.asarray(votes, dtype=np.float64)[:, :num_classes]
+    totals = emo.sum(axis=1, keepdims=True)
+    dist = np.divide(emo, totals, out=np.zeros_like(emo), where=totals > 0)
+    prior = np.eye(num_classes)
+    for i in range(num_classes):
+        rows = dist[(labels == i) & (totals[:, 0] > 0)]
+        if len(rows):
+            prior[i] = rows.mean(axis=0)
+    return (prior / prior.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,235 @@
+"""Train one FER model: epochs of train + validation, best-by-val checkpoint, test once.
+
+    python -m nrfer.train --config nrfer/configs/demo.yaml --out runs/demo
+    python -m nrfer.train --config nrfer/configs/demo.yaml --set model.resizer.enabled=false
+    python -m nrfer.train --config nrfer/configs/demo.yaml --resume runs/demo/checkpoint/last.pt
+
+The last line printed is one JSON object with best_val_acc, best_epoch and test_acc. The
+loop reports through a plain callback, `callback(metrics, checkpoint_dir) -> stop?`; the
+sweep passes one that reports to Ray Tune and MLflow, the CLI one that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nrfer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nrfer.config import ConfigError, TrialConfig, load_config, save_config
+from nrfer.data import DataFormatError, FERData, load_data, prior_from_votes
+from nrfer.engine import DeviceSplit, evaluate, train_one_epoch
+from nrfer.losses import LOSSES, uses_prior
+from nrfer.models import build_model
+from nrfer.optim import build_optimizer, build_scheduler
+
+Callback = Callable[[dict, Path], "bool | None"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available here")
+    return torch.device(name)
+
+
+def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
+    prior = None
+    if uses_prior(cfg.loss.name):
+        if cfg.loss.prior is not None:
+            prior = torch.tensor(cfg.loss.prior, dtype=torch.float32)
+        elif data.train.votes is not None:
+            prior = torch.from_numpy(
+                prior_from_votes(data.train.votes, data.train.labels, data.num_classes)
+            )
+    return LOSSES.create(
+        cfg.loss.name,
+        num_classes=data.num_classes,
+        alpha=cfg.loss.alpha,
+        gamma=cfg.loss.gamma,
+        smoothing=cfg.loss.smoothing,
+        prior=prior,
+    )
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 1_000_003 + epoch
+
+
+def fit(
+    config: TrialConfig,
+    data: FERData | None = None,
+    callback: Callback | None = None,
+    resume: str | Path | dict | None = None,
+    out_dir: str | Path | None = None,
+    evaluate_test: bool = True,
+) -> dict:
+    """Train `config`; returns the summary (also written to out_dir/result.json).
+
+    resume: a checkpoint file/folder (or its loaded dict) from an earlier run of this config;
+    training continues after its epoch and ends where an unbroken run would have.
+    evaluate_test: False in sweeps, where configs are compared on validation only.
+    """
+    # Setup: threads, seed, device, outputs.
+    tc = config.train
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    torch.manual_seed(tc.seed)
+    device = resolve_device(tc.device)
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="nrfer-"))
+    ckpt_dir = out / "checkpoint"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, out / "config.yaml")
+
+    # Data, model, loss, optimiser.
+    data = data if data is not None else load_data(config.data)
+    for name in ("train", "val"):
+        if len(data.split(name)) == 0:
+            raise DataFormatError(f"{data.source}: the {name} split is empty")
+    splits = {s: DeviceSplit(data.split(s), device) for s in ("train", "val", "test")}
+    model = build_model(config.model, data.num_classes).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loss_fn = build_loss(config, data).to(device)
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = build_scheduler(optimizer, config.scheduler, tc.epochs)
+
+    start_epoch, best_val_acc, best_epoch, history = 0, -1.0, -1, []
+    if resume is not None:
+        state = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_val_acc, best_epoch = (
+            state["epoch"] + 1,
+            state["best_val_acc"],
+            state["best_epoch"],
+        )
+        history = list(state.get("history", []))
+        if state.get("best_model") is not None:
+            save_checkpoint(
+                {"model": state["best_model"], "epoch": best_epoch}, ckpt_dir / "best.pt"
+            )
+
+    # Epochs: train, validate, checkpoint (last always, best when val improves), report.
+    for epoch in range(start_epoch, tc.epochs):
+        t0 = time.perf_counter()
+        seed = epoch_seed(tc.seed, epoch)
+        torch.manual_seed(seed)  # dropout / drop-path draws of this epoch
+        train_m = train_one_epoch(
+            model, splits["train"], loss_fn, optimizer, config, seed, data.label_mode
+        )
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        val = evaluate(model, splits["val"], loss_fn, config, data.num_classes)
+        if not np.isfinite(train_m["train_loss"]):
+            raise FloatingPointError(
+                f"epoch {epoch}: training loss is {train_m['train_loss']} (diverged)"
+            )
+        improved = val["acc"] > best_val_acc
+        if improved:
+            best_val_acc, best_epoch = val["acc"], epoch
+            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, ckpt_dir / "best.pt")
+        metrics = {
+            "epoch": epoch,
+            **train_m,
+            "val_loss": val["loss"],
+            "val_acc": val["acc"],
+            "val_macro_f1": val["macro_f1"],
+            "lr": lr,
+            "best_val_acc": best_val_acc,
+            "best_epoch": best_epoch,
+            "epoch_time_s": time.perf_counter() - t0,
+        }
+        history.append(metrics)
+        best_model = (
+            load_checkpoint(ckpt_dir / "best.pt")["model"] if not improved else model.state_dict()
+        )
+        save_checkpoint(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "best_val_acc": best_val_acc,
+                "best_epoch": best_epoch,
+                "history": history,
+                "best_model": best_model,
+                "config": config.to_dict(),
+            },
+            ckpt_dir / "last.pt",
+        )
+        if callback is not None and callback(metrics, ckpt_dir):
+            break
+
+    result = {
+        "best_val_acc": best_val_acc,
+        "best_epoch": best_epoch,
+        "class_names": list(data.class_names),
+        "epochs_run": len(history),
+        "history": history,
+        "out_dir": str(out),
+    }
+    if evaluate_test:  # once, with the best-by-validation weights
+        model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", map_location=device)["model"])
+        test = evaluate(model, splits["test"], loss_fn, config, data.num_classes)
+        result["test_acc"] = test["acc"]
+        result["test_macro_f1"] = test["macro_f1"]
+        result["test_per_class_recall"] = test["per_class_recall"]
+        result["test_confusion"] = test["confusion"]
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def print_epoch(metrics: dict, _ckpt: Path) -> None:
+    print(
+        f"epoch {metrics['epoch']:3d}  train_loss {metrics['train_loss']:.4f}  train_acc {metrics['train_acc']:.3f}  "
+        f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.3f}  val_f1 {metrics['val_macro_f1']:.3f}  "
+        f"({metrics['epoch_time_s']:.1f}s)",
+        flush=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", help="trial config YAML (defaults for every key left out)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one key, e.g. --set model.resizer.n=32 (repeatable)",
+    )
+    parser.add_argument("--out", help="output folder (default runs/train-<time>)")
+    parser.add_argument("--resume", help="checkpoint file or folder to continue from")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, args.overrides)
+        out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
+        t0 = time.perf_counter()
+        result = fit(config, callback=print_epoch, resume=args.resume, out_dir=out)
+    except (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(
+        f"test (best-by-val epoch {result['best_epoch']}): acc {result['test_acc']:.4f}  "
+        f"macro-F1 {result['test_macro_f1']:.4f}  outputs in {out}  ({time.perf_counter() - t0:.0f}s)"
+    )
+    keys = ("best_val_acc", "best_epoch", "test_acc", "test_macro_f1", "epochs_run", "out_dir")
+    print(json.dumps({k: result[k] for k in keys}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

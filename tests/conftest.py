@@ -1,0 +1,50 @@
+"""Shared fixtures: small FER+ files in the real formats, written per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_VOTES = REPO.parent / "shared" / "data" / "ferplus" / "fer2013new.csv"
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic FER+ set in the Microsoft format (read through the real reader)."""
+    from nrfer.data.synthetic import write_ferplus
+
+    return write_ferplus(
+        tmp_path_factory.mktemp("synth") / "ferplus", seed=3, n_train=600, n_val=150, n_test=150
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_config_dict(synthetic_root) -> dict:
+    """A trial config that trains in seconds on 2 cores."""
+    return {
+        "data": {
+            "dataset": "synthetic",
+            "root": str(synthetic_root),
+            "synthetic": {"seed": 3, "n_train": 600, "n_val": 150, "n_test": 150},
+        },
+        "model": {
+            "backbone": "vit_tiny_patch16_224",
+            "backbone_args": {
+                "img_size": 32,
+                "patch_size": 8,
+                "embed_dim": 48,
+                "depth": 2,
+                "num_heads": 2,
+            },
+            "resizer": {"enabled": True, "n": 4, "r": 1},
+        },
+        "loss": {"name": "fpdls"},
+        "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.01},
+        "scheduler": {"name": "cosine", "warmup_epochs": 0},
+        "train": {"epochs": 3, "batch_size": 32, "seed": 0, "device": "cpu"},
+    }
