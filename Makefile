@@ -31,5 +31,18 @@ lint: setup
 train-demo: setup
 	$(BIN)/python -m nrfer.train --config nrfer/configs/demo.yaml --out runs/train-demo
 
+SPACE ?= demo.yaml
+SWEEP_ARGS ?=
+demo: setup
+	$(BIN)/python launch.py --space demo.yaml $(SWEEP_ARGS)
+
+sweep: setup
+	$(BIN)/python launch.py --space $(SPACE) $(SWEEP_ARGS)
+
+# The MLflow UI on loopback only; see the README before exposing it.
+UI_PORT ?= 5000
+ui: setup
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
 clean:
 	rm -rf runs .pytest_cache

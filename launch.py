@@ -1,0 +1,103 @@
+"""Run a hyperparameter sweep of FER trials (Ray Tune + Optuna + ASHA, tracked in MLflow).
+
+python launch.py --space demo.yaml                      # synthetic FER+, ~8 tiny trials on a CPU
+python launch.py --space ferplus_vit.yaml --address auto # the paper's space on a Ray cluster
+python launch.py --space demo.yaml --dry-run             # validate and show sampled configs
+python launch.py --space demo.yaml --resume              # continue a killed sweep of that name
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--space", required=True, help="a file in search_spaces/ (bare name) or a path"
+    )
+    parser.add_argument("--num-samples", type=int, help="override budget.num_samples")
+    parser.add_argument("--max-concurrent", type=int, help="override budget.max_concurrent")
+    parser.add_argument(
+        "--name", help="sweep name (MLflow experiment, storage folder); default: the space's name"
+    )
+    parser.add_argument(
+        "--address", help="join an existing Ray cluster (e.g. auto or 127.0.0.1:6379)"
+    )
+    parser.add_argument(
+        "--tracking-uri",
+        help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
+    )
+    parser.add_argument(
+        "--storage", help="where Ray Tune keeps trial results and checkpoints (default runs/sweeps)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the sweep of this name")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate and print the plan; train nothing"
+    )
+    args = parser.parse_args(argv)
+
+    from nrfer.config import ConfigError
+    from nrfer.data import DataFormatError
+    from sweep.space import SpaceError, load_space, resolve_space_path
+
+    try:
+        spec = load_space(args.space)
+        if args.num_samples is not None:
+            spec.num_samples = args.num_samples
+        if args.max_concurrent is not None:
+            spec.max_concurrent = args.max_concurrent
+        if args.name:
+            spec.name = args.name
+        if spec.num_samples < 1 or spec.max_concurrent < 1:
+            raise SpaceError("--num-samples and --max-concurrent must be >= 1")
+        if args.dry_run:
+            try:
+                check_data(spec)
+            except DataFormatError as e:
+                print(f"warning: {e}", file=sys.stderr)
+            from sweep.plan import print_plan
+
+            print_plan(spec)
+            return 0
+        check_data(spec)
+        from sweep.driver import print_leaderboard, run_sweep
+
+        summary = run_sweep(
+            spec,
+            resolve_space_path(args.space),
+            storage=args.storage,
+            address=args.address,
+            uri=args.tracking_uri,
+            resume=args.resume,
+        )
+    except (SpaceError, ConfigError, DataFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print_leaderboard(summary, spec.metric)
+    return 0
+
+
+def check_data(spec) -> None:
+    """Real FER+ files must be there before Ray starts."""
+    from nrfer.data import DataFormatError
+    from nrfer.data.ferplus import find_ferplus_files
+
+    if spec.data.get("dataset") == "ferplus":
+        try:
+            find_ferplus_files(spec.data.get("root") or "")
+        except DataFormatError as e:
+            raise DataFormatError(
+                f"{spec.source}: data.root: {e}. Or try the embedded demo: "
+                "python launch.py --space demo.yaml"
+            ) from None
+    elif spec.data.get("dataset") == "folders" and not Path(spec.data.get("root") or "").is_dir():
+        raise DataFormatError(f"{spec.source}: data.root {spec.data.get('root')!r} is not a folder")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

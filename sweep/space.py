@@ -1,0 +1,380 @@
+"""Search-space YAML -> validated sweep spec -> Optuna define-by-run function.
+
+One file describes a sweep: `name`, `metric`, `mode`, `data`, `fixed` (trial-config values
+shared by all trials), `search` (dotted trial-config key -> distribution, optionally with
+`when:` conditions on other parameters), `scheduler`, `budget`, `resources`, `seed`.
+Every error names the file, the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nrfer.config import ConfigError, TrialConfig, deep_merge, make_config, set_by_path
+from nrfer.registry import suggest
+
+SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int", "quantized")
+TOP_KEYS = (
+    "name",
+    "metric",
+    "mode",
+    "seed",
+    "data",
+    "fixed",
+    "search",
+    "scheduler",
+    "budget",
+    "resources",
+)
+METRICS = ("val_acc", "val_macro_f1", "val_loss")
+SCHEDULER_KEYS = {
+    "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
+    "fifo": ("name", "max_epochs"),
+}
+
+
+class SpaceError(ValueError):
+    """A search-space file that cannot be used."""
+
+
+@dataclass
+class Param:
+    key: str  # dotted trial-config path, e.g. "model.resizer.n"
+    kind: str  # one of DISTRIBUTIONS
+    args: list  # choice: values; uniform/loguniform/int: [low, high]; quantized: [low, high, q]
+    when: dict[str, list] = field(default_factory=dict)  # other param -> allowed values
+
+    def active(self, chosen: dict[str, Any]) -> bool:
+        return all(k in chosen and chosen[k] in vals for k, vals in self.when.items())
+
+    def suggest(self, trial) -> Any:
+        """Declare this parameter on an optuna.Trial (define-by-run)."""
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, self.args)
+        lo, hi = self.args[0], self.args[1]
+        if self.kind == "uniform":
+            return trial.suggest_float(self.key, lo, hi)
+        if self.kind == "loguniform":
+            return trial.suggest_float(self.key, lo, hi, log=True)
+        if self.kind == "int":
+            return trial.suggest_int(self.key, int(lo), int(hi))
+        return trial.suggest_float(self.key, lo, hi, step=self.args[2])
+
+    def first(self) -> Any:
+        return (
+            self.args[0]
+            if self.kind == "choice"
+            else (int(self.args[0]) if self.kind == "int" else self.args[0])
+        )
+
+
+@dataclass
+class SweepSpec:
+    name: str
+    metric: str
+    mode: str
+    seed: int
+    data: dict
+    fixed: dict
+    params: list[Param]
+    scheduler: dict
+    num_samples: int
+    max_concurrent: int
+    time_budget_s: float | None
+    resources: dict
+    source: str = ""
+
+    @property
+    def max_epochs(self) -> int:
+        return int(self.scheduler["max_epochs"])
+
+    def base_config(self) -> dict:
+        """The trial config shared by all trials (data + fixed + epochs = max_epochs)."""
+        base = deep_merge(self.fixed, {"data": self.data})
+        return deep_merge(base, {"train": {"epochs": self.max_epochs}})
+
+    def trial_config(self, params: dict[str, Any]) -> TrialConfig:
+        raw = self.base_config()
+        for key, value in params.items():
+            set_by_path(raw, key, value, where=f"{self.source}: search.{key}")
+        return make_config(raw, f"{self.source} (trial)")
+
+    def define_by_run(self, trial) -> None:
+        """Optuna define-by-run: declares the parameters, in file order, skipping inactive ones."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(chosen):
+                chosen[p.key] = p.suggest(trial)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "metric": self.metric,
+            "mode": self.mode,
+            "seed": self.seed,
+            "data": self.data,
+            "fixed": self.fixed,
+            "scheduler": self.scheduler,
+            "search": {
+                p.key: {p.kind: p.args, **({"when": p.when} if p.when else {})} for p in self.params
+            },
+            "budget": {
+                "num_samples": self.num_samples,
+                "max_concurrent": self.max_concurrent,
+                "time_budget_s": self.time_budget_s,
+            },
+            "resources": self.resources,
+        }
+
+
+def resolve_space_path(name: str | Path) -> Path:
+    """A bare name is looked up in search_spaces/; a path is used as it is."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    candidate = SPACES_DIR / path.name
+    if not path.parent.parts and candidate.is_file():
+        return candidate
+    known = sorted(p.name for p in SPACES_DIR.glob("*.yaml"))
+    raise SpaceError(
+        f"search space {str(name)!r} not found (as a path, or in {SPACES_DIR}: {', '.join(known)})"
+    )
+
+
+def _err(source: str, key: str, msg: str) -> SpaceError:
+    return SpaceError(f"{source}: {key}: {msg}")
+
+
+def _number(source: str, key: str, v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise _err(source, key, f"expected a number, got {v!r}")
+    return v
+
+
+def parse_param(source: str, key: str, body: Any) -> Param:
+    where = f"search.{key}"
+    if not isinstance(body, dict):
+        raise _err(
+            source,
+            where,
+            f"expected a mapping like {{choice: [...]}} or {{uniform: [low, high]}}, got {body!r}",
+        )
+    kinds = [k for k in body if k != "when"]
+    unknown = [k for k in kinds if k not in DISTRIBUTIONS]
+    if unknown:
+        raise _err(
+            source,
+            where,
+            f"unknown distribution {unknown[0]!r}; {suggest(str(unknown[0]), list(DISTRIBUTIONS))}",
+        )
+    if len(kinds) != 1:
+        raise _err(
+            source,
+            where,
+            f"give exactly one distribution of {', '.join(DISTRIBUTIONS)}, got {kinds or 'none'}",
+        )
+    kind, args = kinds[0], body[kinds[0]]
+    if not isinstance(args, list):
+        raise _err(source, f"{where}.{kind}", f"expected a list, got {args!r}")
+    if kind == "choice":
+        if not args:
+            raise _err(source, f"{where}.choice", "the list of choices is empty")
+    else:
+        n = 3 if kind == "quantized" else 2
+        if len(args) != n:
+            shape = "[low, high, step]" if kind == "quantized" else "[low, high]"
+            raise _err(source, f"{where}.{kind}", f"expected {shape}, got {args!r}")
+        lo, hi = (_number(source, f"{where}.{kind}", a) for a in args[:2])
+        if lo > hi:
+            raise _err(source, f"{where}.{kind}", f"low {lo} > high {hi}")
+        if kind == "loguniform" and lo <= 0:
+            raise _err(source, f"{where}.{kind}", f"loguniform needs low > 0, got {lo}")
+        if kind == "int" and (int(lo) != lo or int(hi) != hi):
+            raise _err(source, f"{where}.{kind}", f"int bounds must be integers, got {args!r}")
+        if kind == "quantized" and _number(source, f"{where}.{kind}", args[2]) <= 0:
+            raise _err(source, f"{where}.{kind}", f"step must be > 0, got {args[2]}")
+    when = body.get("when", {}) or {}
+    if not isinstance(when, dict):
+        raise _err(
+            source, f"{where}.when", f"expected a mapping of parameter -> value(s), got {when!r}"
+        )
+    when = {k: (v if isinstance(v, list) else [v]) for k, v in when.items()}
+    return Param(key, kind, list(args), when)
+
+
+def _check_section(source: str, name: str, value: Any, allowed: tuple[str, ...]) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _err(source, name, f"expected a mapping, got {value!r}")
+    for k in value:
+        if k not in allowed:
+            raise _err(source, f"{name}.{k}", f"unknown key; allowed: {', '.join(allowed)}")
+    return value
+
+
+def parse_space(raw: Any, source: str = "space") -> SweepSpec:
+    if not isinstance(raw, dict):
+        raise SpaceError(
+            f"{source}: the top level must be a mapping with keys {', '.join(TOP_KEYS)}"
+        )
+    for k in raw:
+        if k not in TOP_KEYS:
+            raise _err(source, str(k), f"unknown key; {suggest(str(k), list(TOP_KEYS))}")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\"):
+        raise _err(
+            source,
+            "name",
+            f"a non-empty name without slashes is required (the MLflow experiment), got {name!r}",
+        )
+    metric = raw.get("metric", "val_acc")
+    if metric not in METRICS:
+        raise _err(source, "metric", f"{metric!r} is not one of {', '.join(METRICS)}")
+    mode = raw.get("mode", "min" if metric == "val_loss" else "max")
+    if mode not in ("max", "min"):
+        raise _err(source, "mode", f"{mode!r} is not one of max, min")
+    seed = raw.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise _err(source, "seed", f"expected an integer, got {seed!r}")
+    data = _check_section(
+        source,
+        "data",
+        raw.get("data"),
+        tuple(TrialConfig.model_fields["data"].annotation.model_fields),
+    )
+    fixed = raw.get("fixed") or {}
+    if not isinstance(fixed, dict):
+        raise _err(source, "fixed", f"expected a mapping of trial-config sections, got {fixed!r}")
+
+    sched = dict(
+        _check_section(
+            source,
+            "scheduler",
+            raw.get("scheduler"),
+            ("name", "grace_period", "reduction_factor", "max_epochs"),
+        )
+    )
+    sched.setdefault("name", "asha")
+    if sched["name"] not in SCHEDULER_KEYS:
+        raise _err(
+            source, "scheduler.name", f"{sched['name']!r} is not one of {', '.join(SCHEDULER_KEYS)}"
+        )
+    for k in sched:
+        if k not in SCHEDULER_KEYS[sched["name"]]:
+            raise _err(
+                source,
+                f"scheduler.{k}",
+                f"not used by {sched['name']}; allowed: {', '.join(SCHEDULER_KEYS[sched['name']])}",
+            )
+    sched.setdefault(
+        "max_epochs",
+        fixed.get("train", {}).get("epochs", 10) if isinstance(fixed.get("train"), dict) else 10,
+    )
+    if sched["name"] == "asha":
+        sched.setdefault("grace_period", 1)
+        sched.setdefault("reduction_factor", 2)
+    for k, low in (("max_epochs", 1), ("grace_period", 1), ("reduction_factor", 2)):
+        v = sched.get(k)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
+            raise _err(source, f"scheduler.{k}", f"expected an integer >= {low}, got {v!r}")
+    if sched["name"] == "asha" and sched["grace_period"] > sched["max_epochs"]:
+        raise _err(
+            source,
+            "scheduler.grace_period",
+            f"{sched['grace_period']} > max_epochs {sched['max_epochs']}",
+        )
+
+    budget = _check_section(
+        source, "budget", raw.get("budget"), ("num_samples", "max_concurrent", "time_budget_s")
+    )
+    num_samples, max_concurrent = budget.get("num_samples", 8), budget.get("max_concurrent", 2)
+    time_budget = budget.get("time_budget_s")
+    for k, v in (("num_samples", num_samples), ("max_concurrent", max_concurrent)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise _err(source, f"budget.{k}", f"expected an integer >= 1, got {v!r}")
+    if time_budget is not None and _number(source, "budget.time_budget_s", time_budget) <= 0:
+        raise _err(source, "budget.time_budget_s", f"must be > 0, got {time_budget}")
+
+    resources = dict(_check_section(source, "resources", raw.get("resources"), ("cpu", "gpu")))
+    resources.setdefault("cpu", 1)
+    resources.setdefault("gpu", 0)
+    for k in ("cpu", "gpu"):
+        if _number(source, f"resources.{k}", resources[k]) < 0:
+            raise _err(source, f"resources.{k}", f"must be >= 0, got {resources[k]}")
+    if resources["gpu"] > 1 and resources["gpu"] != int(resources["gpu"]):
+        raise _err(
+            source, "resources.gpu", f"fractions are allowed below 1 only, got {resources['gpu']}"
+        )
+
+    search = raw.get("search") or {}
+    if not isinstance(search, dict):
+        raise _err(
+            source, "search", f"expected a mapping of parameter -> distribution, got {search!r}"
+        )
+    params = [parse_param(source, str(k), v) for k, v in search.items()]
+    keys = [p.key for p in params]
+    for i, p in enumerate(params):
+        for dep, vals in p.when.items():
+            if dep not in keys:
+                raise _err(
+                    source,
+                    f"search.{p.key}.when.{dep}",
+                    f"no such parameter; conditions may name: {', '.join(k for k in keys if k != p.key) or 'none'}",
+                )
+            if keys.index(dep) >= i:
+                raise _err(
+                    source,
+                    f"search.{p.key}.when.{dep}",
+                    "a condition must name a parameter listed before this one",
+                )
+            dep_param = params[keys.index(dep)]
+            if dep_param.kind == "choice":
+                bad = [v for v in vals if v not in dep_param.args]
+                if bad:
+                    raise _err(
+                        source,
+                        f"search.{p.key}.when.{dep}",
+                        f"{bad[0]!r} is not one of {dep_param.args}",
+                    )
+
+    spec = SweepSpec(
+        name=name,
+        metric=metric,
+        mode=mode,
+        seed=seed,
+        data=data,
+        fixed=fixed,
+        params=params,
+        scheduler=sched,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        time_budget_s=time_budget,
+        resources=resources,
+        source=source,
+    )
+    # Every parameter must be a real trial-config key with values it accepts: check the
+    # shared config, and each parameter at its first value and (for choices) each value.
+    try:
+        spec.trial_config({})
+        for p in params:
+            for value in p.args if p.kind == "choice" else [p.first(), p.args[1]]:
+                spec.trial_config({p.key: value})
+    except ConfigError as e:
+        raise SpaceError(str(e)) from None
+    return spec
+
+
+def load_space(name: str | Path) -> SweepSpec:
+    path = resolve_space_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpaceError(f"{path}: not valid YAML: {e}") from None
+    return parse_space(raw, str(path))

@@ -1,0 +1,34 @@
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "launch.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_missing_ferplus_files_stop_before_ray_and_point_to_the_demo():
+    p = run("--space", "ferplus_vit.yaml")
+    assert p.returncode == 2
+    assert "fer2013.csv" in p.stderr and "data/ferplus" in p.stderr and "demo.yaml" in p.stderr
+    assert "ray" not in p.stdout.lower()
+
+
+def test_dry_run_prints_parameters_plan_and_samples():
+    p = run("--space", "demo.yaml", "--dry-run", "--num-samples", "5")
+    assert p.returncode == 0, p.stderr
+    assert "loss.gamma" in p.stdout and "when {'loss.name': ['focal', 'fpdls']}" in p.stdout
+    assert "budget: 5 trials, 2 at a time" in p.stdout
+    assert p.stdout.count("sample ") == 3
+
+
+def test_bad_space_name_is_a_clear_error():
+    p = run("--space", "nope.yaml")
+    assert (
+        p.returncode == 2
+        and "search space 'nope.yaml' not found" in p.stderr
+        and "demo.yaml" in p.stderr
+    )

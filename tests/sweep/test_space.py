@@ -1,0 +1,106 @@
+import optuna
+import pytest
+
+from sweep.plan import sample_configs
+from sweep.space import SpaceError, load_space, parse_space
+
+BASE = {
+    "name": "t",
+    "data": {"dataset": "synthetic"},
+    "scheduler": {"name": "asha", "max_epochs": 2},
+}
+
+
+def space(**search):
+    return {**BASE, "search": search}
+
+
+def test_every_distribution_and_conditionals_compile_to_define_by_run():
+    spec = parse_space(
+        space(
+            **{
+                "model.resizer.enabled": {"choice": [True, False]},
+                "model.resizer.n": {"int": [4, 16], "when": {"model.resizer.enabled": True}},
+                "loss.name": {"choice": ["ce", "focal"]},
+                "loss.gamma": {"uniform": [0.5, 3.0], "when": {"loss.name": ["focal"]}},
+                "optim.lr": {"loguniform": [1e-4, 1e-2]},
+                "loss.alpha": {"quantized": [0.5, 0.9, 0.1]},
+            }
+        ),
+        "s.yaml",
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")
+    seen = set()
+    for _ in range(40):
+        t = study.ask()
+        spec.define_by_run(t)
+        p = t.params
+        assert ("model.resizer.n" in p) == p["model.resizer.enabled"]
+        assert ("loss.gamma" in p) == (p["loss.name"] == "focal")
+        assert 1e-4 <= p["optim.lr"] <= 1e-2 and 4 <= p.get("model.resizer.n", 4) <= 16
+        assert round(p["loss.alpha"] * 10) == pytest.approx(p["loss.alpha"] * 10)
+        seen.add((p["model.resizer.enabled"], p["loss.name"]))
+        cfg = spec.trial_config(p)
+        assert cfg.optim.lr == p["optim.lr"] and cfg.train.epochs == 2
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({**BASE, "serch": {}}, "serch: unknown key; .*did you mean 'search'"),
+        (
+            space(**{"optim.lr": {"logunifom": [1, 2]}}),
+            "search.optim.lr: unknown distribution 'logunifom'",
+        ),
+        (
+            space(**{"optim.lr": {"uniform": [0.1, 0.01]}}),
+            r"search.optim.lr.uniform: low 0.1 > high 0.01",
+        ),
+        (space(**{"optim.lr": {"loguniform": [0, 1]}}), "loguniform needs low > 0"),
+        (
+            space(**{"loss.name": {"choice": []}}),
+            "search.loss.name.choice: the list of choices is empty",
+        ),
+        (
+            space(**{"loss.gamma": {"uniform": [1, 2], "when": {"loss.nme": "focal"}}}),
+            "when.loss.nme: no such parameter",
+        ),
+        (
+            space(
+                **{
+                    "loss.name": {"choice": ["ce"]},
+                    "loss.gamma": {"uniform": [1, 2], "when": {"loss.name": "fcl"}},
+                }
+            ),
+            "'fcl' is not one of",
+        ),
+        (space(**{"model.resizr.n": {"int": [1, 2]}}), "unknown key 'model.resizr'"),
+        (space(**{"loss.name": {"choice": ["ce", "nope"]}}), "unknown loss 'nope'"),
+        (
+            {**BASE, "scheduler": {"name": "asha", "max_epochs": 2, "grace_period": 3}},
+            "grace_period: 3 > max_epochs 2",
+        ),
+        ({**BASE, "scheduler": {"name": "pbt"}}, "scheduler.name: 'pbt' is not one of asha, fifo"),
+        ({**BASE, "budget": {"num_samples": 0}}, "budget.num_samples: expected an integer >= 1"),
+        ({**BASE, "resources": {"gpu": 1.5}}, "fractions are allowed below 1 only"),
+        ({**BASE, "name": ""}, "name: a non-empty name"),
+        ([1, 2], "top level must be a mapping"),
+    ],
+)
+def test_errors_name_file_key_and_what_is_allowed(raw, message):
+    with pytest.raises(SpaceError, match=message) as err:
+        parse_space(raw, "bad.yaml")
+    assert "bad.yaml" in str(err.value)
+
+
+def test_shipped_spaces_load_and_sample():
+    demo = load_space("demo.yaml")
+    assert demo.name == "demo" and demo.scheduler["name"] == "asha" and demo.num_samples == 8
+    assert len(sample_configs(demo, 3)) == 3
+    paper = load_space("ferplus_vit.yaml")
+    keys = {p.key for p in paper.params}
+    assert {"model.backbone", "model.resizer.n", "loss.gamma", "optim.lr"} <= keys
+    assert paper.data["dataset"] == "ferplus" and paper.resources["gpu"] == 0.5
+    with pytest.raises(SpaceError, match="not found"):
+        load_space("nope.yaml")

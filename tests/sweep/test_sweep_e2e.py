@@ -1,0 +1,75 @@
+"""A real sweep: local Ray runtime on loopback, SQLite MLflow store, tiny synthetic data."""
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_sweep_tracks_parent_and_nested_trial_runs(tmp_path, synthetic_root, ray_local):
+    from mlflow.tracking import MlflowClient
+
+    from sweep.driver import run_sweep
+    from sweep.space import load_space
+
+    space = {
+        "name": "e2e",
+        "seed": 1,
+        "data": {"dataset": "synthetic", "root": str(synthetic_root)},
+        "fixed": {
+            "model": {
+                "backbone": "vit_tiny_patch16_224",
+                "backbone_args": {
+                    "img_size": 32,
+                    "patch_size": 8,
+                    "embed_dim": 32,
+                    "depth": 1,
+                    "num_heads": 2,
+                },
+            },
+            "train": {"batch_size": 64, "device": "cpu"},
+        },
+        "search": {
+            "model.resizer.enabled": {"choice": [True, False]},
+            "optim.lr": {"loguniform": [1e-4, 1e-2]},
+        },
+        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 3},
+        "budget": {"num_samples": 4, "max_concurrent": 2},
+        "resources": {"cpu": 1},
+    }
+    path = tmp_path / "e2e.yaml"
+    path.write_text(yaml.safe_dump(space))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = run_sweep(
+        load_space(path), path, storage=str(tmp_path / "storage"), uri=uri, verbose=0
+    )
+    assert summary["num_trials"] == 4 and summary["num_errors"] == 0
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("e2e")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("nrfer.role") == "sweep"]
+    children = [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert child.info.status == "FINISHED"
+        assert {"model.resizer.enabled", "optim.lr"} <= set(child.data.params)
+        history = client.get_metric_history(child.info.run_id, "val_acc")
+        assert 1 <= len(history) <= 3 and [m.step for m in history] == list(range(len(history)))
+    epochs = sorted(len(client.get_metric_history(c.info.run_id, "val_acc")) for c in children)
+    assert epochs[0] < 3, f"ASHA should stop a trial early: {epochs}"
+    best_child = max(c.data.metrics["val_acc"] for c in children)
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(summary["best"]["val_acc"])
+    assert summary["best"]["val_acc"] <= best_child + 1e-9
