@@ -29,6 +29,7 @@ from nrfer.engine import DeviceSplit, evaluate, train_one_epoch
 from nrfer.losses import LOSSES, uses_prior
 from nrfer.models import build_model
 from nrfer.optim import build_optimizer, build_scheduler
+from nrfer.viz import confusion_image, resizer_grid
 
 Callback = Callable[[dict, Path], "bool | None"]
 
@@ -138,6 +139,7 @@ def fit(
         if improved:
             best_val_acc, best_epoch = val["acc"], epoch
             save_checkpoint({"model": model.state_dict(), "epoch": epoch}, ckpt_dir / "best.pt")
+            write_previews(out / "previews", model, data, val["confusion"], device)
         metrics = {
             "epoch": epoch,
             **train_m,
@@ -147,6 +149,7 @@ def fit(
             "lr": lr,
             "best_val_acc": best_val_acc,
             "best_epoch": best_epoch,
+            "improved": improved,
             "epoch_time_s": time.perf_counter() - t0,
         }
         history.append(metrics)
@@ -187,6 +190,15 @@ def fit(
         result["test_confusion"] = test["confusion"]
     (out / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def write_previews(
+    folder: Path, model, data: FERData, confusion: list, device: torch.device, n: int = 8
+) -> None:
+    """The best epoch's validation confusion matrix and resizer view, as PNGs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    confusion_image(confusion, data.class_names).save(folder / "val_confusion.png")
+    resizer_grid(model, data.val.images[:n], device).save(folder / "resizer_grid.png")
 
 
 def print_epoch(metrics: dict, _ckpt: Path) -> None:

@@ -2,7 +2,8 @@
 
 The dataset is read once here and handed to every trial through Ray's object store
 (`tune.with_parameters`); each trial runs `nrfer.train.fit` with a callback that reports
-every epoch's metrics and checkpoint to Tune and restores from `tune.get_checkpoint()`.
+every epoch's metrics and checkpoint to Tune (and to its MLflow run), and restores from
+`tune.get_checkpoint()` when Ray retries it.
 """
 
 from __future__ import annotations
@@ -23,30 +24,48 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from nrfer.checkpoint import load_checkpoint
-from nrfer.config import ConfigError, make_config
+from nrfer.config import ConfigError, deep_merge, make_config, set_by_path
 from nrfer.data import FERData, load_data
 from nrfer.train import fit
+from sweep.report import write_report
 from sweep.space import SweepSpec
-from sweep.tracking import MLflowTrialCallback, SweepTracker, tracking_uri
+from sweep.tracking import (
+    SchedulerStateCallback,
+    SweepTracker,
+    TrialLogger,
+    TrialStatusCallback,
+    tracking_uri,
+)
 
 RESULT_KEYS = ("val_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc", "epoch")
+SCHEDULER_STATE = "nrfer_scheduler_state.pkl"
+LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
 
 
-def run_trial(config: dict[str, Any], base: dict, data: FERData) -> None:
-    """The Tune function trainable: one nrfer trial; `config` holds the sampled parameters."""
-    from nrfer.config import deep_merge, set_by_path
-
+def trial_config(base: dict, params: dict[str, Any]):
     raw = deep_merge(base, {})
-    for key, value in config.items():
+    for key, value in params.items():
         set_by_path(raw, key, value)
-    cfg = make_config(raw, "trial")
+    return make_config(raw, "trial")
+
+
+def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict) -> None:
+    """The Tune function trainable: one nrfer trial; `params` holds the sampled values."""
+    cfg = trial_config(base, params)
     resume = None
     checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # Ray retried this trial: continue after the last epoch
+    if checkpoint is not None:  # Ray retried this trial: continue after its last epoch
         with checkpoint.as_directory() as d:
             resume = load_checkpoint(Path(d) / "last.pt")
+    logger = TrialLogger(tracking, tune.get_context().get_trial_id())
+    logger.start(cfg.flat(), params)
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
+        logger.log_epoch(
+            {k: metrics[k] for k in RESULT_KEYS if k != "epoch"}, step=metrics["epoch"]
+        )
+        if metrics["improved"]:
+            logger.log_artifacts(ckpt_dir.parent / "previews", "previews")
         tune.report(
             {k: metrics[k] for k in RESULT_KEYS},
             checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
@@ -54,6 +73,9 @@ def run_trial(config: dict[str, Any], base: dict, data: FERData) -> None:
 
     with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
         fit(cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False)
+        logger.log_artifact(Path(out) / "checkpoint" / "best.pt", "checkpoint")
+        logger.log_artifact(Path(out) / "config.yaml", "")
+    logger.finish()
 
 
 def build_searcher(spec: SweepSpec):
@@ -89,21 +111,35 @@ def check_storage(storage: Path) -> None:
         raise ConfigError(f"storage path {storage} has under 200 MiB free")
 
 
-def leaderboard(results, spec: SweepSpec, top: int = 5) -> list[dict]:
-    rows = []
-    for r in results:
-        if r.metrics and spec.metric in r.metrics:
-            rows.append(
-                {
-                    "trial_id": r.metrics.get("trial_id"),
-                    spec.metric: r.metrics[spec.metric],
-                    "best_val_acc": r.metrics.get("best_val_acc"),
-                    "epochs": r.metrics.get("training_iteration"),
-                    "config": r.config,
-                }
+def check_resources(spec: SweepSpec) -> None:
+    total = ray.cluster_resources()
+    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
+        need = spec.resources[key]
+        if need > total.get(name, 0):
+            raise ConfigError(
+                f"{spec.source}: resources.{key}: a trial asks for {need} {name}, "
+                f"the Ray cluster has {total.get(name, 0)}"
             )
-    rows.sort(key=lambda x: x[spec.metric], reverse=spec.mode == "max")
-    return rows[:top] if top else rows
+
+
+def init_ray(address: str | None, verbose: int) -> None:
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, log_to_driver=verbose > 1)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=verbose > 1, _node_ip_address=LOCAL_RAY_IP)
+
+
+def _restored_scheduler(tuner):
+    """The scheduler object inside a restored Tuner (Ray keeps no public handle to it)."""
+    internal = getattr(tuner, "_local_tuner", None)
+    return getattr(getattr(internal, "_tune_config", None), "scheduler", None)
+
+
+def _unfinished(results) -> int:
+    trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None) or []
+    return sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
 
 
 def run_sweep(
@@ -124,97 +160,124 @@ def run_sweep(
         raise ConfigError(f"--resume: no sweep named {spec.name!r} to resume under {storage_path}")
     if not resume and exp_dir.exists():
         raise ConfigError(
-            f"a sweep named {spec.name!r} already exists under {storage_path}; use --resume or --name"
+            f"a sweep named {spec.name!r} already exists under {storage_path}; "
+            "continue it with --resume or pick another --name"
         )
 
-    # Data once, in the driver; Ray puts it in the object store for all trials.
+    # Setup: data once in the driver, Ray, the parent run.
     base = spec.base_config()
-    cpus = spec.resources["cpu"]
-    base = {**base, "train": {**base.get("train", {}), "num_threads": max(1, int(cpus))}}
+    base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources["cpu"]))}
     t0 = time.perf_counter()
     data = load_data(make_config(base, spec.source).data)
     data_s = time.perf_counter() - t0
-
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=verbose > 1)
-        else:
-            ray.init(
-                include_dashboard=False, log_to_driver=verbose > 1, _node_ip_address="127.0.0.2"
-            )  # loopback only
+    init_ray(address, verbose)
+    check_resources(spec)
     tracker = SweepTracker(uri, spec.name, spec.name)
     parent = tracker.start_parent(spec.to_dict(), space_file, str(exp_dir))
     if resume:
-        tracker.close_open_trials("KILLED")
+        tracker.close_open_trials("KILLED")  # runs the killed driver left open
 
+    # Tuner: new, or restored with the searcher state and our saved scheduler state.
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=base, data=data),
+        tune.with_parameters(run_trial, base=base, data=data, tracking=tracker.context()),
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
     )
-    run_config = tune.RunConfig(
-        name=spec.name,
-        storage_path=str(storage_path),
-        callbacks=[MLflowTrialCallback(tracker)],
-        failure_config=tune.FailureConfig(max_failures=2),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-        verbose=verbose,
-    )
+    state_file = exp_dir / SCHEDULER_STATE
+    if resume:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+        scheduler = _restored_scheduler(tuner)
+        if scheduler is not None and state_file.is_file():
+            scheduler.restore(str(state_file))
+    else:
+        scheduler = build_scheduler(spec)
+    callbacks = [TrialStatusCallback(tracker, spec.max_epochs)]
+    if scheduler is not None:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        callbacks.append(SchedulerStateCallback(scheduler, state_file))
+    if not resume:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=build_searcher(spec),
+                scheduler=scheduler,
+                metric=spec.metric,
+                mode=spec.mode,
+                num_samples=spec.num_samples,
+                time_budget_s=spec.time_budget_s,
+            ),
+            run_config=tune.RunConfig(
+                name=spec.name,
+                storage_path=str(storage_path),
+                callbacks=callbacks,
+                failure_config=tune.FailureConfig(max_failures=2),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                verbose=verbose,
+            ),
+        )
+    else:
+        tuner._local_tuner._run_config.callbacks = (
+            callbacks  # restored RunConfig has pickled copies
+        )
+
     status = "FAILED"
     try:
-        if resume:
-            tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
-        else:
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=build_searcher(spec),
-                    scheduler=build_scheduler(spec),
-                    metric=spec.metric,
-                    mode=spec.mode,
-                    num_samples=spec.num_samples,
-                    time_budget_s=spec.time_budget_s,
-                ),
-                run_config=run_config,
-            )
         t1 = time.perf_counter()
         results = tuner.fit()
-        board = leaderboard(results, spec, top=0)
-        best = board[0] if board else None
-        summary = {
+        wall = time.perf_counter() - t1
+        unfinished = _unfinished(results)
+        runs = tracker.trial_runs()
+        run_ids = {tid: r.info.run_id for tid, r in runs.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            ranked, importance = write_report(results, spec, run_ids, Path(tmp))
+            for f in Path(tmp).iterdir():
+                tracker.client.log_artifact(parent, str(f), "report")
+        best = ranked[0] if ranked else None
+        metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
+        if best:
+            metrics[f"best_{spec.metric}"] = best[spec.metric]
+            tracker.client.set_tag(
+                parent, "nrfer.best_trial_run_id", run_ids.get(best["trial_id"], "")
+            )
+            tracker.client.set_tag(parent, "nrfer.best_trial_id", best["trial_id"])
+        for k, v in metrics.items():
+            tracker.client.log_metric(parent, k, float(v))
+        status = "KILLED" if unfinished else "FINISHED"
+        return {
             "sweep": spec.name,
             "parent_run_id": parent,
             "tracking_uri": uri,
             "storage": str(exp_dir),
             "num_trials": len(results),
             "num_errors": results.num_errors,
+            "unfinished": unfinished,
             "best": best,
-            "leaderboard": board[:5],
-            "wall_s": time.perf_counter() - t1,
+            "leaderboard": ranked[:5],
+            "importance": importance,
+            "wall_s": wall,
             "data_load_s": data_s,
         }
-        metrics = {
-            "num_trials": len(results),
-            "num_errors": results.num_errors,
-            "wall_s": summary["wall_s"],
-        }
-        if best:
-            metrics[f"best_{spec.metric}"] = best[spec.metric]
-        status = "FINISHED"
-        tracker.end_parent("FINISHED", metrics, board)
-        return summary
     finally:
-        tracker.close_open_trials("KILLED" if status != "FINISHED" else "FINISHED")
-        if status != "FINISHED":
-            tracker.end_parent("KILLED")
+        tracker.close_open_trials("KILLED")
+        tracker.end_parent(status)
 
 
 def print_leaderboard(summary: dict, metric: str) -> None:
+    state = (
+        f", {summary['unfinished']} unfinished (continue with --resume)"
+        if summary["unfinished"]
+        else ""
+    )
     print(
-        f"\nsweep {summary['sweep']}: {summary['num_trials']} trials, {summary['num_errors']} errors, "
+        f"\nsweep {summary['sweep']}: {summary['num_trials']} trials, {summary['num_errors']} errors{state}, "
         f"{summary['wall_s']:.0f}s; MLflow parent run {summary['parent_run_id']} at {summary['tracking_uri']}"
     )
-    print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  config")
+    print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  trial             config")
     for i, row in enumerate(summary["leaderboard"], start=1):
         print(
-            f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']!s:>6}  {json.dumps(row['config'], sort_keys=True)}"
+            f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']:>6}  {row['trial_id']:16s}  {json.dumps(row['params'], sort_keys=True)}"
+        )
+    if summary["importance"]:
+        print(
+            "parameter importance: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items())
         )

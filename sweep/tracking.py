@@ -1,32 +1,55 @@
 """MLflow tracking for a sweep: one parent run per sweep, one nested run per trial.
 
-All MLflow writes happen in the driver (a Ray Tune callback), so a SQLite store has one
-writer and workers on other nodes never need to reach the tracking server. Runs are found
-by tags (`nrfer.sweep_id`, `nrfer.trial_id`) before any is created, so a resumed sweep
-reuses its parent and trial runs instead of duplicating them, and none is left RUNNING.
+The driver owns the parent run (`SweepTracker`). Each trial logs to its own nested run
+from the worker process (`TrialLogger`), so a multi-node sweep with an `http://` tracking
+server needs nothing from the driver. Runs are found by tags (`nrfer.sweep_id`,
+`nrfer.trial_id`) before any is created, so a retried trial or a resumed sweep continues
+its run instead of duplicating it. A trial cannot close its own run when ASHA stops it or
+it crashes; the driver's `TrialStatusCallback` does, so no run is left RUNNING.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray import tune
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 ROLE, SWEEP_ID, TRIAL_ID = "nrfer.role", "nrfer.sweep_id", "nrfer.trial_id"
+log = logging.getLogger("nrfer.sweep")
+T = TypeVar("T")
 
 
 def tracking_uri(cli_value: str | None = None) -> str:
     return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def _git_commit() -> str:
+def with_retries(
+    fn: Callable[[], T], what: str, attempts: int = 4, delay_s: float = 0.5
+) -> T | None:
+    """Tracking must never crash training: retry with backoff, then warn and go on."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except Exception as e:  # MlflowException, connection errors, sqlite "database is locked"
+            if i == attempts - 1:
+                log.warning("MLflow: %s failed after %d attempts: %s", what, attempts, e)
+                return None
+            time.sleep(delay_s * 2**i)
+    return None
+
+
+def git_commit() -> str:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -40,7 +63,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
     import optuna
     import ray
     import timm
@@ -58,11 +81,19 @@ def _versions() -> dict[str, str]:
 
 def find_runs(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> list:
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    return client.search_runs([experiment_id], filter_string=query, max_results=1000)
+    return client.search_runs([experiment_id], filter_string=query, max_results=5000)
+
+
+def numeric(metrics: dict) -> dict[str, float]:
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 class SweepTracker:
-    """Owns the parent run; creates, finds and closes trial runs."""
+    """Driver side: the experiment and the parent run."""
 
     def __init__(self, uri: str, experiment: str, sweep_id: str) -> None:
         self.uri, self.sweep_id = uri, sweep_id
@@ -71,11 +102,10 @@ class SweepTracker:
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
         self.parent_id: str | None = None
-        self._trial_runs: dict[str, str] = {}
 
     def start_parent(self, spec_dict: dict, space_file: Path, storage: str) -> str:
         found = find_runs(self.client, self.experiment_id, {ROLE: "sweep", SWEEP_ID: self.sweep_id})
-        if found:
+        if found:  # a resumed sweep continues its parent run
             self.parent_id = found[0].info.run_id
             self.client.update_run(self.parent_id, status="RUNNING")
             return self.parent_id
@@ -83,100 +113,173 @@ class SweepTracker:
             ROLE: "sweep",
             SWEEP_ID: self.sweep_id,
             "mlflow.runName": self.sweep_id,
-            "nrfer.git_commit": _git_commit(),
+            "nrfer.git_commit": git_commit(),
             "nrfer.storage": storage,
-            **{f"nrfer.version.{k}": v for k, v in _versions().items()},
+            **{f"nrfer.version.{k}": v for k, v in package_versions().items()},
         }
-        run = self.client.create_run(self.experiment_id, tags=tags)
-        self.parent_id = run.info.run_id
+        self.parent_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         self.client.log_artifact(self.parent_id, str(space_file), "space")
         self.client.log_dict(self.parent_id, spec_dict, "space/resolved_spec.yaml")
         return self.parent_id
 
-    def trial_run(self, trial_id: str, params: dict[str, Any]) -> str:
-        if trial_id in self._trial_runs:
-            return self._trial_runs[trial_id]
-        found = find_runs(
-            self.client, self.experiment_id, {SWEEP_ID: self.sweep_id, TRIAL_ID: trial_id}
-        )
-        if found:
-            run_id = found[0].info.run_id
-            self.client.update_run(run_id, status="RUNNING")
-        else:
-            tags = {
-                ROLE: "trial",
-                SWEEP_ID: self.sweep_id,
-                TRIAL_ID: trial_id,
-                "mlflow.parentRunId": self.parent_id,
-                "mlflow.runName": trial_id,
-            }
-            run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
-            for key, value in params.items():
-                self.client.log_param(run_id, key, str(value)[:6000])
-        self._trial_runs[trial_id] = run_id
-        return run_id
-
-    def log_epoch(self, run_id: str, metrics: dict, step: int) -> None:
-        numeric = {
-            k: float(v)
-            for k, v in metrics.items()
-            if isinstance(v, int | float) and not isinstance(v, bool)
+    def context(self) -> dict:
+        """What a trial needs to log to its nested run (passed to workers)."""
+        return {
+            "uri": self.uri,
+            "experiment_id": self.experiment_id,
+            "parent_id": self.parent_id,
+            "sweep_id": self.sweep_id,
         }
-        mlflow.tracking.MlflowClient(self.uri).log_batch(
-            run_id, metrics=[mlflow.entities.Metric(k, v, 0, step) for k, v in numeric.items()]
-        ) if numeric else None
 
-    def end_trial(self, trial_id: str, status: str) -> None:
-        run_id = self._trial_runs.pop(trial_id, None)
-        if run_id:
-            self.client.set_terminated(run_id, status)
+    def trial_runs(self) -> dict[str, Any]:
+        """trial_id -> run, for this sweep."""
+        runs = find_runs(self.client, self.experiment_id, {SWEEP_ID: self.sweep_id, ROLE: "trial"})
+        return {r.data.tags[TRIAL_ID]: r for r in runs}
 
     def close_open_trials(self, status: str = "KILLED") -> int:
-        """Close every trial run of this sweep still RUNNING (e.g. after a crash)."""
+        """Close every trial run of this sweep still RUNNING (after a crash or an interrupt)."""
         n = 0
-        for run in find_runs(
-            self.client, self.experiment_id, {SWEEP_ID: self.sweep_id, ROLE: "trial"}
-        ):
+        for run in self.trial_runs().values():
             if run.info.status == "RUNNING":
                 self.client.set_terminated(run.info.run_id, status)
                 n += 1
-        self._trial_runs.clear()
         return n
 
-    def end_parent(
-        self, status: str, metrics: dict | None = None, leaderboard: list | None = None
-    ) -> None:
-        if not self.parent_id:
+    def end_parent(self, status: str) -> None:
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status)
+
+
+class TrialLogger:
+    """Worker side: the nested run of one trial."""
+
+    def __init__(self, context: dict, trial_id: str) -> None:
+        self.client = MlflowClient(context["uri"])
+        self.context, self.trial_id = context, trial_id
+        self.run_id: str | None = None
+
+    def start(self, params: dict[str, Any], sampled: dict[str, Any]) -> str | None:
+        ctx = self.context
+
+        def find_or_create() -> str:
+            found = find_runs(
+                self.client,
+                ctx["experiment_id"],
+                {SWEEP_ID: ctx["sweep_id"], TRIAL_ID: self.trial_id},
+            )
+            if found:  # Ray retried the trial: same run, continue it
+                self.client.update_run(found[0].info.run_id, status="RUNNING")
+                return found[0].info.run_id
+            tags = {
+                ROLE: "trial",
+                SWEEP_ID: ctx["sweep_id"],
+                TRIAL_ID: self.trial_id,
+                "mlflow.parentRunId": ctx["parent_id"],
+                "mlflow.runName": self.trial_id,
+                "nrfer.sampled": ",".join(sorted(sampled)),
+            }
+            run_id = self.client.create_run(ctx["experiment_id"], tags=tags).info.run_id
+            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run_id, params=items[i : i + 100])
+            return run_id
+
+        self.run_id = with_retries(find_or_create, f"start run of trial {self.trial_id}")
+        return self.run_id
+
+    def log_epoch(self, metrics: dict, step: int) -> None:
+        if not self.run_id:
             return
-        for k, v in (metrics or {}).items():
-            self.client.log_metric(self.parent_id, k, float(v))
-        if leaderboard is not None:
-            self.client.log_dict(self.parent_id, leaderboard, "leaderboard.json")
-        self.client.set_terminated(self.parent_id, status)
-
-
-class MLflowTrialCallback(tune.Callback):
-    """Driver-side: trial start -> nested run, each result -> metrics, end -> run status."""
-
-    def __init__(self, tracker: SweepTracker) -> None:
-        self.tracker = tracker
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        self.tracker.trial_run(trial.trial_id, trial.config)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self.tracker.trial_run(trial.trial_id, trial.config)
-        self.tracker.log_epoch(
-            run_id, result, step=int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, step) for k, v in numeric(metrics).items()]
+        with_retries(
+            lambda: self.client.log_batch(self.run_id, metrics=batch),
+            f"log epoch {step} of {self.trial_id}",
         )
 
+    def log_artifacts(self, folder: Path, path: str) -> None:
+        if self.run_id and folder.is_dir():
+            with_retries(
+                lambda: self.client.log_artifacts(self.run_id, str(folder), path),
+                f"upload {folder}",
+            )
+
+    def log_artifact(self, file: Path, path: str) -> None:
+        if self.run_id and file.is_file():
+            with_retries(
+                lambda: self.client.log_artifact(self.run_id, str(file), path), f"upload {file}"
+            )
+
+    def finish(self) -> None:
+        if self.run_id:
+            with_retries(
+                lambda: self.client.set_terminated(self.run_id, "FINISHED"),
+                f"finish {self.trial_id}",
+            )
+
+
+class TrialStatusCallback(tune.Callback):
+    """Driver side: closes the runs that their trials could not close themselves."""
+
+    def __init__(self, tracker: SweepTracker, max_epochs: int) -> None:
+        self.tracker, self.max_epochs = tracker, max_epochs
+
+    def _run(self, trial):
+        return self.tracker.trial_runs().get(trial.trial_id)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.tracker.trial_run(trial.trial_id, trial.config)
-        self.tracker.end_trial(trial.trial_id, "FINISHED")
+        run = self._run(trial)
+        if run is None or run.info.status != "RUNNING":
+            return
+        client, run_id = self.tracker.client, run.info.run_id
+        # Still RUNNING after the trial ended: the scheduler stopped it early.
+        epochs = int((trial.last_result or {}).get("training_iteration", 0))
+        client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
+        ckpt = trial.checkpoint
+        if ckpt is not None and ckpt.path and Path(ckpt.path, "best.pt").is_file():
+            with_retries(
+                lambda: client.log_artifact(run_id, str(Path(ckpt.path, "best.pt")), "checkpoint"),
+                "upload best.pt",
+            )
+        client.set_terminated(run_id, "FINISHED")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        run_id = self.tracker.trial_run(trial.trial_id, trial.config)
+        run = self._run(trial)
+        if run is None:
+            return
+        client, run_id = self.tracker.client, run.info.run_id
         if trial.error_file and Path(trial.error_file).is_file():
-            self.tracker.client.log_artifact(run_id, trial.error_file, "error")
-        self.tracker.client.set_tag(run_id, "nrfer.failed", "true")
-        self.tracker.end_trial(trial.trial_id, "FAILED")
+            with_retries(
+                lambda: client.log_artifact(run_id, trial.error_file, "error"), "upload traceback"
+            )
+        client.set_tag(run_id, "nrfer.failed", "true")
+        client.set_terminated(run_id, "FAILED")
+
+
+class SchedulerStateCallback(tune.Callback):
+    """Saves the scheduler's rung records after every result, so `--resume` keeps ASHA's
+    early-stopping knowledge (Tune restores the searcher, not the scheduler)."""
+
+    def __init__(self, scheduler, path: Path) -> None:
+        self.scheduler, self.path = scheduler, path
+
+    def _save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        self.scheduler.save(str(tmp))
+        os.replace(tmp, self.path)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._save()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._save()
+
+
+__all__ = [
+    "RunTag",
+    "SweepTracker",
+    "TrialLogger",
+    "TrialStatusCallback",
+    "SchedulerStateCallback",
+    "tracking_uri",
+]

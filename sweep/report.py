@@ -1,0 +1,153 @@
+"""The end of a sweep: leaderboard, optimisation history, learning curves, parameter importance."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import optuna  # noqa: E402
+
+from sweep.space import SweepSpec  # noqa: E402
+
+log = logging.getLogger("nrfer.sweep")
+
+
+def trial_rows(results, spec: SweepSpec) -> list[dict]:
+    """One row per trial with its best value of the sweep metric over its epochs."""
+    better = max if spec.mode == "max" else min
+    rows = []
+    for r in results:
+        df = r.metrics_dataframe
+        if df is None or spec.metric not in df:
+            continue
+        rows.append(
+            {
+                "trial_id": (r.metrics or {}).get("trial_id") or df["trial_id"].iloc[-1],
+                spec.metric: float(better(df[spec.metric])),
+                "epochs": int(df["training_iteration"].max()),
+                "error": r.error is not None,
+                "curve": df[spec.metric].tolist(),
+                "params": dict(r.config),
+            }
+        )
+    return rows
+
+
+def rank(rows: list[dict], spec: SweepSpec) -> list[dict]:
+    return sorted(rows, key=lambda x: x[spec.metric], reverse=spec.mode == "max")
+
+
+def write_leaderboard_csv(
+    rows: list[dict], spec: SweepSpec, run_ids: dict[str, str], path: Path
+) -> None:
+    keys = sorted({k for r in rows for k in r["params"]})
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["rank", "trial_id", "run_id", spec.metric, "epochs", *keys])
+        for i, r in enumerate(rows, start=1):
+            w.writerow(
+                [
+                    i,
+                    r["trial_id"],
+                    run_ids.get(r["trial_id"], ""),
+                    f"{r[spec.metric]:.6f}",
+                    r["epochs"],
+                    *[r["params"].get(k, "") for k in keys],
+                ]
+            )
+
+
+def plot_history(rows_in_order: list[dict], spec: SweepSpec, path: Path) -> None:
+    values = [r[spec.metric] for r in rows_in_order]
+    best, cur = [], None
+    for v in values:
+        cur = v if cur is None else (max(cur, v) if spec.mode == "max" else min(cur, v))
+        best.append(cur)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(range(1, len(values) + 1), values, "o", label=f"trial's best {spec.metric}")
+    ax.plot(range(1, len(best) + 1), best, "-", label="best so far")
+    ax.set_xlabel("trial (in order)")
+    ax.set_ylabel(spec.metric)
+    ax.set_title(f"optimisation history: {spec.name}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(rows: list[dict], spec: SweepSpec, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in rows:
+        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], marker=".", alpha=0.7)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(spec.metric)
+    ax.set_title(f"learning curves ({len(rows)} trials)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def param_importance(rows: list[dict], spec: SweepSpec) -> dict[str, float]:
+    """Optuna's fANOVA importance over the parameters every finished trial has."""
+    ok = [r for r in rows if not r["error"]]
+    if len(ok) < 3:
+        return {}
+    common = set.intersection(*(set(r["params"]) for r in ok))
+    dists = {}
+    for p in spec.params:
+        if p.key not in common:
+            continue
+        if p.kind == "choice":
+            dists[p.key] = optuna.distributions.CategoricalDistribution(p.args)
+        elif p.kind == "int":
+            dists[p.key] = optuna.distributions.IntDistribution(int(p.args[0]), int(p.args[1]))
+        else:
+            dists[p.key] = optuna.distributions.FloatDistribution(
+                p.args[0], p.args[1], log=p.kind == "loguniform"
+            )
+    if not dists:
+        return {}
+    study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
+    for r in ok:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={k: r["params"][k] for k in dists}, distributions=dists, value=r[spec.metric]
+            )
+        )
+    try:
+        return optuna.importance.get_param_importances(study)
+    except Exception as e:  # too few distinct values, a constant metric ...
+        log.warning("parameter importance unavailable: %s", e)
+        return {}
+
+
+def plot_importance(importance: dict[str, float], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(1, len(importance))))
+    names = list(importance)[::-1]
+    ax.barh(names, [importance[n] for n in names])
+    ax.set_xlabel("importance (fANOVA)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(
+    results, spec: SweepSpec, run_ids: dict[str, str], folder: Path
+) -> tuple[list[dict], dict[str, float]]:
+    """Writes leaderboard.csv and the PNGs into `folder`; returns (ranked rows, importance)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = trial_rows(results, spec)
+    ranked = rank(rows, spec)
+    write_leaderboard_csv(ranked, spec, run_ids, folder / "leaderboard.csv")
+    if rows:
+        plot_history(rows, spec, folder / "optimization_history.png")
+        plot_curves(rows, spec, folder / "learning_curves.png")
+    importance = param_importance(rows, spec)
+    if importance:
+        plot_importance(importance, folder / "param_importance.png")
+    return ranked, importance
