@@ -137,9 +137,14 @@ def _restored_scheduler(tuner):
     return getattr(getattr(internal, "_tune_config", None), "scheduler", None)
 
 
-def _unfinished(results) -> int:
+def _unfinished(results, spec: SweepSpec, wall_s: float) -> int:
+    """Trials still to run when fit() returned: > 0 after an interrupt (SIGINT), which Tune
+    answers by saving its state and returning early. A spent time budget is not an interrupt."""
+    if spec.time_budget_s and wall_s >= spec.time_budget_s:
+        return 0
     trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None) or []
-    return sum(t.status not in ("TERMINATED", "ERROR") for t in trials)
+    done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
+    return max(spec.num_samples - done, 0)
 
 
 def run_sweep(
@@ -186,12 +191,12 @@ def run_sweep(
     if resume:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
         scheduler = _restored_scheduler(tuner)
-        if scheduler is not None and state_file.is_file():
+        if isinstance(scheduler, ASHAScheduler) and state_file.is_file():
             scheduler.restore(str(state_file))
     else:
         scheduler = build_scheduler(spec)
     callbacks = [TrialStatusCallback(tracker, spec.max_epochs)]
-    if scheduler is not None:
+    if isinstance(scheduler, ASHAScheduler):  # FIFO has no state to keep
         exp_dir.mkdir(parents=True, exist_ok=True)
         callbacks.append(SchedulerStateCallback(scheduler, state_file))
     if not resume:
@@ -224,7 +229,7 @@ def run_sweep(
         t1 = time.perf_counter()
         results = tuner.fit()
         wall = time.perf_counter() - t1
-        unfinished = _unfinished(results)
+        unfinished = _unfinished(results, spec, wall)
         runs = tracker.trial_runs()
         run_ids = {tid: r.info.run_id for tid, r in runs.items()}
         with tempfile.TemporaryDirectory() as tmp:

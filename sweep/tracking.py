@@ -79,6 +79,15 @@ def package_versions() -> dict[str, str]:
     }
 
 
+def node_ip() -> str:
+    try:
+        import ray
+
+        return ray.util.get_node_ip_address()
+    except Exception:
+        return platform.node()
+
+
 def find_runs(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> list:
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     return client.search_runs([experiment_id], filter_string=query, max_results=5000)
@@ -177,6 +186,7 @@ class TrialLogger:
                 "mlflow.parentRunId": ctx["parent_id"],
                 "mlflow.runName": self.trial_id,
                 "nrfer.sampled": ",".join(sorted(sampled)),
+                "nrfer.node_ip": node_ip(),
             }
             run_id = self.client.create_run(ctx["experiment_id"], tags=tags).info.run_id
             items = [Param(k, str(v)[:6000]) for k, v in params.items()]
@@ -265,8 +275,11 @@ class SchedulerStateCallback(tune.Callback):
 
     def _save(self) -> None:
         tmp = self.path.with_suffix(".tmp")
-        self.scheduler.save(str(tmp))
-        os.replace(tmp, self.path)
+        try:
+            self.scheduler.save(str(tmp))
+            os.replace(tmp, self.path)
+        except OSError as e:  # losing this state only costs early-stopping knowledge
+            log.warning("could not save the scheduler state to %s: %s", self.path, e)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self._save()

@@ -1,0 +1,206 @@
+"""A real two-node Ray cluster and a real MLflow server, both on loopback, one sweep across them."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd, log, env):
+    # a session of its own: teardown kills exactly this process group, nothing broader
+    return subprocess.Popen(
+        cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True
+    )
+
+
+def stop(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def wait_for(check, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        time.sleep(1)
+    raise TimeoutError(what)
+
+
+def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
+    from mlflow.tracking import MlflowClient
+
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    ray_tmp = tempfile.mkdtemp(
+        prefix="nr", dir="/tmp"
+    )  # short: Ray's socket paths are length-limited
+    ray_port, mlflow_port = free_port(), free_port()
+    server_uri = f"http://127.0.0.1:{mlflow_port}"
+    procs = []
+    try:
+        procs.append(
+            start(
+                [
+                    str(BIN / "mlflow"),
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(mlflow_port),
+                    "--backend-store-uri",
+                    f"sqlite:///{tmp_path / 'server.db'}",
+                    "--artifacts-destination",
+                    str(tmp_path / "artifacts"),
+                    "--workers",
+                    "1",
+                ],
+                tmp_path / "mlflow.log",
+                env,
+            )
+        )
+        common = ["--num-cpus", "1", "--num-gpus", "0", "--block", "--disable-usage-stats"]
+        procs.append(
+            start(
+                [
+                    str(BIN / "ray"),
+                    "start",
+                    "--head",
+                    "--node-ip-address",
+                    "127.0.0.2",
+                    "--port",
+                    str(ray_port),
+                    "--include-dashboard",
+                    "false",
+                    "--temp-dir",
+                    ray_tmp,
+                    *common,
+                ],
+                tmp_path / "head.log",
+                env,
+            )
+        )
+        wait_for(lambda: "ray start" not in (tmp_path / "head.log").read_text() or True, 5, "head")
+        time.sleep(5)
+        procs.append(
+            start(
+                [
+                    str(BIN / "ray"),
+                    "start",
+                    "--address",
+                    f"127.0.0.2:{ray_port}",
+                    "--node-ip-address",
+                    "127.0.0.3",
+                    *common,
+                ],
+                tmp_path / "worker.log",
+                env,
+            )
+        )
+        wait_for(
+            lambda: urllib.request.urlopen(f"{server_uri}/health", timeout=2).status == 200,
+            90,
+            "mlflow server",
+        )
+        status = lambda: (
+            subprocess.run(
+                [str(BIN / "ray"), "status", "--address", f"127.0.0.2:{ray_port}"],  # noqa: E731
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            ).stdout
+        )
+        wait_for(lambda: "2.0 CPU" in status() or "0.0/2.0 CPU" in status(), 90, "two Ray nodes")
+
+        space = {
+            "name": "cluster",
+            "seed": 0,
+            "data": {"dataset": "synthetic", "root": str(synthetic_root)},
+            "fixed": {
+                "model": {
+                    "backbone": "vit_tiny_patch16_224",
+                    "resizer": {"enabled": True, "n": 4},
+                    "backbone_args": {
+                        "img_size": 32,
+                        "patch_size": 8,
+                        "embed_dim": 32,
+                        "depth": 1,
+                        "num_heads": 2,
+                    },
+                },
+                "train": {"batch_size": 64, "device": "cpu"},
+            },
+            "search": {"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+            "scheduler": {"name": "fifo", "max_epochs": 3},
+            "budget": {"num_samples": 2, "max_concurrent": 2},
+            "resources": {"cpu": 1},
+        }
+        path = tmp_path / "cluster.yaml"
+        path.write_text(yaml.safe_dump(space))
+        out = subprocess.run(
+            [
+                sys.executable,
+                "launch.py",
+                "--space",
+                str(path),
+                "--address",
+                f"127.0.0.2:{ray_port}",
+                "--tracking-uri",
+                server_uri,
+                "--storage",
+                str(tmp_path / "storage"),
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+        client = MlflowClient(server_uri)
+        exp = client.get_experiment_by_name("cluster")
+        runs = client.search_runs([exp.experiment_id])
+        children = [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
+        parents = [r for r in runs if r.data.tags.get("nrfer.role") == "sweep"]
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
+        for c in children:
+            assert len(client.get_metric_history(c.info.run_id, "val_acc")) == 3
+            assert "checkpoint/best.pt" in {
+                a.path for a in client.list_artifacts(c.info.run_id, "checkpoint")
+            }
+        # one trial per node: each node has one CPU and both trials ran at once
+        assert {c.data.tags["nrfer.node_ip"] for c in children} == {"127.0.0.2", "127.0.0.3"}
+    finally:
+        for p in reversed(procs):
+            stop(p)
+        shutil.rmtree(ray_tmp, ignore_errors=True)

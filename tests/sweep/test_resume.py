@@ -1,0 +1,119 @@
+"""Interrupt a real sweep (SIGINT to launch.py after its first trial finishes), then --resume it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def trial_runs(client, experiment="resume"):
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id]) if exp else []
+    return [r for r in runs if r.data.tags.get("nrfer.role") == "trial"], [
+        r for r in runs if r.data.tags.get("nrfer.role") == "sweep"
+    ]
+
+
+def launch(path, tmp_path, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [
+        sys.executable,
+        "launch.py",
+        "--space",
+        str(path),
+        "--storage",
+        str(tmp_path / "storage"),
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=REPO,
+        env=env,
+        stdout=open(tmp_path / f"log{len(extra)}.txt", "w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, synthetic_root):
+    from mlflow.tracking import MlflowClient
+
+    space = {
+        "name": "resume",
+        "seed": 2,
+        "data": {"dataset": "synthetic", "root": str(synthetic_root)},
+        "fixed": {
+            "model": {
+                "backbone": "vit_tiny_patch16_224",
+                "resizer": {"enabled": False},
+                "backbone_args": {
+                    "img_size": 32,
+                    "patch_size": 8,
+                    "embed_dim": 32,
+                    "depth": 1,
+                    "num_heads": 2,
+                },
+            },
+            "train": {"batch_size": 64, "device": "cpu"},
+        },
+        "search": {"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+        "scheduler": {"name": "fifo", "max_epochs": 3},
+        "budget": {"num_samples": 4, "max_concurrent": 1},
+        "resources": {"cpu": 1},
+    }
+    path = tmp_path / "resume.yaml"
+    path.write_text(yaml.safe_dump(space))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    proc = launch(path, tmp_path)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        try:
+            runs, _ = trial_runs(client)
+        except Exception:  # the store is being created
+            continue
+        if any(r.info.status == "FINISHED" for r in runs):
+            break
+    assert proc.poll() is None, (tmp_path / "log0.txt").read_text()[-3000:]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=180) == 0, (tmp_path / "log0.txt").read_text()[-3000:]
+
+    runs, parents = trial_runs(client)
+    assert len(parents) == 1 and parents[0].info.status == "KILLED"
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    finished = {r.data.tags["nrfer.trial_id"]: r for r in runs if r.info.status == "FINISHED"}
+    assert 1 <= len(finished) < 4
+    epochs_before = {
+        t: len(client.get_metric_history(r.info.run_id, "val_acc")) for t, r in finished.items()
+    }
+
+    proc = launch(path, tmp_path, "--resume")
+    assert proc.wait(timeout=400) == 0, (tmp_path / "log1.txt").read_text()[-3000:]
+    runs, parents_after = trial_runs(client)
+    assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]
+    assert parents_after[0].info.status == "FINISHED"
+    ids = [r.data.tags["nrfer.trial_id"] for r in runs]
+    assert len(ids) == 4 and len(set(ids)) == 4, ids  # no duplicate runs
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for trial_id, before in finished.items():  # finished trials were not rerun
+        after = next(r for r in runs if r.data.tags["nrfer.trial_id"] == trial_id)
+        assert after.info.run_id == before.info.run_id
+        assert (
+            len(client.get_metric_history(after.info.run_id, "val_acc"))
+            == epochs_before[trial_id]
+            == 3
+        )
+        assert after.info.end_time == before.info.end_time
+    for r in runs:
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_acc")]
+        assert sorted(set(steps)) == [0, 1, 2], steps
