@@ -65,6 +65,11 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
     ray_port, mlflow_port = free_port(), free_port()
     server_uri = f"http://127.0.0.1:{mlflow_port}"
     procs = []
+
+    def status() -> str:
+        cmd = [str(BIN / "ray"), "status", "--address", f"127.0.0.2:{ray_port}"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30).stdout
+
     try:
         procs.append(
             start(
@@ -107,8 +112,7 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
                 env,
             )
         )
-        wait_for(lambda: "ray start" not in (tmp_path / "head.log").read_text() or True, 5, "head")
-        time.sleep(5)
+        wait_for(lambda: "/1.0 CPU" in status(), 60, "Ray head node")
         procs.append(
             start(
                 [
@@ -129,16 +133,8 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
             90,
             "mlflow server",
         )
-        status = lambda: (
-            subprocess.run(
-                [str(BIN / "ray"), "status", "--address", f"127.0.0.2:{ray_port}"],  # noqa: E731
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=30,
-            ).stdout
-        )
-        wait_for(lambda: "2.0 CPU" in status() or "0.0/2.0 CPU" in status(), 90, "two Ray nodes")
+
+        wait_for(lambda: "/2.0 CPU" in status(), 90, "two Ray nodes")
 
         space = {
             "name": "cluster",
