@@ -39,6 +39,10 @@ demo: setup
 sweep: setup
 	$(BIN)/python launch.py --space $(SPACE) $(SWEEP_ARGS)
 
+SEEDS ?= 3
+reproduce-best: setup
+	$(BIN)/python -m sweep.best --seeds $(SEEDS) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
+
 # The MLflow UI on loopback only; see the README before exposing it.
 UI_PORT ?= 5000
 ui: setup

@@ -61,6 +61,19 @@ def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
     )
 
 
+def best_state(model_state: dict, epoch: int, config: TrialConfig, data: FERData) -> dict:
+    """The best checkpoint is self-contained for prediction (nrfer.predict): weights, the
+    config that builds the model, the class names and the input shape it was trained on."""
+    return {
+        "kind": "model",
+        "model": model_state,
+        "epoch": epoch,
+        "config": config.to_dict(),
+        "class_names": list(data.class_names),
+        "input_shape": [int(d) for d in data.train.images.shape[1:]],
+    }
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -117,7 +130,7 @@ def fit(
         history = list(state.get("history", []))
         if state.get("best_model") is not None:
             save_checkpoint(
-                {"model": state["best_model"], "epoch": best_epoch}, ckpt_dir / "best.pt"
+                best_state(state["best_model"], best_epoch, config, data), ckpt_dir / "best.pt"
             )
 
     # Epochs: train, validate, checkpoint (last always, best when val improves), report.
@@ -138,7 +151,9 @@ def fit(
         improved = val["acc"] > best_val_acc
         if improved:
             best_val_acc, best_epoch = val["acc"], epoch
-            save_checkpoint({"model": model.state_dict(), "epoch": epoch}, ckpt_dir / "best.pt")
+            save_checkpoint(
+                best_state(model.state_dict(), epoch, config, data), ckpt_dir / "best.pt"
+            )
             write_previews(out / "previews", model, data, val["confusion"], device)
         metrics = {
             "epoch": epoch,

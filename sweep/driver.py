@@ -59,6 +59,7 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
             resume = load_checkpoint(Path(d) / "last.pt")
     logger = TrialLogger(tracking, tune.get_context().get_trial_id())
     logger.start(cfg.flat(), params)
+    logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
         logger.log_epoch(
@@ -74,7 +75,6 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
     with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
         fit(cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False)
         logger.log_artifact(Path(out) / "checkpoint" / "best.pt", "checkpoint")
-        logger.log_artifact(Path(out) / "config.yaml", "")
     logger.finish()
 
 

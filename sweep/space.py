@@ -31,6 +31,7 @@ TOP_KEYS = (
     "scheduler",
     "budget",
     "resources",
+    "registered_model",
 )
 METRICS = ("val_acc", "val_macro_f1", "val_loss")
 SCHEDULER_KEYS = {
@@ -89,6 +90,7 @@ class SweepSpec:
     time_budget_s: float | None
     resources: dict
     source: str = ""
+    registered_model: str | None = None  # the Model Registry name for reproduce-best
 
     @property
     def max_epochs(self) -> int:
@@ -130,6 +132,7 @@ class SweepSpec:
                 "time_budget_s": self.time_budget_s,
             },
             "resources": self.resources,
+            "registered_model": self.registered_model,
         }
 
 
@@ -313,6 +316,14 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             source, "resources.gpu", f"fractions are allowed below 1 only, got {resources['gpu']}"
         )
 
+    registered_model = raw.get("registered_model")
+    if registered_model is not None and (
+        not isinstance(registered_model, str) or not registered_model.strip()
+    ):
+        raise _err(
+            source, "registered_model", f"expected a non-empty model name, got {registered_model!r}"
+        )
+
     search = raw.get("search") or {}
     if not isinstance(search, dict):
         raise _err(
@@ -358,6 +369,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         time_budget_s=time_budget,
         resources=resources,
         source=source,
+        registered_model=registered_model,
     )
     # Every parameter must be a real trial-config key with values it accepts: check the
     # shared config, and each parameter at its first value and (for choices) each value.

@@ -220,6 +220,10 @@ class TrialLogger:
                 lambda: self.client.log_artifact(self.run_id, str(file), path), f"upload {file}"
             )
 
+    def log_dict(self, d: dict, path: str) -> None:
+        if self.run_id:
+            with_retries(lambda: self.client.log_dict(self.run_id, d, path), f"upload {path}")
+
     def finish(self) -> None:
         if self.run_id:
             with_retries(

@@ -1,0 +1,158 @@
+"""Predict expressions for image files with a trained model.
+
+    python -m nrfer.predict --model runs/demo/checkpoint/best.pt face1.png face2.jpg
+    python -m nrfer.predict --model models:/nrfer-demo/latest --json faces/*.png
+
+--model takes a best.pt checkpoint (self-contained: weights, config, class names, input
+shape), a training output folder, or an MLflow model URI (models:/NAME/VERSION, runs:/...);
+only the last needs MLflow, imported at this command-line edge, never by the library.
+Images of any size and colour are converted as in training (grayscale, resized to the
+training input size). A bad path or an undecodable image is an error for that image only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from nrfer.checkpoint import CheckpointError, load_checkpoint
+from nrfer.config import make_config
+from nrfer.data.types import DataFormatError
+from nrfer.models import build_model
+
+
+class Predictor:
+    """A trained model plus its preprocessing: images in, class probabilities out."""
+
+    def __init__(self, state: dict, device: str = "cpu") -> None:
+        if state.get("kind") != "model" or "input_shape" not in state:
+            raise CheckpointError(
+                "not a model checkpoint (use checkpoint/best.pt of a training run)"
+            )
+        self.config = make_config(state["config"], "checkpoint config")
+        self.class_names = list(state["class_names"])
+        self.channels, self.height, self.width = state["input_shape"]
+        self.device = torch.device(device)
+        self.model = build_model(self.config.model, len(self.class_names))
+        self.model.load_state_dict(state["model"])
+        self.model.to(self.device).eval()
+
+    @classmethod
+    def from_path(cls, path: str | Path, device: str = "cpu") -> Predictor:
+        path = Path(path)
+        if path.is_dir():
+            candidates = [
+                path / "checkpoint" / "best.pt",
+                path / "best.pt",
+                path / "artifacts" / "best.pt",
+            ]
+            path = next((c for c in candidates if c.is_file()), candidates[0])
+        return cls(load_checkpoint(path), device)
+
+    def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8/float images (H, W), (H, W, 3|4) or (C, H, W) in 0..255 -> [N, C, h, w] in [0, 1]."""
+        out = []
+        for img in images:
+            x = torch.as_tensor(np.asarray(img, dtype=np.float32))
+            if x.ndim == 2:
+                x = x[None]
+            elif x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[0] not in (1, 3):
+                x = x[..., :3].permute(2, 0, 1)
+            if x.ndim != 3 or x.shape[0] not in (1, 3, 4):
+                raise ValueError(
+                    f"an image must be (H, W), (H, W, 3) or (C, H, W), got shape {tuple(x.shape)}"
+                )
+            x = x[:3]
+            if self.channels == 1 and x.shape[0] == 3:  # ITU-R 601 luma, as PIL's convert("L")
+                x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+            elif self.channels == 3 and x.shape[0] == 1:
+                x = x.expand(3, -1, -1)
+            if tuple(x.shape[-2:]) != (self.height, self.width):
+                x = F.interpolate(
+                    x[None],
+                    size=(self.height, self.width),
+                    mode="bilinear",
+                    align_corners=False,
+                    antialias=True,
+                )[0]
+            out.append(x.clamp(0, 255) / 255)
+        return torch.stack(out).to(self.device)
+
+    @torch.inference_mode()
+    def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return torch.softmax(self.model(self.preprocess(images)).float(), dim=1).cpu().numpy()
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataFormatError(f"{path}: cannot be decoded as an image: {e}") from None
+
+
+def resolve_model(uri: str) -> Path:
+    """A local path as it is; an MLflow model URI downloaded to a local folder."""
+    if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
+        return Path(uri)
+    import mlflow  # the command line's edge: the library itself never imports mlflow
+
+    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", required=True, help="best.pt, a training output folder, or models:/NAME/VERSION"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per image")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("images", nargs="+")
+    args = parser.parse_args(argv)
+    try:
+        predictor = Predictor.from_path(resolve_model(args.model), args.device)
+    except (CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"error: model {args.model}: {e}", file=sys.stderr)
+        return 2
+    failed = 0
+    for path in args.images:
+        try:
+            probs = predictor.predict_proba([read_image(path)])[0]
+        except (DataFormatError, ValueError) as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            continue
+        top = int(probs.argmax())
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "image": path,
+                        "label": predictor.class_names[top],
+                        "probabilities": dict(
+                            zip(predictor.class_names, map(float, probs), strict=True)
+                        ),
+                    }
+                )
+            )
+        else:
+            print(f"{path}: {predictor.class_names[top]} ({probs[top]:.3f})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

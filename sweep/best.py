@@ -1,0 +1,308 @@
+"""Retrain the best config of a sweep with several seeds, test it once, register the model.
+
+    python -m sweep.best                          # the most recent sweep in the tracking store
+    python -m sweep.best --sweep demo --seeds 3 --tracking-uri sqlite:///mlflow.db
+    make reproduce-best SWEEP=demo SEEDS=3
+
+The best trial is chosen by its validation metric (never by test). Each seed trains the
+trial's full resolved config from scratch on train, selects its epoch on val and evaluates
+test once with those weights. Results go to an MLflow run tagged nrfer.role=reproduce,
+nested under the sweep's parent run; the best seed (by val) is registered as a model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import yaml
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+
+from nrfer.config import ConfigError, TrialConfig, make_config
+from nrfer.data import DataFormatError, FERData, load_data
+from nrfer.train import fit
+from nrfer.viz import confusion_image
+from sweep.serving import log_and_register
+from sweep.tracking import ROLE, SWEEP_ID, tracking_uri
+
+
+class BestError(ValueError):
+    """No sweep, or no usable best trial, in the tracking store."""
+
+
+def find_sweep(client: MlflowClient, sweep: str | None):
+    """The parent run of sweep `sweep` (an experiment name), else the most recent sweep."""
+    if sweep:
+        exp = client.get_experiment_by_name(sweep)
+        if exp is None:
+            names = [e.name for e in client.search_experiments()]
+            raise BestError(
+                f"no sweep named {sweep!r} in the tracking store; sweeps there: {', '.join(names) or 'none'}"
+            )
+        experiments = [exp.experiment_id]
+    else:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"tags.`{ROLE}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise BestError(
+            f"no sweep run (tag {ROLE}=sweep) found{' for ' + sweep if sweep else ''}; run launch.py first"
+        )
+    return runs[0]
+
+
+def best_trial(client: MlflowClient, parent) -> tuple:
+    """-> (trial run, its val accuracy, its resolved config dict), chosen by val only."""
+    spec = yaml.safe_load(
+        Path(client.download_artifacts(parent.info.run_id, "space/resolved_spec.yaml")).read_text()
+    )
+    metric, mode = spec.get("metric", "val_acc"), spec.get("mode", "max")
+    trials = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.`{SWEEP_ID}` = '{parent.data.tags[SWEEP_ID]}' and tags.`{ROLE}` = 'trial'",
+        max_results=5000,
+    )
+    scored = []
+    for t in trials:
+        if t.info.status != "FINISHED":
+            continue
+        history = client.get_metric_history(t.info.run_id, metric)
+        if history:
+            values = [m.value for m in history]
+            scored.append((max(values) if mode == "max" else min(values), t))
+    if not scored:
+        raise BestError(
+            f"sweep {parent.data.tags[SWEEP_ID]!r} has no finished trial with {metric} history"
+        )
+    scored.sort(key=lambda x: x[0], reverse=mode == "max")
+    value, run = scored[0]
+    config = yaml.safe_load(
+        Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
+    )
+    val_history = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
+    return run, max(val_history) if val_history else value, config, spec
+
+
+def train_seed(config: dict, seed: int, data: FERData, out_dir: str) -> dict:
+    raw = {**config, "train": {**config["train"], "seed": seed}}
+    return fit(make_config(raw, f"seed {seed}"), data=data, out_dir=out_dir, evaluate_test=True)
+
+
+def run_seeds(
+    config: dict, seeds: list[int], data: FERData, out: Path, parallel: str
+) -> list[dict]:
+    """Seeds in parallel through Ray when the CPUs allow, else one after another."""
+    cpus = max(1, int(config["train"].get("num_threads") or 1))
+    use_ray = parallel == "yes" or (
+        parallel == "auto" and len(seeds) > 1 and (os.cpu_count() or 1) >= 2 * cpus
+    )
+    if not use_ray:
+        return [train_seed(config, s, data, str(out / f"seed-{s}")) for s in seeds]
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.2")
+    try:
+        task = ray.remote(num_cpus=cpus)(train_seed)
+        data_ref = ray.put(data)
+        return ray.get([task.remote(config, s, data_ref, str(out / f"seed-{s}")) for s in seeds])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def reproduce(
+    sweep: str | None,
+    seeds: int,
+    uri: str,
+    out: Path,
+    parallel: str = "auto",
+    model_name: str | None = None,
+) -> dict:
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    parent = find_sweep(client, sweep)
+    sweep_id = parent.data.tags[SWEEP_ID]
+    trial, trial_val, config, spec = best_trial(client, parent)
+    cfg: TrialConfig = make_config(config, f"best trial {trial.info.run_id}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "best_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    print(
+        f"sweep {sweep_id}: best trial {trial.data.tags.get('nrfer.trial_id')} (val_acc {trial_val:.4f}); "
+        f"retraining with {seeds} seeds",
+        flush=True,
+    )
+
+    data = load_data(cfg.data)
+    results = run_seeds(cfg.to_dict(), list(range(seeds)), data, out, parallel)
+
+    # Tracking: the reproduce run under the sweep, a child run per seed.
+    rep = client.create_run(
+        parent.info.experiment_id,
+        tags={
+            ROLE: "reproduce",
+            SWEEP_ID: sweep_id,
+            "mlflow.parentRunId": parent.info.run_id,
+            "mlflow.runName": f"reproduce-{sweep_id}",
+            "nrfer.source_trial_run_id": trial.info.run_id,
+        },
+    )
+    rep_id = rep.info.run_id
+    client.log_artifact(rep_id, str(out / "best_config.yaml"))
+    seed_runs = []
+    for seed, r in zip(range(seeds), results, strict=True):
+        run = client.create_run(
+            parent.info.experiment_id,
+            tags={
+                ROLE: "seed",
+                SWEEP_ID: sweep_id,
+                "mlflow.parentRunId": rep_id,
+                "nrfer.seed": str(seed),
+                "mlflow.runName": f"seed-{seed}",
+            },
+        )
+        metrics = [
+            Metric(k, float(h[k]), 0, h["epoch"])
+            for h in r["history"]
+            for k in ("train_loss", "val_loss", "val_acc", "val_macro_f1")
+        ]
+        metrics += [
+            Metric(k, float(r[k]), 0, 0)
+            for k in ("test_acc", "test_macro_f1", "best_val_acc", "best_epoch")
+        ]
+        for i in range(0, len(metrics), 500):
+            client.log_batch(run.info.run_id, metrics=metrics[i : i + 500])
+        client.log_artifact(
+            run.info.run_id, str(Path(r["out_dir"]) / "checkpoint" / "best.pt"), "checkpoint"
+        )
+        client.set_terminated(run.info.run_id, "FINISHED")
+        seed_runs.append(run.info.run_id)
+
+    test_acc = [r["test_acc"] for r in results]
+    test_f1 = [r["test_macro_f1"] for r in results]
+    val_acc = [r["best_val_acc"] for r in results]
+    summary = {
+        "sweep": sweep_id,
+        "trial_run_id": trial.info.run_id,
+        "trial_val_acc": trial_val,
+        "seeds": seeds,
+        "test_acc": test_acc,
+        "test_acc_mean": mean_std(test_acc)[0],
+        "test_acc_std": mean_std(test_acc)[1],
+        "test_macro_f1_mean": mean_std(test_f1)[0],
+        "test_macro_f1_std": mean_std(test_f1)[1],
+        "val_acc": val_acc,
+        "val_acc_mean": mean_std(val_acc)[0],
+        "val_acc_std": mean_std(val_acc)[1],
+        "seed_run_ids": seed_runs,
+        "reproduce_run_id": rep_id,
+    }
+    summary["val_gap"] = trial_val - summary["val_acc_mean"]  # large: the sweep trial was lucky
+    for k in (
+        "test_acc_mean",
+        "test_acc_std",
+        "test_macro_f1_mean",
+        "test_macro_f1_std",
+        "val_acc_mean",
+        "val_acc_std",
+        "val_gap",
+        "trial_val_acc",
+    ):
+        client.log_metric(rep_id, k, float(summary[k]))
+
+    names = results[0]["class_names"]
+    recall = np.array([r["test_per_class_recall"] for r in results])
+    table = out / "per_class_recall.csv"
+    table.write_text(
+        "class,mean,std,"
+        + ",".join(f"seed{s}" for s in range(seeds))
+        + "\n"
+        + "".join(
+            f"{n},{recall[:, i].mean():.4f},{recall[:, i].std(ddof=1) if seeds > 1 else 0:.4f},"
+            + ",".join(f"{v:.4f}" for v in recall[:, i])
+            + "\n"
+            for i, n in enumerate(names)
+        )
+    )
+    mean_conf = np.mean([r["test_confusion"] for r in results], axis=0)
+    confusion_image(np.round(mean_conf).astype(int), names).save(out / "test_confusion_mean.png")
+    for f in (table, out / "test_confusion_mean.png"):
+        client.log_artifact(rep_id, str(f))
+
+    # Register the best seed by validation accuracy (test was only reported).
+    best_seed = int(np.argmax(val_acc))
+    name = model_name or spec.get("registered_model") or f"nrfer-{sweep_id}"
+    version = log_and_register(
+        Path(results[best_seed]["out_dir"]) / "checkpoint" / "best.pt",
+        names,
+        name,
+        seed_runs[best_seed],
+    )
+    summary.update(registered_model=name, model_version=version, best_seed=best_seed)
+    client.set_tag(rep_id, "nrfer.registered_model", f"{name}/{version}")
+    (out / "report.json").write_text(json.dumps(summary, indent=1))
+    client.log_artifact(rep_id, str(out / "report.json"))
+    client.set_terminated(rep_id, "FINISHED")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sweep", help="sweep name (MLflow experiment); default: the most recent sweep"
+    )
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
+    )
+    parser.add_argument(
+        "--out", default=None, help="output folder (default runs/reproduce-<sweep>)"
+    )
+    parser.add_argument("--parallel", choices=("auto", "yes", "no"), default="auto")
+    parser.add_argument(
+        "--model-name",
+        help="registered model name (default: the space's registered_model, else nrfer-<sweep>)",
+    )
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    uri = tracking_uri(args.tracking_uri)
+    out = Path(args.out or f"runs/reproduce-{args.sweep or 'latest'}")
+    try:
+        s = reproduce(args.sweep, args.seeds, uri, out, args.parallel, args.model_name)
+    except (BestError, ConfigError, DataFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"\nbest config of sweep {s['sweep']} -> {out / 'best_config.yaml'}")
+    print(
+        f"val  acc {s['val_acc_mean']:.4f} +- {s['val_acc_std']:.4f}  (sweep trial: {s['trial_val_acc']:.4f}, gap {s['val_gap']:+.4f})"
+    )
+    print(
+        f"test acc {s['test_acc_mean']:.4f} +- {s['test_acc_std']:.4f}  macro-F1 {s['test_macro_f1_mean']:.4f}  over {s['seeds']} seeds"
+    )
+    print(
+        f"MLflow run {s['reproduce_run_id']} at {uri}; registered models:/{s['registered_model']}/{s['model_version']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,69 @@
+"""The registered model: an MLflow pyfunc around nrfer.predict.Predictor (preprocessing included).
+
+Input: a tensor of grayscale faces [N, H, W] with values 0..255, any H and W (48x48 FER+
+faces, or larger images, resized as in training). Output: one row per face with the
+probability of each class and the top `label`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
+
+from nrfer.predict import Predictor
+
+MODEL_CODE = Path(__file__).with_name("serving_model.py")
+
+
+class FERModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        self.predictor = Predictor.from_path(context.artifacts["checkpoint"])
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        if isinstance(model_input, dict):  # a named tensor input
+            (model_input,) = model_input.values()
+        if isinstance(model_input, pd.DataFrame):  # e.g. dataframe_split of flattened faces
+            model_input = model_input.to_numpy()
+        images = np.asarray(model_input, dtype=np.float32)
+        if images.ndim == 2:  # one face
+            images = images[None]
+        probs = self.predictor.predict_proba(list(images))
+        names = self.predictor.class_names
+        frame = pd.DataFrame(probs.astype(np.float64), columns=names)
+        frame["label"] = [names[i] for i in probs.argmax(axis=1)]
+        return frame
+
+
+def signature(class_names: list[str]) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1, -1))]),
+        outputs=Schema([ColSpec("double", c) for c in class_names] + [ColSpec("string", "label")]),
+    )
+
+
+def log_and_register(checkpoint: Path, class_names: list[str], model_name: str, run_id: str) -> str:
+    """Log the pyfunc under `run_id` and register it; returns the new model version."""
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),  # models from code: nothing is pickled
+            artifacts={"checkpoint": str(checkpoint)},
+            signature=signature(class_names),
+            registered_model_name=model_name,
+            pip_requirements=[
+                "torch",
+                "timm",
+                "numpy",
+                "pillow",
+                "pandas",
+                "mlflow",
+                "pydantic",
+                "pyyaml",
+            ],
+        )
+    return str(info.registered_model_version)

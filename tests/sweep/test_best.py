@@ -1,0 +1,218 @@
+"""reproduce-best on a real tiny sweep: retrain with 2 seeds, register, load, predict, serve."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, synthetic_root):
+    """A finished 3-trial sweep in a SQLite store."""
+    import ray
+
+    from sweep.driver import run_sweep
+    from sweep.space import load_space
+
+    tmp = tmp_path_factory.mktemp("best")
+    space = {
+        "name": "tiny",
+        "seed": 0,
+        "registered_model": "fer-tiny",
+        "data": {"dataset": "synthetic", "root": str(synthetic_root)},
+        # a small random-init CNN: it learns in 2 epochs, so seeds differ and the test means something
+        "fixed": {
+            "model": {
+                "backbone": "resnet10t",
+                "input_size": 48,
+                "resizer": {"enabled": True, "n": 4},
+            },
+            "train": {"batch_size": 32, "device": "cpu"},
+        },
+        "search": {"optim.lr": {"loguniform": [2e-3, 5e-3]}},
+        "scheduler": {"name": "fifo", "max_epochs": 4},
+        "budget": {"num_samples": 3, "max_concurrent": 2},
+        "resources": {"cpu": 1},
+    }
+    path = tmp / "tiny.yaml"
+    path.write_text(yaml.safe_dump(space))
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    run_sweep(load_space(path), path, storage=str(tmp / "storage"), uri=uri, verbose=0)
+    yield tmp, uri
+    ray.shutdown()
+
+
+def test_reproduce_best_retrains_registers_and_predicts(swept, synthetic_root, capsys):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from nrfer.data.ferplus import read_ferplus
+    from nrfer.predict import Predictor
+    from nrfer.predict import main as predict_main
+    from sweep.best import main as best_main
+
+    tmp, uri = swept
+    out = tmp / "reproduce"
+    assert (
+        best_main(["--seeds", "2", "--tracking-uri", uri, "--out", str(out), "--parallel", "yes"])
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    client = MlflowClient(uri)
+
+    # the best trial by validation, and its exact config
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    trials = [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
+    best_val = {
+        t.info.run_id: max(m.value for m in client.get_metric_history(t.info.run_id, "val_acc"))
+        for t in trials
+    }
+    assert best_val[report["trial_run_id"]] == max(best_val.values())
+    trial_cfg = yaml.safe_load(
+        Path(client.download_artifacts(report["trial_run_id"], "config.yaml")).read_text()
+    )
+    assert yaml.safe_load((out / "best_config.yaml").read_text()) == trial_cfg
+
+    # two seed runs under the reproduce run under the sweep; mean/std from them
+    parent = next(r for r in runs if r.data.tags.get("nrfer.role") == "sweep")
+    rep = next(r for r in runs if r.data.tags.get("nrfer.role") == "reproduce")
+    seeds = [r for r in runs if r.data.tags.get("nrfer.role") == "seed"]
+    assert rep.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert len(seeds) == 2 and all(
+        s.data.tags["mlflow.parentRunId"] == rep.info.run_id for s in seeds
+    )
+    accs = [s.data.metrics["test_acc"] for s in seeds]
+    assert accs[0] != accs[1] and min(accs) > 0.3, accs  # two real, different trainings
+    assert rep.data.metrics["test_acc_mean"] == pytest.approx(np.mean(accs))
+    assert rep.data.metrics["test_acc_std"] == pytest.approx(np.std(accs, ddof=1))
+    assert rep.data.metrics["val_gap"] == pytest.approx(
+        report["trial_val_acc"] - report["val_acc_mean"]
+    )
+    assert {"per_class_recall.csv", "test_confusion_mean.png", "best_config.yaml"} <= {
+        a.path for a in client.list_artifacts(rep.info.run_id)
+    }
+
+    # the registered model (best seed by val) predicts what its checkpoint predicts
+    mlflow.set_tracking_uri(uri)
+    pyfunc = mlflow.pyfunc.load_model("models:/fer-tiny/latest")
+    faces = read_ferplus(synthetic_root).test.images[:16, 0]
+    served = pyfunc.predict(faces.astype(np.float64))
+    ckpt = out / f"seed-{report['best_seed']}" / "checkpoint" / "best.pt"
+    predictor = Predictor.from_path(ckpt)
+    expected = [predictor.class_names[i] for i in predictor.predict_proba(list(faces)).argmax(1)]
+    assert list(served["label"]) == expected
+    np.testing.assert_allclose(served[predictor.class_names].sum(axis=1), 1.0, rtol=1e-5)
+
+    # nrfer.predict on PNG files (any size and colour), a bad file does not stop the batch
+    Image.fromarray(faces[0]).save(tmp / "a.png")
+    Image.fromarray(np.repeat(np.kron(faces[1], np.ones((2, 2), np.uint8))[..., None], 3, 2)).save(
+        tmp / "b.png"
+    )
+    (tmp / "bad.png").write_bytes(b"not an image")
+    capsys.readouterr()
+    code = predict_main(
+        [
+            "--model",
+            str(ckpt),
+            "--json",
+            str(tmp / "a.png"),
+            str(tmp / "bad.png"),
+            str(tmp / "b.png"),
+        ]
+    )
+    captured = capsys.readouterr()
+    lines = [json.loads(x) for x in captured.out.strip().splitlines()]
+    assert code == 1 and [x["image"] for x in lines] == [str(tmp / "a.png"), str(tmp / "b.png")]
+    assert lines[0]["label"] == expected[0] and "bad.png: cannot be decoded" in captured.err
+    assert abs(sum(lines[1]["probabilities"].values()) - 1) < 1e-5
+    # the same through the Model Registry URI
+    assert predict_main(["--model", "models:/fer-tiny/latest", "--json", str(tmp / "a.png")]) == 0
+    assert json.loads(capsys.readouterr().out.strip())["label"] == expected[0]
+
+
+def test_registered_model_serves_over_http(swept, synthetic_root):
+    from nrfer.data.ferplus import read_ferplus
+
+    tmp, uri = swept
+    if not (tmp / "reproduce" / "report.json").is_file():
+        pytest.skip("needs the reproduce test first")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bin_dir = str(Path(sys.executable).parent)  # mlflow runs uvicorn from PATH
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+    }
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "mlflow"),
+            "models",
+            "serve",
+            "-m",
+            "models:/fer-tiny/latest",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=open(tmp / "serve.log", "w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail((tmp / "serve.log").read_text()[-2000:])
+        face = read_ferplus(synthetic_root).test.images[:2, 0].astype(float).tolist()
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": face}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        body = json.loads(urllib.request.urlopen(req, timeout=60).read())
+        preds = body["predictions"]
+        assert len(preds) == 2 and all(
+            p["label"]
+            in (
+                "neutral",
+                "happiness",
+                "surprise",
+                "sadness",
+                "anger",
+                "disgust",
+                "fear",
+                "contempt",
+            )
+            for p in preds
+        )
+        assert abs(sum(v for k, v in preds[0].items() if k != "label") - 1) < 1e-5
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
