@@ -213,6 +213,10 @@ def reproduce(
         "seed_run_ids": seed_runs,
         "reproduce_run_id": rep_id,
     }
+    flat = cfg.flat()
+    summary["sampled"] = {
+        k: flat.get(k) for k in (trial.data.tags.get("nrfer.sampled") or "").split(",") if k
+    }
     summary["val_gap"] = trial_val - summary["val_acc_mean"]  # large: the sweep trial was lucky
     for k in (
         "test_acc_mean",
@@ -292,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"\nbest config of sweep {s['sweep']} -> {out / 'best_config.yaml'}")
+    for k, v in s["sampled"].items():
+        print(f"  {k} = {v}")
     print(
         f"val  acc {s['val_acc_mean']:.4f} +- {s['val_acc_std']:.4f}  (sweep trial: {s['trial_val_acc']:.4f}, gap {s['val_gap']:+.4f})"
     )

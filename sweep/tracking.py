@@ -31,7 +31,13 @@ T = TypeVar("T")
 
 
 def tracking_uri(cli_value: str | None = None) -> str:
-    return cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    """The URI from the CLI, the environment or the default, with a relative SQLite path
+    made absolute: trial workers run in other folders and must find the same file."""
+    uri = cli_value or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and ":memory:" not in uri:
+        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
 
 
 def with_retries(
@@ -195,6 +201,10 @@ class TrialLogger:
             return run_id
 
         self.run_id = with_retries(find_or_create, f"start run of trial {self.trial_id}")
+        if self.run_id is None:  # a trial nobody can see is worse than a failed one
+            raise RuntimeError(
+                f"trial {self.trial_id}: cannot create its MLflow run at {ctx['uri']}"
+            )
         return self.run_id
 
     def log_epoch(self, metrics: dict, step: int) -> None:

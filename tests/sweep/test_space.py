@@ -104,3 +104,13 @@ def test_shipped_spaces_load_and_sample():
     assert paper.data["dataset"] == "ferplus" and paper.resources["gpu"] == 0.5
     with pytest.raises(SpaceError, match="not found"):
         load_space("nope.yaml")
+
+
+def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
+    from sweep.tracking import tracking_uri
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
+    assert tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"

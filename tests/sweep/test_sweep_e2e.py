@@ -15,7 +15,9 @@ def ray_local():
     ray.shutdown()
 
 
-def test_sweep_tracks_parent_and_nested_trial_runs(tmp_path, synthetic_root, ray_local):
+def test_sweep_tracks_parent_and_nested_trial_runs(
+    tmp_path, synthetic_root, ray_local, monkeypatch
+):
     from mlflow.tracking import MlflowClient
 
     from sweep.driver import run_sweep
