@@ -43,6 +43,13 @@ SEEDS ?= 3
 reproduce-best: setup
 	$(BIN)/python -m sweep.best --seeds $(SEEDS) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
 
+# Benchmarks (not tests): each prints a table and merges its rows into bench/results.json.
+bench: setup
+	$(BIN)/python bench/input_pipeline.py
+	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/train_step.py --models demo_vit --channels-last
+	$(BIN)/python bench/sweep_bench.py all
+
 # The MLflow UI on loopback only; see the README before exposing it.
 UI_PORT ?= 5000
 ui: setup

@@ -79,7 +79,12 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
 
 
 def build_searcher(spec: SweepSpec):
-    sampler = optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(4, spec.num_samples))
+    if spec.searcher == "random":
+        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(
+            seed=spec.seed, n_startup_trials=min(4, spec.num_samples)
+        )
     searcher = OptunaSearch(
         space=spec.define_by_run, metric=spec.metric, mode=spec.mode, sampler=sampler
     )

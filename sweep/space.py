@@ -32,7 +32,9 @@ TOP_KEYS = (
     "budget",
     "resources",
     "registered_model",
+    "searcher",
 )
+SEARCHERS = ("tpe", "random")
 METRICS = ("val_acc", "val_macro_f1", "val_loss")
 SCHEDULER_KEYS = {
     "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
@@ -91,6 +93,7 @@ class SweepSpec:
     resources: dict
     source: str = ""
     registered_model: str | None = None  # the Model Registry name for reproduce-best
+    searcher: str = "tpe"  # tpe | random (the baseline of bench/search_efficiency.py)
 
     @property
     def max_epochs(self) -> int:
@@ -133,6 +136,7 @@ class SweepSpec:
             },
             "resources": self.resources,
             "registered_model": self.registered_model,
+            "searcher": self.searcher,
         }
 
 
@@ -324,6 +328,10 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             source, "registered_model", f"expected a non-empty model name, got {registered_model!r}"
         )
 
+    searcher = raw.get("searcher", "tpe")
+    if searcher not in SEARCHERS:
+        raise _err(source, "searcher", f"{searcher!r} is not one of {', '.join(SEARCHERS)}")
+
     search = raw.get("search") or {}
     if not isinstance(search, dict):
         raise _err(
@@ -370,6 +378,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         resources=resources,
         source=source,
         registered_model=registered_model,
+        searcher=searcher,
     )
     # Every parameter must be a real trial-config key with values it accepts: check the
     # shared config, and each parameter at its first value and (for choices) each value.
