@@ -122,6 +122,7 @@ class TrainConfig(_Section):
     num_threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's default)
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 on CUDA, off on CPU
     channels_last: bool = False
+    compile: bool = False  # torch.compile the model; falls back to eager if compiling fails
 
     @field_validator("device")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 import tempfile
 import time
 from collections.abc import Callable
@@ -59,6 +60,22 @@ def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
         smoothing=cfg.loss.smoothing,
         prior=prior,
     )
+
+
+def maybe_compile(model: torch.nn.Module, enabled: bool, sample: torch.Tensor) -> torch.nn.Module:
+    """torch.compile behind a flag, tried on one batch; any failure falls back to eager."""
+    if not enabled:
+        return model
+    try:
+        compiled = torch.compile(model)
+        with torch.no_grad():
+            compiled.eval()(sample)
+        return compiled
+    except Exception as e:  # no compiler, unsupported op, ...
+        warnings.warn(
+            f"torch.compile failed, training eagerly: {type(e).__name__}: {e}", stacklevel=2
+        )
+        return model
 
 
 def best_state(model_state: dict, epoch: int, config: TrialConfig, data: FERData) -> dict:
@@ -115,6 +132,8 @@ def fit(
     loss_fn = build_loss(config, data).to(device)
     optimizer = build_optimizer(model, config.optim)
     scheduler = build_scheduler(optimizer, config.scheduler, tc.epochs)
+    sample = splits["train"].batch(torch.arange(min(2, len(splits["train"])), device=device))
+    step_model = maybe_compile(model, tc.compile, sample)  # shares `model`'s parameters
 
     start_epoch, best_val_acc, best_epoch, history = 0, -1.0, -1, []
     if resume is not None:
@@ -139,11 +158,11 @@ def fit(
         seed = epoch_seed(tc.seed, epoch)
         torch.manual_seed(seed)  # dropout / drop-path draws of this epoch
         train_m = train_one_epoch(
-            model, splits["train"], loss_fn, optimizer, config, seed, data.label_mode
+            step_model, splits["train"], loss_fn, optimizer, config, seed, data.label_mode
         )
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
-        val = evaluate(model, splits["val"], loss_fn, config, data.num_classes)
+        val = evaluate(step_model, splits["val"], loss_fn, config, data.num_classes)
         if not np.isfinite(train_m["train_loss"]):
             raise FloatingPointError(
                 f"epoch {epoch}: training loss is {train_m['train_loss']} (diverged)"
