@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
