@@ -85,11 +85,7 @@ def overhead(root: str, tmp: Path) -> list[dict]:
 
     spec = space("overhead", root, samples=4, epochs=2, scheduler="fifo", searcher="tpe")
     summary, wall = run(spec, tmp)
-    from ray import tune
-
-    results = tune.Tuner.restore(
-        str(tmp / "storage" / "overhead"), trainable=lambda c: None
-    ).get_results()
+    results = summary["results"]
     trial_time = sum(float(r.metrics["time_total_s"]) for r in results)
     ray.shutdown()
 
@@ -142,15 +138,12 @@ def epochs_to_reach(results, target: float) -> int | None:
 
 def search(root: str, tmp: Path, samples: int) -> list[dict]:
     import ray
-    from ray import tune
 
     ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.2")
     arms = {}
     for name, sched, searcher in (("asha_tpe", "asha", "tpe"), ("fifo_random", "fifo", "random")):
-        _, wall = run(space(name, root, samples, 4, sched, searcher), tmp)
-        results = tune.Tuner.restore(
-            str(tmp / "storage" / name), trainable=lambda c: None
-        ).get_results()
+        summary, wall = run(space(name, root, samples, 4, sched, searcher), tmp)
+        results = summary["results"]
         best = max(float(r.metrics_dataframe["val_acc"].max()) for r in results)
         epochs = sum(int(r.metrics["training_iteration"]) for r in results)
         arms[name] = (results, best, epochs, wall)

@@ -265,6 +265,7 @@ def run_sweep(
             "importance": importance,
             "wall_s": wall,
             "data_load_s": data_s,
+            "results": results,  # Ray's ResultGrid, for callers that want every trial
         }
     finally:
         tracker.close_open_trials("KILLED")

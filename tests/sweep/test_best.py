@@ -16,6 +16,7 @@ import yaml
 from PIL import Image
 
 from conftest import REPO
+from nrfer.data import EMOTIONS
 
 pytestmark = pytest.mark.slow
 
@@ -198,20 +199,7 @@ def test_registered_model_serves_over_http(swept, synthetic_root):
         )
         body = json.loads(urllib.request.urlopen(req, timeout=60).read())
         preds = body["predictions"]
-        assert len(preds) == 2 and all(
-            p["label"]
-            in (
-                "neutral",
-                "happiness",
-                "surprise",
-                "sadness",
-                "anger",
-                "disgust",
-                "fear",
-                "contempt",
-            )
-            for p in preds
-        )
+        assert len(preds) == 2 and all(p["label"] in EMOTIONS for p in preds)
         assert abs(sum(v for k, v in preds[0].items() if k != "label") - 1) < 1e-5
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

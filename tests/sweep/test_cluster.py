@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, tiny_space
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -136,29 +136,14 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
 
         wait_for(lambda: "/2.0 CPU" in status(), 90, "two Ray nodes")
 
-        space = {
-            "name": "cluster",
-            "seed": 0,
-            "data": {"dataset": "synthetic", "root": str(synthetic_root)},
-            "fixed": {
-                "model": {
-                    "backbone": "vit_tiny_patch16_224",
-                    "resizer": {"enabled": True, "n": 4},
-                    "backbone_args": {
-                        "img_size": 32,
-                        "patch_size": 8,
-                        "embed_dim": 32,
-                        "depth": 1,
-                        "num_heads": 2,
-                    },
-                },
-                "train": {"batch_size": 64, "device": "cpu"},
-            },
-            "search": {"optim.lr": {"loguniform": [1e-4, 1e-2]}},
-            "scheduler": {"name": "fifo", "max_epochs": 3},
-            "budget": {"num_samples": 2, "max_concurrent": 2},
-            "resources": {"cpu": 1},
-        }
+        space = tiny_space(
+            "cluster",
+            synthetic_root,
+            resizer={"enabled": True, "n": 4},
+            search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+            scheduler={"name": "fifo", "max_epochs": 3},
+            budget={"num_samples": 2, "max_concurrent": 2},
+        )
         path = tmp_path / "cluster.yaml"
         path.write_text(yaml.safe_dump(space))
         out = subprocess.run(

@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, tiny_space
 
 pytestmark = pytest.mark.slow
 
@@ -47,29 +47,15 @@ def launch(path, tmp_path, *extra):
 def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, synthetic_root):
     from mlflow.tracking import MlflowClient
 
-    space = {
-        "name": "resume",
-        "seed": 2,
-        "data": {"dataset": "synthetic", "root": str(synthetic_root)},
-        "fixed": {
-            "model": {
-                "backbone": "vit_tiny_patch16_224",
-                "resizer": {"enabled": False},
-                "backbone_args": {
-                    "img_size": 32,
-                    "patch_size": 8,
-                    "embed_dim": 32,
-                    "depth": 1,
-                    "num_heads": 2,
-                },
-            },
-            "train": {"batch_size": 64, "device": "cpu"},
-        },
-        "search": {"optim.lr": {"loguniform": [1e-4, 1e-2]}},
-        "scheduler": {"name": "fifo", "max_epochs": 3},
-        "budget": {"num_samples": 4, "max_concurrent": 1},
-        "resources": {"cpu": 1},
-    }
+    space = tiny_space(
+        "resume",
+        synthetic_root,
+        seed=2,
+        resizer={"enabled": False},
+        search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+        scheduler={"name": "fifo", "max_epochs": 3},
+        budget={"num_samples": 4, "max_concurrent": 1},
+    )
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(space))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")

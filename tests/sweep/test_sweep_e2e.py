@@ -3,6 +3,8 @@
 import pytest
 import yaml
 
+from conftest import tiny_space
+
 pytestmark = pytest.mark.slow
 
 
@@ -23,31 +25,17 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     from sweep.driver import run_sweep
     from sweep.space import load_space
 
-    space = {
-        "name": "e2e",
-        "seed": 1,
-        "data": {"dataset": "synthetic", "root": str(synthetic_root)},
-        "fixed": {
-            "model": {
-                "backbone": "vit_tiny_patch16_224",
-                "backbone_args": {
-                    "img_size": 32,
-                    "patch_size": 8,
-                    "embed_dim": 32,
-                    "depth": 1,
-                    "num_heads": 2,
-                },
-            },
-            "train": {"batch_size": 64, "device": "cpu"},
-        },
-        "search": {
+    space = tiny_space(
+        "e2e",
+        synthetic_root,
+        seed=1,
+        search={
             "model.resizer.enabled": {"choice": [True, False]},
             "optim.lr": {"loguniform": [1e-4, 1e-2]},
         },
-        "scheduler": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 3},
-        "budget": {"num_samples": 4, "max_concurrent": 2},
-        "resources": {"cpu": 1},
-    }
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 3},
+        budget={"num_samples": 4, "max_concurrent": 2},
+    )
     path = tmp_path / "e2e.yaml"
     path.write_text(yaml.safe_dump(space))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
