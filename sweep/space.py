@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from nrfer.config import ConfigError, TrialConfig, deep_merge, make_config, set_by_path
+from nrfer.models.backbone import check_backbone_name
 from nrfer.registry import suggest
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -383,12 +384,20 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
     # Every parameter must be a real trial-config key with values it accepts: check the
     # shared config, and each parameter at its first value and (for choices) each value.
     try:
-        spec.trial_config({})
+        backbones = {(spec.trial_config({}).model.backbone, "fixed.model.backbone")}
         for p in params:
             for value in p.args if p.kind == "choice" else [p.first(), p.args[1]]:
-                spec.trial_config({p.key: value})
+                cfg = spec.trial_config({p.key: value})
+                if p.key == "model.backbone":
+                    backbones.add((cfg.model.backbone, f"search.{p.key}"))
     except ConfigError as e:
         raise SpaceError(str(e)) from None
+    # Backbone names are checked against timm now, not when a trial fails hours later.
+    for name, where in sorted(backbones):
+        try:
+            check_backbone_name(name)
+        except ValueError as e:
+            raise _err(source, where, str(e)) from None
     return spec
 
 

@@ -32,3 +32,10 @@ def test_bad_space_name_is_a_clear_error():
         and "search space 'nope.yaml' not found" in p.stderr
         and "demo.yaml" in p.stderr
     )
+
+
+def test_unwritable_storage_stops_before_ray_starts():
+    p = run("--space", "demo.yaml", "--storage", "/proc/nrfer-cannot-write-here")
+    assert p.returncode == 2
+    assert "storage path /proc/nrfer-cannot-write-here is not writable" in p.stderr
+    assert "Started a local Ray instance" not in p.stdout + p.stderr

@@ -114,3 +114,14 @@ def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
     assert tracking_uri() == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert tracking_uri("sqlite:////abs/x.db") == "sqlite:////abs/x.db"
     assert tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+
+
+def test_unknown_backbone_is_caught_at_parse_time_with_suggestions():
+    raw = space(
+        **{"model.backbone": {"choice": ["vit_base_patch16_224", "swin_base_patch4_window7_22"]}}
+    )
+    with pytest.raises(
+        SpaceError,
+        match="search.model.backbone: timm does not know backbone 'swin_base_patch4_window7_22'.*swin_base_patch4_window7_224",
+    ):
+        parse_space(raw, "bad.yaml")
