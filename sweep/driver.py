@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,13 @@ from sweep.tracking import (
 )
 
 RESULT_KEYS = ("val_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc", "epoch")
+WORST = {
+    "val_acc": 0.0,
+    "val_macro_f1": 0.0,
+    "val_loss": float("inf"),
+    "best_val_acc": 0.0,
+    "diverged": True,
+}
 SCHEDULER_STATE = "nrfer_scheduler_state.pkl"
 LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
 
@@ -73,7 +81,12 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
         )
 
     with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
-        fit(cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False)
+        try:
+            fit(cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False)
+        except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
+            logger.fail(traceback.format_exc(), diverged=True)
+            tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
+            return
         logger.log_artifact(Path(out) / "checkpoint" / "best.pt", "checkpoint")
     logger.finish()
 

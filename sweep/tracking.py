@@ -25,6 +25,7 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DIVERGED = "FloatingPointError"  # what nrfer.train.fit raises on a non-finite loss
 ROLE, SWEEP_ID, TRIAL_ID = "nrfer.role", "nrfer.sweep_id", "nrfer.trial_id"
 log = logging.getLogger("nrfer.sweep")
 T = TypeVar("T")
@@ -234,6 +235,21 @@ class TrialLogger:
         if self.run_id:
             with_retries(lambda: self.client.log_dict(self.run_id, d, path), f"upload {path}")
 
+    def fail(self, error_text: str, diverged: bool = False) -> None:
+        """The trial ends itself as FAILED (e.g. diverged), with the traceback as an artifact."""
+        if not self.run_id:
+            return
+        run_id = self.run_id
+
+        def mark() -> None:
+            self.client.log_text(run_id, error_text, "error/error.txt")
+            self.client.set_tag(run_id, "nrfer.failed", "true")
+            if diverged:
+                self.client.set_tag(run_id, "nrfer.diverged", "true")
+            self.client.set_terminated(run_id, "FAILED")
+
+        with_retries(mark, f"mark {self.trial_id} failed")
+
     def finish(self) -> None:
         if self.run_id:
             with_retries(
@@ -272,10 +288,13 @@ class TrialStatusCallback(tune.Callback):
         if run is None:
             return
         client, run_id = self.tracker.client, run.info.run_id
-        if trial.error_file and Path(trial.error_file).is_file():
+        error = Path(trial.error_file) if trial.error_file else None
+        if error is not None and error.is_file():
             with_retries(
-                lambda: client.log_artifact(run_id, trial.error_file, "error"), "upload traceback"
+                lambda: client.log_artifact(run_id, str(error), "error"), "upload traceback"
             )
+            if DIVERGED in error.read_text(errors="replace"):
+                client.set_tag(run_id, "nrfer.diverged", "true")
         client.set_tag(run_id, "nrfer.failed", "true")
         client.set_terminated(run_id, "FAILED")
 

@@ -1,0 +1,78 @@
+"""Faults inside a real sweep: a trial that cannot build and a trial that diverges."""
+
+import pytest
+import yaml
+
+from conftest import tiny_space
+
+pytestmark = pytest.mark.slow
+
+
+def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, monkeypatch):
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from sweep.driver import run_sweep
+    from sweep.space import load_space
+
+    space = tiny_space(
+        "faults",
+        synthetic_root,
+        resizer={"enabled": False},
+        # cuda:9 does not exist here (the trial cannot build); lr 10 with SGD diverges to NaN
+        search={
+            "train.device": {"choice": ["cpu", "cuda:9"]},
+            "optim.lr": {"choice": [0.01, 10.0]},
+        },
+        scheduler={"name": "fifo", "max_epochs": 2},
+        budget={"num_samples": 5, "max_concurrent": 2},
+    )
+    space["fixed"]["optim"] = {"name": "sgd"}
+    space["searcher"] = "random"  # seeded: the same five draws every run
+    path = tmp_path / "faults.yaml"
+    path.write_text(yaml.safe_dump(space))
+    monkeypatch.chdir(tmp_path)
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
+    try:
+        summary = run_sweep(
+            load_space(path),
+            path,
+            storage=str(tmp_path / "storage"),
+            uri="sqlite:///mlflow.db",
+            verbose=0,
+        )
+    finally:
+        ray.shutdown()
+    client = MlflowClient(summary["tracking_uri"])
+    exp = client.get_experiment_by_name("faults")
+    trials = [
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if r.data.tags.get("nrfer.role") == "trial"
+    ]
+    # Ray retried the crashing trials (max_failures); each kept one run
+    assert len(trials) == 5 and len({t.data.tags["nrfer.trial_id"] for t in trials}) == 5
+
+    def kind(t):
+        if t.data.params["train.device"] != "cpu":
+            return "crash"
+        return "diverge" if float(t.data.params["optim.lr"]) > 1 else "ok"
+
+    assert {kind(t) for t in trials} == {"crash", "diverge", "ok"}
+    for t in trials:
+        errors = [a.path for a in client.list_artifacts(t.info.run_id, "error")]
+        if kind(t) == "ok":
+            assert t.info.status == "FINISHED" and not errors
+        else:
+            assert t.info.status == "FAILED" and errors == ["error/error.txt"], kind(t)
+            assert (t.data.tags.get("nrfer.diverged") == "true") == (kind(t) == "diverge")
+        if kind(t) == "diverge":  # stopped after its first epoch, reported as the worst result
+            assert len(client.get_metric_history(t.info.run_id, "val_acc")) == 0
+    # only the crashes are Ray errors; the diverged trials ended themselves
+    assert summary["num_errors"] == sum(kind(t) == "crash" for t in trials)
+    parent = next(
+        r
+        for r in client.search_runs([exp.experiment_id])
+        if r.data.tags.get("nrfer.role") == "sweep"
+    )
+    assert parent.info.status == "FINISHED"
