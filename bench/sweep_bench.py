@@ -73,7 +73,6 @@ def overhead(root: str, tmp: Path) -> list[dict]:
     from nrfer.config import make_config
     from nrfer.data import load_data
     from nrfer.train import fit
-    from sweep.driver import trial_config
     from sweep.tracking import SweepTracker
 
     t0 = time.perf_counter()
@@ -89,7 +88,7 @@ def overhead(root: str, tmp: Path) -> list[dict]:
     trial_time = sum(float(r.metrics["time_total_s"]) for r in results)
     ray.shutdown()
 
-    from sweep.space import parse_space
+    from sweep.space import apply_params, parse_space
 
     sweep_spec = parse_space(spec, "overhead")
     base = sweep_spec.base_config()
@@ -98,7 +97,7 @@ def overhead(root: str, tmp: Path) -> list[dict]:
     t0 = time.perf_counter()
     for r in results:
         fit(
-            trial_config(base, r.config),
+            apply_params(base, r.config),
             data=data,
             out_dir=tempfile.mkdtemp(dir=tmp),
             evaluate_test=False,

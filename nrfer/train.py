@@ -136,6 +136,7 @@ def fit(
     step_model = maybe_compile(model, tc.compile, sample)  # shares `model`'s parameters
 
     start_epoch, best_val_acc, best_epoch, history = 0, -1.0, -1, []
+    best_model: dict | None = None
     if resume is not None:
         state = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
         model.load_state_dict(state["model"])
@@ -147,6 +148,7 @@ def fit(
             state["best_epoch"],
         )
         history = list(state.get("history", []))
+        best_model = state.get("best_model")
         if state.get("best_model") is not None:
             save_checkpoint(
                 best_state(state["best_model"], best_epoch, config, data), ckpt_dir / "best.pt"
@@ -170,6 +172,8 @@ def fit(
         improved = val["acc"] > best_val_acc
         if improved:
             best_val_acc, best_epoch = val["acc"], epoch
+            # kept in memory for last.pt, instead of re-reading best.pt every epoch
+            best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             save_checkpoint(
                 best_state(model.state_dict(), epoch, config, data), ckpt_dir / "best.pt"
             )
@@ -187,9 +191,6 @@ def fit(
             "epoch_time_s": time.perf_counter() - t0,
         }
         history.append(metrics)
-        best_model = (
-            load_checkpoint(ckpt_dir / "best.pt")["model"] if not improved else model.state_dict()
-        )
         save_checkpoint(
             {
                 "model": model.state_dict(),

@@ -25,11 +25,11 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from nrfer.checkpoint import load_checkpoint
-from nrfer.config import ConfigError, deep_merge, make_config, set_by_path
+from nrfer.config import ConfigError, make_config
 from nrfer.data import FERData, load_data
 from nrfer.train import fit
 from sweep.report import write_report
-from sweep.space import SweepSpec
+from sweep.space import SweepSpec, apply_params
 from sweep.tracking import (
     SchedulerStateCallback,
     SweepTracker,
@@ -50,16 +50,9 @@ SCHEDULER_STATE = "nrfer_scheduler_state.pkl"
 LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
 
 
-def trial_config(base: dict, params: dict[str, Any]):
-    raw = deep_merge(base, {})
-    for key, value in params.items():
-        set_by_path(raw, key, value)
-    return make_config(raw, "trial")
-
-
 def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict) -> None:
     """The Tune function trainable: one nrfer trial; `params` holds the sampled values."""
-    cfg = trial_config(base, params)
+    cfg = apply_params(base, params)
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # Ray retried this trial: continue after its last epoch

@@ -8,6 +8,7 @@ Every error names the file, the key path and what is allowed.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,10 +107,7 @@ class SweepSpec:
         return deep_merge(base, {"train": {"epochs": self.max_epochs}})
 
     def trial_config(self, params: dict[str, Any]) -> TrialConfig:
-        raw = self.base_config()
-        for key, value in params.items():
-            set_by_path(raw, key, value, where=f"{self.source}: search.{key}")
-        return make_config(raw, f"{self.source} (trial)")
+        return apply_params(self.base_config(), params, self.source)
 
     def define_by_run(self, trial) -> None:
         """Optuna define-by-run: declares the parameters, in file order, skipping inactive ones."""
@@ -139,6 +137,15 @@ class SweepSpec:
             "registered_model": self.registered_model,
             "searcher": self.searcher,
         }
+
+
+def apply_params(base: dict, params: dict[str, Any], source: str = "trial") -> TrialConfig:
+    """The trial config: `base` with the sampled dotted-key values set. `base` is copied
+    deeply first, so neither the spec nor a shared base ever carries one trial's values."""
+    raw = copy.deepcopy(base)
+    for key, value in params.items():
+        set_by_path(raw, key, value, where=f"{source}: search.{key}")
+    return make_config(raw, f"{source} (trial)")
 
 
 def resolve_space_path(name: str | Path) -> Path:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -322,7 +322,6 @@ class SchedulerStateCallback(tune.Callback):
 
 
 __all__ = [
-    "RunTag",
     "SweepTracker",
     "TrialLogger",
     "TrialStatusCallback",

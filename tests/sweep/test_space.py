@@ -125,3 +125,12 @@ def test_unknown_backbone_is_caught_at_parse_time_with_suggestions():
         match="search.model.backbone: timm does not know backbone 'swin_base_patch4_window7_22'.*swin_base_patch4_window7_224",
     ):
         parse_space(raw, "bad.yaml")
+
+
+def test_building_trial_configs_never_changes_the_spec():
+    raw = space(**{"model.resizer.n": {"int": [4, 16]}, "loss.gamma": {"uniform": [0.5, 3.0]}})
+    raw["fixed"] = {"model": {"resizer": {"n": 8}}}
+    spec = parse_space(raw, "s.yaml")  # parsing builds a config per bound and choice
+    assert spec.fixed == {"model": {"resizer": {"n": 8}}}
+    assert spec.trial_config({"model.resizer.n": 16}).model.resizer.n == 16
+    assert spec.trial_config({}).model.resizer.n == 8

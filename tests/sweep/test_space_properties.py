@@ -4,7 +4,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweep.space import SpaceError, parse_space
+from sweep.space import TOP_KEYS, SpaceError, parse_space
 
 scalars = st.one_of(
     st.none(),
@@ -19,16 +19,7 @@ scalars = st.one_of(
 keys = st.one_of(
     st.sampled_from(
         [
-            "name",
-            "metric",
-            "mode",
-            "seed",
-            "data",
-            "fixed",
-            "search",
-            "scheduler",
-            "budget",
-            "resources",
+            *TOP_KEYS,
             "when",
             "choice",
             "uniform",
