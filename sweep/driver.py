@@ -31,10 +31,12 @@ from nrfer.train import fit
 from sweep.report import write_report
 from sweep.space import SweepSpec, apply_params
 from sweep.tracking import (
+    WORKER_HTTP_ENV,
     SchedulerStateCallback,
     SweepTracker,
     TrialLogger,
     TrialStatusCallback,
+    replay,
     tracking_uri,
 )
 
@@ -47,6 +49,7 @@ WORST = {
     "diverged": True,
 }
 SCHEDULER_STATE = "nrfer_scheduler_state.pkl"
+METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
 LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
 
 
@@ -58,8 +61,13 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
     if checkpoint is not None:  # Ray retried this trial: continue after its last epoch
         with checkpoint.as_directory() as d:
             resume = load_checkpoint(Path(d) / "last.pt")
-    logger = TrialLogger(tracking, tune.get_context().get_trial_id())
+    for k, v in WORKER_HTTP_ENV.items():
+        os.environ.setdefault(k, v)
+    trial_id = tune.get_context().get_trial_id()
+    logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
     logger.start(cfg.flat(), params)
+    if resume is not None:  # visible in the UI: this attempt continued after a lost worker
+        logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
     logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
 
     def report(metrics: dict, ckpt_dir: Path) -> None:
@@ -80,8 +88,7 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
             logger.fail(traceback.format_exc(), diverged=True)
             tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
             return
-        logger.log_artifact(Path(out) / "checkpoint" / "best.pt", "checkpoint")
-    logger.finish()
+        logger.finish({"checkpoint": Path(out) / "checkpoint" / "best.pt"})
 
 
 def build_searcher(spec: SweepSpec):
@@ -195,7 +202,12 @@ def run_sweep(
 
     # Tuner: new, or restored with the searcher state and our saved scheduler state.
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=base, data=data, tracking=tracker.context()),
+        tune.with_parameters(
+            run_trial,
+            base=base,
+            data=data,
+            tracking={**tracker.context(), "record_dir": str(exp_dir / METRIC_RECORDS)},
+        ),
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
     )
     state_file = exp_dir / SCHEDULER_STATE
@@ -235,6 +247,12 @@ def run_sweep(
             callbacks  # restored RunConfig has pickled copies
         )
 
+    # Tune saves its experiment state (which trials finished) at most every 10 s by default;
+    # a driver killed in that window would rerun a trial that had just finished.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Tune also snapshots after every trial checkpoint (num_to_keep=1) and warns each time
+    # on short epochs; the snapshot is what makes a killed driver resumable, so keep it quiet.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     status = "FAILED"
     try:
         t1 = time.perf_counter()
@@ -274,8 +292,22 @@ def run_sweep(
             "results": results,  # Ray's ResultGrid, for callers that want every trial
         }
     finally:
+        replay_records(exp_dir / METRIC_RECORDS, uri)
         tracker.close_open_trials("KILLED")
         tracker.end_parent(status)
+
+
+def replay_records(folder: Path, uri: str) -> None:
+    """Upload metric records that trials kept locally while MLflow was unreachable."""
+    for record in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+        try:
+            n = replay(record, uri)
+            print(f"MLflow caught up: {n} metric values from {record.name}")
+        except Exception as e:  # still unreachable: the record stays for a later replay
+            print(
+                f"warning: {record} not uploaded ({e}); "
+                f"later: python -m sweep.tracking replay {record} --tracking-uri {uri}"
+            )
 
 
 def print_leaderboard(summary: dict, metric: str) -> None:

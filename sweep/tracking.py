@@ -10,6 +10,7 @@ it crashes; the driver's `TrialStatusCallback` does, so no run is left RUNNING.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -29,6 +30,10 @@ DIVERGED = "FloatingPointError"  # what nrfer.train.fit raises on a non-finite l
 ROLE, SWEEP_ID, TRIAL_ID = "nrfer.role", "nrfer.sweep_id", "nrfer.trial_id"
 log = logging.getLogger("nrfer.sweep")
 T = TypeVar("T")
+FINAL_ATTEMPTS = 8  # at a trial's end: about a minute of backoff before giving up on MLflow
+# A trial worker's own HTTP retries stay short: we retry (and keep a backlog) ourselves, so a
+# server that is away does not hold up training. Values the user set are kept.
+WORKER_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 def tracking_uri(cli_value: str | None = None) -> str:
@@ -42,15 +47,18 @@ def tracking_uri(cli_value: str | None = None) -> str:
 
 
 def with_retries(
-    fn: Callable[[], T], what: str, attempts: int = 4, delay_s: float = 0.5
-) -> T | None:
-    """Tracking must never crash training: retry with backoff, then warn and go on."""
+    fn: Callable[[], T], what: str, attempts: int = 4, delay_s: float = 0.5, quiet: bool = False
+) -> T | bool | None:
+    """Tracking must never crash training: retry with backoff, then warn and go on.
+    Returns fn's result (True when it returns None), or None when every attempt failed."""
     for i in range(attempts):
         try:
-            return fn()
+            out = fn()
+            return True if out is None else out
         except Exception as e:  # MlflowException, connection errors, sqlite "database is locked"
             if i == attempts - 1:
-                log.warning("MLflow: %s failed after %d attempts: %s", what, attempts, e)
+                if not quiet:
+                    log.warning("MLflow: %s failed after %d attempts: %s", what, attempts, e)
                 return None
             time.sleep(delay_s * 2**i)
     return None
@@ -167,12 +175,23 @@ class SweepTracker:
 
 
 class TrialLogger:
-    """Worker side: the nested run of one trial."""
+    """Worker side: the nested run of one trial.
 
-    def __init__(self, context: dict, trial_id: str) -> None:
+    Creating the run must succeed (with retries): a trial nobody can see is worse than a
+    failed one, and Ray retries a trial that raises. After that, the tracking server may go
+    away for a while without stopping training: each epoch's metrics get one quick attempt;
+    what fails waits in a backlog that is retried with the next epoch (catch-up) and is also
+    written to a local record (`record`, JSON lines) so that nothing is lost even if the
+    server stays away; `python -m sweep.tracking replay FILE` uploads such a record later.
+    """
+
+    def __init__(self, context: dict, trial_id: str, record: Path | None = None) -> None:
         self.client = MlflowClient(context["uri"])
         self.context, self.trial_id = context, trial_id
         self.run_id: str | None = None
+        self.record = record
+        self.backlog: list[Metric] = []
+        self.degraded = False  # the last send failed
 
     def start(self, params: dict[str, Any], sampled: dict[str, Any]) -> str | None:
         ctx = self.context
@@ -183,9 +202,13 @@ class TrialLogger:
                 ctx["experiment_id"],
                 {SWEEP_ID: ctx["sweep_id"], TRIAL_ID: self.trial_id},
             )
-            if found:  # Ray retried the trial: same run, continue it
-                self.client.update_run(found[0].info.run_id, status="RUNNING")
-                return found[0].info.run_id
+            if found:  # Ray retried the trial (or a resumed sweep continues it): same run
+                run = found[0]
+                restarts = int(run.data.tags.get("nrfer.restarts", "0")) + 1
+                self.client.set_tag(run.info.run_id, "nrfer.restarts", str(restarts))
+                self.client.set_tag(run.info.run_id, "nrfer.worker_pid", str(os.getpid()))
+                self.client.update_run(run.info.run_id, status="RUNNING")
+                return run.info.run_id
             tags = {
                 ROLE: "trial",
                 SWEEP_ID: ctx["sweep_id"],
@@ -194,6 +217,8 @@ class TrialLogger:
                 "mlflow.runName": self.trial_id,
                 "nrfer.sampled": ",".join(sorted(sampled)),
                 "nrfer.node_ip": node_ip(),
+                "nrfer.worker_pid": str(os.getpid()),
+                "nrfer.restarts": "0",
             }
             run_id = self.client.create_run(ctx["experiment_id"], tags=tags).info.run_id
             items = [Param(k, str(v)[:6000]) for k, v in params.items()]
@@ -202,7 +227,7 @@ class TrialLogger:
             return run_id
 
         self.run_id = with_retries(find_or_create, f"start run of trial {self.trial_id}")
-        if self.run_id is None:  # a trial nobody can see is worse than a failed one
+        if self.run_id is None:
             raise RuntimeError(
                 f"trial {self.trial_id}: cannot create its MLflow run at {ctx['uri']}"
             )
@@ -212,24 +237,71 @@ class TrialLogger:
         if not self.run_id:
             return
         now = int(time.time() * 1000)
-        batch = [Metric(k, v, now, step) for k, v in numeric(metrics).items()]
-        with_retries(
-            lambda: self.client.log_batch(self.run_id, metrics=batch),
-            f"log epoch {step} of {self.trial_id}",
-        )
+        self.backlog += [Metric(k, v, now, step) for k, v in numeric(metrics).items()]
+        self.flush(attempts=1)
+
+    def flush(self, attempts: int = 1, delay_s: float = 0.5) -> bool:
+        """Send the backlog; True when MLflow has every metric logged so far."""
+        if not self.backlog:
+            return True
+        pending = list(self.backlog)
+
+        def send() -> None:
+            for i in range(0, len(pending), 500):
+                self.client.log_batch(self.run_id, metrics=pending[i : i + 500])
+
+        ok = with_retries(send, f"log metrics of {self.trial_id}", attempts, delay_s, quiet=True)
+        if ok is None:
+            if self.record is not None:
+                self._write_record()
+            log.warning(
+                "MLflow unreachable at %s: trial %s keeps %d metric values locally%s and "
+                "retries with the next epoch",
+                self.context["uri"],
+                self.trial_id,
+                len(self.backlog),
+                f" ({self.record})" if self.record else "",
+            )
+            self.degraded = True
+            return False
+        if self.degraded:
+            self.degraded = False
+            log.warning("MLflow reachable again: trial %s caught up", self.trial_id)
+        self.backlog = []
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+        return True
+
+    def _write_record(self) -> None:
+        rows = [
+            {
+                "run_id": self.run_id,
+                "key": m.key,
+                "value": m.value,
+                "timestamp": m.timestamp,
+                "step": m.step,
+            }
+            for m in self.backlog
+        ]
+        try:
+            self.record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.record.with_suffix(".tmp")
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            os.replace(tmp, self.record)
+        except OSError as e:
+            log.warning("could not write the local metric record %s: %s", self.record, e)
 
     def log_artifacts(self, folder: Path, path: str) -> None:
         if self.run_id and folder.is_dir():
             with_retries(
                 lambda: self.client.log_artifacts(self.run_id, str(folder), path),
                 f"upload {folder}",
+                attempts=1,
             )
 
-    def log_artifact(self, file: Path, path: str) -> None:
-        if self.run_id and file.is_file():
-            with_retries(
-                lambda: self.client.log_artifact(self.run_id, str(file), path), f"upload {file}"
-            )
+    def set_tag(self, key: str, value: str) -> None:
+        if self.run_id:
+            with_retries(lambda: self.client.set_tag(self.run_id, key, value), f"tag {key}")
 
     def log_dict(self, d: dict, path: str) -> None:
         if self.run_id:
@@ -240,6 +312,7 @@ class TrialLogger:
         if not self.run_id:
             return
         run_id = self.run_id
+        self.flush(attempts=FINAL_ATTEMPTS)
 
         def mark() -> None:
             self.client.log_text(run_id, error_text, "error/error.txt")
@@ -248,14 +321,55 @@ class TrialLogger:
                 self.client.set_tag(run_id, "nrfer.diverged", "true")
             self.client.set_terminated(run_id, "FAILED")
 
-        with_retries(mark, f"mark {self.trial_id} failed")
+        with_retries(mark, f"mark {self.trial_id} failed", FINAL_ATTEMPTS)
 
-    def finish(self) -> None:
-        if self.run_id:
+    def finish(self, artifacts: dict[str, Path] | None = None) -> None:
+        """Catch up on every metric and upload the final artifacts (folder -> file), waiting
+        longer now, then close the run as FINISHED. A run that could not get everything
+        stays open: the driver uploads the checkpoint and closes it when the trial ends."""
+        if not self.run_id:
+            return
+        complete = self.flush(attempts=FINAL_ATTEMPTS)
+        if not complete:
+            log.warning(
+                "trial %s ends with %d metric values not in MLflow; they are in %s "
+                "(the driver replays it; by hand: python -m sweep.tracking replay %s)",
+                self.trial_id,
+                len(self.backlog),
+                self.record,
+                self.record,
+            )
+        for folder, file in (artifacts or {}).items():
+            if file.is_file():
+                complete &= bool(
+                    with_retries(
+                        lambda f=file, d=folder: self.client.log_artifact(self.run_id, str(f), d),
+                        f"upload {file}",
+                        FINAL_ATTEMPTS,
+                    )
+                )
+        if complete:
             with_retries(
                 lambda: self.client.set_terminated(self.run_id, "FINISHED"),
                 f"finish {self.trial_id}",
+                FINAL_ATTEMPTS,
             )
+
+
+def replay(record: Path, uri: str | None = None) -> int:
+    """Upload a trial's local metric record (written while MLflow was unreachable)."""
+    rows = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    client = MlflowClient(tracking_uri(uri))
+    by_run: dict[str, list[Metric]] = {}
+    for r in rows:
+        by_run.setdefault(r["run_id"], []).append(
+            Metric(r["key"], float(r["value"]), int(r["timestamp"]), int(r["step"]))
+        )
+    for run_id, metrics in by_run.items():
+        for i in range(0, len(metrics), 500):
+            client.log_batch(run_id, metrics=metrics[i : i + 500])
+    record.unlink()
+    return len(rows)
 
 
 class TrialStatusCallback(tune.Callback):
@@ -268,6 +382,12 @@ class TrialStatusCallback(tune.Callback):
         return self.tracker.trial_runs().get(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        with_retries(lambda: self._complete(trial), f"close the run of {trial.trial_id}", 3)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        with_retries(lambda: self._error(trial), f"close the run of {trial.trial_id}", 3)
+
+    def _complete(self, trial) -> None:
         run = self._run(trial)
         if run is None or run.info.status != "RUNNING":
             return
@@ -283,7 +403,7 @@ class TrialStatusCallback(tune.Callback):
             )
         client.set_terminated(run_id, "FINISHED")
 
-    def on_trial_error(self, iteration, trials, trial, **info):
+    def _error(self, trial) -> None:
         run = self._run(trial)
         if run is None:
             return
@@ -320,6 +440,26 @@ class SchedulerStateCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._save()
 
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m sweep.tracking",
+        description="Upload a trial's local metric record, written while MLflow was away.",
+    )
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    rp = sub.add_parser("replay", help="log the metrics in a record file, then delete it")
+    rp.add_argument("record", type=Path)
+    rp.add_argument("--tracking-uri")
+    args = parser.parse_args(argv)
+    n = replay(args.record, args.tracking_uri)
+    print(f"replayed {n} metric values from {args.record}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 __all__ = [
     "SweepTracker",

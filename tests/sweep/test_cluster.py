@@ -2,57 +2,17 @@
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import REPO, tiny_space
+from procs import BIN, free_port, mlflow_server, start, stop, wait_for
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(cmd, log, env):
-    # a session of its own: teardown kills exactly this process group, nothing broader
-    return subprocess.Popen(
-        cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True
-    )
-
-
-def stop(proc):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
-def wait_for(check, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        time.sleep(1)
-    raise TimeoutError(what)
 
 
 def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
@@ -71,26 +31,7 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30).stdout
 
     try:
-        procs.append(
-            start(
-                [
-                    str(BIN / "mlflow"),
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(mlflow_port),
-                    "--backend-store-uri",
-                    f"sqlite:///{tmp_path / 'server.db'}",
-                    "--artifacts-destination",
-                    str(tmp_path / "artifacts"),
-                    "--workers",
-                    "1",
-                ],
-                tmp_path / "mlflow.log",
-                env,
-            )
-        )
+        procs.append(mlflow_server(tmp_path, mlflow_port, env))
         common = ["--num-cpus", "1", "--num-gpus", "0", "--block", "--disable-usage-stats"]
         procs.append(
             start(
@@ -128,12 +69,6 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
                 env,
             )
         )
-        wait_for(
-            lambda: urllib.request.urlopen(f"{server_uri}/health", timeout=2).status == 200,
-            90,
-            "mlflow server",
-        )
-
         wait_for(lambda: "/2.0 CPU" in status(), 90, "two Ray nodes")
 
         space = tiny_space(

@@ -1,0 +1,86 @@
+"""The MLflow server goes away mid-sweep and comes back: training goes on, each trial keeps
+its metrics locally meanwhile, catches up, and nothing logged is lost."""
+
+import threading
+import time
+
+import pytest
+import yaml
+
+from conftest import tiny_space
+from procs import free_port, mlflow_server, stop
+
+pytestmark = pytest.mark.slow
+EPOCHS = 6
+
+
+def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, monkeypatch):
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from sweep.driver import run_sweep
+    from sweep.space import load_space
+
+    space = tiny_space(
+        "outage",
+        synthetic_root,
+        resizer={"enabled": True, "n": 4},
+        search={"optim.lr": {"choice": [0.003]}},
+        scheduler={"name": "fifo", "max_epochs": EPOCHS},
+        budget={"num_samples": 1, "max_concurrent": 1},
+    )
+    path = tmp_path / "outage.yaml"
+    path.write_text(yaml.safe_dump(space))
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    client = MlflowClient(uri)
+    records = tmp_path / "storage" / "outage" / "mlflow_backlog"
+    server = {"proc": mlflow_server(tmp_path, port)}
+    seen: dict = {}
+
+    def outage() -> None:
+        """After the first epoch is logged, stop the server until a trial has kept metrics
+        locally (so training went on without it), then start it again on the same port."""
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(0.1)
+            try:
+                exp = client.get_experiment_by_name("outage")
+                runs = client.search_runs([exp.experiment_id], "tags.`nrfer.role` = 'trial'")
+                if runs and client.get_metric_history(runs[0].info.run_id, "val_acc"):
+                    break
+            except Exception:
+                continue
+        stop(server["proc"])
+        seen["stopped_at"] = time.time()
+        while time.time() < deadline and not any(records.glob("*.jsonl")):
+            time.sleep(0.05)
+        seen["record"] = [p.read_text() for p in records.glob("*.jsonl")]
+        server["proc"] = mlflow_server(tmp_path, port)
+
+    monkeypatch.chdir(tmp_path)
+    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
+    thread = threading.Thread(target=outage, daemon=True)
+    thread.start()
+    try:
+        summary = run_sweep(load_space(path), path, storage=str(tmp_path / "storage"), uri=uri)
+        thread.join(timeout=120)
+        assert seen.get("record"), "no trial kept metrics locally while the server was away"
+        assert summary["num_errors"] == 0
+
+        exp = client.get_experiment_by_name("outage")
+        runs = client.search_runs([exp.experiment_id])
+        trials = [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
+        parent = next(r for r in runs if r.data.tags.get("nrfer.role") == "sweep")
+        assert len(trials) == 1 and trials[0].info.status == "FINISHED"
+        assert parent.info.status == "FINISHED"
+        run_id = trials[0].info.run_id
+        assert '"key": "val_acc"' in seen["record"][0] and run_id in seen["record"][0]
+        for name in ("val_acc", "val_loss", "train_loss", "val_macro_f1"):
+            steps = sorted({m.step for m in client.get_metric_history(run_id, name)})
+            assert steps == list(range(EPOCHS)), (name, steps)
+        assert "checkpoint/best.pt" in {a.path for a in client.list_artifacts(run_id, "checkpoint")}
+        assert not list(records.glob("*.jsonl"))  # caught up: no local record left
+    finally:
+        ray.shutdown()
+        stop(server["proc"])
