@@ -1,4 +1,5 @@
-"""Interrupt a real sweep (SIGINT to launch.py after its first trial finishes), then --resume it."""
+"""Interrupt a real sweep mid-trial, after its first trial finished, then --resume it:
+SIGINT (Tune saves its state and returns) and SIGKILL (the driver dies on the spot)."""
 
 import os
 import signal
@@ -41,10 +42,16 @@ def launch(path, tmp_path, *extra):
         env=env,
         stdout=open(tmp_path / f"log{len(extra)}.txt", "w"),
         stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: the local Ray it starts is in it
     )
 
 
-def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, synthetic_root):
+def metric_count(client, run) -> int:
+    return len(client.get_metric_history(run.info.run_id, "val_acc"))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, synthetic_root, sig):
     from mlflow.tracking import MlflowClient
 
     space = tiny_space(
@@ -61,27 +68,46 @@ def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, sy
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     proc = launch(path, tmp_path)
-    deadline = time.time() + 240
+    deadline, first_done = time.time() + 240, None
     while time.time() < deadline and proc.poll() is None:
-        time.sleep(1)
+        time.sleep(0.5)
         try:
             runs, _ = trial_runs(client)
         except Exception:  # the store is being created
             continue
-        if any(r.info.status == "FINISHED" for r in runs):
+        if first_done is None and any(r.info.status == "FINISHED" for r in runs):
+            first_done = time.time()
+        # mid-trial: a later trial has logged an epoch, and Tune had time to save its state
+        running = [r for r in runs if r.info.status == "RUNNING" and metric_count(client, r)]
+        if first_done and running and time.time() - first_done > 3:
             break
-    assert proc.poll() is None, (tmp_path / "log0.txt").read_text()[-3000:]
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=180) == 0, (tmp_path / "log0.txt").read_text()[-3000:]
+    log0 = tmp_path / "log0.txt"
+    assert proc.poll() is None, log0.read_text()[-3000:]
+    if sig == signal.SIGINT:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=180) == 0, log0.read_text()[-3000:]
+    else:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only; Ray's processes follow it
+        proc.wait(timeout=30)
+        time.sleep(2)
+        try:  # whatever of Ray outlived it on this machine must not hold the next start up
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
     runs, parents = trial_runs(client)
-    assert len(parents) == 1 and parents[0].info.status == "KILLED"
-    assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    assert len(parents) == 1
+    # SIGINT: the driver closed everything; SIGKILL: runs stay as the dead driver left them
+    if sig == signal.SIGINT:
+        assert parents[0].info.status == "KILLED"
+        assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    else:
+        assert parents[0].info.status == "RUNNING"
+        assert any(r.info.status == "RUNNING" for r in runs)
     finished = {r.data.tags["nrfer.trial_id"]: r for r in runs if r.info.status == "FINISHED"}
     assert 1 <= len(finished) < 4
-    epochs_before = {
-        t: len(client.get_metric_history(r.info.run_id, "val_acc")) for t, r in finished.items()
-    }
+    interrupted = {r.data.tags["nrfer.trial_id"]: r for r in runs if r.info.status != "FINISHED"}
+    epochs_before = {t: metric_count(client, r) for t, r in finished.items()}
 
     proc = launch(path, tmp_path, "--resume")
     assert proc.wait(timeout=400) == 0, (tmp_path / "log1.txt").read_text()[-3000:]
@@ -103,3 +129,8 @@ def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, sy
     for r in runs:
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_acc")]
         assert sorted(set(steps)) == [0, 1, 2], steps
+    for trial_id, before in interrupted.items():  # continued in the same run
+        after = next(r for r in runs if r.data.tags["nrfer.trial_id"] == trial_id)
+        assert (
+            after.info.run_id == before.info.run_id and int(after.data.tags["nrfer.restarts"]) >= 1
+        )
