@@ -232,6 +232,8 @@ def run_sweep(
                 mode=spec.mode,
                 num_samples=spec.num_samples,
                 time_budget_s=spec.time_budget_s,
+                # a new worker process costs seconds of imports (torch, timm, mlflow) per trial
+                reuse_actors=spec.reuse_workers,
             ),
             run_config=tune.RunConfig(
                 name=spec.name,

@@ -96,6 +96,7 @@ class SweepSpec:
     source: str = ""
     registered_model: str | None = None  # the Model Registry name for reproduce-best
     searcher: str = "tpe"  # tpe | random (the baseline of bench/search_efficiency.py)
+    reuse_workers: bool = True  # run the next trial in a finished trial's worker process
 
     @property
     def max_epochs(self) -> int:
@@ -132,6 +133,7 @@ class SweepSpec:
                 "num_samples": self.num_samples,
                 "max_concurrent": self.max_concurrent,
                 "time_budget_s": self.time_budget_s,
+                "reuse_workers": self.reuse_workers,
             },
             "resources": self.resources,
             "registered_model": self.registered_model,
@@ -307,7 +309,10 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         )
 
     budget = _check_section(
-        source, "budget", raw.get("budget"), ("num_samples", "max_concurrent", "time_budget_s")
+        source,
+        "budget",
+        raw.get("budget"),
+        ("num_samples", "max_concurrent", "time_budget_s", "reuse_workers"),
     )
     num_samples, max_concurrent = budget.get("num_samples", 8), budget.get("max_concurrent", 2)
     time_budget = budget.get("time_budget_s")
@@ -316,6 +321,9 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             raise _err(source, f"budget.{k}", f"expected an integer >= 1, got {v!r}")
     if time_budget is not None and _number(source, "budget.time_budget_s", time_budget) <= 0:
         raise _err(source, "budget.time_budget_s", f"must be > 0, got {time_budget}")
+    reuse_workers = budget.get("reuse_workers", True)
+    if not isinstance(reuse_workers, bool):
+        raise _err(source, "budget.reuse_workers", f"expected true or false, got {reuse_workers!r}")
 
     resources = dict(_check_section(source, "resources", raw.get("resources"), ("cpu", "gpu")))
     resources.setdefault("cpu", 1)
@@ -383,6 +391,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         num_samples=num_samples,
         max_concurrent=max_concurrent,
         time_budget_s=time_budget,
+        reuse_workers=reuse_workers,
         resources=resources,
         source=source,
         registered_model=registered_model,

@@ -1,7 +1,10 @@
 import subprocess
 import sys
 
-from conftest import REPO
+import pytest
+import yaml
+
+from conftest import REPO, tiny_space
 
 
 def run(*args):
@@ -39,3 +42,30 @@ def test_unwritable_storage_stops_before_ray_starts():
     assert p.returncode == 2
     assert "storage path /proc/nrfer-cannot-write-here is not writable" in p.stderr
     assert "Started a local Ray instance" not in p.stdout + p.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resources", [{"cpu": 1, "gpu": 1}, {"cpu": 64}], ids=["gpu", "cpu"])
+def test_resources_larger_than_the_cluster_stop_before_any_trial(
+    tmp_path, synthetic_root, resources
+):
+    space = tiny_space(
+        "toobig",
+        synthetic_root,
+        search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+        scheduler={"name": "fifo", "max_epochs": 1},
+        budget={"num_samples": 2, "max_concurrent": 1},
+    )
+    space["resources"] = resources
+    path = tmp_path / "toobig.yaml"
+    path.write_text(yaml.safe_dump(space))
+    db = tmp_path / "mlflow.db"
+    p = run(
+        "--space", str(path), "--storage", str(tmp_path / "st"), "--tracking-uri", f"sqlite:///{db}"
+    )
+    assert p.returncode == 2, p.stdout[-2000:] + p.stderr[-2000:]
+    key, name = ("gpu", "GPU") if "gpu" in resources else ("cpu", "CPU")
+    assert f"toobig.yaml: resources.{key}: a trial asks for {resources[key]} {name}" in p.stderr
+    assert "the Ray cluster has" in p.stderr
+    assert not db.exists()  # no MLflow run was opened
+    assert not (tmp_path / "st" / "toobig").exists()  # no trial ran

@@ -1,5 +1,7 @@
 """A real sweep: local Ray runtime on loopback, SQLite MLflow store, tiny synthetic data."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -8,10 +10,22 @@ from conftest import tiny_space
 pytestmark = pytest.mark.slow
 
 
+# Credentials a user may have in the environment: none may reach MLflow or the sweep's files.
+SECRETS = {
+    "MLFLOW_TRACKING_TOKEN": "nrfer-secret-token-5f2a9c",
+    "MLFLOW_TRACKING_PASSWORD": "nrfer-secret-password-81be",
+    "AWS_ACCESS_KEY_ID": "AKIANRFERSECRET0007",
+    "AWS_SECRET_ACCESS_KEY": "nrfer-secret-aws-key-3d4e",
+    "HF_TOKEN": "hf_nrferSecretToken42",
+}
+
+
 @pytest.fixture
-def ray_local():
+def ray_local(monkeypatch):
     import ray
 
+    for k, v in SECRETS.items():  # before Ray starts, so trial workers inherit them too
+        monkeypatch.setenv(k, v)
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
     yield
     ray.shutdown()
@@ -38,6 +52,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     )
     path = tmp_path / "e2e.yaml"
     path.write_text(yaml.safe_dump(space))
+    monkeypatch.chdir(tmp_path)  # the SQLite store's artifacts go to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     summary = run_sweep(
         load_space(path), path, storage=str(tmp_path / "storage"), uri=uri, verbose=0
@@ -100,3 +115,26 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     assert len(recorded) == 4
     space_files = {a.path for a in client.list_artifacts(parent.info.run_id, "space")}
     assert {"space/e2e.yaml", "space/resolved_spec.yaml"} <= space_files
+    assert_no_secrets(
+        client, runs, [tmp_path / "mlflow.db", tmp_path / "mlruns", tmp_path / "storage"]
+    )
+
+
+def assert_no_secrets(client, runs, folders) -> None:
+    """No secret value in any run's params, tags or metric names, in any artifact, nor in
+    any file of the store or the sweep's storage."""
+    secrets = [v.encode() for v in SECRETS.values()]
+    for run in runs:
+        fields = [*run.data.params.items(), *run.data.tags.items(), *run.data.metrics]
+        text = repr(fields).encode()
+        assert not [s for s in secrets if s in text], run.info.run_id
+    files = [
+        f
+        for folder in map(Path, folders)
+        for f in ([folder] if folder.is_file() else folder.rglob("*"))
+        if f.is_file()
+    ]
+    assert len(files) > 20  # the store, artifacts, Ray's results and checkpoints
+    for f in files:
+        data = f.read_bytes()
+        assert not [s for s in secrets if s in data], f
