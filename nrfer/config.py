@@ -31,14 +31,38 @@ class SyntheticConfig(_Section):
     n_test: int = Field(600, ge=8)
 
 
+class SRConfig(_Section):
+    """The offline super-resolution stage (nrfer.sr): every split is upscaled once into a
+    cache (built on first use, rebuilt when its sources change) before training."""
+
+    method: Literal["none", "bicubic", "lanczos", "model"] = "none"
+    scale: Literal[2, 4, 8] = 4
+    weights: str | None = None  # method model: a TorchScript file or our SR weights file
+    cache_dir: str = "data/sr-cache"
+    device: str = "auto"
+    batch_size: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _weights_needed(self) -> SRConfig:
+        if self.method == "model" and not self.weights:
+            raise ValueError("data.sr.weights is required for data.sr.method 'model'")
+        return self
+
+
 class DataConfig(_Section):
-    dataset: Literal["synthetic", "ferplus", "folders"] = "synthetic"
+    dataset: Literal["synthetic", "ferplus", "folders", "rafdb", "affectnet"] = "synthetic"
     # ferplus: folder with fer2013.csv + fer2013new.csv; folders: the paper's layout;
+    # rafdb / affectnet: their released layouts (nrfer/data/other.py);
     # synthetic: where the generated CSVs are cached (default data/synthetic-<seed>-<sizes>).
     root: str | None = None
     label_file: str | None = None  # folders layout: the label CSV (default: the one CSV in root)
     label_mode: Literal["majority", "crossentropy", "probability"] = "majority"
     synthetic: SyntheticConfig = SyntheticConfig()
+    image_folder: Literal["aligned", "original"] = "aligned"  # rafdb
+    image_size: int | None = Field(None, ge=8, le=1024)  # rafdb / affectnet: resize on read
+    val_fraction: float = Field(0.1, gt=0, lt=0.5)  # rafdb / affectnet: val carved from train
+    split_seed: int = 0
+    sr: SRConfig = SRConfig()
 
     @model_validator(mode="after")
     def _root_needed(self) -> DataConfig:

@@ -52,6 +52,8 @@ def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
             prior = torch.from_numpy(
                 prior_from_votes(data.train.votes, data.train.labels, data.num_classes)
             )
+        elif data.meta.get("prior") is not None:  # no votes: the FER+ prior mapped to its classes
+            prior = torch.as_tensor(data.meta["prior"], dtype=torch.float32)
     return LOSSES.create(
         cfg.loss.name,
         num_classes=data.num_classes,

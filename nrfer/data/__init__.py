@@ -62,6 +62,26 @@ def _folders(cfg) -> FERData:
     return read_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 
-def load_data(cfg) -> FERData:
-    """cfg: nrfer.config.DataConfig."""
-    return DATASETS.get(cfg.dataset)(cfg)
+@DATASETS.register("rafdb")
+def _rafdb(cfg) -> FERData:
+    from nrfer.data.other import read_rafdb
+
+    return read_rafdb(cfg.root, cfg.image_folder, cfg.image_size, cfg.val_fraction, cfg.split_seed)
+
+
+@DATASETS.register("affectnet")
+def _affectnet(cfg) -> FERData:
+    from nrfer.data.other import read_affectnet
+
+    return read_affectnet(cfg.root, cfg.image_size, cfg.val_fraction, cfg.split_seed)
+
+
+def load_data(cfg, sr: bool = True) -> FERData:
+    """cfg: nrfer.config.DataConfig. With `sr` (and data.sr.method set), the images are the
+    super-resolved ones from the SR cache (built on first use)."""
+    data = DATASETS.get(cfg.dataset)(cfg)
+    if sr and cfg.sr.method != "none":
+        from nrfer.sr import apply_sr
+
+        data = apply_sr(data, cfg.sr)
+    return data

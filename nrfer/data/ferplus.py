@@ -163,7 +163,12 @@ def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
                 "the rows of the two files are not aligned"
             )
     splits = build_splits(images[:, None], v_usage, votes, mode, votes_path)
-    return FERData(**splits, label_mode=mode, source=f"ferplus:{Path(root)}")
+    return FERData(
+        **splits,
+        label_mode=mode,
+        source=f"ferplus:{Path(root)}",
+        meta={"source_files": [str(pixels_path), str(votes_path)]},
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,219 @@
+"""The SR cache: one uint8 array per split plus a manifest, rebuilt whenever it does not match.
+
+    <cache>/train.npy, val.npy, test.npy   uint8 [N, C, H*s, W*s]
+    <cache>/manifest.json                  method, scale, weights file + sha256, the sha256 of
+                                           every source file and of every input split, a
+                                           build id, time and speed
+
+A cache is reused only when its manifest records the same method, scale, weights hash and
+input hashes as the data at hand; otherwise it is rebuilt in place (under a file lock, so
+two processes never build the same cache at once). The manifest is written last: a build
+that was interrupted leaves no manifest and is rebuilt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nrfer.data.types import SPLITS, FERData
+from nrfer.sr.apply import Progress, upscale
+
+FORMAT, VERSION = "nrfer-sr-cache", 1
+DEFAULT_CACHE_DIR = "data/sr-cache"
+log = logging.getLogger("nrfer.sr")
+
+
+class CacheError(ValueError):
+    """An SR cache that cannot be built or read; names the folder and what is wrong."""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def array_sha256(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).data).hexdigest()
+
+
+def expected(data: FERData, method: str, scale: int, weights: str | None) -> dict:
+    """The part of a manifest that decides whether a cache may be reused."""
+    sources = {str(p): file_sha256(p) for p in data.meta.get("source_files", [])}
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "method": method,
+        "scale": int(scale),
+        "weights_sha256": file_sha256(weights) if method == "model" else None,
+        "sources": sources,
+        "inputs": {
+            s: {
+                "sha256": array_sha256(data.split(s).images),
+                "shape": list(data.split(s).images.shape),
+            }
+            for s in SPLITS
+        },
+    }
+
+
+def cache_key(data: FERData, method: str, scale: int, weights: str | None) -> str:
+    """A folder name per (dataset, method, scale, weights): e.g. `bicubic-x4-1a2b3c4d5e`."""
+    ident = f"{data.source}|{method}|{scale}|{Path(weights).resolve() if weights else ''}"
+    return f"{method}-x{scale}-{hashlib.sha256(ident.encode()).hexdigest()[:10]}"
+
+
+def read_manifest(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def mismatch(manifest: dict | None, want: dict) -> str | None:
+    """Why a cache cannot be reused (None when it can)."""
+    if manifest is None:
+        return "no manifest"
+    for key, value in want.items():
+        if manifest.get(key) != value:
+            return f"{key} differs"
+    return None
+
+
+@contextmanager
+def locked(folder: Path):
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def ensure_cache(
+    data: FERData,
+    method: str,
+    scale: int,
+    out: str | Path,
+    weights: str | None = None,
+    device: str = "auto",
+    batch_size: int = 256,
+    show_progress: bool = True,
+) -> tuple[Path, dict, bool]:
+    """Reuse the cache in `out` if its manifest matches `data`, else build it.
+    Returns (folder, manifest, built)."""
+    out = Path(out)
+    if method == "model" and not (weights and Path(weights).is_file()):
+        raise CacheError(f"SR method 'model' needs a weights file; got {weights!r}")
+    want = expected(data, method, scale, weights)
+    with locked(out):
+        why = mismatch(read_manifest(out), want)
+        if why is None:
+            return out, read_manifest(out), False
+        log.warning("building SR cache %s (%s)", out, why)
+        (out / "manifest.json").unlink(missing_ok=True)
+        model = None
+        dev = _device(device)
+        if method == "model":
+            from nrfer.sr.net import load_sr_model
+
+            model = load_sr_model(weights, dev)
+        total = sum(len(data.split(s)) for s in SPLITS)
+        bar = Progress(total, f"SR {method} x{scale}") if show_progress else None
+        t0 = time.perf_counter()
+        outputs = {}
+        for s in SPLITS:
+            images = upscale(
+                data.split(s).images,
+                scale,
+                method,
+                model=model,
+                device=dev,
+                batch_size=batch_size,
+                progress=bar.update if bar else None,
+            )
+            tmp = out / f".{s}.npy.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, images)
+            os.replace(tmp, out / f"{s}.npy")
+            outputs[s] = {"file": f"{s}.npy", "shape": list(images.shape)}
+        seconds = time.perf_counter() - t0
+        manifest = {
+            **want,
+            "weights": str(Path(weights).resolve()) if weights else None,
+            "outputs": outputs,
+            "build_id": uuid.uuid4().hex,
+            "built_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "seconds": seconds,
+            "images_per_s": total / max(seconds, 1e-9),
+            "device": str(dev),
+        }
+        tmp = out / ".manifest.json.tmp"
+        tmp.write_text(json.dumps(manifest, indent=1))
+        os.replace(tmp, out / "manifest.json")
+        return out, manifest, True
+
+
+def load_cache(folder: str | Path) -> tuple[dict[str, np.ndarray], dict]:
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("format") != FORMAT:
+        raise CacheError(f"{folder} is not an SR cache (no valid manifest.json)")
+    arrays = {}
+    for s in SPLITS:
+        path = folder / manifest["outputs"][s]["file"]
+        try:
+            arrays[s] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CacheError(f"{path}: unreadable SR cache array: {e}") from None
+        if list(arrays[s].shape) != manifest["outputs"][s]["shape"]:
+            raise CacheError(f"{path}: shape {arrays[s].shape} is not the manifest's")
+    return arrays, manifest
+
+
+def apply_sr(data: FERData, sr_cfg, show_progress: bool = True) -> FERData:
+    """`data` with every split's images replaced by their SR version (cache built if needed).
+    sr_cfg: nrfer.config.SRConfig."""
+    if sr_cfg.method == "none":
+        return data
+    root = Path(sr_cfg.cache_dir or DEFAULT_CACHE_DIR)
+    folder = root / cache_key(data, sr_cfg.method, sr_cfg.scale, sr_cfg.weights)
+    folder, manifest, built = ensure_cache(
+        data,
+        sr_cfg.method,
+        sr_cfg.scale,
+        folder,
+        sr_cfg.weights,
+        sr_cfg.device,
+        sr_cfg.batch_size,
+        show_progress,
+    )
+    arrays, manifest = load_cache(folder)
+    splits = {s: replace(data.split(s), images=arrays[s]) for s in SPLITS}
+    meta = {
+        **data.meta,
+        "sr": {"dir": str(folder), "build_id": manifest["build_id"], "built": built},
+    }
+    return replace(data, **splits, meta=meta)
