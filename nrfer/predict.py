@@ -7,7 +7,7 @@
 shape), a training output folder, or an MLflow model URI (models:/NAME/VERSION, runs:/...);
 only the last needs MLflow, imported at this command-line edge, never by the library.
 Images of any size and colour are converted as in training (grayscale, resized to the
-training input size). A bad path or an undecodable image is an error for that image only.
+training input size, or to the pre-SR size and then through the same SR stage). A bad path or an undecodable image is an error for that image only.
 """
 
 from __future__ import annotations
@@ -43,6 +43,13 @@ class Predictor:
         self.model = build_model(self.config.model, len(self.class_names))
         self.model.load_state_dict(state["model"])
         self.model.to(self.device).eval()
+        # Trained on super-resolved faces: resize to the pre-SR size, then the same SR.
+        self.sr = self.config.data.sr
+        self.sr_model = None
+        if self.sr.method == "model":
+            from nrfer.sr.net import load_sr_model
+
+            self.sr_model = load_sr_model(self.sr.weights, self.device)
 
     @classmethod
     def from_path(cls, path: str | Path, device: str = "cpu") -> Predictor:
@@ -74,16 +81,22 @@ class Predictor:
                 x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
             elif self.channels == 3 and x.shape[0] == 1:
                 x = x.expand(3, -1, -1)
-            if tuple(x.shape[-2:]) != (self.height, self.width):
+            scale = 1 if self.sr.method == "none" else self.sr.scale
+            size = (self.height // scale, self.width // scale)
+            if tuple(x.shape[-2:]) != size:
                 x = F.interpolate(
-                    x[None],
-                    size=(self.height, self.width),
-                    mode="bilinear",
-                    align_corners=False,
-                    antialias=True,
+                    x[None], size=size, mode="bilinear", align_corners=False, antialias=True
                 )[0]
-            out.append(x.clamp(0, 255) / 255)
-        return torch.stack(out).to(self.device)
+            out.append(x.clamp(0, 255))
+        batch = torch.stack(out)
+        if self.sr.method != "none":
+            from nrfer.sr import upscale
+
+            u8 = batch.round().to(torch.uint8).numpy()
+            batch = torch.from_numpy(
+                upscale(u8, self.sr.scale, self.sr.method, self.sr_model, self.device)
+            ).float()
+        return (batch / 255).to(self.device)
 
     @torch.inference_mode()
     def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:

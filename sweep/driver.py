@@ -27,6 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 from nrfer.checkpoint import load_checkpoint
 from nrfer.config import ConfigError, make_config
 from nrfer.data import FERData, load_data
+from nrfer.sr import apply_sr, cache_key, ensure_cache
 from nrfer.train import fit
 from sweep.report import write_report
 from sweep.space import SweepSpec, apply_params
@@ -66,6 +67,9 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
     trial_id = tune.get_context().get_trial_id()
     logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
     logger.start(cfg.flat(), params)
+    if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
+        data = apply_sr(data, cfg.data.sr, show_progress=False)
+        logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
     if resume is not None:  # visible in the UI: this attempt continued after a lost worker
         logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
     logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
@@ -89,6 +93,25 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
             tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
             return
         logger.finish({"checkpoint": Path(out) / "checkpoint" / "best.pt"})
+
+
+def build_sr_caches(spec: SweepSpec, base: dict, data: FERData) -> dict[str, dict]:
+    """Build (or reuse) the SR cache of every SR setting a trial may ask for, once, before
+    any trial runs: trials then only read them. Returns cache folder -> manifest."""
+    builds = {}
+    for sr in spec.sr_settings(base):
+        folder, manifest, built = ensure_cache(
+            data,
+            sr.method,
+            sr.scale,
+            Path(sr.cache_dir) / cache_key(data, sr.method, sr.scale, sr.weights),
+            sr.weights,
+            sr.device,
+            sr.batch_size,
+        )
+        print(f"SR cache {sr.method} x{sr.scale}: {'built' if built else 'reused'} {folder}")
+        builds[str(folder)] = manifest
+    return builds
 
 
 def build_searcher(spec: SweepSpec):
@@ -190,8 +213,18 @@ def run_sweep(
     # Setup: data once in the driver, Ray, the parent run.
     base = spec.base_config()
     base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources["cpu"]))}
+    # trials run in their own folders: the SR cache folder must not be relative
+    data_cfg = make_config(base, spec.source).data
+    base["data"] = {
+        **base.get("data", {}),
+        "sr": {
+            **base["data"].get("sr", {}),
+            "cache_dir": str(Path(data_cfg.sr.cache_dir).resolve()),
+        },
+    }
     t0 = time.perf_counter()
-    data = load_data(make_config(base, spec.source).data)
+    data = load_data(data_cfg, sr=False)  # shared by all trials; each applies its SR stage
+    sr_builds = build_sr_caches(spec, base, data)
     data_s = time.perf_counter() - t0
     init_ray(address, verbose)
     check_resources(spec)
@@ -291,6 +324,7 @@ def run_sweep(
             "importance": importance,
             "wall_s": wall,
             "data_load_s": data_s,
+            "sr_caches": sr_builds,
             "results": results,  # Ray's ResultGrid, for callers that want every trial
         }
     finally:

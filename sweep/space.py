@@ -9,6 +9,7 @@ Every error names the file, the key path and what is allowed.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ TOP_KEYS = (
     "searcher",
 )
 SEARCHERS = ("tpe", "random")
+SEARCHABLE_DATA = ("data.sr.method", "data.sr.scale", "data.sr.weights")
 METRICS = ("val_acc", "val_macro_f1", "val_loss")
 SCHEDULER_KEYS = {
     "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
@@ -109,6 +111,19 @@ class SweepSpec:
 
     def trial_config(self, params: dict[str, Any]) -> TrialConfig:
         return apply_params(self.base_config(), params, self.source)
+
+    def sr_settings(self, base: dict | None = None) -> list:
+        """Every distinct SR stage a trial may ask for (method none left out): the product
+        of the data.sr.* choices over the shared config."""
+        searched = [p for p in self.params if p.key in SEARCHABLE_DATA]
+        base = self.base_config() if base is None else base
+        found = {}
+        for combo in itertools.product(*(p.args for p in searched)):
+            chosen = dict(zip([p.key for p in searched], combo, strict=True))
+            sr = apply_params(base, chosen, self.source).data.sr
+            if sr.method != "none":
+                found[(sr.method, sr.scale, sr.weights)] = sr
+        return list(found.values())
 
     def define_by_run(self, trial) -> None:
         """Optuna define-by-run: declares the parameters, in file order, skipping inactive ones."""
@@ -397,6 +412,22 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         registered_model=registered_model,
         searcher=searcher,
     )
+    # The data are read once, in the driver: of the data section only the SR stage may vary
+    # (its caches are built before trials start), and only among listed choices.
+    for p in params:
+        if p.key.startswith("data.") and p.key not in SEARCHABLE_DATA:
+            raise _err(
+                source,
+                f"search.{p.key}",
+                "the data are read once for all trials; of data.* only "
+                f"{', '.join(SEARCHABLE_DATA)} can be searched (set the rest under data:)",
+            )
+        if p.key in SEARCHABLE_DATA and p.kind != "choice":
+            raise _err(
+                source,
+                f"search.{p.key}",
+                f"must be a choice (its SR caches are built before trials), got {p.kind}",
+            )
     # Every parameter must be a real trial-config key with values it accepts: check the
     # shared config, and each parameter at its first value and (for choices) each value.
     try:

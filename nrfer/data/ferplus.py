@@ -167,7 +167,7 @@ def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
         **splits,
         label_mode=mode,
         source=f"ferplus:{Path(root)}",
-        meta={"source_files": [str(pixels_path), str(votes_path)]},
+        meta={"source_files": [str(pixels_path.resolve()), str(votes_path.resolve())]},
     )
 
 

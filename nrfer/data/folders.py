@@ -117,7 +117,7 @@ def read_folders(
         **{s: _stack(r, label_path) for s, r in rows.items()},
         label_mode=mode,
         source=f"folders:{root}",
-        meta={"source_files": [str(label_path)]},
+        meta={"source_files": [str(label_path.resolve())]},
     )
 
 

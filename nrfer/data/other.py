@@ -168,7 +168,7 @@ def read_rafdb(
         val_fraction,
         seed,
         f"rafdb:{root}:{image_folder}",
-        [str(list_file)],
+        [str(list_file.resolve())],
     )
 
 

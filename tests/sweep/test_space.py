@@ -86,6 +86,16 @@ def test_every_distribution_and_conditionals_compile_to_define_by_run():
         ({**BASE, "resources": {"gpu": 1.5}}, "fractions are allowed below 1 only"),
         ({**BASE, "name": ""}, "name: a non-empty name"),
         ([1, 2], "top level must be a mapping"),
+        (
+            space(**{"data.label_mode": {"choice": ["majority", "probability"]}}),
+            r"search.data.label_mode: the data are read once .* data.sr.method",
+        ),
+        (
+            space(**{"data.sr.scale": {"int": [2, 8]}}),
+            r"search.data.sr.scale: must be a choice .*, got int",
+        ),
+        (space(**{"data.sr.scale": {"choice": [3]}}), "data.sr.scale"),
+        ({**BASE, "budget": {"reuse_workers": "yes"}}, "budget.reuse_workers: expected true"),
     ],
 )
 def test_errors_name_file_key_and_what_is_allowed(raw, message):

@@ -1,0 +1,64 @@
+"""A sweep over data.sr.scale: each SR cache is built once, by the driver, before any trial,
+and every trial of a scale reads that one cache."""
+
+import datetime as dt
+import json
+
+import pytest
+import yaml
+
+from conftest import tiny_space
+
+pytestmark = pytest.mark.slow
+
+
+def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, monkeypatch):
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from sweep.driver import run_sweep
+    from sweep.space import load_space
+
+    space = tiny_space(
+        "srsweep",
+        synthetic_root,
+        resizer={"enabled": False},
+        search={"data.sr.scale": {"choice": [2, 4]}, "optim.lr": {"choice": [0.003]}},
+        scheduler={"name": "fifo", "max_epochs": 1},
+        budget={"num_samples": 4, "max_concurrent": 2},
+    )
+    space["searcher"] = "random"
+    space["data"]["sr"] = {"method": "bicubic", "cache_dir": "sr-cache"}  # relative on purpose
+    path = tmp_path / "srsweep.yaml"
+    path.write_text(yaml.safe_dump(space))
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
+    try:
+        summary = run_sweep(
+            load_space(path), path, storage=str(tmp_path / "st"), uri=uri, verbose=0
+        )
+    finally:
+        ray.shutdown()
+    assert summary["num_errors"] == 0
+
+    manifests = [json.loads(m.read_text()) for m in (tmp_path / "sr-cache").glob("*/manifest.json")]
+    assert sorted(m["scale"] for m in manifests) == [2, 4]  # one cache per scale
+    by_scale = {m["scale"]: m for m in manifests}
+    assert set(summary["sr_caches"]) == {
+        str(p.parent) for p in (tmp_path / "sr-cache").glob("*/manifest.json")
+    }
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("srsweep")
+    trials = client.search_runs([exp.experiment_id], "tags.`nrfer.role` = 'trial'")
+    assert len(trials) == 4
+    scales = {int(t.data.params["data.sr.scale"]) for t in trials}
+    assert scales == {2, 4}, "the seeded random draws should cover both scales"
+    for t in trials:
+        scale = int(t.data.params["data.sr.scale"])
+        # the trial read the cache the driver built (same build), not one of its own
+        assert t.data.tags["nrfer.sr_build_id"] == by_scale[scale]["build_id"]
+        built = dt.datetime.fromisoformat(by_scale[scale]["built_at"]).timestamp() * 1000
+        assert built < t.info.start_time
+        assert len(client.get_metric_history(t.info.run_id, "val_acc")) == 1
