@@ -95,8 +95,24 @@ def check_data(spec) -> None:
                 f"{spec.source}: data.root: {e}. Or try the embedded demo: "
                 "python launch.py --space demo.yaml"
             ) from None
-    elif spec.data.get("dataset") == "folders" and not Path(spec.data.get("root") or "").is_dir():
+    elif (
+        spec.data.get("dataset") in ("folders", "rafdb", "affectnet")
+        and not Path(spec.data.get("root") or "").is_dir()
+    ):
         raise DataFormatError(f"{spec.source}: data.root {spec.data.get('root')!r} is not a folder")
+    pretrained = spec.fixed.get("model", {}).get("pretrained")
+    if pretrained and not Path(pretrained).is_file():
+        raise DataFormatError(
+            f"{spec.source}: fixed.model.pretrained: weights file {pretrained!r} does not exist "
+            "(nothing is downloaded: save the timm weights there, or remove the key to start "
+            "from random weights)"
+        )
+    for sr in spec.sr_settings():  # learned SR weights must exist before hours of caching
+        if sr.method == "model" and not Path(sr.weights or "").is_file():
+            raise DataFormatError(
+                f"{spec.source}: data.sr.weights {sr.weights!r} does not exist "
+                "(train ours with python -m nrfer.sr.train, or export DIC to TorchScript)"
+            )
 
 
 if __name__ == "__main__":

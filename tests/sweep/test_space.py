@@ -114,6 +114,22 @@ def test_shipped_spaces_load_and_sample():
     assert paper.data["dataset"] == "ferplus" and paper.resources["gpu"] == 0.5
     with pytest.raises(SpaceError, match="not found"):
         load_space("nope.yaml")
+    assert {(s.method, s.scale) for s in paper.sr_settings()} == {
+        (m, x) for m in ("bicubic", "lanczos") for x in (4, 8)
+    }
+
+
+def test_paper_best_fixes_the_papers_setting():
+    spec = load_space("paper_best.yaml")
+    assert spec.num_samples == 1 and spec.max_epochs == 100
+    cfg = spec.trial_config({"train.seed": 0})
+    assert cfg.model.backbone == "swin_base_patch4_window7_224"
+    assert cfg.model.stn and cfg.model.resizer.enabled
+    assert (cfg.loss.name, cfg.loss.alpha, cfg.loss.gamma) == ("fpdls", 0.8, 2.0)
+    assert (cfg.optim.name, cfg.optim.lr) == ("adam", 1e-4)
+    assert (cfg.scheduler.name, cfg.scheduler.step_size, cfg.scheduler.gamma) == ("step", 15, 0.25)
+    assert cfg.train.batch_size == 64 and cfg.train.epochs == 100
+    assert (cfg.data.sr.method, cfg.data.sr.scale) == ("bicubic", 4)
 
 
 def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
