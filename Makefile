@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint train-demo demo sweep ui reproduce-best bench clean
+.PHONY: setup test test-fast lint train-demo demo sweep ui reproduce-best bench load-test clean
 
 setup: $(STAMP)
 
@@ -49,6 +49,10 @@ bench: setup
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/train_step.py --models demo_vit --channels-last
 	$(BIN)/python bench/sweep_bench.py all
+
+# 50 one-epoch trials, 2 at a time: no run lost, driver memory; vs a new worker per trial.
+load-test: setup
+	$(BIN)/python bench/load_test.py --compare
 
 # The MLflow UI on loopback only; see the README before exposing it.
 UI_PORT ?= 5000

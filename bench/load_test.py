@@ -47,8 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trials", type=int, default=50)
     ap.add_argument("--concurrent", type=int, default=2)
     ap.add_argument("--no-reuse", action="store_true", help="a new worker process per trial")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run the same sweep with a new worker process per trial (the baseline) "
+        "in this process, and report the ratio",
+    )
     args = ap.parse_args(argv)
+    runs = [False, True] if args.compare else [not args.no_reuse]
+    rows = [run_load(args.trials, args.concurrent, reuse) for reuse in runs]
+    if args.compare:
+        ratio = rows[0]["wall_s"] / rows[1]["wall_s"]
+        print(f"\nworker reuse: {ratio:.2f}x faster than a new worker per trial")
+        record("load_test_compare", rows, {"speedup_reuse": ratio})
+    return 0 if all(r["ok"] for r in rows) else 1
 
+
+def run_load(trials: int, concurrent: int, reuse: bool) -> dict:
     import ray
     from mlflow.tracking import MlflowClient
 
@@ -72,11 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             "model.resizer.enabled": {"choice": [True, False]},
         },
         "scheduler": {"name": "fifo", "max_epochs": 1},
-        "budget": {
-            "num_samples": args.trials,
-            "max_concurrent": args.concurrent,
-            "reuse_workers": not args.no_reuse,
-        },
+        "budget": {"num_samples": trials, "max_concurrent": concurrent, "reuse_workers": reuse},
         "resources": {"cpu": 1},
     }
     path = tmp / "load.yaml"
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sampler = MemorySampler()
     sampler.start()
     ray.init(
-        num_cpus=args.concurrent,
+        num_cpus=concurrent,
         include_dashboard=False,
         log_to_driver=False,
         _node_ip_address=LOCAL_RAY_IP,
@@ -105,10 +116,10 @@ def main(argv: list[str] | None = None) -> int:
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("load")
     runs = client.search_runs([exp.experiment_id], max_results=5000)
-    trials = [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
-    ids = [r.data.tags["nrfer.trial_id"] for r in trials]
-    finished = sum(r.info.status == "FINISHED" for r in trials)
-    with_epoch = sum(len(client.get_metric_history(r.info.run_id, "val_acc")) == 1 for r in trials)
+    runs_ = [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
+    ids = [r.data.tags["nrfer.trial_id"] for r in runs_]
+    finished = sum(r.info.status == "FINISHED" for r in runs_)
+    with_epoch = sum(len(client.get_metric_history(r.info.run_id, "val_acc")) == 1 for r in runs_)
 
     # memory during the sweep: first vs last quarter of the trial phase
     during = [(t, m) for t, m in sampler.samples if t >= t0]
@@ -116,26 +127,26 @@ def main(argv: list[str] | None = None) -> int:
     first_q = sum(m for _, m in during[:q]) / q
     last_q = sum(m for _, m in during[-q:]) / q
     row = {
-        "trials": args.trials,
-        "concurrent": args.concurrent,
-        "reuse_workers": not args.no_reuse,
-        "child_runs": len(trials),
+        "trials": trials,
+        "concurrent": concurrent,
+        "reuse_workers": reuse,
+        "child_runs": len(runs_),
         "distinct_trials": len(set(ids)),
         "finished": finished,
         "with_epoch_logged": with_epoch,
         "ray_errors": summary["num_errors"],
         "wall_s": wall,
-        "s_per_trial": wall / args.trials,
+        "s_per_trial": wall / trials,
         "driver_rss_peak_mib": max(m for _, m in sampler.samples),
         "driver_rss_first_quarter_mib": first_q,
         "driver_rss_last_quarter_mib": last_q,
-        "rss_growth_mib_per_10_trials": (last_q - first_q) / (args.trials * 0.75) * 10,
+        "rss_growth_mib_per_10_trials": (last_q - first_q) / (trials * 0.75) * 10,
     }
-    print_table(f"load test ({args.trials} trials x 1 epoch, {args.concurrent} at a time)", [row])
-    record("load_test" + ("_no_reuse" if args.no_reuse else ""), [row])
-    ok = len(trials) == len(set(ids)) == finished == with_epoch == args.trials
-    print("PASS" if ok else "FAIL: runs lost, duplicated or not finished")
-    return 0 if ok else 1
+    row["ok"] = len(runs_) == len(set(ids)) == finished == with_epoch == trials
+    print_table(f"load test ({trials} trials x 1 epoch, {concurrent} at a time)", [row])
+    record("load_test" + ("" if reuse else "_no_reuse"), [row])
+    print("PASS" if row["ok"] else "FAIL: runs lost, duplicated or not finished")
+    return row
 
 
 if __name__ == "__main__":
