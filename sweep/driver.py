@@ -178,14 +178,15 @@ def _restored_scheduler(tuner):
     return getattr(getattr(internal, "_tune_config", None), "scheduler", None)
 
 
-def _unfinished(results, spec: SweepSpec, wall_s: float) -> int:
+def _unfinished(spec: SweepSpec, wall_s: float, runs: dict) -> int:
     """Trials still to run when fit() returned: > 0 after an interrupt (SIGINT), which Tune
-    answers by saving its state and returning early. A spent time budget is not an interrupt."""
+    answers by saving its state and returning early. Counted from the trials' MLflow runs
+    (a trial ended when its run is FINISHED or FAILED; Tune itself marks an interrupted
+    trial TERMINATED). A spent time budget is not an interrupt."""
     if spec.time_budget_s and wall_s >= spec.time_budget_s:
         return 0
-    trials = getattr(getattr(results, "_experiment_analysis", None), "trials", None) or []
-    done = sum(t.status in ("TERMINATED", "ERROR") for t in trials)
-    return max(spec.num_samples - done, 0)
+    ended = sum(r.info.status in ("FINISHED", "FAILED") for r in runs.values())
+    return max(spec.num_samples - ended, 0)
 
 
 def run_sweep(
@@ -293,8 +294,8 @@ def run_sweep(
         t1 = time.perf_counter()
         results = tuner.fit()
         wall = time.perf_counter() - t1
-        unfinished = _unfinished(results, spec, wall)
         runs = tracker.trial_runs()
+        unfinished = _unfinished(spec, wall, runs)
         run_ids = {tid: r.info.run_id for tid, r in runs.items()}
         with tempfile.TemporaryDirectory() as tmp:
             ranked, importance = write_report(results, spec, run_ids, Path(tmp))

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, synthetic_root):
-    """A finished 3-trial sweep in a SQLite store."""
+    """A finished 2-trial sweep in a SQLite store."""
     import ray
 
     from sweep.driver import run_sweep
@@ -46,7 +46,7 @@ def swept(tmp_path_factory, synthetic_root):
         },
         "search": {"optim.lr": {"loguniform": [2e-3, 5e-3]}},
         "scheduler": {"name": "fifo", "max_epochs": 4},
-        "budget": {"num_samples": 3, "max_concurrent": 2},
+        "budget": {"num_samples": 2, "max_concurrent": 2},
         "resources": {"cpu": 1},
     }
     path = tmp / "tiny.yaml"

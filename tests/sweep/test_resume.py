@@ -62,7 +62,7 @@ def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, sy
         resizer={"enabled": True, "n": 4},  # epochs long enough to interrupt mid-trial
         search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
         scheduler={"name": "fifo", "max_epochs": EPOCHS},
-        budget={"num_samples": 3, "max_concurrent": 1},
+        budget={"num_samples": 2, "max_concurrent": 1},
     )
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(space))
@@ -106,7 +106,7 @@ def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, sy
         assert parents[0].info.status == "RUNNING"
         assert any(r.info.status == "RUNNING" for r in runs)
     finished = {r.data.tags["nrfer.trial_id"]: r for r in runs if r.info.status == "FINISHED"}
-    assert 1 <= len(finished) < 3
+    assert len(finished) == 1
     interrupted = {r.data.tags["nrfer.trial_id"]: r for r in runs if r.info.status != "FINISHED"}
     epochs_before = {t: metric_count(client, r) for t, r in finished.items()}
 
@@ -116,7 +116,7 @@ def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, sy
     assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]
     assert parents_after[0].info.status == "FINISHED"
     ids = [r.data.tags["nrfer.trial_id"] for r in runs]
-    assert len(ids) == 3 and len(set(ids)) == 3, ids  # no duplicate runs
+    assert len(ids) == 2 and len(set(ids)) == 2, ids  # no duplicate runs
     assert all(r.info.status == "FINISHED" for r in runs)
     for trial_id, before in finished.items():  # finished trials were not rerun
         after = next(r for r in runs if r.data.tags["nrfer.trial_id"] == trial_id)
