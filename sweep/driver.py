@@ -273,7 +273,7 @@ def run_sweep(
                 name=spec.name,
                 storage_path=str(storage_path),
                 callbacks=callbacks,
-                failure_config=tune.FailureConfig(max_failures=2),
+                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 verbose=verbose,
             ),

@@ -99,6 +99,7 @@ class SweepSpec:
     registered_model: str | None = None  # the Model Registry name for reproduce-best
     searcher: str = "tpe"  # tpe | random (the baseline of bench/search_efficiency.py)
     reuse_workers: bool = True  # run the next trial in a finished trial's worker process
+    max_failures: int = 2  # Ray retries of a crashed trial (from its last checkpoint)
 
     @property
     def max_epochs(self) -> int:
@@ -149,6 +150,7 @@ class SweepSpec:
                 "max_concurrent": self.max_concurrent,
                 "time_budget_s": self.time_budget_s,
                 "reuse_workers": self.reuse_workers,
+                "max_failures": self.max_failures,
             },
             "resources": self.resources,
             "registered_model": self.registered_model,
@@ -327,7 +329,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         source,
         "budget",
         raw.get("budget"),
-        ("num_samples", "max_concurrent", "time_budget_s", "reuse_workers"),
+        ("num_samples", "max_concurrent", "time_budget_s", "reuse_workers", "max_failures"),
     )
     num_samples, max_concurrent = budget.get("num_samples", 8), budget.get("max_concurrent", 2)
     time_budget = budget.get("time_budget_s")
@@ -336,6 +338,9 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             raise _err(source, f"budget.{k}", f"expected an integer >= 1, got {v!r}")
     if time_budget is not None and _number(source, "budget.time_budget_s", time_budget) <= 0:
         raise _err(source, "budget.time_budget_s", f"must be > 0, got {time_budget}")
+    max_failures = budget.get("max_failures", 2)
+    if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
+        raise _err(source, "budget.max_failures", f"expected an integer >= 0, got {max_failures!r}")
     reuse_workers = budget.get("reuse_workers", True)
     if not isinstance(reuse_workers, bool):
         raise _err(source, "budget.reuse_workers", f"expected true or false, got {reuse_workers!r}")
@@ -407,6 +412,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         max_concurrent=max_concurrent,
         time_budget_s=time_budget,
         reuse_workers=reuse_workers,
+        max_failures=max_failures,
         resources=resources,
         source=source,
         registered_model=registered_model,

@@ -25,7 +25,7 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, monk
             "optim.lr": {"choice": [0.01, 10.0]},
         },
         scheduler={"name": "fifo", "max_epochs": 2},
-        budget={"num_samples": 5, "max_concurrent": 2},
+        budget={"num_samples": 5, "max_concurrent": 2, "max_failures": 1},
     )
     space["fixed"]["optim"] = {"name": "sgd"}
     space["searcher"] = "random"  # seeded: the same five draws every run
