@@ -35,11 +35,12 @@ from nrfer.viz import confusion_image, resizer_grid
 Callback = Callable[[dict, Path], "bool | None"]
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, key: str = "train.device") -> torch.device:
+    """auto -> cuda when available, else cpu; `key` names the setting in the error."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available here")
+        raise ConfigError(f"{key} is {name!r} but CUDA is not available here")
     return torch.device(name)
 
 

@@ -27,7 +27,7 @@ from ray.tune.search.optuna import OptunaSearch
 from nrfer.checkpoint import load_checkpoint
 from nrfer.config import ConfigError, make_config
 from nrfer.data import FERData, load_data
-from nrfer.sr import apply_sr, cache_key, ensure_cache
+from nrfer.sr import apply_sr, ensure_sr
 from nrfer.train import fit
 from sweep.report import write_report
 from sweep.space import SweepSpec, apply_params
@@ -100,15 +100,7 @@ def build_sr_caches(spec: SweepSpec, base: dict, data: FERData) -> dict[str, dic
     any trial runs: trials then only read them. Returns cache folder -> manifest."""
     builds = {}
     for sr in spec.sr_settings(base):
-        folder, manifest, built = ensure_cache(
-            data,
-            sr.method,
-            sr.scale,
-            Path(sr.cache_dir) / cache_key(data, sr.method, sr.scale, sr.weights),
-            sr.weights,
-            sr.device,
-            sr.batch_size,
-        )
+        folder, manifest, built = ensure_sr(data, sr)
         print(f"SR cache {sr.method} x{sr.scale}: {'built' if built else 'reused'} {folder}")
         builds[str(folder)] = manifest
     return builds

@@ -11,7 +11,7 @@ its sources change. A trial config asks for it with `data.sr` (method, scale, we
 from __future__ import annotations
 
 from nrfer.sr.apply import METHODS, upscale
-from nrfer.sr.cache import CacheError, apply_sr, cache_key, ensure_cache, load_cache
+from nrfer.sr.cache import CacheError, apply_sr, cache_key, ensure_cache, ensure_sr, load_cache
 
 __all__ = [
     "METHODS",
@@ -19,6 +19,7 @@ __all__ = [
     "apply_sr",
     "cache_key",
     "ensure_cache",
+    "ensure_sr",
     "load_cache",
     "upscale",
 ]

@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nrfer.data.types import SPLITS, FERData
 from nrfer.sr.apply import Progress, upscale
@@ -106,12 +105,6 @@ def locked(folder: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def ensure_cache(
     data: FERData,
     method: str,
@@ -135,7 +128,9 @@ def ensure_cache(
         log.warning("building SR cache %s (%s)", out, why)
         (out / "manifest.json").unlink(missing_ok=True)
         model = None
-        dev = _device(device)
+        from nrfer.train import resolve_device
+
+        dev = resolve_device(device, "data.sr.device")
         if method == "model":
             from nrfer.sr.net import load_sr_model
 
@@ -193,23 +188,28 @@ def load_cache(folder: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, manifest
 
 
-def apply_sr(data: FERData, sr_cfg, show_progress: bool = True) -> FERData:
-    """`data` with every split's images replaced by their SR version (cache built if needed).
-    sr_cfg: nrfer.config.SRConfig."""
-    if sr_cfg.method == "none":
-        return data
+def ensure_sr(data: FERData, sr_cfg, show_progress: bool = True) -> tuple[Path, dict, bool]:
+    """The cache of `sr_cfg` for `data` under its cache_dir (built if needed): ensure_cache
+    in the folder `cache_key` names. sr_cfg: nrfer.config.SRConfig (method not none)."""
     root = Path(sr_cfg.cache_dir or DEFAULT_CACHE_DIR)
-    folder = root / cache_key(data, sr_cfg.method, sr_cfg.scale, sr_cfg.weights)
-    folder, manifest, built = ensure_cache(
+    return ensure_cache(
         data,
         sr_cfg.method,
         sr_cfg.scale,
-        folder,
+        root / cache_key(data, sr_cfg.method, sr_cfg.scale, sr_cfg.weights),
         sr_cfg.weights,
         sr_cfg.device,
         sr_cfg.batch_size,
         show_progress,
     )
+
+
+def apply_sr(data: FERData, sr_cfg, show_progress: bool = True) -> FERData:
+    """`data` with every split's images replaced by their SR version (cache built if needed).
+    sr_cfg: nrfer.config.SRConfig."""
+    if sr_cfg.method == "none":
+        return data
+    folder, _, built = ensure_sr(data, sr_cfg, show_progress)
     arrays, manifest = load_cache(folder)
     splits = {s: replace(data.split(s), images=arrays[s]) for s in SPLITS}
     meta = {

@@ -62,9 +62,9 @@ def train_sr(
     seed: int = 0,
     log_every: int = 200,
 ) -> tuple[FaceSR, dict]:
-    dev = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    )
+    from nrfer.train import resolve_device
+
+    dev = resolve_device(device, "--device")
     torch.manual_seed(seed)
     images = data.train.images
     model = FaceSR(scale, images.shape[1], features, blocks).to(dev)
