@@ -108,6 +108,12 @@ def find_runs(client: MlflowClient, experiment_id: str, tags: dict[str, str]) ->
     return client.search_runs([experiment_id], filter_string=query, max_results=5000)
 
 
+def log_metrics(client: MlflowClient, run_id: str, metrics: list[Metric]) -> None:
+    """log_batch in chunks of 500 (a batch holds at most 1,000 metrics)."""
+    for i in range(0, len(metrics), 500):
+        client.log_batch(run_id, metrics=metrics[i : i + 500])
+
+
 def numeric(metrics: dict) -> dict[str, float]:
     return {
         k: float(v)
@@ -245,12 +251,13 @@ class TrialLogger:
         if not self.backlog:
             return True
         pending = list(self.backlog)
-
-        def send() -> None:
-            for i in range(0, len(pending), 500):
-                self.client.log_batch(self.run_id, metrics=pending[i : i + 500])
-
-        ok = with_retries(send, f"log metrics of {self.trial_id}", attempts, delay_s, quiet=True)
+        ok = with_retries(
+            lambda: log_metrics(self.client, self.run_id, pending),
+            f"log metrics of {self.trial_id}",
+            attempts,
+            delay_s,
+            quiet=True,
+        )
         if ok is None:
             if self.record is not None:
                 self._write_record()
@@ -366,8 +373,7 @@ def replay(record: Path, uri: str | None = None) -> int:
             Metric(r["key"], float(r["value"]), int(r["timestamp"]), int(r["step"]))
         )
     for run_id, metrics in by_run.items():
-        for i in range(0, len(metrics), 500):
-            client.log_batch(run_id, metrics=metrics[i : i + 500])
+        log_metrics(client, run_id, metrics)
     record.unlink()
     return len(rows)
 
