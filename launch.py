@@ -37,12 +37,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--resume", action="store_true", help="continue the sweep of this name")
     parser.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="with --resume: continue the sweep as it was started even if the space file or "
+        "options changed (the changes are ignored)",
+    )
+    parser.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan; train nothing"
     )
     args = parser.parse_args(argv)
 
     from nrfer.config import ConfigError
     from nrfer.data import DataFormatError
+    from sweep.resume import SweepFinished
     from sweep.space import SpaceError, load_space, resolve_space_path
 
     try:
@@ -73,8 +80,12 @@ def main(argv: list[str] | None = None) -> int:
             storage=args.storage,
             address=args.address,
             uri=args.tracking_uri,
-            resume=args.resume,
+            resume=args.resume or args.force_resume,
+            force_resume=args.force_resume,
         )
+    except SweepFinished as e:  # --resume of a finished sweep: nothing to do, not an error
+        print(str(e))
+        return 0
     except (SpaceError, ConfigError, DataFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

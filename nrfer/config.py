@@ -7,6 +7,8 @@ allowed. The resolved config is saved next to every output (`config.yaml`).
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -182,6 +184,22 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = v
     return out
+
+
+def fingerprint(d: dict) -> str:
+    """sha256 of a config/spec dict in canonical JSON: what a resume checks it continues."""
+    text = json.dumps(d, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def config_diff(old: dict, new: dict, ignore: tuple[str, ...] = ()) -> list[str]:
+    """'key: old -> new' for every dotted key whose value differs (keys in `ignore` skipped)."""
+    a, b = flatten(old), flatten(new)
+    return [
+        f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}"
+        for k in sorted(a.keys() | b.keys())
+        if a.get(k) != b.get(k) and not any(k == i or k.startswith(i + ".") for i in ignore)
+    ]
 
 
 def set_by_path(d: dict, path: str, value: Any, where: str = "--set") -> None:

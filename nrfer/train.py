@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from nrfer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from nrfer.config import ConfigError, TrialConfig, load_config, save_config
+from nrfer.config import (
+    ConfigError,
+    TrialConfig,
+    config_diff,
+    fingerprint,
+    load_config,
+    save_config,
+)
 from nrfer.data import DataFormatError, FERData, load_data, prior_from_votes
 from nrfer.engine import DeviceSplit, evaluate, train_one_epoch
 from nrfer.losses import LOSSES, uses_prior
@@ -33,6 +40,8 @@ from nrfer.optim import build_optimizer, build_scheduler
 from nrfer.viz import confusion_image, resizer_grid
 
 Callback = Callable[[dict, Path], "bool | None"]
+# Settings that say where a run executes, not what it computes: a resume may change them.
+RESUME_MAY_CHANGE = ("train.device", "train.num_threads", "train.compile")
 
 
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
@@ -105,12 +114,15 @@ def fit(
     resume: str | Path | dict | None = None,
     out_dir: str | Path | None = None,
     evaluate_test: bool = True,
+    force_resume: bool = False,
 ) -> dict:
     """Train `config`; returns the summary (also written to out_dir/result.json).
 
     resume: a checkpoint file/folder (or its loaded dict) from an earlier run of this config;
     training continues after its epoch and ends where an unbroken run would have.
     evaluate_test: False in sweeps, where configs are compared on validation only.
+    force_resume: continue `resume` even when its config differs from `config` (by default
+    that is a ConfigError naming every key that changed).
     """
     # Setup: threads, seed, device, outputs.
     tc = config.train
@@ -142,6 +154,7 @@ def fit(
     best_model: dict | None = None
     if resume is not None:
         state = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
+        check_resume_config(state, config, resume, force_resume)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -205,6 +218,7 @@ def fit(
                 "history": history,
                 "best_model": best_model,
                 "config": config.to_dict(),
+                "config_sha256": fingerprint(config.to_dict()),
             },
             ckpt_dir / "last.pt",
         )
@@ -228,6 +242,28 @@ def fit(
         result["test_confusion"] = test["confusion"]
     (out / "result.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def check_resume_config(state: dict, config: TrialConfig, source, force: bool) -> None:
+    """A resume continues the run it was saved from: the same config (where it runs aside).
+    Another learning rate or dataset would continue with the old optimiser state and the
+    best epoch of another experiment, so a changed config is refused unless forced."""
+    if state.get("config") is None:  # written before configs were stored: nothing to check
+        return
+    changed = config_diff(state["config"], config.to_dict(), ignore=RESUME_MAY_CHANGE)
+    if not changed:
+        return
+    where = "the checkpoint" if isinstance(source, dict) else f"checkpoint {source}"
+    listing = "; ".join(changed[:20]) + (
+        f"; ... {len(changed) - 20} more" if len(changed) > 20 else ""
+    )
+    if force:
+        warnings.warn(f"resuming {where} with a changed config: {listing}", stacklevel=3)
+        return
+    raise ConfigError(
+        f"--resume: {where} was saved with another config ({listing}); resume with the "
+        "config it was saved with, start a new run, or pass --force-resume to continue anyway"
+    )
 
 
 def write_previews(
@@ -263,12 +299,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", help="output folder (default runs/train-<time>)")
     parser.add_argument("--resume", help="checkpoint file or folder to continue from")
+    parser.add_argument(
+        "--force-resume",
+        action="store_true",
+        help="continue --resume even if the config differs from the checkpoint's",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, args.overrides)
         out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
         t0 = time.perf_counter()
-        result = fit(config, callback=print_epoch, resume=args.resume, out_dir=out)
+        result = fit(
+            config,
+            callback=print_epoch,
+            resume=args.resume,
+            out_dir=out,
+            force_resume=args.force_resume,
+        )
     except (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,9 +1,9 @@
 """The sweep driver: Ray Tune (OptunaSearch TPE + ASHA/FIFO) over nrfer trials, tracked in MLflow.
 
 The dataset is read once here and handed to every trial through Ray's object store
-(`tune.with_parameters`); each trial runs `nrfer.train.fit` with a callback that reports
-every epoch's metrics and checkpoint to Tune (and to its MLflow run), and restores from
-`tune.get_checkpoint()` when Ray retries it.
+(`tune.with_parameters`); each trial (`sweep.trainable.run_trial`) runs `nrfer.train.fit`
+and reports every epoch's metrics and checkpoint to Tune and its MLflow run. `--resume`
+restores Tune's state, ASHA's rung records (`sweep.scheduler`) and the sweep's parent run.
 """
 
 from __future__ import annotations
@@ -13,86 +13,34 @@ import os
 import shutil
 import tempfile
 import time
-import traceback
 from pathlib import Path
-from typing import Any
 
 import optuna
 import ray
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from nrfer.checkpoint import load_checkpoint
 from nrfer.config import ConfigError, make_config
 from nrfer.data import FERData, load_data
-from nrfer.sr import apply_sr, ensure_sr
-from nrfer.train import fit
+from nrfer.sr import ensure_sr
+from sweep import resume as sweep_state
 from sweep.report import write_report
-from sweep.space import SweepSpec, apply_params
-from sweep.tracking import (
-    WORKER_HTTP_ENV,
-    SchedulerStateCallback,
-    SweepTracker,
-    TrialLogger,
-    TrialStatusCallback,
-    replay,
-    tracking_uri,
-)
+from sweep.scheduler import build_scheduler
+from sweep.space import SweepSpec, parse_space
+from sweep.tracking import SweepTracker, TrialStatusCallback, replay, tracking_uri
+from sweep.trainable import run_trial
 
-RESULT_KEYS = ("val_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc", "epoch")
-WORST = {
-    "val_acc": 0.0,
-    "val_macro_f1": 0.0,
-    "val_loss": float("inf"),
-    "best_val_acc": 0.0,
-    "diverged": True,
-}
-SCHEDULER_STATE = "nrfer_scheduler_state.pkl"
 METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
 LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
-
-
-def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict) -> None:
-    """The Tune function trainable: one nrfer trial; `params` holds the sampled values."""
-    cfg = apply_params(base, params)
-    resume = None
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is not None:  # Ray retried this trial: continue after its last epoch
-        with checkpoint.as_directory() as d:
-            resume = load_checkpoint(Path(d) / "last.pt")
-    for k, v in WORKER_HTTP_ENV.items():
-        os.environ.setdefault(k, v)
-    trial_id = tune.get_context().get_trial_id()
-    logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
-    logger.start(cfg.flat(), params)
-    if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
-        data = apply_sr(data, cfg.data.sr, show_progress=False)
-        logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
-    if resume is not None:  # visible in the UI: this attempt continued after a lost worker
-        logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
-    logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
-
-    def report(metrics: dict, ckpt_dir: Path) -> None:
-        logger.log_epoch(
-            {k: metrics[k] for k in RESULT_KEYS if k != "epoch"}, step=metrics["epoch"]
-        )
-        if metrics["improved"]:
-            logger.log_artifacts(ckpt_dir.parent / "previews", "previews")
-        tune.report(
-            {k: metrics[k] for k in RESULT_KEYS},
-            checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)),
-        )
-
-    with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
-        try:
-            fit(cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False)
-        except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
-            logger.fail(traceback.format_exc(), diverged=True)
-            tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
-            return
-        logger.finish({"checkpoint": Path(out) / "checkpoint" / "best.pt"})
+# Tune saves its experiment state (which trials finished) at most every 10 s by default; a
+# driver killed in that window would rerun a trial that had just finished. Tune also
+# snapshots after every trial checkpoint (num_to_keep=1) and warns each time on short
+# epochs; the snapshot is what makes a killed driver resumable, so keep it quiet.
+TUNE_ENV = {
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
 
 
 def build_sr_caches(spec: SweepSpec, base: dict, data: FERData) -> dict[str, dict]:
@@ -117,18 +65,6 @@ def build_searcher(spec: SweepSpec):
         space=spec.define_by_run, metric=spec.metric, mode=spec.mode, sampler=sampler
     )
     return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
-
-
-def build_scheduler(spec: SweepSpec):
-    s = spec.scheduler
-    if s["name"] == "asha":
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=s["max_epochs"],
-            grace_period=s["grace_period"],
-            reduction_factor=s["reduction_factor"],
-        )
-    return FIFOScheduler()
 
 
 def check_storage(storage: Path) -> None:
@@ -164,10 +100,64 @@ def init_ray(address: str | None, verbose: int) -> None:
         ray.init(include_dashboard=False, log_to_driver=verbose > 1, _node_ip_address=LOCAL_RAY_IP)
 
 
-def _restored_scheduler(tuner):
-    """The scheduler object inside a restored Tuner (Ray keeps no public handle to it)."""
-    internal = getattr(tuner, "_local_tuner", None)
-    return getattr(getattr(internal, "_tune_config", None), "scheduler", None)
+def resolve_base_config(spec: SweepSpec) -> dict:
+    """The config every trial starts from, with what must not depend on a trial's working
+    folder made absolute (Ray runs each trial in its own folder)."""
+    base = spec.base_config()
+    base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources["cpu"]))}
+    data_cfg = make_config(base, spec.source).data
+    base["data"] = {
+        **base.get("data", {}),
+        "sr": {
+            **base["data"].get("sr", {}),
+            "cache_dir": str(Path(data_cfg.sr.cache_dir).resolve()),
+        },
+    }
+    return base
+
+
+def make_tuner(
+    spec: SweepSpec, trainable, exp_dir: Path, callbacks: list, restore: bool, verbose: int = 1
+) -> tune.Tuner:
+    """A new Tuner, or the killed sweep's, restored with its searcher and trial states."""
+    if restore:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+        _replace_restored_callbacks(tuner, callbacks)
+        return tuner
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=build_searcher(spec),
+            scheduler=build_scheduler(spec, exp_dir),
+            metric=spec.metric,
+            mode=spec.mode,
+            num_samples=spec.num_samples,
+            time_budget_s=spec.time_budget_s,
+            # a new worker process costs seconds of imports (torch, timm, mlflow) per trial
+            reuse_actors=spec.reuse_workers,
+        ),
+        run_config=tune.RunConfig(
+            name=exp_dir.name,
+            storage_path=str(exp_dir.parent),
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=verbose,
+        ),
+    )
+
+
+def _replace_restored_callbacks(tuner: tune.Tuner, callbacks: list) -> None:
+    """Ray restores the RunConfig with pickled copies of the callbacks, bound to the killed
+    driver's MLflow client; `Tuner.restore` has no argument to pass new ones, so this is
+    the one place that reaches into a private attribute (checked, to fail loudly on upgrade)."""
+    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+    if run_config is None or not hasattr(run_config, "callbacks"):
+        raise RuntimeError(
+            f"ray {ray.__version__}: cannot set callbacks on a restored Tuner; "
+            "update sweep.driver._replace_restored_callbacks"
+        )
+    run_config.callbacks = callbacks
 
 
 def _unfinished(spec: SweepSpec, wall_s: float, runs: dict) -> int:
@@ -189,34 +179,29 @@ def run_sweep(
     address: str | None = None,
     uri: str | None = None,
     resume: bool = False,
+    force_resume: bool = False,
     verbose: int = 1,
 ) -> dict:
+    """Run (or resume) a sweep; returns its summary. Raises sweep.resume.SweepFinished when
+    `resume` finds the sweep finished (nothing is touched)."""
+    for k, v in TUNE_ENV.items():  # read by Tune when the Tuner runs
+        os.environ.setdefault(k, v)
     storage_path = Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
-    check_storage(storage_path)
-    uri = tracking_uri(uri)
     exp_dir = storage_path / spec.name
-    if resume and not tune.Tuner.can_restore(str(exp_dir)):
-        raise ConfigError(f"--resume: no sweep named {spec.name!r} to resume under {storage_path}")
-    if not resume and exp_dir.exists():
-        raise ConfigError(
-            f"a sweep named {spec.name!r} already exists under {storage_path}; "
-            "continue it with --resume or pick another --name"
-        )
+
+    # What to run: a new sweep, or the killed one exactly as it was started.
+    restore, spec_dict = sweep_state.prepare(exp_dir, spec.to_dict(), resume, force_resume)
+    check_storage(storage_path)
+    # from here on a killed driver leaves something to --resume
+    sweep_state.write_state(exp_dir, spec_dict, sweep_state.RUNNING)
+    uri = tracking_uri(uri)
+    if spec_dict != spec.to_dict():  # --force-resume: the sweep continues as it was started
+        spec = parse_space(spec_dict, spec.source)
 
     # Setup: data once in the driver, Ray, the parent run.
-    base = spec.base_config()
-    base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources["cpu"]))}
-    # trials run in their own folders: the SR cache folder must not be relative
-    data_cfg = make_config(base, spec.source).data
-    base["data"] = {
-        **base.get("data", {}),
-        "sr": {
-            **base["data"].get("sr", {}),
-            "cache_dir": str(Path(data_cfg.sr.cache_dir).resolve()),
-        },
-    }
+    base = resolve_base_config(spec)
     t0 = time.perf_counter()
-    data = load_data(data_cfg, sr=False)  # shared by all trials; each applies its SR stage
+    data = load_data(make_config(base, spec.source).data, sr=False)  # each trial applies its SR
     sr_builds = build_sr_caches(spec, base, data)
     data_s = time.perf_counter() - t0
     init_ray(address, verbose)
@@ -225,8 +210,11 @@ def run_sweep(
     parent = tracker.start_parent(spec.to_dict(), space_file, str(exp_dir))
     if resume:
         tracker.close_open_trials("KILLED")  # runs the killed driver left open
+        if not restore:  # killed before Tune saved anything: its trials start again
+            tracker.delete_trial_runs()
+    sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING, parent_run_id=parent)
 
-    # Tuner: new, or restored with the searcher state and our saved scheduler state.
+    # Tuner: the trainable with the shared data, the callbacks that close trial runs.
     trainable = tune.with_resources(
         tune.with_parameters(
             run_trial,
@@ -236,94 +224,62 @@ def run_sweep(
         ),
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
     )
-    state_file = exp_dir / SCHEDULER_STATE
-    if resume:
-        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
-        scheduler = _restored_scheduler(tuner)
-        if isinstance(scheduler, ASHAScheduler) and state_file.is_file():
-            scheduler.restore(str(state_file))
-    else:
-        scheduler = build_scheduler(spec)
     callbacks = [TrialStatusCallback(tracker, spec.max_epochs)]
-    if isinstance(scheduler, ASHAScheduler):  # FIFO has no state to keep
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        callbacks.append(SchedulerStateCallback(scheduler, state_file))
-    if not resume:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=build_searcher(spec),
-                scheduler=scheduler,
-                metric=spec.metric,
-                mode=spec.mode,
-                num_samples=spec.num_samples,
-                time_budget_s=spec.time_budget_s,
-                # a new worker process costs seconds of imports (torch, timm, mlflow) per trial
-                reuse_actors=spec.reuse_workers,
-            ),
-            run_config=tune.RunConfig(
-                name=spec.name,
-                storage_path=str(storage_path),
-                callbacks=callbacks,
-                failure_config=tune.FailureConfig(max_failures=spec.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                verbose=verbose,
-            ),
-        )
-    else:
-        tuner._local_tuner._run_config.callbacks = (
-            callbacks  # restored RunConfig has pickled copies
-        )
+    tuner = make_tuner(spec, trainable, exp_dir, callbacks, restore, verbose)
 
-    # Tune saves its experiment state (which trials finished) at most every 10 s by default;
-    # a driver killed in that window would rerun a trial that had just finished.
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
-    # Tune also snapshots after every trial checkpoint (num_to_keep=1) and warns each time
-    # on short epochs; the snapshot is what makes a killed driver resumable, so keep it quiet.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     status = "FAILED"
     try:
         t1 = time.perf_counter()
         results = tuner.fit()
         wall = time.perf_counter() - t1
-        runs = tracker.trial_runs()
-        unfinished = _unfinished(spec, wall, runs)
-        run_ids = {tid: r.info.run_id for tid, r in runs.items()}
-        with tempfile.TemporaryDirectory() as tmp:
-            ranked, importance = write_report(results, spec, run_ids, Path(tmp))
-            for f in Path(tmp).iterdir():
-                tracker.client.log_artifact(parent, str(f), "report")
-        best = ranked[0] if ranked else None
-        metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
-        if best:
-            metrics[f"best_{spec.metric}"] = best[spec.metric]
-            tracker.client.set_tag(
-                parent, "nrfer.best_trial_run_id", run_ids.get(best["trial_id"], "")
-            )
-            tracker.client.set_tag(parent, "nrfer.best_trial_id", best["trial_id"])
-        for k, v in metrics.items():
-            tracker.client.log_metric(parent, k, float(v))
-        status = "KILLED" if unfinished else "FINISHED"
-        return {
-            "sweep": spec.name,
-            "parent_run_id": parent,
-            "tracking_uri": uri,
-            "storage": str(exp_dir),
-            "num_trials": len(results),
-            "num_errors": results.num_errors,
-            "unfinished": unfinished,
-            "best": best,
-            "leaderboard": ranked[:5],
-            "importance": importance,
-            "wall_s": wall,
-            "data_load_s": data_s,
-            "sr_caches": sr_builds,
-            "results": results,  # Ray's ResultGrid, for callers that want every trial
-        }
+        summary = summarize(spec, tracker, results, wall)
+        summary.update(storage=str(exp_dir), data_load_s=data_s, sr_caches=sr_builds)
+        status = "KILLED" if summary["unfinished"] else "FINISHED"
+        sweep_state.write_state(
+            exp_dir,
+            spec.to_dict(),
+            sweep_state.INTERRUPTED if summary["unfinished"] else sweep_state.FINISHED,
+            parent_run_id=parent,
+            num_trials=summary["num_trials"],
+        )
+        return summary
     finally:
         replay_records(exp_dir / METRIC_RECORDS, uri)
         tracker.close_open_trials("KILLED")
         tracker.end_parent(status)
+
+
+def summarize(spec: SweepSpec, tracker: SweepTracker, results, wall: float) -> dict:
+    """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent."""
+    parent = tracker.parent_id
+    runs = tracker.trial_runs()
+    unfinished = _unfinished(spec, wall, runs)
+    run_ids = {tid: r.info.run_id for tid, r in runs.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        ranked, importance = write_report(results, spec, run_ids, Path(tmp))
+        for f in Path(tmp).iterdir():
+            tracker.client.log_artifact(parent, str(f), "report")
+    best = ranked[0] if ranked else None
+    metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
+    if best:
+        metrics[f"best_{spec.metric}"] = best[spec.metric]
+        tracker.client.set_tag(parent, "nrfer.best_trial_run_id", run_ids.get(best["trial_id"], ""))
+        tracker.client.set_tag(parent, "nrfer.best_trial_id", best["trial_id"])
+    for k, v in metrics.items():
+        tracker.client.log_metric(parent, k, float(v))
+    return {
+        "sweep": spec.name,
+        "parent_run_id": parent,
+        "tracking_uri": tracker.uri,
+        "num_trials": len(results),
+        "num_errors": results.num_errors,
+        "unfinished": unfinished,
+        "best": best,
+        "leaderboard": ranked[:5],
+        "importance": importance,
+        "wall_s": wall,
+        "results": results,  # Ray's ResultGrid, for callers that want every trial
+    }
 
 
 def replay_records(folder: Path, uri: str) -> None:

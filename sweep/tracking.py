@@ -33,6 +33,8 @@ T = TypeVar("T")
 FINAL_ATTEMPTS = 8  # at a trial's end: about a minute of backoff before giving up on MLflow
 # A trial worker's own HTTP retries stay short: we retry (and keep a backlog) ourselves, so a
 # server that is away does not hold up training. Values the user set are kept.
+HISTORY_FILE = "history.json"  # in each trial checkpoint: its epochs' metrics, as logged
+EPOCH_KEYS = ("val_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc")
 WORKER_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
@@ -108,6 +110,20 @@ def find_runs(client: MlflowClient, experiment_id: str, tags: dict[str, str]) ->
     return client.search_runs([experiment_id], filter_string=query, max_results=5000)
 
 
+def read_history(ckpt_dir: str | Path) -> list[dict]:
+    """The per-epoch rows a trial checkpoint holds ([] for none)."""
+    path = Path(ckpt_dir) / HISTORY_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def logged_steps(client: MlflowClient, run_id: str) -> set[tuple[str, int]]:
+    """(key, step) of every metric value a run has."""
+    run = client.get_run(run_id)
+    return {
+        (key, m.step) for key in run.data.metrics for m in client.get_metric_history(run_id, key)
+    }
+
+
 def log_metrics(client: MlflowClient, run_id: str, metrics: list[Metric]) -> None:
     """log_batch in chunks of 500 (a batch holds at most 1,000 metrics)."""
     for i in range(0, len(metrics), 500):
@@ -175,6 +191,14 @@ class SweepTracker:
                 n += 1
         return n
 
+    def delete_trial_runs(self) -> int:
+        """Delete this sweep's trial runs (they belong to an attempt Tune kept no state of,
+        so their trials start again under new ids)."""
+        runs = self.trial_runs().values()
+        for run in runs:
+            self.client.delete_run(run.info.run_id)
+        return len(runs)
+
     def end_parent(self, status: str) -> None:
         if self.parent_id:
             self.client.set_terminated(self.parent_id, status)
@@ -198,6 +222,7 @@ class TrialLogger:
         self.record = record
         self.backlog: list[Metric] = []
         self.degraded = False  # the last send failed
+        self.logged: set[tuple[str, int]] = set()  # (key, step) MLflow has or will get
 
     def start(self, params: dict[str, Any], sampled: dict[str, Any]) -> str | None:
         ctx = self.context
@@ -214,6 +239,7 @@ class TrialLogger:
                 self.client.set_tag(run.info.run_id, "nrfer.restarts", str(restarts))
                 self.client.set_tag(run.info.run_id, "nrfer.worker_pid", str(os.getpid()))
                 self.client.update_run(run.info.run_id, status="RUNNING")
+                self.logged = logged_steps(self.client, run.info.run_id)
                 return run.info.run_id
             tags = {
                 ROLE: "trial",
@@ -243,7 +269,11 @@ class TrialLogger:
         if not self.run_id:
             return
         now = int(time.time() * 1000)
-        self.backlog += [Metric(k, v, now, step) for k, v in numeric(metrics).items()]
+        # an epoch is logged once: a step MLflow already has (before a resume) is skipped
+        new = [Metric(k, v, now, step) for k, v in numeric(metrics).items()]
+        new = [m for m in new if (m.key, m.step) not in self.logged]
+        self.logged.update((m.key, m.step) for m in new)
+        self.backlog += new
         self.flush(attempts=1)
 
     def flush(self, attempts: int = 1, delay_s: float = 0.5) -> bool:
@@ -393,11 +423,30 @@ class TrialStatusCallback(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         with_retries(lambda: self._error(trial), f"close the run of {trial.trial_id}", 3)
 
+    def _log_unlogged_epochs(self, trial, run_id: str) -> None:
+        """A trial logs an epoch after Tune takes its checkpoint; when Tune stops the trial
+        there (ASHA, max epochs) or it dies, the epochs its checkpoint holds are logged here."""
+        ckpt = trial.checkpoint
+        rows = read_history(ckpt.path) if ckpt is not None and ckpt.path else []
+        if not rows:
+            return
+        client = self.tracker.client
+        have = logged_steps(client, run_id)
+        now = int(time.time() * 1000)
+        missing = [
+            Metric(k, float(row[k]), now, int(row["epoch"]))
+            for row in rows
+            for k in EPOCH_KEYS
+            if (k, int(row["epoch"])) not in have
+        ]
+        log_metrics(client, run_id, missing)
+
     def _complete(self, trial) -> None:
         run = self._run(trial)
         if run is None or run.info.status != "RUNNING":
             return
         client, run_id = self.tracker.client, run.info.run_id
+        self._log_unlogged_epochs(trial, run_id)
         # Still RUNNING after the trial ended: the scheduler stopped it early.
         epochs = int((trial.last_result or {}).get("training_iteration", 0))
         client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
@@ -414,6 +463,7 @@ class TrialStatusCallback(tune.Callback):
         if run is None:
             return
         client, run_id = self.tracker.client, run.info.run_id
+        self._log_unlogged_epochs(trial, run_id)
         error = Path(trial.error_file) if trial.error_file else None
         if error is not None and error.is_file():
             with_retries(

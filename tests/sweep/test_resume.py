@@ -1,12 +1,18 @@
-"""Interrupt a real sweep mid-trial, after its first trial finished, then --resume it:
-SIGINT (Tune saves its state and returns) and SIGKILL (the driver dies on the spot)."""
+"""Kill a real sweep (`launch.py` in its own process group) and `--resume` it, for ASHA and
+FIFO: SIGINT (Tune saves its state and returns) and SIGKILL (the driver and its local Ray
+die on the spot), then a sweep killed at random moments several times. Kill moments are
+chosen from Tune's saved experiment state, never from sleeps."""
 
+import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -14,127 +20,262 @@ from conftest import REPO, tiny_space
 
 pytestmark = pytest.mark.slow
 EPOCHS = 5
+KEYS = ("val_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc")
+# ASHA with one rung at epoch 3: the second trial is interrupted before it reaches it
+SCHEDULERS = {
+    "asha": {"name": "asha", "grace_period": 3, "reduction_factor": 2, "max_epochs": EPOCHS},
+    "fifo": {"name": "fifo", "max_epochs": EPOCHS},
+}
 
 
-def trial_runs(client, experiment="resume"):
-    exp = client.get_experiment_by_name(experiment)
-    runs = client.search_runs([exp.experiment_id]) if exp else []
-    return [r for r in runs if r.data.tags.get("nrfer.role") == "trial"], [
-        r for r in runs if r.data.tags.get("nrfer.role") == "sweep"
-    ]
-
-
-def launch(path, tmp_path, *extra):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [
-        sys.executable,
-        "launch.py",
-        "--space",
-        str(path),
-        "--storage",
-        str(tmp_path / "storage"),
-        "--tracking-uri",
-        f"sqlite:///{tmp_path / 'mlflow.db'}",
-        *extra,
-    ]
-    return subprocess.Popen(
-        cmd,
-        cwd=REPO,
-        env=env,
-        stdout=open(tmp_path / f"log{len(extra)}.txt", "w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the local Ray it starts is in it
-    )
-
-
-def metric_count(client, run) -> int:
-    return len(client.get_metric_history(run.info.run_id, "val_acc"))
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_interrupted_sweep_resumes_without_rerunning_or_duplicating(tmp_path, synthetic_root, sig):
-    from mlflow.tracking import MlflowClient
-
+def write_space(tmp_path, synthetic_root, scheduler, num_samples, seed=2) -> Path:
     space = tiny_space(
         "resume",
         synthetic_root,
-        seed=2,
+        seed=seed,
         resizer={"enabled": True, "n": 4},  # epochs long enough to interrupt mid-trial
         search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
-        scheduler={"name": "fifo", "max_epochs": EPOCHS},
-        budget={"num_samples": 2, "max_concurrent": 1},
+        scheduler=scheduler,
+        budget={"num_samples": num_samples, "max_concurrent": 1},
     )
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(space))
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    return path
 
-    proc = launch(path, tmp_path)
-    deadline, first_done = time.time() + 240, None
-    while time.time() < deadline and proc.poll() is None:
-        time.sleep(0.5)
+
+class Sweep:
+    """One sweep's launches, its MLflow store and Tune's saved state."""
+
+    def __init__(self, tmp_path, space: Path) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self.tmp, self.space, self.launches = tmp_path, space, 0
+        self.exp_dir = tmp_path / "storage" / "resume"
+        self.client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def log(self, i: int | None = None) -> str:
+        i = self.launches - 1 if i is None else i
+        return (self.tmp / f"log{i}.txt").read_text()[-4000:]
+
+    def launch(self, *extra) -> subprocess.Popen:
+        cmd = [
+            sys.executable,
+            "launch.py",
+            "--space",
+            str(self.space),
+            "--storage",
+            str(self.tmp / "storage"),
+            "--tracking-uri",
+            f"sqlite:///{self.tmp / 'mlflow.db'}",
+            *extra,
+        ]
+        out = open(self.tmp / f"log{self.launches}.txt", "w")
+        self.launches += 1
+        return subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the local Ray it starts is in it
+        )
+
+    def tune_trials(self) -> dict[str, tuple[str, int]]:
+        """trial id -> (status, epochs Tune has a checkpoint of), from its newest saved state."""
+        files = sorted(self.exp_dir.glob("experiment_state-*.json"))
+        if not files:
+            return {}
         try:
-            runs, _ = trial_runs(client)
-        except Exception:  # the store is being created
-            continue
-        if first_done is None and any(r.info.status == "FINISHED" for r in runs):
-            first_done = time.time()
-        # mid-trial: a later trial has logged an epoch, and Tune had time to save its state
-        running = [r for r in runs if r.info.status == "RUNNING" and metric_count(client, r)]
-        if first_done and running and time.time() - first_done > 3:
-            break
-    log0 = tmp_path / "log0.txt"
-    assert proc.poll() is None, log0.read_text()[-3000:]
-    if sig == signal.SIGINT:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=180) == 0, log0.read_text()[-3000:]
-    else:
-        os.kill(proc.pid, signal.SIGKILL)  # the driver only; Ray's processes follow it
-        proc.wait(timeout=30)
-        time.sleep(2)
-        try:  # whatever of Ray outlived it on this machine must not hold the next start up
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            data = json.loads(files[-1].read_text())
+        except (OSError, json.JSONDecodeError):  # being written
+            return {}
+        out = {}
+        for trial, meta in data["trial_data"]:
+            trial, meta = json.loads(trial), json.loads(meta)
+            iteration = int((meta.get("last_result") or {}).get("training_iteration", 0))
+            out[trial["trial_id"]] = (trial["status"], iteration)
+        return out
 
-    runs, parents = trial_runs(client)
+    def wait(self, proc, condition, timeout=240) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            if condition(self.tune_trials()):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"sweep exited or timed out before the kill moment:\n{self.log()}")
+
+    def kill(self, proc, sig) -> None:
+        if sig == signal.SIGINT:  # Tune saves its state and returns; the driver closes runs
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=180) == 0, self.log()
+            return
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
+        proc.wait(timeout=30)
+
+    def runs(self):
+        exp = self.client.get_experiment_by_name("resume")
+        runs = self.client.search_runs([exp.experiment_id]) if exp else []
+        trials = {
+            r.data.tags["nrfer.trial_id"]: r
+            for r in runs
+            if r.data.tags.get("nrfer.role") == "trial"
+        }
+        return trials, [r for r in runs if r.data.tags.get("nrfer.role") == "sweep"]
+
+    def steps(self, run, key="val_acc") -> list[int]:
+        return [m.step for m in self.client.get_metric_history(run.info.run_id, key)]
+
+    def rungs(self) -> dict[int, dict[str, float]]:
+        state = yaml.safe_load((self.exp_dir / "nrfer_asha_rungs.yaml").read_text())
+        return {int(r["milestone"]): r["scores"] for r in state["brackets"][0]}
+
+    def assert_complete(self, num_samples: int, scheduler: str) -> dict:
+        """The end state every resumed sweep must reach; returns trial id -> run."""
+        trials, parents = self.runs()
+        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+        assert len(trials) == num_samples, sorted(trials)
+        assert all(r.info.status == "FINISHED" for r in trials.values())
+        for trial_id, run in trials.items():
+            epochs = len(self.steps(run))
+            for key in KEYS:  # every epoch logged exactly once
+                assert self.steps(run, key) == list(range(epochs)), (trial_id, key)
+            if scheduler == "fifo":
+                assert epochs == EPOCHS
+            else:
+                stopped = run.data.tags.get("nrfer.stopped_early") == "true"
+                assert epochs == EPOCHS or (stopped and 1 <= epochs < EPOCHS), (trial_id, epochs)
+        return trials
+
+
+@pytest.mark.parametrize("scheduler", ["asha", "fifo"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
+    tmp_path, synthetic_root, scheduler, sig
+):
+    sweep = Sweep(tmp_path, write_space(tmp_path, synthetic_root, SCHEDULERS[scheduler], 2))
+    proc = sweep.launch()
+
+    # Kill moment: Tune's saved state has one trial ended and the next one checkpointed
+    def mid_second_trial(trials):
+        states = sorted(trials.values())
+        return (
+            len(states) == 2
+            and states[0][0] == "RUNNING"
+            and states[0][1] >= 1
+            and (states[1][0] == "TERMINATED")
+        )
+
+    sweep.wait(proc, mid_second_trial)
+    sweep.kill(proc, sig)
+
+    trials, parents = sweep.runs()
     assert len(parents) == 1
-    # SIGINT: the driver closed everything; SIGKILL: runs stay as the dead driver left them
+    parent_id = parents[0].info.run_id
     if sig == signal.SIGINT:
         assert parents[0].info.status == "KILLED"
-        assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
-    else:
+        assert "1 unfinished (continue with --resume)" in sweep.log()
+        assert all(r.info.status in ("FINISHED", "KILLED") for r in trials.values())
+    else:  # the runs stay as the dead driver left them
         assert parents[0].info.status == "RUNNING"
-        assert any(r.info.status == "RUNNING" for r in runs)
-    finished = {r.data.tags["nrfer.trial_id"]: r for r in runs if r.info.status == "FINISHED"}
-    assert len(finished) == 1
-    interrupted = {r.data.tags["nrfer.trial_id"]: r for r in runs if r.info.status != "FINISHED"}
-    epochs_before = {t: metric_count(client, r) for t, r in finished.items()}
-    if sig == signal.SIGINT:  # resuming is the same from here on; the SIGKILL case does it
-        assert "1 unfinished (continue with --resume)" in (tmp_path / "log0.txt").read_text()
-        return
+    finished = {t: r for t, r in trials.items() if r.info.status == "FINISHED"}
+    interrupted = {t: r for t, r in trials.items() if r.info.status != "FINISHED"}
+    assert len(finished) == 1 and len(interrupted) == 1
+    before = {t: (len(sweep.steps(r)), r.info.end_time) for t, r in finished.items()}
+    last_logged = {t: max(sweep.steps(r), default=-1) for t, r in interrupted.items()}
+    rungs_before = sweep.rungs() if scheduler == "asha" else {}
 
-    proc = launch(path, tmp_path, "--resume")
-    assert proc.wait(timeout=400) == 0, (tmp_path / "log1.txt").read_text()[-3000:]
-    runs, parents_after = trial_runs(client)
-    assert [p.info.run_id for p in parents_after] == [parents[0].info.run_id]
-    assert parents_after[0].info.status == "FINISHED"
-    ids = [r.data.tags["nrfer.trial_id"] for r in runs]
-    assert len(ids) == 2 and len(set(ids)) == 2, ids  # no duplicate runs
-    assert all(r.info.status == "FINISHED" for r in runs)
-    for trial_id, before in finished.items():  # finished trials were not rerun
-        after = next(r for r in runs if r.data.tags["nrfer.trial_id"] == trial_id)
-        assert after.info.run_id == before.info.run_id
-        assert (
-            len(client.get_metric_history(after.info.run_id, "val_acc"))
-            == epochs_before[trial_id]
-            == EPOCHS
+    proc = sweep.launch("--resume")
+    assert proc.wait(timeout=400) == 0, sweep.log()
+    trials = sweep.assert_complete(2, scheduler)
+    assert [p.info.run_id for p in sweep.runs()[1]] == [parent_id]
+    for trial_id, (count, end_time) in before.items():  # finished trials were not rerun
+        run = trials[trial_id]
+        assert run.info.run_id == finished[trial_id].info.run_id
+        assert (len(sweep.steps(run)), run.info.end_time) == (count, end_time)
+    for trial_id, old in interrupted.items():  # continued in its own run, after its checkpoint
+        run = trials[trial_id]
+        assert run.info.run_id == old.info.run_id and int(run.data.tags["nrfer.restarts"]) >= 1
+        resumed_after = int(run.data.tags["nrfer.resumed_after_epoch"])
+        # an epoch is logged once Tune holds its checkpoint, so the resume starts after the
+        # last logged epoch (or, killed between the two, logs the checkpointed one itself)
+        assert resumed_after in (last_logged[trial_id], last_logged[trial_id] + 1)
+    if scheduler == "asha":  # rung records of the trials recorded before the kill survive
+        after = sweep.rungs()
+        for milestone, scores in rungs_before.items():
+            assert scores.items() <= after[milestone].items()
+        assert set(after[3]) == set(trials)  # both trials reached the rung at epoch 3
+
+    if sig == signal.SIGKILL and scheduler == "asha":  # resuming a finished sweep: a no-op
+        db = tmp_path / "mlflow.db"
+        stamp = (db.stat().st_mtime_ns, sorted(p.name for p in sweep.exp_dir.iterdir()))
+        proc = sweep.launch("--resume")
+        assert proc.wait(timeout=120) == 0, sweep.log()
+        assert "already finished" in sweep.log()
+        assert (db.stat().st_mtime_ns, sorted(p.name for p in sweep.exp_dir.iterdir())) == stamp
+
+
+def asha_stops(order: list[str], curves: dict[str, list[float]], milestones, rf=2) -> set[str]:
+    """The trials ASHA must stop, replayed over arrivals in `order` (one trial at a time):
+    a trial stops at the first rung where its value is below the cut-off of the values
+    recorded there before it (Li et al., ASHA; Ray's nanpercentile cut-off)."""
+    recorded: dict[int, list[float]] = {m: [] for m in milestones}
+    stopped = set()
+    for t in order:
+        for m in sorted(milestones):
+            if len(curves[t]) < m:
+                break
+            value = curves[t][m - 1]
+            cut = np.nanpercentile(recorded[m], (1 - 1 / rf) * 100) if recorded[m] else None
+            recorded[m].append(value)
+            if cut is not None and value < cut:
+                stopped.add(t)
+                break
+    return stopped
+
+
+def test_sweep_killed_at_random_moments_ends_complete(tmp_path, synthetic_root):
+    """Three SIGKILLs at seeded random moments (Ray starting, mid-trial, between trials),
+    a resume after each; then the end state, and ASHA's decisions checked against a replay."""
+    n, scheduler = 4, {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 4}
+    sweep = Sweep(tmp_path, write_space(tmp_path, synthetic_root, scheduler, n, seed=5))
+    rng = random.Random(11)
+    moments = []
+    for i in range(3):
+        proc = sweep.launch(*(["--resume"] if i else []))
+        # a moment measured in Tune's progress: a number of epochs checkpointed from now on
+        start = sum(e for _, e in sweep.tune_trials().values())
+        target = start + rng.randint(0, 5)
+        sweep.wait(  # the sweep's own state exists from its first seconds on
+            proc,
+            lambda trials, target=target: (
+                (sweep.exp_dir / "nrfer_sweep.yaml").is_file()
+                and sum(e for _, e in trials.values()) >= target
+            ),
+            timeout=300,
         )
-        assert after.info.end_time == before.info.end_time
-    for r in runs:
-        steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_acc")]
-        assert sorted(set(steps)) == list(range(EPOCHS)), steps
-    for trial_id, before in interrupted.items():  # continued in the same run
-        after = next(r for r in runs if r.data.tags["nrfer.trial_id"] == trial_id)
-        assert (
-            after.info.run_id == before.info.run_id and int(after.data.tags["nrfer.restarts"]) >= 1
-        )
+        time.sleep(rng.uniform(0.0, 1.5))  # anywhere inside the epoch that follows
+        moments.append((target, sorted(sweep.tune_trials().values())))
+        if proc.poll() is not None:
+            break
+        sweep.kill(proc, signal.SIGKILL)
+    print("kill moments (epochs checkpointed, trial states):", moments)
+    proc = sweep.launch("--resume")
+    assert proc.wait(timeout=400) == 0, sweep.log()
+    trials = sweep.assert_complete(n, "asha")
+
+    # ASHA's decisions, over arrivals in start order, are what its rules say
+    order = sorted(trials, key=lambda t: trials[t].info.start_time)
+    curves = {
+        t: [
+            m.value
+            for m in sorted(
+                sweep.client.get_metric_history(r.info.run_id, "val_acc"), key=lambda m: m.step
+            )
+        ]
+        for t, r in trials.items()
+    }
+    expected = asha_stops(order, curves, milestones=(1, 2))
+    actual = {t for t, c in curves.items() if len(c) < 4}
+    assert actual == expected, (order, curves)
+    best = max(curves, key=lambda t: max(curves[t]))
+    assert len(curves[best]) == 4

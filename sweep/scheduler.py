@@ -1,0 +1,159 @@
+"""Early stopping for a sweep: ASHA whose rung records survive a killed driver, or FIFO.
+
+Tune checkpoints the searcher, not the scheduler, so a resumed sweep would forget which
+trials ASHA compared at each rung. `ResumableASHA` writes its rung records to a YAML file
+beside the sweep after every change and reads them back when Tune hands it the metric on
+resume. Only the records are kept (not the scheduler's whole state: Tune sets `metric` and
+`mode` again on every start, and a restored value makes it refuse to run). A trial that
+crashes or diverges is recorded at the rung it would have reached next with the worst
+value of the metric, as the ASHA paper counts a failed configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+log = logging.getLogger("nrfer.sweep")
+# YAML, not .json: on resume Tune copies every .json/.pkl of the sweep folder to its staging
+# folder and back on each sync, which would put an old copy of the records over new ones.
+STATE_FILE = "nrfer_asha_rungs.yaml"
+STATE_VERSION = 1
+# The worst value each sweep metric can take: what a failed trial is recorded with. Finite,
+# because ASHA's cut-off interpolates between records (an infinity would make it NaN).
+METRIC_WORST = {"val_acc": 0.0, "val_macro_f1": 0.0, "val_loss": 1.0e6}
+
+
+def build_scheduler(spec, exp_dir: Path) -> TrialScheduler:
+    """ASHA (its rung records kept in `exp_dir`) or FIFO, as the space file says."""
+    s = spec.scheduler
+    if s["name"] == "asha":
+        return ResumableASHA(
+            Path(exp_dir) / STATE_FILE,
+            time_attr="training_iteration",
+            max_t=s["max_epochs"],
+            grace_period=s["grace_period"],
+            reduction_factor=s["reduction_factor"],
+        )
+    return FIFOScheduler()
+
+
+class ResumableASHA(ASHAScheduler):
+    """ASHA that persists its rung records (`state_file`, YAML) and restores them on resume."""
+
+    def __init__(self, state_file: str | Path, **asha_args: Any) -> None:
+        super().__init__(**asha_args)
+        self.state_file = Path(state_file)
+        self._failed: dict[str, tuple[int, float]] = {}  # trial -> (bracket, milestone) marked
+        self._saved = ""
+
+    # Tune calls this on every start, a resumed one too: the moment to read the records back.
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        ok = super().set_search_properties(metric, mode, **spec)
+        if ok and self.state_file.is_file():
+            self.load_records(self.state_file)
+        return ok
+
+    def rung_records(self) -> dict:
+        """The records as plain data; scores are metric x (+1 for max, -1 for min)."""
+        return {
+            "version": STATE_VERSION,
+            "metric": self._metric,
+            "mode": self._mode,
+            "num_stopped": self._num_stopped,
+            "failed": {t: list(v) for t, v in self._failed.items()},
+            "brackets": [
+                [{"milestone": m, "scores": dict(recorded)} for m, recorded in b._rungs]
+                for b in self._brackets
+            ],
+        }
+
+    def load_records(self, path: Path) -> None:
+        state = yaml.safe_load(Path(path).read_text())
+        mine = [[m for m, _ in b._rungs] for b in self._brackets]
+        theirs = [[r["milestone"] for r in b] for b in state["brackets"]]
+        if state.get("version") != STATE_VERSION or mine != theirs:
+            raise ValueError(
+                f"{path}: ASHA rung records for milestones {theirs} cannot be restored into "
+                f"a scheduler with milestones {mine}"
+            )
+        for bracket, rungs in zip(self._brackets, state["brackets"], strict=True):
+            for (_, recorded), rung in zip(bracket._rungs, rungs, strict=True):
+                recorded.clear()
+                recorded.update({t: float(v) for t, v in rung["scores"].items()})
+        self._num_stopped = int(state.get("num_stopped", 0))
+        self._failed = {t: (int(b), float(m)) for t, (b, m) in state.get("failed", {}).items()}
+        self._saved = yaml.safe_dump(self.rung_records(), sort_keys=True)
+        n = sum(len(r["scores"]) for b in state["brackets"] for r in b)
+        log.info("ASHA: restored %d rung records from %s", n, path)
+
+    def save_records(self) -> None:
+        text = yaml.safe_dump(self.rung_records(), sort_keys=True)
+        if text == self._saved:
+            return
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(text)
+            os.replace(tmp, self.state_file)
+            self._saved = text
+        except OSError as e:  # losing this file costs early-stopping knowledge, not results
+            log.warning("could not save ASHA's rung records to %s: %s", self.state_file, e)
+
+    def _mark_failed(self, trial_id: str) -> None:
+        """Record a failed trial with the worst score at the first rung it has not reached."""
+        bracket_index, bracket = next(
+            ((i, b) for i, b in enumerate(self._brackets) if b is self._trial_info.get(trial_id)),
+            (0, self._brackets[0]),
+        )
+        worst = self._metric_op * METRIC_WORST.get(self._metric, 0.0)
+        for milestone, recorded in reversed(bracket._rungs):  # lowest milestone first
+            if trial_id not in recorded:
+                recorded[trial_id] = worst
+                self._failed[trial_id] = (bracket_index, milestone)
+                return
+
+    # Tune's hooks: ASHA's decisions, then the records saved.
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        failed = self._failed.pop(trial.trial_id, None)
+        if failed is not None:  # a failed trial is retried: its worst-value mark goes
+            b, milestone = failed
+            for m, recorded in self._brackets[b]._rungs:
+                if m == milestone:
+                    recorded.pop(trial.trial_id, None)
+            self.save_records()
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        self.save_records()
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if result and result.get("diverged"):
+            iteration = result.get(self._time_attr)
+            bracket = self._trial_info.get(trial.trial_id)
+            # the diverged report itself counts where it landed on a rung; else mark the next
+            on_rung = bracket is not None and any(
+                m == iteration and trial.trial_id in rec for m, rec in bracket._rungs
+            )
+            if not on_rung:
+                self._mark_failed(trial.trial_id)
+        super().on_trial_complete(tune_controller, trial, result)
+        self.save_records()
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        super().on_trial_error(tune_controller, trial)
+        self._mark_failed(trial.trial_id)
+        self.save_records()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles the scheduler into tuner.pkl; the file cache is not state
+        state = self.__dict__.copy()
+        state["_saved"] = ""
+        return state

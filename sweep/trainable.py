@@ -1,0 +1,86 @@
+"""The Tune function trainable: one nrfer trial, reporting every epoch to Tune and MLflow.
+
+An epoch reaches MLflow only after `tune.report` has handed its checkpoint to Tune, so a
+killed sweep never logs an epoch that its resume will run again. What a kill leaves
+unlogged is in the checkpoint's `history.json`: the trial logs it when it resumes, and the
+driver logs it for a trial that the scheduler stopped (its report never returns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ray import tune
+
+from nrfer.checkpoint import load_checkpoint
+from nrfer.data import FERData
+from nrfer.sr import apply_sr
+from nrfer.train import fit
+from sweep.space import apply_params
+from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
+
+RESULT_KEYS = (*EPOCH_KEYS, "epoch")
+WORST = {
+    "val_acc": 0.0,
+    "val_macro_f1": 0.0,
+    "val_loss": 1.0e6,  # finite: ASHA and Optuna compare it
+    "best_val_acc": 0.0,
+    "diverged": True,
+}
+
+
+def epoch_row(metrics: dict) -> dict:
+    return {k: metrics[k] for k in RESULT_KEYS}
+
+
+def log_history(logger: TrialLogger, rows: list[dict]) -> None:
+    """Log the rows MLflow does not have yet (the logger skips steps it has)."""
+    for row in rows:
+        logger.log_epoch({k: row[k] for k in EPOCH_KEYS}, step=int(row["epoch"]))
+
+
+def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict) -> None:
+    """One trial; `params` holds the sampled values, `base` the shared config."""
+    cfg = apply_params(base, params)
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # Ray retried this trial, or the sweep resumed: continue
+        with checkpoint.as_directory() as d:
+            resume = load_checkpoint(Path(d) / "last.pt")
+    for k, v in WORKER_HTTP_ENV.items():
+        os.environ.setdefault(k, v)
+    trial_id = tune.get_context().get_trial_id()
+    logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
+    logger.start(cfg.flat(), params)
+    if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
+        data = apply_sr(data, cfg.data.sr, show_progress=False)
+        logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
+    history: list[dict] = []
+    if resume is not None:  # visible in the UI: this attempt continued after a lost worker
+        history = [epoch_row(m) for m in resume.get("history", [])]
+        log_history(logger, history)  # epochs checkpointed but not logged before the kill
+        logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
+    logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
+
+    def report(metrics: dict, ckpt_dir: Path) -> None:
+        history.append(epoch_row(metrics))
+        (ckpt_dir / HISTORY_FILE).write_text(json.dumps(history))
+        if metrics["improved"]:
+            logger.log_artifacts(ckpt_dir.parent / "previews", "previews")
+        # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
+        tune.report(epoch_row(metrics), checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+        log_history(logger, history[-1:])
+
+    with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
+        try:
+            fit(cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False)
+        except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
+            logger.fail(traceback.format_exc(), diverged=True)
+            tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
+            return
+        logger.finish({"checkpoint": Path(out) / "checkpoint" / "best.pt"})
