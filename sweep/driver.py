@@ -210,8 +210,9 @@ def run_sweep(
     parent = tracker.start_parent(spec.to_dict(), space_file, str(exp_dir))
     if resume:
         tracker.close_open_trials("KILLED")  # runs the killed driver left open
-        if not restore:  # killed before Tune saved anything: its trials start again
-            tracker.delete_trial_runs()
+        known = sweep_state.tune_trial_ids(exp_dir) if restore else set()
+        if n := tracker.delete_orphan_trial_runs(known):
+            print(f"resume: {n} trial run(s) started after Tune's last saved state deleted")
     sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING, parent_run_id=parent)
 
     # Tuner: the trainable with the shared data, the callbacks that close trial runs.

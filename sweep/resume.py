@@ -91,3 +91,8 @@ def prepare(exp_dir: Path, spec_dict: dict, resume: bool, force: bool = False) -
         spec_dict = state["spec"]
     # killed before Tune saved any state: nothing ran yet, so start it afresh
     return restorable, spec_dict
+
+
+def tune_trial_ids(exp_dir: Path) -> set[str]:
+    """The ids of the trials in Tune's saved state of a sweep."""
+    return {t.trial_id for t in tune.ExperimentAnalysis(str(exp_dir)).trials}

@@ -60,7 +60,8 @@ class ResumableASHA(ASHAScheduler):
         return ok
 
     def rung_records(self) -> dict:
-        """The records as plain data; scores are metric x (+1 for max, -1 for min)."""
+        """The records as plain data: each rung's scores in the order trials arrived there,
+        a score being metric x (+1 for max, -1 for min)."""
         return {
             "version": STATE_VERSION,
             "metric": self._metric,
@@ -88,12 +89,12 @@ class ResumableASHA(ASHAScheduler):
                 recorded.update({t: float(v) for t, v in rung["scores"].items()})
         self._num_stopped = int(state.get("num_stopped", 0))
         self._failed = {t: (int(b), float(m)) for t, (b, m) in state.get("failed", {}).items()}
-        self._saved = yaml.safe_dump(self.rung_records(), sort_keys=True)
+        self._saved = yaml.safe_dump(self.rung_records(), sort_keys=False)
         n = sum(len(r["scores"]) for b in state["brackets"] for r in b)
         log.info("ASHA: restored %d rung records from %s", n, path)
 
     def save_records(self) -> None:
-        text = yaml.safe_dump(self.rung_records(), sort_keys=True)
+        text = yaml.safe_dump(self.rung_records(), sort_keys=False)
         if text == self._saved:
             return
         tmp = self.state_file.with_suffix(".tmp")

@@ -191,13 +191,14 @@ class SweepTracker:
                 n += 1
         return n
 
-    def delete_trial_runs(self) -> int:
-        """Delete this sweep's trial runs (they belong to an attempt Tune kept no state of,
-        so their trials start again under new ids)."""
-        runs = self.trial_runs().values()
-        for run in runs:
+    def delete_orphan_trial_runs(self, known: set[str]) -> int:
+        """Delete the trial runs of trials Tune has no record of: a killed driver can start
+        a trial (and its run) after Tune last saved its state; the resumed sweep samples
+        that trial again under a new id, so its old run would be a duplicate."""
+        orphans = [r for t, r in self.trial_runs().items() if t not in known]
+        for run in orphans:
             self.client.delete_run(run.info.run_id)
-        return len(runs)
+        return len(orphans)
 
     def end_parent(self, status: str) -> None:
         if self.parent_id:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from nrfer.config import make_config
+from nrfer.config import ConfigError, make_config
 from nrfer.train import fit, main
 
 
@@ -51,6 +51,21 @@ def test_same_seed_same_metrics_and_resume_matches_unbroken(tiny_config_dict, tm
         [h["val_loss"] for h in full["history"]], abs=1e-6
     )
     assert resumed["test_acc"] == pytest.approx(full["test_acc"], abs=1e-9)
+
+    # a resume with another config would continue the old optimiser state: refused, naming
+    # the key, unless forced; where the run executes (device, threads) may change
+    changed = make_config({**tiny_config_dict, "optim": {**tiny_config_dict["optim"], "lr": 0.1}})
+    part = tmp_path / "part" / "checkpoint" / "last.pt"
+    with pytest.raises(ConfigError, match=r"optim\.lr: 0\.003 -> 0\.1.*--force-resume"):
+        fit(changed, resume=part, out_dir=tmp_path / "refused")
+    assert not (tmp_path / "refused" / "checkpoint" / "last.pt").exists()
+    with pytest.warns(UserWarning, match=r"optim\.lr"):
+        forced = fit(changed, resume=part, out_dir=tmp_path / "forced", force_resume=True)
+    assert [h["epoch"] for h in forced["history"]] == [0, 1, 2]
+    threads = make_config(
+        {**tiny_config_dict, "train": {**tiny_config_dict["train"], "num_threads": 1}}
+    )
+    fit(threads, resume=part, out_dir=tmp_path / "threads")
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Faults inside a real sweep: a trial that cannot build and a trial that diverges."""
+"""Faults inside a real sweep under ASHA (the shipped scheduler): a trial that cannot build
+and a trial that diverges each fail alone and count at their rung with the worst value."""
 
 import pytest
 import yaml
@@ -24,7 +25,7 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, monk
             "train.device": {"choice": ["cpu", "cuda:9"]},
             "optim.lr": {"choice": [0.01, 10.0]},
         },
-        scheduler={"name": "fifo", "max_epochs": 2},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2},
         budget={"num_samples": 5, "max_concurrent": 2, "max_failures": 1},
     )
     space["fixed"]["optim"] = {"name": "sgd"}
@@ -76,3 +77,15 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, monk
         if r.data.tags.get("nrfer.role") == "sweep"
     )
     assert parent.info.status == "FINISHED"
+    # ASHA counts a crashed or diverged trial at the first rung it did not pass, as the worst
+    state = yaml.safe_load((tmp_path / "storage" / "faults" / "nrfer_asha_rungs.yaml").read_text())
+    rungs = {r["milestone"]: r["scores"] for r in state["brackets"][0]}
+    for t in trials:
+        trial_id = t.data.tags["nrfer.trial_id"]
+        if kind(t) != "ok":
+            assert rungs[1][trial_id] == 0.0 and trial_id not in rungs[2], (kind(t), rungs)
+        else:
+            history = client.get_metric_history(t.info.run_id, "val_acc")
+            assert rungs[1][trial_id] == next(m.value for m in history if m.step == 0)
+    crashed = {t.data.tags["nrfer.trial_id"] for t in trials if kind(t) == "crash"}
+    assert set(state["failed"]) == crashed  # retried first (max_failures), marked once at the end

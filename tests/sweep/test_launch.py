@@ -69,3 +69,54 @@ def test_resources_larger_than_the_cluster_stop_before_any_trial(
     assert "the Ray cluster has" in p.stderr
     assert not db.exists()  # no MLflow run was opened
     assert not (tmp_path / "st" / "toobig").exists()  # no trial ran
+
+
+def started_sweep(tmp_path, synthetic_root, status):
+    """A space file and the state a sweep of it left under `storage` (as the driver writes it)."""
+    from sweep.resume import write_state
+    from sweep.space import load_space
+
+    space = tiny_space(
+        "started",
+        synthetic_root,
+        search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2},
+        budget={"num_samples": 2, "max_concurrent": 1},
+    )
+    path = tmp_path / "started.yaml"
+    path.write_text(yaml.safe_dump(space))
+    write_state(tmp_path / "st" / "started", load_space(path).to_dict(), status, num_trials=2)
+    return path, space
+
+
+def test_resume_with_another_space_is_refused_naming_what_changed(tmp_path, synthetic_root):
+    path, space = started_sweep(tmp_path, synthetic_root, "INTERRUPTED")
+    db = tmp_path / "mlflow.db"
+    common = ("--storage", str(tmp_path / "st"), "--tracking-uri", f"sqlite:///{db}")
+    p = run("--space", str(path), "--resume", "--num-samples", "3", *common)
+    assert p.returncode == 2
+    assert "budget.num_samples: 2 -> 3" in p.stderr and "--force-resume" in p.stderr
+    space["search"]["optim.lr"] = {"loguniform": [1e-5, 1e-2]}
+    path.write_text(yaml.safe_dump(space))
+    p = run("--space", str(path), "--resume", *common)
+    assert p.returncode == 2 and "search.optim.lr.loguniform: [0.0001, 0.01] -> [1e-05, 0.01]" in (
+        p.stderr
+    )
+    p = run("--space", str(path), *common)  # not resuming: the name is taken
+    assert p.returncode == 2 and "already exists" in p.stderr and "--resume" in p.stderr
+    assert not db.exists()  # refused before anything was opened
+
+
+def test_resume_of_a_finished_sweep_says_so_and_touches_nothing(tmp_path, synthetic_root):
+    path, _ = started_sweep(tmp_path, synthetic_root, "FINISHED")
+    state = tmp_path / "st" / "started" / "nrfer_sweep.yaml"
+    before = state.read_text()
+    db = tmp_path / "mlflow.db"
+    p = run(
+        "--space", str(path), "--resume", "--storage", str(tmp_path / "st"),
+        "--tracking-uri", f"sqlite:///{db}",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert "sweep 'started' already finished (2 trials" in p.stdout
+    assert state.read_text() == before and not db.exists()
+    assert "Started a local Ray instance" not in p.stdout + p.stderr

@@ -26,7 +26,7 @@ def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, monke
         synthetic_root,
         resizer={"enabled": True, "n": 4},
         search={"optim.lr": {"choice": [0.003]}},
-        scheduler={"name": "fifo", "max_epochs": EPOCHS},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": EPOCHS},
         budget={"num_samples": 1, "max_concurrent": 1},
     )
     path = tmp_path / "outage.yaml"

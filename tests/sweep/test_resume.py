@@ -96,13 +96,15 @@ class Sweep:
             out[trial["trial_id"]] = (trial["status"], iteration)
         return out
 
-    def wait(self, proc, condition, timeout=240) -> None:
+    def wait(self, proc, condition, timeout=240, may_exit=False) -> bool:
+        """Until Tune's saved state meets `condition` (True) or the sweep exits (False)."""
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None:
             if condition(self.tune_trials()):
-                return
+                return True
             time.sleep(0.2)
-        raise AssertionError(f"sweep exited or timed out before the kill moment:\n{self.log()}")
+        assert may_exit and proc.poll() is not None, f"no kill moment:\n{self.log()}"
+        return False
 
     def kill(self, proc, sig) -> None:
         if sig == signal.SIGINT:  # Tune saves its state and returns; the driver closes runs
@@ -129,7 +131,7 @@ class Sweep:
         state = yaml.safe_load((self.exp_dir / "nrfer_asha_rungs.yaml").read_text())
         return {int(r["milestone"]): r["scores"] for r in state["brackets"][0]}
 
-    def assert_complete(self, num_samples: int, scheduler: str) -> dict:
+    def assert_complete(self, num_samples: int, scheduler: str, max_epochs: int = EPOCHS) -> dict:
         """The end state every resumed sweep must reach; returns trial id -> run."""
         trials, parents = self.runs()
         assert len(parents) == 1 and parents[0].info.status == "FINISHED"
@@ -140,10 +142,13 @@ class Sweep:
             for key in KEYS:  # every epoch logged exactly once
                 assert self.steps(run, key) == list(range(epochs)), (trial_id, key)
             if scheduler == "fifo":
-                assert epochs == EPOCHS
+                assert epochs == max_epochs
             else:
                 stopped = run.data.tags.get("nrfer.stopped_early") == "true"
-                assert epochs == EPOCHS or (stopped and 1 <= epochs < EPOCHS), (trial_id, epochs)
+                assert epochs == max_epochs or (stopped and 1 <= epochs < max_epochs), (
+                    trial_id,
+                    epochs,
+                )
         return trials
 
 
@@ -214,57 +219,63 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
         assert (db.stat().st_mtime_ns, sorted(p.name for p in sweep.exp_dir.iterdir())) == stamp
 
 
-def asha_stops(order: list[str], curves: dict[str, list[float]], milestones, rf=2) -> set[str]:
-    """The trials ASHA must stop, replayed over arrivals in `order` (one trial at a time):
-    a trial stops at the first rung where its value is below the cut-off of the values
-    recorded there before it (Li et al., ASHA; Ray's nanpercentile cut-off)."""
-    recorded: dict[int, list[float]] = {m: [] for m in milestones}
-    stopped = set()
-    for t in order:
-        for m in sorted(milestones):
-            if len(curves[t]) < m:
-                break
-            value = curves[t][m - 1]
-            cut = np.nanpercentile(recorded[m], (1 - 1 / rf) * 100) if recorded[m] else None
-            recorded[m].append(value)
-            if cut is not None and value < cut:
-                stopped.add(t)
-                break
-    return stopped
+def asha_stops(rungs: dict[int, dict[str, float]], max_epochs: int, rf: float) -> dict:
+    """Replay ASHA's rule over its rung records, in the order trials arrived at each rung:
+    a trial stops at the first rung where its score is below the cut-off of the scores
+    recorded there before it (Li et al., ASHA; Ray's nanpercentile cut-off).
+    Returns trial -> the epochs it must have run."""
+    ran = {}
+    for milestone in sorted(m for m in rungs if m < max_epochs):
+        earlier: list[float] = []
+        for trial, score in rungs[milestone].items():
+            if earlier and score < np.nanpercentile(earlier, (1 - 1 / rf) * 100):
+                ran.setdefault(trial, milestone)
+            earlier.append(score)
+    everyone = {t for scores in rungs.values() for t in scores}
+    return {t: ran.get(t, max_epochs) for t in everyone}
 
 
 def test_sweep_killed_at_random_moments_ends_complete(tmp_path, synthetic_root):
-    """Three SIGKILLs at seeded random moments (Ray starting, mid-trial, between trials),
-    a resume after each; then the end state, and ASHA's decisions checked against a replay."""
-    n, scheduler = 4, {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 4}
-    sweep = Sweep(tmp_path, write_space(tmp_path, synthetic_root, scheduler, n, seed=5))
+    """Three SIGKILLs at seeded random moments, a resume after each; then the end state,
+    and ASHA's stop decisions checked against its rules over its own records."""
+    n, max_epochs = 4, 4
+    scheduler = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 4}
+    path = write_space(tmp_path, synthetic_root, scheduler, n, seed=5)
+    space = yaml.safe_load(path.read_text())  # a small CNN: its curves differ from epoch 1 on
+    space["fixed"]["model"] = {"backbone": "resnet10t", "input_size": 32}
+    space["search"] = {"optim.lr": {"loguniform": [3e-4, 1e-2]}}
+    path.write_text(yaml.safe_dump(space))
+    sweep = Sweep(tmp_path, path)
     rng = random.Random(11)
-    moments = []
+    moments, finished = [], False
     for i in range(3):
         proc = sweep.launch(*(["--resume"] if i else []))
-        # a moment measured in Tune's progress: a number of epochs checkpointed from now on
-        start = sum(e for _, e in sweep.tune_trials().values())
-        target = start + rng.randint(0, 5)
-        sweep.wait(  # the sweep's own state exists from its first seconds on
+        # a moment in Tune's progress: some epochs checkpointed from now on (0: at once),
+        # then anywhere inside the epoch that follows
+        target = sum(e for _, e in sweep.tune_trials().values()) + rng.randint(0, 6)
+        reached = sweep.wait(  # the sweep's own state file exists from its first seconds on
             proc,
             lambda trials, target=target: (
                 (sweep.exp_dir / "nrfer_sweep.yaml").is_file()
                 and sum(e for _, e in trials.values()) >= target
             ),
             timeout=300,
+            may_exit=True,
         )
-        time.sleep(rng.uniform(0.0, 1.5))  # anywhere inside the epoch that follows
-        moments.append((target, sorted(sweep.tune_trials().values())))
-        if proc.poll() is not None:
+        time.sleep(rng.uniform(0.0, 2.5))
+        if not reached or proc.poll() is not None:  # it finished first: nothing left to kill
+            assert proc.wait() == 0, sweep.log()
+            finished = True
             break
+        moments.append((target, sorted(sweep.tune_trials().values())))
         sweep.kill(proc, signal.SIGKILL)
     print("kill moments (epochs checkpointed, trial states):", moments)
-    proc = sweep.launch("--resume")
-    assert proc.wait(timeout=400) == 0, sweep.log()
-    trials = sweep.assert_complete(n, "asha")
+    assert len(moments) >= 2
+    if not finished:
+        proc = sweep.launch("--resume")
+        assert proc.wait(timeout=400) == 0, sweep.log()
+    trials = sweep.assert_complete(n, "asha", max_epochs=max_epochs)
 
-    # ASHA's decisions, over arrivals in start order, are what its rules say
-    order = sorted(trials, key=lambda t: trials[t].info.start_time)
     curves = {
         t: [
             m.value
@@ -274,8 +285,10 @@ def test_sweep_killed_at_random_moments_ends_complete(tmp_path, synthetic_root):
         ]
         for t, r in trials.items()
     }
-    expected = asha_stops(order, curves, milestones=(1, 2))
-    actual = {t for t, c in curves.items() if len(c) < 4}
-    assert actual == expected, (order, curves)
+    rungs = sweep.rungs()
+    for milestone, scores in rungs.items():  # the records are the trials' own results
+        assert {t: curves[t][milestone - 1] for t in scores} == scores
+    expected = asha_stops(rungs, max_epochs, rf=2)
+    assert {t: len(c) for t, c in curves.items()} == expected, (rungs, curves)
     best = max(curves, key=lambda t: max(curves[t]))
-    assert len(curves[best]) == 4
+    assert len(curves[best]) == max_epochs, curves

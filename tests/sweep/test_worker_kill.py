@@ -32,7 +32,7 @@ def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
         synthetic_root,
         resizer={"enabled": True, "n": 4},
         search={"optim.lr": {"choice": [0.003]}},
-        scheduler={"name": "fifo", "max_epochs": EPOCHS},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": EPOCHS},
         budget={"num_samples": 1, "max_concurrent": 1},
     )
     path = tmp_path / "workerkill.yaml"
