@@ -112,7 +112,9 @@ class LossConfig(_Section):
     alpha: float = Field(0.8, ge=0, le=1)
     gamma: float = Field(2.0, ge=0, le=10)
     smoothing: float = Field(0.1, ge=0, lt=1)
-    prior: list[list[float]] | None = None  # K x K, for data without votes
+    # K x K rows, or "ferplus" (the FER+ vote prior); default: from the training votes, else
+    # (data without votes) the FER+ vote prior restricted to the dataset's classes
+    prior: list[list[float]] | Literal["ferplus"] | None = None
 
     @field_validator("name")
     @classmethod

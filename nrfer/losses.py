@@ -19,6 +19,7 @@ from torch import nn
 from nrfer.registry import Registry
 
 LOSSES: Registry = Registry("loss")
+MIN_ONE_MINUS_P = 1e-12  # focal factor floor: finite gradients when a class saturates
 
 
 class TargetFocalLoss(nn.Module):
@@ -61,10 +62,13 @@ class TargetFocalLoss(nn.Module):
         return y
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        log_p = F.log_softmax(logits.float(), dim=1)
+        log_p = F.log_softmax(logits.float(), dim=1)  # fp32 whatever the autocast dtype
         weight = self.targets(target)
         if self.gamma > 0:
-            weight = weight * (1 - log_p.exp()).pow(self.gamma)
+            # 1 - p as -expm1(log p) (exact near p = 1), floored: the gradient of
+            # (1 - p)^gamma is infinite at p = 1 for gamma < 1, and inf * 0 would be NaN
+            one_minus_p = (-torch.expm1(log_p)).clamp_min(MIN_ONE_MINUS_P)
+            weight = weight * one_minus_p.pow(self.gamma)
         return -(weight * log_p).sum(dim=1).mean()
 
 

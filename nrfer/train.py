@@ -56,7 +56,11 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
 def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
     prior = None
     if uses_prior(cfg.loss.name):
-        if cfg.loss.prior is not None:
+        if cfg.loss.prior == "ferplus":
+            from nrfer.data.other import mapped_prior
+
+            prior = torch.from_numpy(mapped_prior(tuple(data.class_names)))
+        elif cfg.loss.prior is not None:
             prior = torch.tensor(cfg.loss.prior, dtype=torch.float32)
         elif data.train.votes is not None:
             prior = torch.from_numpy(

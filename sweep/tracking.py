@@ -476,28 +476,6 @@ class TrialStatusCallback(tune.Callback):
         client.set_terminated(run_id, "FAILED")
 
 
-class SchedulerStateCallback(tune.Callback):
-    """Saves the scheduler's rung records after every result, so `--resume` keeps ASHA's
-    early-stopping knowledge (Tune restores the searcher, not the scheduler)."""
-
-    def __init__(self, scheduler, path: Path) -> None:
-        self.scheduler, self.path = scheduler, path
-
-    def _save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        try:
-            self.scheduler.save(str(tmp))
-            os.replace(tmp, self.path)
-        except OSError as e:  # losing this state only costs early-stopping knowledge
-            log.warning("could not save the scheduler state to %s: %s", self.path, e)
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        self._save()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._save()
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -522,6 +500,5 @@ __all__ = [
     "SweepTracker",
     "TrialLogger",
     "TrialStatusCallback",
-    "SchedulerStateCallback",
     "tracking_uri",
 ]

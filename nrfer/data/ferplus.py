@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nrfer.data.labels import LABEL_MODES, process_vote_table
+from nrfer.data.labels import LABEL_MODES, process_vote_table, split_mode
 from nrfer.data.types import VOTE_COLUMNS, DataFormatError, FERData, FERSplit
 
 PIXELS_CSV = "fer2013.csv"
@@ -124,22 +124,24 @@ def read_pixels_csv(path: Path) -> tuple[list[str], np.ndarray]:
 def build_splits(
     images: np.ndarray, usages: list[str], votes: np.ndarray, mode: str, where: Path
 ) -> dict[str, FERSplit]:
-    """Apply the FERPlus label rules and split by Usage. images: uint8 [N, C, H, W]."""
+    """Apply the FERPlus label rules and split by Usage. images: uint8 [N, C, H, W].
+    Train uses `mode`; val and test always use majority (as Microsoft's own training code
+    does), so their faces and accuracies do not change with the training label mode."""
     for line, usage in enumerate(usages, start=2):
         if usage not in USAGE_TO_SPLIT:
             raise DataFormatError(
                 f"{where}: line {line}: Usage {usage!r} is not one of {', '.join(USAGE_TO_SPLIT)}"
             )
-    kept, targets = process_vote_table(votes, mode)
-    split_of = np.array([USAGE_TO_SPLIT[u] for u in usages])[kept] if len(kept) else np.array([])
+    split_of = np.array([USAGE_TO_SPLIT[u] for u in usages])
     out = {}
     for split in USAGE_TO_SPLIT.values():
-        sel = split_of == split
-        rows = kept[sel]
+        rows = np.flatnonzero(split_of == split)
+        kept, targets = process_vote_table(votes[rows], split_mode(split, mode))
+        rows = rows[kept]
         out[split] = FERSplit(
             images=np.ascontiguousarray(images[rows]),
-            labels=targets[sel].argmax(axis=1).astype(np.int64),
-            targets=targets[sel],
+            labels=targets.argmax(axis=1).astype(np.int64),
+            targets=targets,
             votes=votes[rows],
         )
     return out

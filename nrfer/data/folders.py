@@ -1,11 +1,18 @@
-"""Reader for the paper's layout: image folders plus one label CSV with vote columns.
+"""Reader for the paper's layout: image folders plus one label CSV.
 
-    root/train/*.png, root/test/*.png (optionally root/val/), and a CSV with columns
+    root/train/*.png, root/valid/*.png (or val/), root/test/*.png, and a CSV with columns
     Usage, Image Name, 0, 1, ..., 7, UNK, NF, emotion
 
 Images may be any size (e.g. x4 super-resolved FER+ faces, 192 px) but all the same size.
-The vote columns go through the FERPlus label rules like the Microsoft files; a row whose
-votes are all zero falls back to its `emotion` column. Usage names the split.
+The ten value columns are either crowd votes (counts, as in Microsoft's fer2013new.csv: the
+FERPlus label rules apply) or labels: one-hot or normalised rows, as in the paper's own
+`fer2013new_jin2.csv`, where `emotion` is the label. A file is one or the other (decided
+from all its rows); a row with no values falls back to its `emotion` column.
+
+Which split an image belongs to: where there are train/, val/ (or valid/) and test/ folders,
+the folder says (the paper's file names its splits the other way round from Microsoft's:
+its valid/ holds the PrivateTest rows, its test/ the PublicTest ones); with train/ and test/
+only, the Usage column says, with Microsoft's names (PublicTest: val, PrivateTest: test).
 """
 
 from __future__ import annotations
@@ -17,8 +24,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nrfer.data.ferplus import USAGE_TO_SPLIT
-from nrfer.data.labels import process_votes
-from nrfer.data.types import NUM_CLASSES, DataFormatError, FERData, FERSplit
+from nrfer.data.labels import process_votes, split_mode
+from nrfer.data.types import EMOTIONS, NUM_CLASSES, DataFormatError, FERData, FERSplit
 
 LABEL_HEADER = (
     "Usage",
@@ -28,7 +35,8 @@ LABEL_HEADER = (
     "NF",
     "emotion",
 )
-IMAGE_DIRS = ("train", "val", "test")
+FOLDER_SPLITS = {"train": "train", "val": "val", "valid": "val", "test": "test"}
+IMAGE_DIRS = tuple(FOLDER_SPLITS)
 
 
 def find_label_file(root: Path, label_file: str | None) -> Path:
@@ -62,6 +70,29 @@ def _load_image(path: Path, label_path: Path, line: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def is_label_table(values: np.ndarray) -> bool:
+    """True when the value columns are labels (each non-empty row one-hot or normalised,
+    values in [0, 1]), False when they are vote counts."""
+    filled = values[values.sum(axis=1) > 0]
+    return bool(
+        len(filled)
+        and (filled >= 0).all()
+        and (filled <= 1).all()
+        and np.allclose(filled.sum(axis=1), 1.0, atol=1e-3)
+    )
+
+
+def label_target(values: np.ndarray, mode: str) -> np.ndarray | None:
+    """A label row (one-hot or a distribution over the 8 emotions + UNK + NF) -> the target;
+    None when unknown or not-a-face holds the most mass."""
+    if int(np.argmax(values)) >= NUM_CLASSES:
+        return None
+    dist = values[:NUM_CLASSES].astype(np.float32)
+    if mode == "majority":
+        return np.eye(NUM_CLASSES, dtype=np.float32)[int(np.argmax(dist))]
+    return dist / dist.sum()
+
+
 def read_folders(
     root: str | Path, mode: str = "majority", label_file: str | None = None
 ) -> FERData:
@@ -69,8 +100,54 @@ def read_folders(
     if not root.is_dir():
         raise DataFormatError(f"data root {root} is not a folder")
     label_path = find_label_file(root, label_file)
-    index = {p.name: p for d in IMAGE_DIRS if (root / d).is_dir() for p in (root / d).iterdir()}
+    folders = [d for d in IMAGE_DIRS if (root / d).is_dir()]
+    index = {p.name: d for d in folders for p in (root / d).iterdir()}
+    by_folder = {"train", "val", "test"} <= {FOLDER_SPLITS[d] for d in folders}
+    table = _read_table(label_path)
+    labels_not_votes = is_label_table(np.stack([r[2] for r in table])) if table else False
     rows: dict[str, list] = {s: [] for s in USAGE_TO_SPLIT.values()}
+    dropped: dict[str, int] = {s: 0 for s in USAGE_TO_SPLIT.values()}
+    for line, usage, values, emotion, name in table:
+        if not name:
+            continue  # not a face (FER+ rows with no image)
+        if name not in index:
+            raise DataFormatError(
+                f"{label_path}: line {line}: image {name!r} is not in "
+                f"{', '.join(f'{d}/' for d in IMAGE_DIRS)} under {root}"
+            )
+        split = FOLDER_SPLITS[index[name]] if by_folder else USAGE_TO_SPLIT[usage]
+        split_label_mode = split_mode(split, mode)
+        if values.sum() > 0:
+            target = (
+                label_target(values, split_label_mode)
+                if labels_not_votes
+                else process_votes(values, split_label_mode)
+            )
+        elif 0 <= emotion < NUM_CLASSES:
+            target = np.eye(NUM_CLASSES, dtype=np.float32)[emotion]
+        else:
+            raise DataFormatError(
+                f"{label_path}: line {line}: no votes and emotion {emotion} is not in 0..{NUM_CLASSES - 1}"
+            )
+        if target is None:
+            dropped[split] += 1
+            continue
+        image = _load_image(root / index[name] / name, label_path, line)
+        votes = None if labels_not_votes else values
+        rows[split].append((image, target, votes, line))
+    splits = {s: _stack(r, label_path) for s, r in rows.items()}
+    check_splits(splits, dropped, label_path, root, folders, by_folder)
+    meta = {"source_files": [str(label_path.resolve())], "value_columns": "votes"}
+    if labels_not_votes:  # no votes to estimate the PDLS prior from: the FER+ vote prior
+        from nrfer.data.other import mapped_prior
+
+        meta.update(value_columns="labels", prior=mapped_prior(EMOTIONS), prior_name="ferplus")
+    return FERData(**splits, label_mode=mode, source=f"folders:{root}", meta=meta)
+
+
+def _read_table(label_path: Path) -> list[tuple]:
+    """-> (line, usage, 10 values, emotion, image name) per row, checked."""
+    out = []
     with open(label_path, newline="") as f:
         reader = csv.reader(f)
         header = tuple(h.strip() for h in next(reader, []))
@@ -89,36 +166,51 @@ def read_folders(
                     f"{label_path}: line {line}: Usage {usage!r} is not one of {', '.join(USAGE_TO_SPLIT)}"
                 )
             try:
-                votes = np.array([float(x) for x in row[2:12]], dtype=np.float32)
-                emotion = int(row[12])
+                values = np.array([float(x) for x in row[2:12]], dtype=np.float32)
+                emotion = int(float(row[12]))
             except ValueError:
                 raise DataFormatError(
                     f"{label_path}: line {line}: votes and emotion must be numbers"
                 ) from None
-            if not name:
-                continue  # not a face (FER+ rows with no image)
-            if votes.sum() > 0:
-                target = process_votes(votes, mode)
-            elif 0 <= emotion < NUM_CLASSES:
-                target = np.eye(NUM_CLASSES, dtype=np.float32)[emotion]
-            else:
+            if not np.isfinite(values).all() or (values < 0).any():
                 raise DataFormatError(
-                    f"{label_path}: line {line}: no votes and emotion {emotion} is not in 0..{NUM_CLASSES - 1}"
+                    f"{label_path}: line {line}: values {row[2:12]} must be finite and >= 0"
                 )
-            if target is None:
-                continue
-            if name not in index:
-                raise DataFormatError(
-                    f"{label_path}: line {line}: image {name!r} is not in {', '.join(IMAGE_DIRS)} under {root}"
-                )
-            image = _load_image(index[name], label_path, line)
-            rows[USAGE_TO_SPLIT[usage]].append((image, target, votes, line))
-    return FERData(
-        **{s: _stack(r, label_path) for s, r in rows.items()},
-        label_mode=mode,
-        source=f"folders:{root}",
-        meta={"source_files": [str(label_path.resolve())]},
+            out.append((line, usage, values, emotion, name))
+    return out
+
+
+def check_splits(
+    splits: dict[str, FERSplit],
+    dropped: dict[str, int],
+    label_path: Path,
+    root: Path,
+    folders: list[str],
+    by_folder: bool,
+) -> None:
+    """An empty split, or a train split missing a class, is an error that says why."""
+    how = (
+        f"by folder ({', '.join(f'{d}/' for d in folders)})"
+        if by_folder
+        else "by the Usage column (Training: train, PublicTest: val, PrivateTest: test)"
     )
+    for name, split in splits.items():
+        if len(split) == 0:
+            reason = (
+                f"all {dropped[name]} of its rows were dropped by the label rules (unknown, "
+                "not a face or no majority)"
+                if dropped[name]
+                else "no row of the label file has an image there"
+            )
+            raise DataFormatError(
+                f"{label_path}: the {name} split is empty: {reason}; splits are assigned {how} under {root}"
+            )
+    missing = [EMOTIONS[k] for k, n in enumerate(splits["train"].per_class()) if n == 0]
+    if missing:
+        raise DataFormatError(
+            f"{label_path}: the train split has no image of {', '.join(missing)}; "
+            "every class needs training images"
+        )
 
 
 def _stack(rows: list, label_path: Path) -> FERSplit:
@@ -140,6 +232,5 @@ def _stack(rows: list, label_path: Path) -> FERSplit:
         np.uint8
     )
     targets = np.stack([r[1] for r in rows])
-    return FERSplit(
-        images, targets.argmax(1).astype(np.int64), targets, np.stack([r[2] for r in rows])
-    )
+    votes = None if rows[0][2] is None else np.stack([r[2] for r in rows])
+    return FERSplit(images, targets.argmax(1).astype(np.int64), targets, votes)

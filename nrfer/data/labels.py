@@ -13,7 +13,14 @@ import numpy as np
 from nrfer.data.types import NUM_CLASSES, VOTE_COLUMNS
 
 LABEL_MODES = ("majority", "crossentropy", "probability")
+EVAL_MODE = "majority"  # validation and test, whatever the training mode
 _UNKNOWN = VOTE_COLUMNS.index("unknown")
+
+
+def split_mode(split: str, mode: str) -> str:
+    """The label mode a split is read in: the training mode for train, majority otherwise
+    (Microsoft's FERPlus code does the same), so evaluation sets do not move with `mode`."""
+    return mode if split == "train" else EVAL_MODE
 
 
 def process_votes(votes: np.ndarray, mode: str) -> np.ndarray | None:

@@ -81,10 +81,18 @@ class FERData:
         return getattr(self, name)
 
     def summary(self) -> dict:
+        """Split sizes and class counts; `mode` is the training label mode, each split says
+        the mode it was read in (val and test: majority)."""
+        from nrfer.data.labels import split_mode
+
         return {
             "mode": self.label_mode,
             "splits": {
-                s: {"n": len(self.split(s)), "per_class": self.split(s).per_class(self.num_classes)}
+                s: {
+                    "n": len(self.split(s)),
+                    "per_class": self.split(s).per_class(self.num_classes),
+                    "mode": split_mode(s, self.label_mode),
+                }
                 for s in SPLITS
             },
         }

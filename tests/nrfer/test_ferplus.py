@@ -58,7 +58,11 @@ def test_summary_cli_prints_one_json_object(tmp_path, capsys):
     assert ferplus_main(["--root", str(tmp_path / "d"), "--mode", "majority", "--summary"]) == 0
     out = json.loads(capsys.readouterr().out.strip())
     assert out["mode"] == "majority"
-    assert out["splits"]["train"] == {"n": 1, "per_class": [0, 1, 0, 0, 0, 0, 0, 0]}
+    assert out["splits"]["train"] == {
+        "n": 1,
+        "per_class": [0, 1, 0, 0, 0, 0, 0, 0],
+        "mode": "majority",
+    }
     assert out["splits"]["test"]["per_class"][7] == 1
 
 
@@ -115,5 +119,12 @@ def test_real_label_file_gives_official_counts(tmp_path):
     data = read_ferplus(root, "majority")
     assert [len(data.train), len(data.val), len(data.test)] == [25060, 3199, 3153]
     assert data.test.per_class() == [1090, 893, 396, 384, 273, 18, 83, 16]
+    # train in crossentropy mode; val and test stay majority (comparable accuracies)
     ce = read_ferplus(root, "crossentropy").summary()["splits"]
-    assert [ce[s]["n"] for s in ("train", "val", "test")] == [27956, 3505, 3505]
+    assert [ce[s]["n"] for s in ("train", "val", "test")] == [27956, 3199, 3153]
+    assert [ce[s]["mode"] for s in ("train", "val", "test")] == [
+        "crossentropy",
+        "majority",
+        "majority",
+    ]
+    assert ce["test"]["per_class"] == data.summary()["splits"]["test"]["per_class"]

@@ -13,6 +13,8 @@ def write_layout(root, size=96, rows=None):
         ("Training", "", [0] * 9 + [10], 0, None),
         ("PublicTest", "c.png", [0] * 10, 6, "test"),  # no votes: falls back to emotion
         ("PrivateTest", "d.png", [0, 0, 9, 0, 0, 0, 1, 0, 0, 0], 2, "test"),
+        # the other classes, so that train has every class
+        *[("Training", f"t{k}.png", [0] * 10, k, "train") for k in (0, 2, 4, 5, 6, 7)],
     ]
     for d in ("train", "test"):
         (root / d).mkdir(parents=True, exist_ok=True)
@@ -27,9 +29,10 @@ def write_layout(root, size=96, rows=None):
 
 def test_reads_any_size_images_and_votes(tmp_path):
     data = read_folders(write_layout(tmp_path / "sr", size=96))
-    assert [len(data.train), len(data.val), len(data.test)] == [2, 1, 1]
-    assert data.train.images.shape == (2, 1, 96, 96)
-    assert data.train.labels.tolist() == [1, 3] and data.val.labels.tolist() == [6]
+    assert [len(data.train), len(data.val), len(data.test)] == [8, 1, 1]
+    assert data.train.images.shape == (8, 1, 96, 96)
+    assert data.train.labels.tolist() == [1, 3, 0, 2, 4, 5, 6, 7]
+    assert data.val.labels.tolist() == [6] and data.meta["value_columns"] == "votes"
     assert int(data.test.images[0, 0, 0, 0]) == 40
 
 
@@ -49,4 +52,60 @@ def test_wrong_columns_are_named(tmp_path):
     root = write_layout(tmp_path / "y")
     (root / "labels.csv").write_text("Usage,Image Name,happy\n")
     with pytest.raises(DataFormatError, match="line 1: columns"):
+        read_folders(root)
+
+
+def write_paper_layout(root, size=64):
+    """The paper's own files: fer2013new_jin2.csv with one-hot float rows and an `emotion`
+    label; folders train/, valid/ (PrivateTest rows) and test/ (PublicTest rows)."""
+    rows = [("Training", k) for k in range(8)] + [("Training", 1), ("Training", 0)]
+    rows += [("PrivateTest", 2), ("PrivateTest", 3), ("PublicTest", 1)]
+    lines = [",".join(LABEL_HEADER)]
+    folder = {"Training": "train", "PrivateTest": "valid", "PublicTest": "test"}
+    for i, (usage, k) in enumerate(rows):
+        (root / folder[usage]).mkdir(parents=True, exist_ok=True)
+        name = f"fer{i:07d}.png"
+        Image.fromarray(np.full((size, size, 3), 20 * i, np.uint8)).save(
+            root / folder[usage] / name
+        )
+        onehot = ["1.0" if j == k else "0.0" for j in range(10)]
+        lines.append(",".join([usage, name, *onehot, str(k)]))
+    (root / "fer2013new_jin2.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_paper_files_are_labels_split_by_folder(tmp_path):
+    from nrfer.config import make_config
+    from nrfer.data.__main__ import main as data_main
+    from nrfer.train import build_loss
+
+    root = write_paper_layout(tmp_path / "paper")
+    data = read_folders(root, "crossentropy")
+    summary = data.summary()["splits"]
+    # valid/ holds PrivateTest rows and is the validation split; test/ the PublicTest row
+    assert [summary[s]["n"] for s in ("train", "val", "test")] == [10, 2, 1]
+    assert data.val.labels.tolist() == [2, 3] and data.test.labels.tolist() == [1]
+    assert data.train.votes is None and data.meta["value_columns"] == "labels"
+    np.testing.assert_array_equal(data.train.targets[3], np.eye(8)[3])
+    # no votes: PDLS smooths with the FER+ vote prior, not the identity (plain CE)
+    loss = build_loss(make_config({"loss": {"name": "pdls"}}), data)
+    assert loss.prior.shape == (8, 8) and float(loss.prior.diagonal().max()) < 0.95
+    assert (
+        data_main(
+            ["--dataset", "folders", "--root", str(root), "--mode", "crossentropy", "--summary"]
+        )
+        == 0
+    )
+
+
+def test_empty_splits_and_missing_classes_say_why(tmp_path):
+    root = write_layout(tmp_path / "e")
+    lines = (root / "labels.csv").read_text().splitlines()
+    (root / "labels.csv").write_text("\n".join(x for x in lines if "PublicTest" not in x) + "\n")
+    with pytest.raises(DataFormatError, match=r"labels\.csv: the val split is empty: no row"):
+        read_folders(root)
+    root = write_layout(tmp_path / "c")
+    lines = (root / "labels.csv").read_text().splitlines()
+    (root / "labels.csv").write_text("\n".join(x for x in lines if "t7.png" not in x) + "\n")
+    with pytest.raises(DataFormatError, match="the train split has no image of contempt"):
         read_folders(root)

@@ -71,3 +71,19 @@ def test_prior_losses_need_a_prior_and_unknown_names_are_listed():
         LOSSES.create("focall", num_classes=3)
     with pytest.raises(ValueError, match="prior must be 3x3"):
         LOSSES.create("fpdls", num_classes=3, prior=torch.eye(4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("name", ["focal", "fpdls"])
+def test_focal_losses_stay_finite_when_a_class_saturates(name, dtype):
+    """gamma < 1: the gradient of (1 - p)^gamma is infinite at p = 1 (logits of +-100)."""
+    loss_fn = LOSSES.create(name, num_classes=3, gamma=0.5, alpha=0.8, prior=PRIOR)
+    logits = torch.tensor([[100.0, -100.0, -100.0], [-100.0, 100.0, 0.0]], dtype=dtype)
+    logits.requires_grad_(True)
+    for labels in (torch.tensor([0, 1]), torch.tensor([1, 2])):  # right and wrong, saturated
+        loss = loss_fn(logits, labels)
+        (grad,) = torch.autograd.grad(loss, logits)
+        assert torch.isfinite(loss) and torch.isfinite(grad.float()).all(), (labels, grad)
+    # away from saturation the floor changes nothing: the formula by hand still holds
+    plain = LOSSES.create("focal", num_classes=3, gamma=0.5)(LOGITS, LABELS)
+    assert plain.item() == pytest.approx(by_hand(onehot(LABELS.tolist()), gamma=0.5), rel=1e-5)

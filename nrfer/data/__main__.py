@@ -1,0 +1,46 @@
+"""One summary for every dataset kind: split sizes and class counts as one JSON object.
+
+python -m nrfer.data --dataset ferplus --root data/ferplus --mode crossentropy --summary
+python -m nrfer.data --dataset folders --root data/paper --label-file fer2013new_jin2.csv --summary
+python -m nrfer.data --dataset synthetic --summary
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from nrfer.config import ConfigError, make_config
+from nrfer.data import DATASETS, DataFormatError, load_data
+from nrfer.data.labels import LABEL_MODES
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m nrfer.data",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--dataset", required=True, choices=DATASETS.names())
+    parser.add_argument("--root", help="the dataset's folder (synthetic: where it is cached)")
+    parser.add_argument("--label-file", help="folders layout: the label CSV")
+    parser.add_argument("--mode", default="majority", choices=LABEL_MODES)
+    parser.add_argument(
+        "--summary", action="store_true", help="print split sizes as one JSON object (default)"
+    )
+    args = parser.parse_args(argv)
+    data_cfg = {"dataset": args.dataset, "root": args.root, "label_mode": args.mode}
+    if args.label_file:
+        data_cfg["label_file"] = args.label_file
+    try:
+        data = load_data(make_config({"data": data_cfg}, "command line").data, sr=False)
+    except (ConfigError, DataFormatError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(data.summary()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
