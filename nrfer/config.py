@@ -96,7 +96,9 @@ class ResizerConfig(_Section):
 class ModelConfig(_Section):
     backbone: str = "vit_tiny_patch16_224"
     backbone_args: dict[str, Any] = Field(default_factory=dict)  # passed to timm.create_model
-    pretrained: str | None = None  # a local weights file; never downloaded
+    # a weights file, a folder with one file per backbone name, or "hub" (timm's weights in
+    # the local Hugging Face cache); never downloaded. None: random initialisation.
+    pretrained: str | None = None
     # The size the resizer (or interpolation) produces. None: the backbone's own size
     # (a transformer's img_size); set it for CNNs, which take any size.
     input_size: int | None = Field(None, ge=8, le=1024)

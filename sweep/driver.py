@@ -192,8 +192,6 @@ def run_sweep(
     # What to run: a new sweep, or the killed one exactly as it was started.
     restore, spec_dict = sweep_state.prepare(exp_dir, spec.to_dict(), resume, force_resume)
     check_storage(storage_path)
-    # from here on a killed driver leaves something to --resume
-    sweep_state.write_state(exp_dir, spec_dict, sweep_state.RUNNING)
     uri = tracking_uri(uri)
     if spec_dict != spec.to_dict():  # --force-resume: the sweep continues as it was started
         spec = parse_space(spec_dict, spec.source)
@@ -206,6 +204,8 @@ def run_sweep(
     data_s = time.perf_counter() - t0
     init_ray(address, verbose)
     check_resources(spec)
+    # from here on a killed driver leaves something to --resume
+    sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING)
     tracker = SweepTracker(uri, spec.name, spec.name)
     parent = tracker.start_parent(spec.to_dict(), space_file, str(exp_dir))
     if resume:

@@ -2,17 +2,15 @@
 
 Backbones go straight to `timm.create_model(name, **overrides)` (overrides such as
 `img_size`, `patch_size`, `depth`, `embed_dim` make tiny CPU variants); weights come only
-from a local file, never from the network.
+from local files or the local Hugging Face cache (nrfer.models.pretrained), never the network.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import timm
-import torch
 from torch import nn
 
+from nrfer.models.pretrained import load_pretrained, resolve_weights
 from nrfer.registry import Registry, suggest
 
 HEADS: Registry = Registry("head")
@@ -49,7 +47,9 @@ def check_backbone_name(name: str) -> None:
 def create_backbone(
     name: str, overrides: dict | None = None, pretrained: str | None = None
 ) -> nn.Module:
-    """A headless timm model (num_classes=0: forward returns pooled features)."""
+    """A headless timm model (num_classes=0: forward returns pooled features), with weights
+    from `pretrained` (a file, a folder of per-backbone files, or `hub`; see
+    nrfer.models.pretrained). What the load did is in `model.nrfer_pretrained`."""
     check_backbone_name(name)
     kwargs = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
@@ -57,36 +57,8 @@ def create_backbone(
     except TypeError as e:
         raise ValueError(f"backbone {name!r} rejected the overrides {kwargs}: {e}") from None
     if pretrained:
-        load_pretrained(model, pretrained)
+        model.nrfer_pretrained = load_pretrained(model, resolve_weights(pretrained, name))
     return model
-
-
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
-    """Load a local state dict (timm/.pth/.bin/.safetensors), skipping the classifier head."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights file {path} does not exist")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise ValueError(f"{path}: none of its tensors match the backbone's parameters")
-    missing = [k for k in own if k not in usable]
-    model.load_state_dict(usable, strict=False)
-    if missing and len(missing) > len(own) // 2:
-        raise ValueError(
-            f"{path}: only {len(usable)} of {len(own)} backbone tensors match; wrong architecture?"
-        )
 
 
 def backbone_input_size(model: nn.Module) -> tuple[int, int]:

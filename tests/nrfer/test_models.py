@@ -3,6 +3,7 @@ import torch
 
 from nrfer.config import ModelConfig
 from nrfer.models import build_model
+from nrfer.models.pretrained import PretrainedError
 from nrfer.models.resizer import NeuralResizer
 from nrfer.models.stn import SpatialTransformer
 
@@ -81,5 +82,5 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
         a.backbone.state_dict().items(), b.backbone.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(va, vb, msg=k)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(PretrainedError, match="'.*missing.pth' is not a weights file"):
         build_model(tiny(pretrained=str(tmp_path / "missing.pth")), 8)
