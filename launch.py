@@ -63,15 +63,17 @@ def main(argv: list[str] | None = None) -> int:
         if spec.num_samples < 1 or spec.max_concurrent < 1:
             raise SpaceError("--num-samples and --max-concurrent must be >= 1")
         if args.dry_run:
-            try:
-                check_data(spec)
-            except DataFormatError as e:
-                print(f"warning: {e}", file=sys.stderr)
+            for check in (check_data, check_pretrained):
+                try:
+                    check(spec)
+                except DataFormatError as e:
+                    print(f"warning: {e}", file=sys.stderr)
             from sweep.plan import print_plan
 
             print_plan(spec)
             return 0
         check_data(spec)
+        check_pretrained(spec)
         from sweep.driver import print_leaderboard, run_sweep
 
         summary = run_sweep(
@@ -111,19 +113,38 @@ def check_data(spec) -> None:
         and not Path(spec.data.get("root") or "").is_dir()
     ):
         raise DataFormatError(f"{spec.source}: data.root {spec.data.get('root')!r} is not a folder")
-    pretrained = spec.fixed.get("model", {}).get("pretrained")
-    if pretrained and not Path(pretrained).is_file():
-        raise DataFormatError(
-            f"{spec.source}: fixed.model.pretrained: weights file {pretrained!r} does not exist "
-            "(nothing is downloaded: save the timm weights there, or remove the key to start "
-            "from random weights)"
-        )
     for sr in spec.sr_settings():  # learned SR weights must exist before hours of caching
         if sr.method == "model" and not Path(sr.weights or "").is_file():
             raise DataFormatError(
                 f"{spec.source}: data.sr.weights {sr.weights!r} does not exist "
                 "(train ours with python -m nrfer.sr.train, or export DIC to TorchScript)"
             )
+
+
+def check_pretrained(spec) -> None:
+    """Weights must exist for every backbone the space can sample, before Ray starts."""
+    from nrfer.data import DataFormatError
+    from nrfer.models.pretrained import PretrainedError, resolve_weights
+
+    pretrained = spec.fixed.get("model", {}).get("pretrained")
+    if not pretrained:
+        return
+    searched = next((p for p in spec.params if p.key == "model.backbone"), None)
+    backbones = searched.args if searched else [spec.trial_config({}).model.backbone]
+    found, missing = [], []
+    for backbone in backbones:
+        try:
+            found.append((backbone, resolve_weights(pretrained, backbone)))
+        except PretrainedError as e:
+            missing.append(str(e))
+    if missing:
+        raise DataFormatError(
+            f"{spec.source}: fixed.model.pretrained: no weights for {len(missing)} of the "
+            f"{len(backbones)} backbones this space can sample:\n  " + "\n  ".join(missing)
+        )
+    print("pretrained weights:")
+    for backbone, path in found:
+        print(f"  {backbone:40s} {path}")
 
 
 if __name__ == "__main__":

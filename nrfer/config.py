@@ -7,6 +7,7 @@ allowed. The resolved config is saved next to every output (`config.yaml`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -79,7 +80,10 @@ class AugmentConfig(_Section):
     enabled: bool = True
     flip: float = Field(0.5, ge=0, le=1)
     rotate_deg: float = Field(10.0, ge=0, le=180)
-    scale: float = Field(0.1, ge=0, lt=1)  # zoom in [1 - scale, 1 + scale]
+    # a second, independent rotation (the paper's RandomRotation(45) then RandomAffine(15))
+    rotate_extra_deg: float = Field(0.0, ge=0, le=180)
+    scale: float = Field(0.1, ge=0, lt=1)  # zoom in [zoom * (1 - scale), zoom * (1 + scale)]
+    zoom: float = Field(1.0, gt=0, le=4)  # a fixed zoom factor (the paper: 1.2)
     translate: float = Field(0.08, ge=0, le=0.5)  # fraction of the image size
     brightness: float = Field(0.3, ge=0, le=1)
     contrast: float = Field(0.3, ge=0, le=1)
@@ -106,7 +110,7 @@ class ModelConfig(_Section):
     head_hidden: int = Field(512, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     resizer: ResizerConfig = ResizerConfig()
-    stn: bool = False
+    stn: bool | Literal["paper"] = False  # true: ours (any input size); paper: the reference net
 
 
 class LossConfig(_Section):
@@ -187,6 +191,27 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(v, key + "."))
         else:
             out[key] = v
+    return out
+
+
+# Config values that name files or folders: made absolute where a run starts, since a sweep's
+# trials run in folders of their own ("hub" names the Hugging Face cache, not a path).
+PATH_KEYS = ("model.pretrained", "data.root", "data.sr.weights", "data.sr.cache_dir")
+
+
+def absolute_path(key: str, value: Any, base_dir: str | Path) -> Any:
+    """`value` made absolute against `base_dir` when `key` is a path key and it is relative."""
+    if key not in PATH_KEYS or not isinstance(value, str) or value == "hub" or not value:
+        return value
+    return value if Path(value).is_absolute() else str((Path(base_dir) / value).resolve())
+
+
+def absolute_paths(raw: dict, base_dir: str | Path) -> dict:
+    """A nested config dict with every path key made absolute (a new dict)."""
+    out = copy.deepcopy(raw)
+    for key, value in flatten(raw).items():
+        if key in PATH_KEYS and value is not None:
+            set_by_path(out, key, absolute_path(key, value, base_dir))
     return out
 
 

@@ -40,7 +40,11 @@ class Predictor:
         self.class_names = list(state["class_names"])
         self.channels, self.height, self.width = state["input_shape"]
         self.device = torch.device(device)
-        self.model = build_model(self.config.model, len(self.class_names))
+        # the checkpoint holds every weight: the backbone's pretrained file is not needed
+        self.config.model.pretrained = None
+        self.model = build_model(
+            self.config.model, len(self.class_names), (self.height, self.width)
+        )
         self.model.load_state_dict(state["model"])
         self.model.to(self.device).eval()
         # Trained on super-resolved faces: resize to the pre-SR size, then the same SR.

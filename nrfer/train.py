@@ -145,7 +145,7 @@ def fit(
         if len(data.split(name)) == 0:
             raise DataFormatError(f"{data.source}: the {name} split is empty")
     splits = {s: DeviceSplit(data.split(s), device) for s in ("train", "val", "test")}
-    model = build_model(config.model, data.num_classes).to(device)
+    model = build_model(config.model, data.num_classes, data.train.image_size).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config, data).to(device)

@@ -21,7 +21,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from nrfer.config import ConfigError, make_config
+from nrfer.config import ConfigError, absolute_paths, make_config
 from nrfer.data import FERData, load_data
 from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
@@ -101,9 +101,9 @@ def init_ray(address: str | None, verbose: int) -> None:
 
 
 def resolve_base_config(spec: SweepSpec) -> dict:
-    """The config every trial starts from, with what must not depend on a trial's working
-    folder made absolute (Ray runs each trial in its own folder)."""
-    base = spec.base_config()
+    """The config every trial starts from, with every file and folder it names made absolute
+    (Ray runs each trial in a folder of its own; relative paths mean where launch.py ran)."""
+    base = absolute_paths(spec.base_config(), Path.cwd())
     base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources["cpu"]))}
     data_cfg = make_config(base, spec.source).data
     base["data"] = {
@@ -221,6 +221,7 @@ def run_sweep(
             run_trial,
             base=base,
             data=data,
+            launch_dir=str(Path.cwd()),
             tracking={**tracker.context(), "record_dir": str(exp_dir / METRIC_RECORDS)},
         ),
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},

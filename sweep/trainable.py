@@ -18,7 +18,9 @@ from typing import Any
 from ray import tune
 
 from nrfer.checkpoint import load_checkpoint
+from nrfer.config import absolute_path
 from nrfer.data import FERData
+from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
 from nrfer.train import fit
 from sweep.space import apply_params
@@ -44,9 +46,12 @@ def log_history(logger: TrialLogger, rows: list[dict]) -> None:
         logger.log_epoch({k: row[k] for k in EPOCH_KEYS}, step=int(row["epoch"]))
 
 
-def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict) -> None:
-    """One trial; `params` holds the sampled values, `base` the shared config."""
-    cfg = apply_params(base, params)
+def run_trial(
+    params: dict[str, Any], base: dict, data: FERData, tracking: dict, launch_dir: str = "."
+) -> None:
+    """One trial; `params` holds the sampled values, `base` the shared config (its paths
+    already absolute), `launch_dir` where relative paths among the sampled values point."""
+    cfg = apply_params(base, {k: absolute_path(k, v, launch_dir) for k, v in params.items()})
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # Ray retried this trial, or the sweep resumed: continue
@@ -65,6 +70,10 @@ def run_trial(params: dict[str, Any], base: dict, data: FERData, tracking: dict)
         history = [epoch_row(m) for m in resume.get("history", [])]
         log_history(logger, history)  # epochs checkpointed but not logged before the kill
         logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
+    if cfg.model.pretrained:  # the file this trial's backbone starts from
+        logger.set_tag(
+            "nrfer.pretrained", str(resolve_weights(cfg.model.pretrained, cfg.model.backbone))
+        )
     logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
 
     def report(metrics: dict, ckpt_dir: Path) -> None:

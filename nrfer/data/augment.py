@@ -22,13 +22,22 @@ def augment_batch(x: torch.Tensor, cfg, gen: torch.Generator) -> torch.Tensor:
     if not cfg.enabled:
         return x
     b, dev = x.shape[0], x.device
-    affine = cfg.rotate_deg > 0 or cfg.scale > 0 or cfg.translate > 0
+    affine = (
+        cfg.rotate_deg > 0
+        or cfg.rotate_extra_deg > 0
+        or cfg.scale > 0
+        or cfg.zoom != 1
+        or cfg.translate > 0
+    )
     flip = torch.rand(b, generator=gen, device=dev) < cfg.flip if cfg.flip > 0 else None
     if flip is not None and not affine:
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     if affine:  # rotation, zoom, shift (and the flip, as a sign) in one grid_sample
         angle = _uniform(b, -cfg.rotate_deg, cfg.rotate_deg, gen, dev) * (math.pi / 180)
-        zoom = _uniform(b, 1 - cfg.scale, 1 + cfg.scale, gen, dev)
+        if cfg.rotate_extra_deg > 0:  # drawn only when set: default draws stay as they were
+            extra = _uniform(b, -cfg.rotate_extra_deg, cfg.rotate_extra_deg, gen, dev)
+            angle = angle + extra * (math.pi / 180)
+        zoom = _uniform(b, 1 - cfg.scale, 1 + cfg.scale, gen, dev) * cfg.zoom
         shift = _uniform(2 * b, -cfg.translate, cfg.translate, gen, dev).view(b, 2) * 2
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         mirror = 1.0 - 2.0 * flip.to(cos.dtype) if flip is not None else torch.ones_like(cos)

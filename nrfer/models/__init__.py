@@ -8,9 +8,9 @@ from torch import nn
 
 from nrfer.models.backbone import HEADS, backbone_input_size, backbone_norm, create_backbone
 from nrfer.models.resizer import NeuralResizer
-from nrfer.models.stn import SpatialTransformer
+from nrfer.models.stn import PaperSTN, SpatialTransformer
 
-__all__ = ["FERModel", "NeuralResizer", "SpatialTransformer", "build_model"]
+__all__ = ["FERModel", "NeuralResizer", "PaperSTN", "SpatialTransformer", "build_model"]
 
 
 class FERModel(nn.Module):
@@ -53,8 +53,9 @@ class FERModel(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_model(cfg, num_classes: int) -> FERModel:
-    """cfg: nrfer.config.ModelConfig."""
+def build_model(cfg, num_classes: int, image_size: tuple[int, int] | None = None) -> FERModel:
+    """cfg: nrfer.config.ModelConfig; image_size: the (h, w) of the input images (needed by
+    `stn: paper`, which is built for one size)."""
     backbone = create_backbone(cfg.backbone, cfg.backbone_args, cfg.pretrained)
     head = HEADS.create(
         cfg.head,
@@ -69,7 +70,13 @@ def build_model(cfg, num_classes: int) -> FERModel:
         resizer = NeuralResizer(
             target, n=cfg.resizer.n, r=cfg.resizer.r, interpolation=cfg.resizer.interpolation
         )
-    stn = SpatialTransformer() if cfg.stn else None
+    stn = None
+    if cfg.stn == "paper":
+        if image_size is None:
+            raise ValueError("model.stn: paper needs the input image size to build")
+        stn = PaperSTN(image_size)
+    elif cfg.stn:
+        stn = SpatialTransformer()
     return FERModel(
         backbone,
         head,

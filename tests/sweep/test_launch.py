@@ -1,5 +1,6 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -120,3 +121,38 @@ def test_resume_of_a_finished_sweep_says_so_and_touches_nothing(tmp_path, synthe
     assert "sweep 'started' already finished (2 trials" in p.stdout
     assert state.read_text() == before and not db.exists()
     assert "Started a local Ray instance" not in p.stdout + p.stderr
+
+
+def test_weights_for_every_searched_backbone_are_checked_before_ray(tmp_path, synthetic_root):
+    import torch
+
+    space = tiny_space(
+        "weights",
+        synthetic_root,
+        search={"model.backbone": {"choice": ["resnet10t", "resnet14t"]}},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2},
+        budget={"num_samples": 2, "max_concurrent": 1},
+    )
+    space["fixed"]["model"] = {"pretrained": "weights", "input_size": 32}
+    path = tmp_path / "weights.yaml"
+    path.write_text(yaml.safe_dump(space))
+    (tmp_path / "weights").mkdir()
+    torch.save({}, tmp_path / "weights" / "resnet10t.pth")
+
+    def launch(*extra):
+        return subprocess.run(
+            [sys.executable, str(REPO / "launch.py"), "--space", str(path), *extra],
+            cwd=tmp_path,  # the relative folder means this folder
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    p = launch("--storage", str(tmp_path / "st"))
+    assert p.returncode == 2 and "no weights for 1 of the 2 backbones" in p.stderr
+    assert "'resnet14t'" in p.stderr and "resnet14t.safetensors" in p.stderr
+    assert not (tmp_path / "st" / "weights").exists()
+    torch.save({}, tmp_path / "weights" / "resnet14t.safetensors")
+    p = launch("--dry-run")
+    assert p.returncode == 0, p.stderr
+    assert "resnet10t" in p.stdout and str(Path("weights") / "resnet14t.safetensors") in p.stdout

@@ -3,9 +3,11 @@
 from pathlib import Path
 
 import pytest
+import timm
+import torch
 import yaml
 
-from conftest import tiny_space
+from conftest import TINY_VIT, tiny_space
 
 pytestmark = pytest.mark.slow
 
@@ -50,6 +52,13 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 3},
         budget={"num_samples": 4, "max_concurrent": 2},
     )
+    # pretrained weights by a path relative to where the sweep is launched (trials run in
+    # folders of their own: the driver makes it absolute)
+    space["fixed"]["model"]["pretrained"] = "weights/tiny.pth"
+    (tmp_path / "weights").mkdir()
+    torch.manual_seed(0)
+    backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0, **TINY_VIT)
+    torch.save(backbone.state_dict(), tmp_path / "weights" / "tiny.pth")
     path = tmp_path / "e2e.yaml"
     path.write_text(yaml.safe_dump(space))
     monkeypatch.chdir(tmp_path)  # the SQLite store's artifacts go to ./mlruns
@@ -72,6 +81,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         run_id = child.info.run_id
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED"
+        assert child.data.tags["nrfer.pretrained"] == str(tmp_path / "weights" / "tiny.pth")
         # the flat resolved trial config, clean names, no Ray bookkeeping
         assert {"model.resizer.enabled", "optim.lr", "model.backbone", "loss.name"} <= set(
             child.data.params
