@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -44,10 +45,26 @@ Callback = Callable[[dict, Path], "bool | None"]
 RESUME_MAY_CHANGE = ("train.device", "train.num_threads", "train.compile")
 
 
+_warned_no_cuda = False
+
+
 def resolve_device(name: str, key: str = "train.device") -> torch.device:
-    """auto -> cuda when available, else cpu; `key` names the setting in the error."""
+    """auto -> cuda when available, else cpu (with one warning per process, naming
+    CUDA_VISIBLE_DEVICES); `key` names the setting in the error."""
+    global _warned_no_cuda
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if not _warned_no_cuda:
+            _warned_no_cuda = True
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+            warnings.warn(
+                f"{key} auto: CUDA is not available here"
+                + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else "")
+                + "; running on the CPU",
+                stacklevel=2,
+            )
+        return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"{key} is {name!r} but CUDA is not available here")
     return torch.device(name)

@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import ray
 from ray import tune
 
 from nrfer.checkpoint import load_checkpoint
@@ -22,7 +23,7 @@ from nrfer.config import absolute_path
 from nrfer.data import FERData
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
-from nrfer.train import fit
+from nrfer.train import fit, resolve_device
 from sweep.space import apply_params
 from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
 
@@ -70,6 +71,10 @@ def run_trial(
         history = [epoch_row(m) for m in resume.get("history", [])]
         log_history(logger, history)  # epochs checkpointed but not logged before the kill
         logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
+    # where it runs: the GPUs Ray gave it (a fraction of one is shared) and what CUDA sees
+    logger.set_tag("nrfer.gpu_ids", ",".join(str(g) for g in ray.get_gpu_ids()))
+    logger.set_tag("nrfer.cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    logger.set_tag("nrfer.device", str(resolve_device(cfg.train.device)))
     if cfg.model.pretrained:  # the file this trial's backbone starts from
         logger.set_tag(
             "nrfer.pretrained", str(resolve_weights(cfg.model.pretrained, cfg.model.backbone))

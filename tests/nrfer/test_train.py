@@ -113,3 +113,22 @@ def test_compile_flag_trains_to_the_same_kind_of_result(tiny_config_dict, tmp_pa
     assert with_compile["history"][0]["val_loss"] == pytest.approx(
         eager["history"][0]["val_loss"], rel=0.05
     )
+
+
+def test_auto_device_falls_back_to_the_cpu_with_one_warning(monkeypatch):
+    import warnings
+
+    import torch
+
+    import nrfer.train as train
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only node
+    monkeypatch.setattr(train, "_warned_no_cuda", False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        devices = [train.resolve_device("auto") for _ in range(3)]
+    assert devices == [torch.device("cpu")] * 3
+    assert len(caught) == 1 and "CUDA_VISIBLE_DEVICES=1" in str(caught[0].message)
+    with pytest.raises(ConfigError, match="train.device is 'cuda:0' but CUDA is not available"):
+        train.resolve_device("cuda:0")
