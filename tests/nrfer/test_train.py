@@ -115,6 +115,7 @@ def test_compile_flag_trains_to_the_same_kind_of_result(tiny_config_dict, tmp_pa
     )
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
 def test_auto_device_falls_back_to_the_cpu_with_one_warning(monkeypatch):
     import warnings
 
@@ -122,7 +123,6 @@ def test_auto_device_falls_back_to_the_cpu_with_one_warning(monkeypatch):
 
     import nrfer.train as train
 
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only node
     monkeypatch.setattr(train, "_warned_no_cuda", False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
     with warnings.catch_warnings(record=True) as caught:
