@@ -31,7 +31,11 @@ from nrfer.models import build_model
 class Predictor:
     """A trained model plus its preprocessing: images in, class probabilities out."""
 
-    def __init__(self, state: dict, device: str = "cpu") -> None:
+    def __init__(
+        self, state: dict, device: str = "cpu", sr_weights: str | Path | None = None
+    ) -> None:
+        """sr_weights: the SR model file to use for `data.sr.method: model` (a registered
+        model carries its own copy); default: the path the training config names."""
         if state.get("kind") != "model" or "input_shape" not in state:
             raise CheckpointError(
                 "not a model checkpoint (use checkpoint/best.pt of a training run)"
@@ -53,10 +57,12 @@ class Predictor:
         if self.sr.method == "model":
             from nrfer.sr.net import load_sr_model
 
-            self.sr_model = load_sr_model(self.sr.weights, self.device)
+            self.sr_model = load_sr_model(sr_weights or self.sr.weights, self.device)
 
     @classmethod
-    def from_path(cls, path: str | Path, device: str = "cpu") -> Predictor:
+    def from_path(
+        cls, path: str | Path, device: str = "cpu", sr_weights: str | Path | None = None
+    ) -> Predictor:
         path = Path(path)
         if path.is_dir():
             candidates = [
@@ -65,7 +71,7 @@ class Predictor:
                 path / "artifacts" / "best.pt",
             ]
             path = next((c for c in candidates if c.is_file()), candidates[0])
-        return cls(load_checkpoint(path), device)
+        return cls(load_checkpoint(path), device, sr_weights)
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """uint8/float images (H, W), (H, W, 3|4) or (C, H, W) in 0..255 -> [N, C, h, w] in [0, 1]."""

@@ -15,6 +15,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema, TensorSpec
 
+from nrfer.checkpoint import CheckpointError, load_checkpoint
 from nrfer.predict import Predictor
 
 MODEL_CODE = Path(__file__).with_name("serving_model.py")
@@ -22,7 +23,9 @@ MODEL_CODE = Path(__file__).with_name("serving_model.py")
 
 class FERModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        self.predictor = Predictor.from_path(context.artifacts["checkpoint"])
+        self.predictor = Predictor.from_path(
+            context.artifacts["checkpoint"], sr_weights=context.artifacts.get("sr_weights")
+        )
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         if isinstance(model_input, dict):  # a named tensor input
@@ -46,13 +49,31 @@ def signature(class_names: list[str]) -> ModelSignature:
     )
 
 
+def model_artifacts(checkpoint: Path) -> dict[str, str]:
+    """The files the served model needs: the checkpoint, and the SR weights it was trained
+    with when its SR stage is a learned model."""
+    artifacts = {"checkpoint": str(checkpoint)}
+    sr = load_checkpoint(checkpoint)["config"]["data"]["sr"]
+    if sr["method"] == "model":
+        weights = Path(sr["weights"])
+        if not weights.is_file():
+            raise CheckpointError(
+                f"{checkpoint} was trained with SR weights {weights}, which are gone; the model "
+                "cannot be registered without them"
+            )
+        artifacts["sr_weights"] = str(weights)
+    return artifacts
+
+
 def log_and_register(checkpoint: Path, class_names: list[str], model_name: str, run_id: str) -> str:
-    """Log the pyfunc under `run_id` and register it; returns the new model version."""
+    """Log the pyfunc under `run_id` and register it; returns the new model version. A model
+    trained on learned-SR faces carries its SR weights too (the trainer's path is not where
+    the model is served)."""
     with mlflow.start_run(run_id=run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),  # models from code: nothing is pickled
-            artifacts={"checkpoint": str(checkpoint)},
+            artifacts=model_artifacts(checkpoint),
             signature=signature(class_names),
             registered_model_name=model_name,
             pip_requirements=[
