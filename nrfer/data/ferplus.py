@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import sys
 import warnings
 from pathlib import Path
 
@@ -174,6 +172,9 @@ def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m nrfer.data.ferplus` = `python -m nrfer.data --dataset ferplus`."""
+    from nrfer.data.__main__ import main as data_main
+
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -183,13 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "--summary", action="store_true", help="print split sizes as one JSON object"
     )
     args = parser.parse_args(argv)
-    try:
-        data = read_ferplus(args.root, args.mode)
-    except DataFormatError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(data.summary()))
-    return 0
+    return data_main(["--dataset", "ferplus", "--root", args.root, "--mode", args.mode])
 
 
 if __name__ == "__main__":
