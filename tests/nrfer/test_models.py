@@ -84,3 +84,16 @@ def test_pretrained_weights_load_from_a_local_file(tmp_path):
         torch.testing.assert_close(va, vb, msg=k)
     with pytest.raises(PretrainedError, match="'.*missing.pth' is not a weights file"):
         build_model(tiny(pretrained=str(tmp_path / "missing.pth")), 8)
+
+
+def test_paper_stn_starts_as_identity_and_is_built_for_one_size():
+    from nrfer.models.stn import PaperSTN
+
+    stn = PaperSTN((384, 384))
+    assert stn.fc[0].in_features == 10 * 92 * 92  # ((384 - 7 + 1) // 2 - 5 + 1) // 2 = 92
+    x = torch.rand(2, 3, 384, 384)
+    torch.testing.assert_close(stn(x), x, atol=1e-4, rtol=0)  # identity warp at init
+    with pytest.raises(ValueError, match=r"built for \(384, 384\) inputs, got \(192, 192\)"):
+        stn(torch.rand(1, 3, 192, 192))
+    model = build_model(ModelConfig(backbone="resnet10t", input_size=32, stn="paper"), 8, (96, 96))
+    assert model(torch.rand(2, 1, 96, 96)).shape == (2, 8)

@@ -124,12 +124,17 @@ def test_paper_best_fixes_the_papers_setting():
     assert spec.num_samples == 1 and spec.max_epochs == 100
     cfg = spec.trial_config({"train.seed": 0})
     assert cfg.model.backbone == "swin_base_patch4_window7_224"
-    assert cfg.model.stn and cfg.model.resizer.enabled
+    assert cfg.model.stn == "paper" and cfg.model.resizer.enabled and cfg.model.pretrained == "hub"
+    assert (cfg.model.head, cfg.model.head_hidden, cfg.model.dropout) == ("mlp", 512, 0.5)
+    a = cfg.augment  # the reference code's "Hard DA"
+    assert (a.flip, a.rotate_deg, a.rotate_extra_deg, a.zoom, a.erase) == (0.5, 45, 15, 1.2, 0)
+    assert (a.brightness, a.contrast, a.scale, a.translate) == (0.4, 0.4, 0, 0)
     assert (cfg.loss.name, cfg.loss.alpha, cfg.loss.gamma) == ("fpdls", 0.8, 2.0)
     assert (cfg.optim.name, cfg.optim.lr) == ("adam", 1e-4)
     assert (cfg.scheduler.name, cfg.scheduler.step_size, cfg.scheduler.gamma) == ("step", 15, 0.25)
     assert cfg.train.batch_size == 64 and cfg.train.epochs == 100
-    assert (cfg.data.sr.method, cfg.data.sr.scale) == ("bicubic", 4)
+    # x8: the reference STN is built for 384 px (48 x 8) and its resizer maps 384 -> 224
+    assert (cfg.data.sr.method, cfg.data.sr.scale) == ("bicubic", 8)
 
 
 def test_relative_sqlite_uri_becomes_absolute(tmp_path, monkeypatch):
