@@ -156,3 +156,21 @@ def test_weights_for_every_searched_backbone_are_checked_before_ray(tmp_path, sy
     p = launch("--dry-run")
     assert p.returncode == 0, p.stderr
     assert "resnet10t" in p.stdout and str(Path("weights") / "resnet14t.safetensors") in p.stdout
+
+
+@pytest.mark.slow
+def test_force_resume_continues_the_sweep_as_it_was_started(tmp_path, synthetic_root):
+    path, _ = started_sweep(tmp_path, synthetic_root, "INTERRUPTED")  # killed before Tune saved
+    db = tmp_path / "mlflow.db"
+    p = run(
+        "--space", str(path), "--resume", "--num-samples", "3", "--force-resume",
+        "--storage", str(tmp_path / "st"), "--tracking-uri", f"sqlite:///{db}",
+    )  # fmt: skip
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert (
+        "--force-resume: continuing 'started' as started; ignored: budget.num_samples: 2 -> 3"
+        in p.stdout
+    )
+    assert "sweep started: 2 trials" in p.stdout  # the stored num_samples, not the new one
+    state = yaml.safe_load((tmp_path / "st" / "started" / "nrfer_sweep.yaml").read_text())
+    assert state["status"] == "FINISHED" and state["spec"]["budget"]["num_samples"] == 2
