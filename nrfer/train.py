@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from nrfer.config import (
     save_config,
 )
 from nrfer.data import DataFormatError, FERData, load_data, prior_from_votes
+from nrfer.device import resolve_device
 from nrfer.engine import DeviceSplit, evaluate, train_one_epoch
 from nrfer.losses import LOSSES, uses_prior
 from nrfer.models import build_model
@@ -43,31 +43,6 @@ from nrfer.viz import confusion_image, resizer_grid
 Callback = Callable[[dict, Path], "bool | None"]
 # Settings that say where a run executes, not what it computes: a resume may change them.
 RESUME_MAY_CHANGE = ("train.device", "train.num_threads", "train.compile")
-
-
-_warned_no_cuda = False
-
-
-def resolve_device(name: str, key: str = "train.device") -> torch.device:
-    """auto -> cuda when available, else cpu (with one warning per process, naming
-    CUDA_VISIBLE_DEVICES); `key` names the setting in the error."""
-    global _warned_no_cuda
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if not _warned_no_cuda:
-            _warned_no_cuda = True
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            warnings.warn(
-                f"{key} auto: CUDA is not available here"
-                + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else "")
-                + "; running on the CPU",
-                stacklevel=2,
-            )
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"{key} is {name!r} but CUDA is not available here")
-    return torch.device(name)
 
 
 def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:

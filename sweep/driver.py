@@ -15,7 +15,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import optuna
 import ray
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
@@ -26,7 +25,7 @@ from nrfer.data import FERData, load_data
 from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
 from sweep.report import write_report
-from sweep.scheduler import build_scheduler
+from sweep.scheduler import build_early_stopping
 from sweep.space import SweepSpec, parse_space
 from sweep.tracking import SweepTracker, TrialStatusCallback, replay, tracking_uri
 from sweep.trainable import run_trial
@@ -55,14 +54,8 @@ def build_sr_caches(spec: SweepSpec, base: dict, data: FERData) -> dict[str, dic
 
 
 def build_searcher(spec: SweepSpec):
-    if spec.searcher == "random":
-        sampler = optuna.samplers.RandomSampler(seed=spec.seed)
-    else:
-        sampler = optuna.samplers.TPESampler(
-            seed=spec.seed, n_startup_trials=min(4, spec.num_samples)
-        )
     searcher = OptunaSearch(
-        space=spec.define_by_run, metric=spec.metric, mode=spec.mode, sampler=sampler
+        space=spec.define_by_run, metric=spec.metric, mode=spec.mode, sampler=spec.sampler()
     )
     return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
 
@@ -128,7 +121,7 @@ def make_tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=build_searcher(spec),
-            scheduler=build_scheduler(spec, exp_dir),
+            scheduler=build_early_stopping(spec, exp_dir),
             metric=spec.metric,
             mode=spec.mode,
             num_samples=spec.num_samples,

@@ -10,11 +10,9 @@ from sweep.space import SweepSpec
 
 
 def sample_configs(spec: SweepSpec, n: int = 3) -> list[dict]:
-    """Sample from the define-by-run space with the sweep's seeded TPE (random at start)."""
+    """Sample from the define-by-run space with the sweep's own seeded sampler."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=spec.seed)
-    )
+    study = optuna.create_study(direction="maximize", sampler=spec.sampler())
     out = []
     for _ in range(n):
         trial = study.ask()

@@ -102,14 +102,7 @@ def param_importance(rows: list[dict], spec: SweepSpec) -> dict[str, float]:
     for p in spec.params:
         if p.key not in common:
             continue
-        if p.kind == "choice":
-            dists[p.key] = optuna.distributions.CategoricalDistribution(p.args)
-        elif p.kind == "int":
-            dists[p.key] = optuna.distributions.IntDistribution(int(p.args[0]), int(p.args[1]))
-        else:
-            dists[p.key] = optuna.distributions.FloatDistribution(
-                p.args[0], p.args[1], log=p.kind == "loguniform"
-            )
+        dists[p.key] = p.distribution()
     if not dists:
         return {}
     study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")

@@ -21,7 +21,7 @@ from nrfer.predict import Predictor
 MODEL_CODE = Path(__file__).with_name("serving_model.py")
 
 
-class FERModel(mlflow.pyfunc.PythonModel):
+class FERPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.predictor = Predictor.from_path(
             context.artifacts["checkpoint"], sr_weights=context.artifacts.get("sr_weights")
@@ -40,6 +40,10 @@ class FERModel(mlflow.pyfunc.PythonModel):
         frame = pd.DataFrame(probs.astype(np.float64), columns=names)
         frame["label"] = [names[i] for i in probs.argmax(axis=1)]
         return frame
+
+
+# Models registered before the rename load their code by this name: keep it.
+FERModel = FERPyfunc
 
 
 def signature(class_names: list[str]) -> ModelSignature:

@@ -2,6 +2,6 @@
 
 import mlflow
 
-from sweep.serving import FERModel
+from sweep.serving import FERPyfunc
 
-mlflow.models.set_model(FERModel())
+mlflow.models.set_model(FERPyfunc())

@@ -73,6 +73,19 @@ class Param:
             return trial.suggest_int(self.key, int(lo), int(hi))
         return trial.suggest_float(self.key, lo, hi, step=self.args[2])
 
+    def distribution(self):
+        """The same parameter as an Optuna distribution (for studies built from results)."""
+        import optuna
+
+        if self.kind == "choice":
+            return optuna.distributions.CategoricalDistribution(self.args)
+        if self.kind == "int":
+            return optuna.distributions.IntDistribution(int(self.args[0]), int(self.args[1]))
+        step = self.args[2] if self.kind == "quantized" else None
+        return optuna.distributions.FloatDistribution(
+            self.args[0], self.args[1], log=self.kind == "loguniform", step=step
+        )
+
     def first(self) -> Any:
         return (
             self.args[0]
@@ -125,6 +138,15 @@ class SweepSpec:
             if sr.method != "none":
                 found[(sr.method, sr.scale, sr.weights)] = sr
         return list(found.values())
+
+    def sampler(self):
+        """The Optuna sampler of `searcher` (tpe | random), seeded: sweeps and --dry-run
+        draw from the same one."""
+        import optuna
+
+        if self.searcher == "random":
+            return optuna.samplers.RandomSampler(seed=self.seed)
+        return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(4, self.num_samples))
 
     def define_by_run(self, trial) -> None:
         """Optuna define-by-run: declares the parameters, in file order, skipping inactive ones."""

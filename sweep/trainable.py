@@ -21,9 +21,10 @@ from ray import tune
 from nrfer.checkpoint import load_checkpoint
 from nrfer.config import absolute_path
 from nrfer.data import FERData
+from nrfer.device import resolve_device
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
-from nrfer.train import fit, resolve_device
+from nrfer.train import fit
 from sweep.space import apply_params
 from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
 

@@ -128,7 +128,7 @@ def ensure_cache(
         log.warning("building SR cache %s (%s)", out, why)
         (out / "manifest.json").unlink(missing_ok=True)
         model = None
-        from nrfer.train import resolve_device
+        from nrfer.device import resolve_device
 
         dev = resolve_device(device, "data.sr.device")
         if method == "model":

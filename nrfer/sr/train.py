@@ -62,7 +62,7 @@ def train_sr(
     seed: int = 0,
     log_every: int = 200,
 ) -> tuple[FaceSR, dict]:
-    from nrfer.train import resolve_device
+    from nrfer.device import resolve_device
 
     dev = resolve_device(device, "--device")
     torch.manual_seed(seed)

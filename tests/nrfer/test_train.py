@@ -121,7 +121,7 @@ def test_auto_device_falls_back_to_the_cpu_with_one_warning(monkeypatch):
 
     import torch
 
-    import nrfer.train as train
+    import nrfer.device as train
 
     monkeypatch.setattr(train, "_warned_no_cuda", False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
