@@ -5,7 +5,8 @@
     python -m nrfer.train --config nrfer/configs/demo.yaml --resume runs/demo/checkpoint/last.pt
 
 The last line printed is one JSON object with best_val_acc, best_epoch and test_acc. The
-loop reports through a plain callback, `callback(metrics, checkpoint_dir) -> stop?`; the
+loop reports through a plain callback, `callback(metrics, paths) -> stop?` (`RunPaths`: where
+it wrote the checkpoints and previews); the
 sweep passes one that reports to Ray Tune and MLflow, the CLI one that prints.
 """
 
@@ -18,7 +19,9 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -40,7 +43,45 @@ from nrfer.models import build_model
 from nrfer.optim import build_optimizer, build_scheduler
 from nrfer.viz import confusion_image, resizer_grid
 
-Callback = Callable[[dict, Path], "bool | None"]
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where `fit` writes, in one place: passed to its callback each epoch, and in its result."""
+
+    out: Path
+    BEST: ClassVar[str] = "best.pt"  # best-by-val weights, self-contained (nrfer.predict)
+    LAST: ClassVar[str] = "last.pt"  # everything needed to resume
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoint"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoint_dir / self.BEST
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoint_dir / self.LAST
+
+    @property
+    def previews(self) -> Path:
+        return self.out / "previews"
+
+    @property
+    def config(self) -> Path:
+        return self.out / "config.yaml"
+
+    @property
+    def result(self) -> Path:
+        return self.out / "result.json"
+
+    def to_dict(self) -> dict[str, str]:
+        names = ("checkpoint_dir", "best", "last", "previews", "config", "result")
+        return {name: str(getattr(self, name)) for name in names}
+
+
+Callback = Callable[[dict, RunPaths], "bool | None"]
 # Settings that say where a run executes, not what it computes: a resume may change them.
 RESUME_MAY_CHANGE = ("train.device", "train.num_threads", "train.compile")
 
@@ -126,10 +167,9 @@ def fit(
         torch.set_num_threads(tc.num_threads)
     torch.manual_seed(tc.seed)
     device = resolve_device(tc.device)
-    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="nrfer-"))
-    ckpt_dir = out / "checkpoint"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    save_config(config, out / "config.yaml")
+    paths = RunPaths(Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="nrfer-")))
+    paths.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, paths.config)
 
     # Data, model, loss, optimiser.
     data = data if data is not None else load_data(config.data)
@@ -162,9 +202,7 @@ def fit(
         history = list(state.get("history", []))
         best_model = state.get("best_model")
         if state.get("best_model") is not None:
-            save_checkpoint(
-                best_state(state["best_model"], best_epoch, config, data), ckpt_dir / "best.pt"
-            )
+            save_checkpoint(best_state(state["best_model"], best_epoch, config, data), paths.best)
 
     # Epochs: train, validate, checkpoint (last always, best when val improves), report.
     for epoch in range(start_epoch, tc.epochs):
@@ -186,10 +224,8 @@ def fit(
             best_val_acc, best_epoch = val["acc"], epoch
             # kept in memory for last.pt, instead of re-reading best.pt every epoch
             best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            save_checkpoint(
-                best_state(model.state_dict(), epoch, config, data), ckpt_dir / "best.pt"
-            )
-            write_previews(out / "previews", model, data, val["confusion"], device)
+            save_checkpoint(best_state(model.state_dict(), epoch, config, data), paths.best)
+            write_previews(paths.previews, model, data, val["confusion"], device)
         metrics = {
             "epoch": epoch,
             **train_m,
@@ -216,9 +252,9 @@ def fit(
                 "config": config.to_dict(),
                 "config_sha256": fingerprint(config.to_dict()),
             },
-            ckpt_dir / "last.pt",
+            paths.last,
         )
-        if callback is not None and callback(metrics, ckpt_dir):
+        if callback is not None and callback(metrics, paths):
             break
 
     result = {
@@ -227,16 +263,17 @@ def fit(
         "class_names": list(data.class_names),
         "epochs_run": len(history),
         "history": history,
-        "out_dir": str(out),
+        "out_dir": str(paths.out),
+        "paths": paths.to_dict(),
     }
     if evaluate_test:  # once, with the best-by-validation weights
-        model.load_state_dict(load_checkpoint(ckpt_dir / "best.pt", map_location=device)["model"])
+        model.load_state_dict(load_checkpoint(paths.best, map_location=device)["model"])
         test = evaluate(model, splits["test"], loss_fn, config, data.num_classes)
         result["test_acc"] = test["acc"]
         result["test_macro_f1"] = test["macro_f1"]
         result["test_per_class_recall"] = test["per_class_recall"]
         result["test_confusion"] = test["confusion"]
-    (out / "result.json").write_text(json.dumps(result, indent=1))
+    paths.result.write_text(json.dumps(result, indent=1))
     return result
 
 
@@ -271,7 +308,7 @@ def write_previews(
     resizer_grid(model, data.val.images[:n], device).save(folder / "resizer_grid.png")
 
 
-def print_epoch(metrics: dict, _ckpt: Path) -> None:
+def print_epoch(metrics: dict, _paths: RunPaths) -> None:
     print(
         f"epoch {metrics['epoch']:3d}  train_loss {metrics['train_loss']:.4f}  train_acc {metrics['train_acc']:.3f}  "
         f"val_loss {metrics['val_loss']:.4f}  val_acc {metrics['val_acc']:.3f}  val_f1 {metrics['val_macro_f1']:.3f}  "

@@ -30,7 +30,7 @@ from nrfer.data import DataFormatError, FERData, load_data
 from nrfer.train import fit
 from nrfer.viz import confusion_image
 from sweep.serving import log_and_register
-from sweep.tracking import ROLE, SWEEP_ID, tracking_uri
+from sweep.tracking import ROLE, SWEEP_ID, log_metrics, tracking_uri
 
 
 class BestError(ValueError):
@@ -186,11 +186,8 @@ def reproduce(
             Metric(k, float(r[k]), 0, 0)
             for k in ("test_acc", "test_macro_f1", "best_val_acc", "best_epoch")
         ]
-        for i in range(0, len(metrics), 500):
-            client.log_batch(run.info.run_id, metrics=metrics[i : i + 500])
-        client.log_artifact(
-            run.info.run_id, str(Path(r["out_dir"]) / "checkpoint" / "best.pt"), "checkpoint"
-        )
+        log_metrics(client, run.info.run_id, metrics)
+        client.log_artifact(run.info.run_id, r["paths"]["best"], "checkpoint")
         client.set_terminated(run.info.run_id, "FINISHED")
         seed_runs.append(run.info.run_id)
 
@@ -253,7 +250,7 @@ def reproduce(
     best_seed = int(np.argmax(val_acc))
     name = model_name or spec.get("registered_model") or f"nrfer-{sweep_id}"
     version = log_and_register(
-        Path(results[best_seed]["out_dir"]) / "checkpoint" / "best.pt",
+        Path(results[best_seed]["paths"]["best"]),
         names,
         name,
         seed_runs[best_seed],

@@ -25,6 +25,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from nrfer.train import RunPaths
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DIVERGED = "FloatingPointError"  # what nrfer.train.fit raises on a non-finite loss
 ROLE, SWEEP_ID, TRIAL_ID = "nrfer.role", "nrfer.sweep_id", "nrfer.trial_id"
@@ -452,10 +454,10 @@ class TrialStatusCallback(tune.Callback):
         epochs = int((trial.last_result or {}).get("training_iteration", 0))
         client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
         ckpt = trial.checkpoint
-        if ckpt is not None and ckpt.path and Path(ckpt.path, "best.pt").is_file():
+        best = Path(ckpt.path, RunPaths.BEST) if ckpt is not None and ckpt.path else None
+        if best is not None and best.is_file():
             with_retries(
-                lambda: client.log_artifact(run_id, str(Path(ckpt.path, "best.pt")), "checkpoint"),
-                "upload best.pt",
+                lambda: client.log_artifact(run_id, str(best), "checkpoint"), "upload best.pt"
             )
         client.set_terminated(run_id, "FINISHED")
 

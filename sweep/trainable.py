@@ -24,7 +24,7 @@ from nrfer.data import FERData
 from nrfer.device import resolve_device
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
-from nrfer.train import fit
+from nrfer.train import RunPaths, fit
 from sweep.space import apply_params
 from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
 
@@ -58,7 +58,7 @@ def run_trial(
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # Ray retried this trial, or the sweep resumed: continue
         with checkpoint.as_directory() as d:
-            resume = load_checkpoint(Path(d) / "last.pt")
+            resume = load_checkpoint(Path(d) / RunPaths.LAST)
     for k, v in WORKER_HTTP_ENV.items():
         os.environ.setdefault(k, v)
     trial_id = tune.get_context().get_trial_id()
@@ -82,20 +82,23 @@ def run_trial(
         )
     logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
 
-    def report(metrics: dict, ckpt_dir: Path) -> None:
+    def report(metrics: dict, paths: RunPaths) -> None:
         history.append(epoch_row(metrics))
-        (ckpt_dir / HISTORY_FILE).write_text(json.dumps(history))
+        (paths.checkpoint_dir / HISTORY_FILE).write_text(json.dumps(history))
         if metrics["improved"]:
-            logger.log_artifacts(ckpt_dir.parent / "previews", "previews")
+            logger.log_artifacts(paths.previews, "previews")
         # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
-        tune.report(epoch_row(metrics), checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+        checkpoint = tune.Checkpoint.from_directory(str(paths.checkpoint_dir))
+        tune.report(epoch_row(metrics), checkpoint=checkpoint)
         log_history(logger, history[-1:])
 
     with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
         try:
-            fit(cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False)
+            result = fit(
+                cfg, data=data, callback=report, resume=resume, out_dir=out, evaluate_test=False
+            )
         except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
             logger.fail(traceback.format_exc(), diverged=True)
             tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
             return
-        logger.finish({"checkpoint": Path(out) / "checkpoint" / "best.pt"})
+        logger.finish({"checkpoint": Path(result["paths"]["best"])})

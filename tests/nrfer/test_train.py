@@ -18,12 +18,16 @@ def test_fit_learns_and_reports_every_epoch(tiny_config_dict, tmp_path):
     seen = []
     result = fit(
         cfg,
-        callback=lambda m, ckpt: seen.append((m, sorted(p.name for p in ckpt.iterdir()))),
+        callback=lambda m, paths: seen.append(
+            (m, sorted(p.name for p in paths.checkpoint_dir.iterdir()))
+        ),
         out_dir=tmp_path / "run",
     )
     assert [m["epoch"] for m, _ in seen] == list(range(5))
     assert all({"train_loss", "val_loss", "val_acc", "val_macro_f1"} <= m.keys() for m, _ in seen)
     assert all(files == ["best.pt", "last.pt"] for _, files in seen)
+    assert result["paths"]["best"] == str(tmp_path / "run" / "checkpoint" / "best.pt")
+    assert {"checkpoint_dir", "last", "previews", "config", "result"} <= result["paths"].keys()
     best = max(seen, key=lambda s: s[0]["val_acc"])[0]
     assert result["best_val_acc"] == best["val_acc"] and result["best_epoch"] == best["epoch"]
     # 8 classes: chance is 1/8; the most frequent class is about a quarter
