@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         check_data(spec)
         check_pretrained(spec)
-        from sweep.driver import print_leaderboard, run_sweep
+        from sweep.driver import run_sweep
+        from sweep.report import print_leaderboard
 
         summary = run_sweep(
             spec,

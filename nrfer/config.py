@@ -53,13 +53,13 @@ class SRConfig(_Section):
 
 
 class DataConfig(_Section):
-    dataset: Literal["synthetic", "ferplus", "folders", "rafdb", "affectnet"] = "synthetic"
+    dataset: str = "synthetic"  # a name in nrfer.data.DATASETS
     # ferplus: folder with fer2013.csv + fer2013new.csv; folders: the paper's layout;
     # rafdb / affectnet: their released layouts (nrfer/data/other.py);
     # synthetic: where the generated CSVs are cached (default data/synthetic-<seed>-<sizes>).
     root: str | None = None
     label_file: str | None = None  # folders layout: the label CSV (default: the one CSV in root)
-    label_mode: Literal["majority", "crossentropy", "probability"] = "majority"
+    label_mode: str = "majority"  # nrfer.data.labels.LABEL_MODES
     synthetic: SyntheticConfig = SyntheticConfig()
     image_folder: Literal["aligned", "original"] = "aligned"  # rafdb
     image_size: int | None = Field(None, ge=8, le=1024)  # rafdb / affectnet: resize on read
@@ -72,6 +72,22 @@ class DataConfig(_Section):
         if self.dataset != "synthetic" and not self.root:
             raise ValueError(f"data.root is required for dataset {self.dataset!r}")
         return self
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        from nrfer.data import DATASETS
+
+        return DATASETS.check(v)
+
+    @field_validator("label_mode")
+    @classmethod
+    def _known_mode(cls, v: str) -> str:
+        from nrfer.data.labels import LABEL_MODES
+
+        if v not in LABEL_MODES:
+            raise ValueError(f"unknown label mode {v!r}; {suggest(v, list(LABEL_MODES))}")
+        return v
 
 
 class AugmentConfig(_Section):
@@ -106,11 +122,18 @@ class ModelConfig(_Section):
     # The size the resizer (or interpolation) produces. None: the backbone's own size
     # (a transformer's img_size); set it for CNNs, which take any size.
     input_size: int | None = Field(None, ge=8, le=1024)
-    head: Literal["linear", "mlp"] = "linear"
+    head: str = "linear"  # a name in nrfer.models.backbone.HEADS
     head_hidden: int = Field(512, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     resizer: ResizerConfig = ResizerConfig()
     stn: bool | Literal["paper"] = False  # true: ours (any input size); paper: the reference net
+
+    @field_validator("head")
+    @classmethod
+    def _known_head(cls, v: str) -> str:
+        from nrfer.models.backbone import HEADS
+
+        return HEADS.check(v)
 
 
 class LossConfig(_Section):
@@ -133,18 +156,32 @@ class LossConfig(_Section):
 
 
 class OptimConfig(_Section):
-    name: Literal["adam", "adamw", "sgd"] = "adam"
+    name: str = "adam"  # a name in nrfer.optim.OPTIMIZERS
     lr: float = Field(1e-3, gt=0, le=10)
     weight_decay: float = Field(0.0, ge=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     grad_clip: float | None = Field(None, gt=0)
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from nrfer.optim import OPTIMIZERS
+
+        return OPTIMIZERS.check(v)
+
 
 class SchedulerConfig(_Section):
-    name: Literal["none", "step", "cosine"] = "step"
+    name: str = "step"  # a name in nrfer.optim.SCHEDULERS
     step_size: int = Field(15, ge=1)  # step: the paper's StepLR(15, 0.25)
     gamma: float = Field(0.25, gt=0, le=1)
     warmup_epochs: int = Field(0, ge=0)  # cosine
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        from nrfer.optim import SCHEDULERS
+
+        return SCHEDULERS.check(v)
 
 
 class TrainConfig(_Section):

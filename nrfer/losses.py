@@ -90,7 +90,7 @@ def label_smoothing(num_classes: int, smoothing: float = 0.1, **_) -> nn.Module:
     return TargetFocalLoss(num_classes, smoothing=smoothing)
 
 
-@LOSSES.register("pdls")
+@LOSSES.register("pdls", needs_prior=True)
 def pdls(num_classes: int, alpha: float = 0.8, prior=None, **_) -> nn.Module:
     return TargetFocalLoss(num_classes, alpha=alpha, prior=_need_prior("pdls", prior))
 
@@ -100,10 +100,10 @@ def focal(num_classes: int, gamma: float = 2.0, **_) -> nn.Module:
     return TargetFocalLoss(num_classes, gamma=gamma)
 
 
-@LOSSES.register("fpdls")
+@LOSSES.register("fpdls", needs_prior=True)
 def fpdls(num_classes: int, alpha: float = 0.8, gamma: float = 2.0, prior=None, **_) -> nn.Module:
     return TargetFocalLoss(num_classes, gamma=gamma, alpha=alpha, prior=_need_prior("fpdls", prior))
 
 
 def uses_prior(name: str) -> bool:
-    return name in ("pdls", "fpdls")
+    return bool(LOSSES.props(name).get("needs_prior"))

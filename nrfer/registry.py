@@ -30,15 +30,28 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._props: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **props: Any) -> Callable[[T], T]:
+        """Decorator; `props` are facts about the entry (e.g. needs_prior=True for a loss)."""
+
         def add(item: T) -> T:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered")
             self._items[name] = item
+            self._props[name] = props
             return item
 
         return add
+
+    def props(self, name: str) -> dict[str, Any]:
+        self.get(name)  # an unknown name is the usual error
+        return dict(self._props[name])
+
+    def check(self, name: str) -> str:
+        """`name` if registered, else UnknownNameError (for config validators)."""
+        self.get(name)
+        return name
 
     def get(self, name: str) -> T:
         if name not in self._items:

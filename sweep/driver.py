@@ -8,7 +8,6 @@ restores Tune's state, ASHA's rung records (`sweep.scheduler`) and the sweep's p
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -27,7 +26,7 @@ from sweep import resume as sweep_state
 from sweep.report import write_report
 from sweep.scheduler import build_early_stopping
 from sweep.space import SweepSpec, parse_space
-from sweep.tracking import SweepTracker, TrialStatusCallback, replay, tracking_uri
+from sweep.tracking import SweepTracker, TrialStatusCallback, replay_records, tracking_uri
 from sweep.trainable import run_trial
 
 METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
@@ -252,16 +251,11 @@ def summarize(spec: SweepSpec, tracker: SweepTracker, results, wall: float) -> d
     run_ids = {tid: r.info.run_id for tid, r in runs.items()}
     with tempfile.TemporaryDirectory() as tmp:
         ranked, importance = write_report(results, spec, run_ids, Path(tmp))
-        for f in Path(tmp).iterdir():
-            tracker.client.log_artifact(parent, str(f), "report")
-    best = ranked[0] if ranked else None
-    metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
-    if best:
-        metrics[f"best_{spec.metric}"] = best[spec.metric]
-        tracker.client.set_tag(parent, "nrfer.best_trial_run_id", run_ids.get(best["trial_id"], ""))
-        tracker.client.set_tag(parent, "nrfer.best_trial_id", best["trial_id"])
-    for k, v in metrics.items():
-        tracker.client.log_metric(parent, k, float(v))
+        best = ranked[0] if ranked else None
+        metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
+        if best:
+            metrics[f"best_{spec.metric}"] = best[spec.metric]
+        tracker.finish(Path(tmp), metrics, best["trial_id"] if best else None)
     return {
         "sweep": spec.name,
         "parent_run_id": parent,
@@ -275,38 +269,3 @@ def summarize(spec: SweepSpec, tracker: SweepTracker, results, wall: float) -> d
         "wall_s": wall,
         "results": results,  # Ray's ResultGrid, for callers that want every trial
     }
-
-
-def replay_records(folder: Path, uri: str) -> None:
-    """Upload metric records that trials kept locally while MLflow was unreachable."""
-    for record in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
-        try:
-            n = replay(record, uri)
-            print(f"MLflow caught up: {n} metric values from {record.name}")
-        except Exception as e:  # still unreachable: the record stays for a later replay
-            print(
-                f"warning: {record} not uploaded ({e}); "
-                f"later: python -m sweep.tracking replay {record} --tracking-uri {uri}"
-            )
-
-
-def print_leaderboard(summary: dict, metric: str) -> None:
-    state = (
-        f", {summary['unfinished']} unfinished (continue with --resume)"
-        if summary["unfinished"]
-        else ""
-    )
-    print(
-        f"\nsweep {summary['sweep']}: {summary['num_trials']} trials, {summary['num_errors']} errors{state}, "
-        f"{summary['wall_s']:.0f}s; MLflow parent run {summary['parent_run_id']} at {summary['tracking_uri']}"
-    )
-    print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  trial             config")
-    for i, row in enumerate(summary["leaderboard"], start=1):
-        print(
-            f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']:>6}  {row['trial_id']:16s}  {json.dumps(row['params'], sort_keys=True)}"
-        )
-    if summary["importance"]:
-        print(
-            "parameter importance: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items())
-        )

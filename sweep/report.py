@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
@@ -144,3 +145,25 @@ def write_report(
     if importance:
         plot_importance(importance, folder / "param_importance.png")
     return ranked, importance
+
+
+def print_leaderboard(summary: dict, metric: str) -> None:
+    state = (
+        f", {summary['unfinished']} unfinished (continue with --resume)"
+        if summary["unfinished"]
+        else ""
+    )
+    print(
+        f"\nsweep {summary['sweep']}: {summary['num_trials']} trials, {summary['num_errors']} errors{state}, "
+        f"{summary['wall_s']:.0f}s; MLflow parent run {summary['parent_run_id']} at {summary['tracking_uri']}"
+    )
+    print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  trial             config")
+    for i, row in enumerate(summary["leaderboard"], start=1):
+        print(
+            f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']:>6}  {row['trial_id']:16s}  {json.dumps(row['params'], sort_keys=True)}"
+        )
+    if summary["importance"]:
+        print(
+            "parameter importance: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items())
+        )

@@ -1,6 +1,6 @@
 import pytest
 
-from nrfer.config import ConfigError, load_config
+from nrfer.config import ConfigError, load_config, make_config
 
 
 def test_defaults_yaml_and_overrides_layer(tmp_path):
@@ -18,7 +18,11 @@ def test_defaults_yaml_and_overrides_layer(tmp_path):
         ("model: {resizr: {n: 3}}", [], "unknown key 'model.resizr'"),
         ("", ["loss.name=fpdl"], "loss.name: unknown loss 'fpdl'.*did you mean 'fpdls'"),
         ("train: {epochs: 0}", [], "train.epochs: .*greater than or equal to 1 .got 0"),
-        ("optim: {name: rmsprop}", [], "optim.name: .*'adam', 'adamw' or 'sgd'"),
+        (
+            "optim: {name: rmsprop}",
+            [],
+            "optim.name: unknown optimizer 'rmsprop'; valid: adam, adamw, sgd",
+        ),
         ("data: {dataset: ferplus}", [], "data.root is required"),
         ("- a\n- b", [], "top level must be a mapping"),
         ("model: {backbone: [", [], "not valid YAML"),
@@ -38,3 +42,30 @@ def test_bad_configs_name_the_file_key_and_value(tmp_path, text, overrides, mess
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "key, registry",
+    [
+        ("model.head", "nrfer.models.backbone:HEADS"),
+        ("optim.name", "nrfer.optim:OPTIMIZERS"),
+        ("scheduler.name", "nrfer.optim:SCHEDULERS"),
+        ("loss.name", "nrfer.losses:LOSSES"),
+        ("data.dataset", "nrfer.data:DATASETS"),
+    ],
+)
+def test_config_names_are_the_registry_names(key, registry):
+    """The registry is the only list: every registered name is valid, others are refused."""
+    import importlib
+
+    module, name = registry.split(":")
+    reg = getattr(importlib.import_module(module), name)
+    section, field = key.split(".")
+    for valid in reg.names():
+        extra = {"root": "x"} if section == "data" else {}
+        assert (
+            getattr(getattr(make_config({section: {field: valid, **extra}}), section), field)
+            == valid
+        )
+    with pytest.raises(ConfigError, match=f"{key}: unknown {reg.kind} 'nope'; valid: "):
+        make_config({section: {field: "nope"}})

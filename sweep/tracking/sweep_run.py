@@ -1,0 +1,208 @@
+"""The driver side: the sweep's parent run, and the callback that closes the trial runs their
+trials cannot close themselves (stopped by ASHA, crashed), so no run is left RUNNING."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from nrfer.train import RunPaths
+from sweep.tracking.store import (
+    DIVERGED,
+    EPOCH_KEYS,
+    ROLE,
+    SWEEP_ID,
+    TRIAL_ID,
+    find_runs,
+    log_metrics,
+    logged_steps,
+    read_history,
+    with_retries,
+)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    import optuna
+    import ray
+    import timm
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "ray": ray.__version__,
+        "optuna": optuna.__version__,
+        "mlflow": mlflow.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class SweepTracker:
+    """Driver side: the experiment and the parent run."""
+
+    def __init__(self, uri: str, experiment: str, sweep_id: str) -> None:
+        self.uri, self.sweep_id = uri, sweep_id
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.parent_id: str | None = None
+
+    def start_parent(self, spec_dict: dict, space_file: Path, storage: str) -> str:
+        found = find_runs(self.client, self.experiment_id, {ROLE: "sweep", SWEEP_ID: self.sweep_id})
+        if found:  # a resumed sweep continues its parent run
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            return self.parent_id
+        tags = {
+            ROLE: "sweep",
+            SWEEP_ID: self.sweep_id,
+            "mlflow.runName": self.sweep_id,
+            "nrfer.git_commit": git_commit(),
+            "nrfer.storage": storage,
+            **{f"nrfer.version.{k}": v for k, v in package_versions().items()},
+        }
+        self.parent_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        self.client.log_artifact(self.parent_id, str(space_file), "space")
+        self.client.log_dict(self.parent_id, spec_dict, "space/resolved_spec.yaml")
+        return self.parent_id
+
+    def context(self) -> dict:
+        """What a trial needs to log to its nested run (passed to workers)."""
+        return {
+            "uri": self.uri,
+            "experiment_id": self.experiment_id,
+            "parent_id": self.parent_id,
+            "sweep_id": self.sweep_id,
+        }
+
+    def trial_runs(self) -> dict[str, Any]:
+        """trial_id -> run, for this sweep."""
+        runs = find_runs(self.client, self.experiment_id, {SWEEP_ID: self.sweep_id, ROLE: "trial"})
+        return {r.data.tags[TRIAL_ID]: r for r in runs}
+
+    def close_open_trials(self, status: str = "KILLED") -> int:
+        """Close every trial run of this sweep still RUNNING (after a crash or an interrupt)."""
+        n = 0
+        for run in self.trial_runs().values():
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, status)
+                n += 1
+        return n
+
+    def delete_orphan_trial_runs(self, known: set[str]) -> int:
+        """Delete the trial runs of trials Tune has no record of: a killed driver can start
+        a trial (and its run) after Tune last saved its state; the resumed sweep samples
+        that trial again under a new id, so its old run would be a duplicate."""
+        orphans = [r for t, r in self.trial_runs().items() if t not in known]
+        for run in orphans:
+            self.client.delete_run(run.info.run_id)
+        return len(orphans)
+
+    def finish(
+        self, report_dir: Path, metrics: dict[str, float], best_trial_id: str | None
+    ) -> None:
+        """The sweep's outcome on the parent run: the report files, its summary metrics and
+        which trial (and run) was best."""
+        for f in sorted(report_dir.iterdir()):
+            self.client.log_artifact(self.parent_id, str(f), "report")
+        if best_trial_id:
+            best_run = self.trial_runs().get(best_trial_id)
+            run_id = best_run.info.run_id if best_run else ""
+            self.client.set_tag(self.parent_id, "nrfer.best_trial_run_id", run_id)
+            self.client.set_tag(self.parent_id, "nrfer.best_trial_id", best_trial_id)
+        for k, v in metrics.items():
+            self.client.log_metric(self.parent_id, k, float(v))
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_id:
+            self.client.set_terminated(self.parent_id, status)
+
+
+class TrialStatusCallback(tune.Callback):
+    """Driver side: closes the runs that their trials could not close themselves."""
+
+    def __init__(self, tracker: SweepTracker, max_epochs: int) -> None:
+        self.tracker, self.max_epochs = tracker, max_epochs
+
+    def _run(self, trial):
+        return self.tracker.trial_runs().get(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        with_retries(lambda: self._complete(trial), f"close the run of {trial.trial_id}", 3)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        with_retries(lambda: self._error(trial), f"close the run of {trial.trial_id}", 3)
+
+    def _log_unlogged_epochs(self, trial, run_id: str) -> None:
+        """A trial logs an epoch after Tune takes its checkpoint; when Tune stops the trial
+        there (ASHA, max epochs) or it dies, the epochs its checkpoint holds are logged here."""
+        ckpt = trial.checkpoint
+        rows = read_history(ckpt.path) if ckpt is not None and ckpt.path else []
+        if not rows:
+            return
+        client = self.tracker.client
+        have = logged_steps(client, run_id)
+        now = int(time.time() * 1000)
+        missing = [
+            Metric(k, float(row[k]), now, int(row["epoch"]))
+            for row in rows
+            for k in EPOCH_KEYS
+            if (k, int(row["epoch"])) not in have
+        ]
+        log_metrics(client, run_id, missing)
+
+    def _complete(self, trial) -> None:
+        run = self._run(trial)
+        if run is None or run.info.status != "RUNNING":
+            return
+        client, run_id = self.tracker.client, run.info.run_id
+        self._log_unlogged_epochs(trial, run_id)
+        # Still RUNNING after the trial ended: the scheduler stopped it early.
+        epochs = int((trial.last_result or {}).get("training_iteration", 0))
+        client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
+        ckpt = trial.checkpoint
+        best = Path(ckpt.path, RunPaths.BEST) if ckpt is not None and ckpt.path else None
+        if best is not None and best.is_file():
+            with_retries(
+                lambda: client.log_artifact(run_id, str(best), "checkpoint"), "upload best.pt"
+            )
+        client.set_terminated(run_id, "FINISHED")
+
+    def _error(self, trial) -> None:
+        run = self._run(trial)
+        if run is None:
+            return
+        client, run_id = self.tracker.client, run.info.run_id
+        self._log_unlogged_epochs(trial, run_id)
+        error = Path(trial.error_file) if trial.error_file else None
+        if error is not None and error.is_file():
+            with_retries(
+                lambda: client.log_artifact(run_id, str(error), "error"), "upload traceback"
+            )
+            if DIVERGED in error.read_text(errors="replace"):
+                client.set_tag(run_id, "nrfer.diverged", "true")
+        client.set_tag(run_id, "nrfer.failed", "true")
+        client.set_terminated(run_id, "FAILED")
