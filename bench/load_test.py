@@ -86,7 +86,7 @@ def run_load(trials: int, concurrent: int, reuse: bool) -> dict:
             "optim.lr": {"loguniform": [1e-4, 1e-2]},
             "model.resizer.enabled": {"choice": [True, False]},
         },
-        "scheduler": {"name": "fifo", "max_epochs": 1},
+        "early_stopping": {"name": "fifo", "max_epochs": 1},
         "budget": {"num_samples": trials, "max_concurrent": concurrent, "reuse_workers": reuse},
         "resources": {"cpu": 1},
     }

@@ -40,7 +40,7 @@ def space(name: str, root: str, samples: int, epochs: int, scheduler: str, searc
             "loss.name": {"choice": ["ce", "focal", "fpdls"]},
             "optim.lr": {"loguniform": [1e-4, 1e-2]},
         },
-        "scheduler": {
+        "early_stopping": {
             "name": scheduler,
             "max_epochs": epochs,
             **({"grace_period": 1, "reduction_factor": 2} if scheduler == "asha" else {}),

@@ -263,6 +263,7 @@ def fit(
         "class_names": list(data.class_names),
         "epochs_run": len(history),
         "history": history,
+        "compiled": step_model is not model,  # train.compile took effect (no eager fallback)
         "out_dir": str(paths.out),
         "paths": paths.to_dict(),
     }

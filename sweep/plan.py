@@ -28,13 +28,13 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
     for p in spec.params:
         cond = f"  when {p.when}" if p.when else ""
         print(f"  {p.key:32s} {p.kind:10s} {p.args}{cond}")
-    s = spec.scheduler
+    s = spec.early_stopping
     sched = (
         f"ASHA(grace {s['grace_period']}, reduction {s['reduction_factor']}, max {s['max_epochs']} epochs)"
         if s["name"] == "asha"
         else f"FIFO({s['max_epochs']} epochs)"
     )
-    print(f"scheduler: {sched}")
+    print(f"early stopping: {sched}")
     print(
         f"budget: {spec.num_samples} trials, {spec.max_concurrent} at a time, time budget {spec.time_budget_s or 'none'}"
     )

@@ -31,7 +31,7 @@ METRIC_WORST = {"val_acc": 0.0, "val_macro_f1": 0.0, "val_loss": 1.0e6}
 
 def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
     """ASHA (its rung records kept in `exp_dir`) or FIFO, as the space file says."""
-    s = spec.scheduler
+    s = spec.early_stopping
     if s["name"] == "asha":
         return ResumableASHA(
             Path(exp_dir) / STATE_FILE,

@@ -2,7 +2,8 @@
 
 One file describes a sweep: `name`, `metric`, `mode`, `data`, `fixed` (trial-config values
 shared by all trials), `search` (dotted trial-config key -> distribution, optionally with
-`when:` conditions on other parameters), `scheduler`, `budget`, `resources`, `seed`.
+`when:` conditions on other parameters), `early_stopping` (ASHA or FIFO; the old name
+`scheduler` still works, with a warning), `budget`, `resources`, `seed`.
 Every error names the file, the key path and what is allowed.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ TOP_KEYS = (
     "data",
     "fixed",
     "search",
-    "scheduler",
+    "early_stopping",
     "budget",
     "resources",
     "registered_model",
@@ -103,7 +105,7 @@ class SweepSpec:
     data: dict
     fixed: dict
     params: list[Param]
-    scheduler: dict
+    early_stopping: dict  # {name: asha | fifo, max_epochs, grace_period, reduction_factor}
     num_samples: int
     max_concurrent: int
     time_budget_s: float | None
@@ -116,7 +118,7 @@ class SweepSpec:
 
     @property
     def max_epochs(self) -> int:
-        return int(self.scheduler["max_epochs"])
+        return int(self.early_stopping["max_epochs"])
 
     def base_config(self) -> dict:
         """The trial config shared by all trials (data + fixed + epochs = max_epochs)."""
@@ -163,7 +165,7 @@ class SweepSpec:
             "seed": self.seed,
             "data": self.data,
             "fixed": self.fixed,
-            "scheduler": self.scheduler,
+            "early_stopping": self.early_stopping,
             "search": {
                 p.key: {p.kind: p.args, **({"when": p.when} if p.when else {})} for p in self.params
             },
@@ -275,11 +277,30 @@ def _check_section(source: str, name: str, value: Any, allowed: tuple[str, ...])
     return value
 
 
+def _renamed_scheduler(raw: dict, source: str) -> dict:
+    """The top-level `scheduler:` (ASHA/FIFO) is now `early_stopping:`, so that it is not
+    confused with the trial's LR schedule (`fixed.scheduler`); the old key still works."""
+    if "scheduler" not in raw:
+        return raw
+    if "early_stopping" in raw:
+        raise _err(
+            source, "scheduler", "give early_stopping only (scheduler is its deprecated old name)"
+        )
+    warnings.warn(
+        f"{source}: the top-level key 'scheduler' is deprecated; rename it to 'early_stopping' "
+        "(the LR schedule stays fixed.scheduler)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return {("early_stopping" if k == "scheduler" else k): v for k, v in raw.items()}
+
+
 def parse_space(raw: Any, source: str = "space") -> SweepSpec:
     if not isinstance(raw, dict):
         raise SpaceError(
             f"{source}: the top level must be a mapping with keys {', '.join(TOP_KEYS)}"
         )
+    raw = _renamed_scheduler(raw, source)
     for k in raw:
         if k not in TOP_KEYS:
             raise _err(source, str(k), f"unknown key; {suggest(str(k), list(TOP_KEYS))}")
@@ -312,21 +333,23 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
     sched = dict(
         _check_section(
             source,
-            "scheduler",
-            raw.get("scheduler"),
+            "early_stopping",
+            raw.get("early_stopping"),
             ("name", "grace_period", "reduction_factor", "max_epochs"),
         )
     )
     sched.setdefault("name", "asha")
-    if sched["name"] not in SCHEDULER_KEYS:
+    if not isinstance(sched["name"], str) or sched["name"] not in SCHEDULER_KEYS:
         raise _err(
-            source, "scheduler.name", f"{sched['name']!r} is not one of {', '.join(SCHEDULER_KEYS)}"
+            source,
+            "early_stopping.name",
+            f"{sched['name']!r} is not one of {', '.join(SCHEDULER_KEYS)}",
         )
     for k in sched:
         if k not in SCHEDULER_KEYS[sched["name"]]:
             raise _err(
                 source,
-                f"scheduler.{k}",
+                f"early_stopping.{k}",
                 f"not used by {sched['name']}; allowed: {', '.join(SCHEDULER_KEYS[sched['name']])}",
             )
     sched.setdefault(
@@ -337,13 +360,15 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         sched.setdefault("grace_period", 1)
         sched.setdefault("reduction_factor", 2)
     for k, low in (("max_epochs", 1), ("grace_period", 1), ("reduction_factor", 2)):
-        v = sched.get(k)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < low):
-            raise _err(source, f"scheduler.{k}", f"expected an integer >= {low}, got {v!r}")
+        if k not in sched:
+            continue
+        v = sched[k]
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise _err(source, f"early_stopping.{k}", f"expected an integer >= {low}, got {v!r}")
     if sched["name"] == "asha" and sched["grace_period"] > sched["max_epochs"]:
         raise _err(
             source,
-            "scheduler.grace_period",
+            "early_stopping.grace_period",
             f"{sched['grace_period']} > max_epochs {sched['max_epochs']}",
         )
 
@@ -429,7 +454,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         data=data,
         fixed=fixed,
         params=params,
-        scheduler=sched,
+        early_stopping=sched,
         num_samples=num_samples,
         max_concurrent=max_concurrent,
         time_budget_s=time_budget,

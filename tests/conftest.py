@@ -73,7 +73,39 @@ def tiny_space(
         "data": {"dataset": "synthetic", "root": str(root)},
         "fixed": {"model": model, "train": {"batch_size": 64, "device": "cpu"}},
         "search": search,
-        "scheduler": scheduler,
+        "early_stopping": scheduler,
         "budget": budget,
         "resources": {"cpu": 1},
     }
+
+
+@pytest.fixture
+def run_tiny_sweep(tmp_path, monkeypatch):
+    """Run a sweep of `space` (a dict) for real: the space written to tmp_path, the working
+    folder there (the SQLite store and its ./mlruns artifacts), a local Ray on loopback
+    (`ray_args` add to it, e.g. num_gpus), storage under tmp_path/st. Returns the summary."""
+
+    def run(space: dict, uri: str | None = None, **ray_args):
+        import ray
+        import yaml
+
+        from sweep.driver import run_sweep
+        from sweep.space import load_space
+
+        path = tmp_path / f"{space['name']}.yaml"
+        path.write_text(yaml.safe_dump(space))
+        monkeypatch.chdir(tmp_path)
+        args = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False, **ray_args}
+        ray.init(_node_ip_address="127.0.0.2", **args)
+        try:
+            return run_sweep(
+                load_space(path),
+                path,
+                storage=str(tmp_path / "st"),
+                uri=uri or f"sqlite:///{tmp_path / 'mlflow.db'}",
+                verbose=0,
+            )
+        finally:
+            ray.shutdown()
+
+    return run

@@ -8,7 +8,8 @@ from nrfer.data.types import DataFormatError
 
 def write_layout(root, size=96, rows=None):
     rows = rows or [
-        ("Training", "a.png", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0], 1, "train"),
+        # votes decide where there are votes: emotion 4 (anger) here is not the label
+        ("Training", "a.png", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0], 4, "train"),
         ("Training", "b.png", [0, 0, 0, 8, 2, 0, 0, 0, 0, 0], 3, "train"),
         ("Training", "", [0] * 9 + [10], 0, None),
         ("PublicTest", "c.png", [0] * 10, 6, "test"),  # no votes: falls back to emotion

@@ -29,6 +29,15 @@ def test_classic_upscaling_sizes_and_values(method, scale):
     assert out.shape == (3, 1, 12 * scale, 10 * scale) and out.dtype == np.uint8
     flat = np.full((1, 1, 6, 6), 77, np.uint8)  # a flat image stays flat
     assert (upscale(flat, scale, method) == 77).all()
+    # the values are Pillow's own resampling with that filter (lanczos is not bicubic)
+    from PIL import Image
+
+    pil = {"bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
+    for img, got in zip(images[:, 0], out[:, 0], strict=True):
+        want = np.asarray(Image.fromarray(img).resize((10 * scale, 12 * scale), pil[method]))
+        np.testing.assert_array_equal(got, want)
+    other = upscale(images, scale, "bicubic" if method == "lanczos" else "lanczos")
+    assert (other != out).any()
 
 
 def test_untrained_face_sr_is_bicubic_and_sizes_follow_the_scale():

@@ -95,7 +95,11 @@ def test_cli_prints_json_summary_last(tiny_config_dict, tmp_path, capsys):
     )
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(last) >= {"best_val_acc", "best_epoch", "test_acc"} and last["best_epoch"] == 0
-    assert (tmp_path / "o" / "config.yaml").is_file()
+    # the overrides took effect: the saved config and the run say so
+    saved = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
+    assert saved["train"]["epochs"] == 1 and saved["model"]["resizer"]["enabled"] is False
+    assert tiny_config_dict["model"]["resizer"]["enabled"] is True  # the file said otherwise
+    assert last["epochs_run"] == 1
 
 
 def test_cli_bad_config_is_a_clear_error(tmp_path, capsys):
@@ -113,6 +117,8 @@ def test_compile_flag_trains_to_the_same_kind_of_result(tiny_config_dict, tmp_pa
         make_config({**tiny_config_dict, "train": {**tiny_config_dict["train"], "epochs": 1}}),
         out_dir=tmp_path / "e",
     )
+    # the compiled path really ran (no silent eager fallback), and eager did not compile
+    assert with_compile["compiled"] is True and eager["compiled"] is False
     # compiled kernels may round differently; the run must work and land close to eager
     assert with_compile["history"][0]["val_loss"] == pytest.approx(
         eager["history"][0]["val_loss"], rel=0.05

@@ -45,7 +45,12 @@ def swept(tmp_path_factory, synthetic_root):
             "train": {"batch_size": 32, "device": "cpu"},
         },
         "search": {"optim.lr": {"loguniform": [2e-3, 5e-3]}},
-        "scheduler": {"name": "fifo", "max_epochs": 4},
+        "early_stopping": {
+            "name": "asha",
+            "grace_period": 2,
+            "reduction_factor": 2,
+            "max_epochs": 4,
+        },
         "budget": {"num_samples": 2, "max_concurrent": 2},
         "resources": {"cpu": 1},
     }
@@ -57,22 +62,27 @@ def swept(tmp_path_factory, synthetic_root):
     ray.shutdown()
 
 
-def test_reproduce_best_retrains_registers_and_predicts(swept, synthetic_root, capsys):
+@pytest.fixture(scope="module")
+def reproduced(swept):
+    """reproduce-best run once on the sweep: 2 seeds, the best registered as fer-tiny."""
+    from sweep.best import main as best_main
+
+    tmp, uri = swept
+    out = tmp / "reproduce"
+    args = ["--seeds", "2", "--tracking-uri", uri, "--out", str(out), "--parallel", "yes"]
+    assert best_main(args) == 0
+    return tmp, uri, out, json.loads((out / "report.json").read_text())
+
+
+def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_root, capsys):
     import mlflow
     from mlflow.tracking import MlflowClient
 
     from nrfer.data.ferplus import read_ferplus
     from nrfer.predict import Predictor
     from nrfer.predict import main as predict_main
-    from sweep.best import main as best_main
 
-    tmp, uri = swept
-    out = tmp / "reproduce"
-    assert (
-        best_main(["--seeds", "2", "--tracking-uri", uri, "--out", str(out), "--parallel", "yes"])
-        == 0
-    )
-    report = json.loads((out / "report.json").read_text())
+    tmp, uri, out, report = reproduced
     client = MlflowClient(uri)
 
     # the best trial by validation, and its exact config
@@ -146,12 +156,11 @@ def test_reproduce_best_retrains_registers_and_predicts(swept, synthetic_root, c
     assert json.loads(capsys.readouterr().out.strip())["label"] == expected[0]
 
 
-def test_registered_model_serves_over_http(swept, synthetic_root):
+def test_registered_model_serves_over_http(reproduced, synthetic_root):
     from nrfer.data.ferplus import read_ferplus
+    from nrfer.predict import Predictor
 
-    tmp, uri = swept
-    if not (tmp / "reproduce" / "report.json").is_file():
-        pytest.skip("needs the reproduce test first")
+    tmp, uri, out, report = reproduced
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -200,7 +209,13 @@ def test_registered_model_serves_over_http(swept, synthetic_root):
         body = json.loads(urllib.request.urlopen(req, timeout=60).read())
         preds = body["predictions"]
         assert len(preds) == 2 and all(p["label"] in EMOTIONS for p in preds)
-        assert abs(sum(v for k, v in preds[0].items() if k != "label") - 1) < 1e-5
+        # what the server answers is what the registered checkpoint predicts
+        ckpt = out / f"seed-{report['best_seed']}" / "checkpoint" / "best.pt"
+        predictor = Predictor.from_path(ckpt)
+        expected = predictor.predict_proba([np.asarray(f, np.float32) for f in face])
+        got = np.array([[p[c] for c in predictor.class_names] for p in preds])
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert [p["label"] for p in preds] == [predictor.class_names[i] for i in expected.argmax(1)]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

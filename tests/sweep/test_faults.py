@@ -9,12 +9,8 @@ from conftest import tiny_space
 pytestmark = pytest.mark.slow
 
 
-def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, monkeypatch):
-    import ray
+def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, run_tiny_sweep):
     from mlflow.tracking import MlflowClient
-
-    from sweep.driver import run_sweep
-    from sweep.space import load_space
 
     space = tiny_space(
         "faults",
@@ -30,20 +26,7 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, monk
     )
     space["fixed"]["optim"] = {"name": "sgd"}
     space["searcher"] = "random"  # seeded: the same five draws every run
-    path = tmp_path / "faults.yaml"
-    path.write_text(yaml.safe_dump(space))
-    monkeypatch.chdir(tmp_path)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
-    try:
-        summary = run_sweep(
-            load_space(path),
-            path,
-            storage=str(tmp_path / "storage"),
-            uri="sqlite:///mlflow.db",
-            verbose=0,
-        )
-    finally:
-        ray.shutdown()
+    summary = run_tiny_sweep(space)
     client = MlflowClient(summary["tracking_uri"])
     exp = client.get_experiment_by_name("faults")
     trials = [
@@ -78,7 +61,7 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, monk
     )
     assert parent.info.status == "FINISHED"
     # ASHA counts a crashed or diverged trial at the first rung it did not pass, as the worst
-    state = yaml.safe_load((tmp_path / "storage" / "faults" / "nrfer_asha_rungs.yaml").read_text())
+    state = yaml.safe_load((tmp_path / "st" / "faults" / "nrfer_asha_rungs.yaml").read_text())
     rungs = {r["milestone"]: r["scores"] for r in state["brackets"][0]}
     for t in trials:
         trial_id = t.data.tags["nrfer.trial_id"]

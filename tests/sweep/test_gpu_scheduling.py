@@ -6,19 +6,14 @@ two trials on one GPU and must point each trial's CUDA_VISIBLE_DEVICES at the GP
 import itertools
 
 import pytest
-import yaml
 
 from conftest import tiny_space
 
 pytestmark = pytest.mark.slow
 
 
-def test_fractional_gpus_are_shared_by_at_most_two_trials(tmp_path, synthetic_root, monkeypatch):
-    import ray
+def test_fractional_gpus_are_shared_by_at_most_two_trials(synthetic_root, run_tiny_sweep):
     from mlflow.tracking import MlflowClient
-
-    from sweep.driver import run_sweep
-    from sweep.space import load_space
 
     space = tiny_space(
         "gpus",
@@ -31,26 +26,7 @@ def test_fractional_gpus_are_shared_by_at_most_two_trials(tmp_path, synthetic_ro
     )
     space["resources"] = {"cpu": 0.5, "gpu": 0.5}
     space["fixed"]["train"]["device"] = "auto"
-    path = tmp_path / "gpus.yaml"
-    path.write_text(yaml.safe_dump(space))
-    monkeypatch.chdir(tmp_path)
-    ray.init(
-        num_cpus=2,
-        num_gpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.2",
-        log_to_driver=False,
-    )
-    try:
-        summary = run_sweep(
-            load_space(path),
-            path,
-            storage=str(tmp_path / "st"),
-            uri="sqlite:///mlflow.db",
-            verbose=0,
-        )
-    finally:
-        ray.shutdown()
+    summary = run_tiny_sweep(space, num_gpus=2)  # GPUs Ray is told of; there are none
     assert summary["num_trials"] == 4 and summary["num_errors"] == 0
     client = MlflowClient(summary["tracking_uri"])
     exp = client.get_experiment_by_name("gpus")

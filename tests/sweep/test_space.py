@@ -7,7 +7,7 @@ from sweep.space import SpaceError, load_space, parse_space
 BASE = {
     "name": "t",
     "data": {"dataset": "synthetic"},
-    "scheduler": {"name": "asha", "max_epochs": 2},
+    "early_stopping": {"name": "asha", "max_epochs": 2},
 }
 
 
@@ -78,10 +78,13 @@ def test_every_distribution_and_conditionals_compile_to_define_by_run():
         (space(**{"model.resizr.n": {"int": [1, 2]}}), "unknown key 'model.resizr'"),
         (space(**{"loss.name": {"choice": ["ce", "nope"]}}), "unknown loss 'nope'"),
         (
-            {**BASE, "scheduler": {"name": "asha", "max_epochs": 2, "grace_period": 3}},
+            {**BASE, "early_stopping": {"name": "asha", "max_epochs": 2, "grace_period": 3}},
             "grace_period: 3 > max_epochs 2",
         ),
-        ({**BASE, "scheduler": {"name": "pbt"}}, "scheduler.name: 'pbt' is not one of asha, fifo"),
+        (
+            {**BASE, "early_stopping": {"name": "pbt"}},
+            "early_stopping.name: 'pbt' is not one of asha, fifo",
+        ),
         ({**BASE, "budget": {"num_samples": 0}}, "budget.num_samples: expected an integer >= 1"),
         ({**BASE, "resources": {"gpu": 1.5}}, "fractions are allowed below 1 only"),
         ({**BASE, "name": ""}, "name: a non-empty name"),
@@ -106,7 +109,7 @@ def test_errors_name_file_key_and_what_is_allowed(raw, message):
 
 def test_shipped_spaces_load_and_sample():
     demo = load_space("demo.yaml")
-    assert demo.name == "demo" and demo.scheduler["name"] == "asha" and demo.num_samples == 8
+    assert demo.name == "demo" and demo.early_stopping["name"] == "asha" and demo.num_samples == 8
     assert len(sample_configs(demo, 3)) == 3
     paper = load_space("ferplus_vit.yaml")
     keys = {p.key for p in paper.params}
@@ -165,3 +168,16 @@ def test_building_trial_configs_never_changes_the_spec():
     assert spec.fixed == {"model": {"resizer": {"n": 8}}}
     assert spec.trial_config({"model.resizer.n": 16}).model.resizer.n == 16
     assert spec.trial_config({}).model.resizer.n == 8
+
+
+def test_top_level_scheduler_is_the_deprecated_name_of_early_stopping():
+    old = {k: v for k, v in BASE.items() if k != "early_stopping"}
+    old["scheduler"] = {"name": "asha", "max_epochs": 3}
+    with pytest.warns(
+        DeprecationWarning, match="t.yaml: the top-level key 'scheduler' is deprecated"
+    ):
+        spec = parse_space({**old, "search": {"optim.lr": {"choice": [0.01]}}}, "t.yaml")
+    assert spec.early_stopping["max_epochs"] == 3 and "scheduler" not in spec.to_dict()
+    both = {**BASE, "scheduler": {"name": "fifo"}}
+    with pytest.raises(SpaceError, match="t.yaml: scheduler: give early_stopping only"):
+        parse_space(both, "t.yaml")

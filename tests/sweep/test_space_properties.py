@@ -62,3 +62,75 @@ def test_random_text_through_yaml(text):
         parse_space(doc, "random.yaml")
     except SpaceError:
         pass
+
+
+VALID = {
+    "name": "prop",
+    "metric": "val_acc",
+    "mode": "max",
+    "seed": 0,
+    "data": {"dataset": "synthetic"},
+    "fixed": {"optim": {"name": "adamw", "lr": 0.001}, "train": {"batch_size": 32}},
+    "search": {
+        "loss.name": {"choice": ["ce", "focal"]},
+        "loss.gamma": {"uniform": [0.5, 3.0], "when": {"loss.name": ["focal"]}},
+        "optim.lr": {"loguniform": [1e-4, 1e-2]},
+    },
+    "early_stopping": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 4},
+    "budget": {"num_samples": 4, "max_concurrent": 2},
+    "resources": {"cpu": 1, "gpu": 0},
+}
+FIELDS = [
+    ("metric",),
+    ("mode",),
+    ("seed",),
+    ("data", "dataset"),
+    ("fixed", "optim", "lr"),
+    ("fixed", "train", "batch_size"),
+    ("search", "loss.name", "choice"),
+    ("search", "loss.gamma", "uniform"),
+    ("search", "loss.gamma", "when"),
+    ("search", "optim.lr"),
+    ("search", "optim.lr", "loguniform"),
+    ("early_stopping", "name"),
+    ("early_stopping", "grace_period"),
+    ("early_stopping", "reduction_factor"),
+    ("early_stopping", "max_epochs"),
+    ("budget", "num_samples"),
+    ("budget", "max_concurrent"),
+    ("resources", "cpu"),
+    ("resources", "gpu"),
+]
+reached: dict[tuple, int] = {}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(FIELDS), documents)
+def test_one_wrong_field_in_a_valid_space_is_named(field, value):
+    """A valid space with one field replaced: it parses (the value was fine) or the error
+    names the file and that field's key."""
+    import copy
+
+    doc = copy.deepcopy(VALID)
+    node = doc
+    for key in field[:-1]:
+        node = node[key]
+    node[field[-1]] = value
+    try:
+        parse_space(doc, "prop.yaml")
+    except SpaceError as e:
+        msg = str(e)
+        assert "prop.yaml" in msg, msg
+        named = [k for k in field if k not in ("fixed", "search")]
+        assert any(k in msg for k in named), (field, value, msg)
+        reached[field] = reached.get(field, 0) + 1
+
+
+def test_the_mutation_test_reached_every_field():
+    """Run after the property test: each field's checks were exercised by some bad value."""
+    if not reached:
+        import pytest
+
+        pytest.skip("run together with test_one_wrong_field_in_a_valid_space_is_named")
+    assert parse_space(VALID, "prop.yaml").num_samples == 4
+    assert len(reached) >= len(FIELDS) - 2, sorted(set(FIELDS) - set(reached))

@@ -5,19 +5,14 @@ import datetime as dt
 import json
 
 import pytest
-import yaml
 
 from conftest import tiny_space
 
 pytestmark = pytest.mark.slow
 
 
-def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, monkeypatch):
-    import ray
+def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, run_tiny_sweep):
     from mlflow.tracking import MlflowClient
-
-    from sweep.driver import run_sweep
-    from sweep.space import load_space
 
     space = tiny_space(
         "srsweep",
@@ -29,17 +24,7 @@ def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, mo
     )
     space["searcher"] = "random"
     space["data"]["sr"] = {"method": "bicubic", "cache_dir": "sr-cache"}  # relative on purpose
-    path = tmp_path / "srsweep.yaml"
-    path.write_text(yaml.safe_dump(space))
-    monkeypatch.chdir(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
-    try:
-        summary = run_sweep(
-            load_space(path), path, storage=str(tmp_path / "st"), uri=uri, verbose=0
-        )
-    finally:
-        ray.shutdown()
+    summary = run_tiny_sweep(space)
     assert summary["num_errors"] == 0
 
     manifests = [json.loads(m.read_text()) for m in (tmp_path / "sr-cache").glob("*/manifest.json")]
@@ -49,7 +34,7 @@ def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, mo
         str(p.parent) for p in (tmp_path / "sr-cache").glob("*/manifest.json")
     }
 
-    client = MlflowClient(uri)
+    client = MlflowClient(summary["tracking_uri"])
     exp = client.get_experiment_by_name("srsweep")
     trials = client.search_runs([exp.experiment_id], "tags.`nrfer.role` = 'trial'")
     assert len(trials) == 4
