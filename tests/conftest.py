@@ -83,7 +83,7 @@ def tiny_space(
 def run_tiny_sweep(tmp_path, monkeypatch):
     """Run a sweep of `space` (a dict) for real: the space written to tmp_path, the working
     folder there (the SQLite store and its ./mlruns artifacts), a local Ray on loopback
-    (`ray_args` add to it, e.g. num_gpus), storage under tmp_path/st. Returns the summary."""
+    (`ray_args` add to it, e.g. num_gpus), storage under tmp_path/storage. Returns the summary."""
 
     def run(space: dict, uri: str | None = None, **ray_args):
         import ray
@@ -101,7 +101,7 @@ def run_tiny_sweep(tmp_path, monkeypatch):
             return run_sweep(
                 load_space(path),
                 path,
-                storage=str(tmp_path / "st"),
+                storage=str(tmp_path / "storage"),
                 uri=uri or f"sqlite:///{tmp_path / 'mlflow.db'}",
                 verbose=0,
             )

@@ -61,7 +61,7 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, run_
     )
     assert parent.info.status == "FINISHED"
     # ASHA counts a crashed or diverged trial at the first rung it did not pass, as the worst
-    state = yaml.safe_load((tmp_path / "st" / "faults" / "nrfer_asha_rungs.yaml").read_text())
+    state = yaml.safe_load((tmp_path / "storage" / "faults" / "nrfer_asha_rungs.yaml").read_text())
     rungs = {r["milestone"]: r["scores"] for r in state["brackets"][0]}
     for t in trials:
         trial_id = t.data.tags["nrfer.trial_id"]

@@ -22,24 +22,13 @@ SECRETS = {
 }
 
 
-@pytest.fixture
-def ray_local(monkeypatch):
-    import ray
-
-    for k, v in SECRETS.items():  # before Ray starts, so trial workers inherit them too
-        monkeypatch.setenv(k, v)
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_sweep_tracks_parent_and_nested_trial_runs(
-    tmp_path, synthetic_root, ray_local, monkeypatch
+    tmp_path, synthetic_root, run_tiny_sweep, monkeypatch
 ):
     from mlflow.tracking import MlflowClient
 
-    from sweep.driver import run_sweep
-    from sweep.space import load_space
+    for k, v in SECRETS.items():  # before Ray starts, so trial workers inherit them too
+        monkeypatch.setenv(k, v)
 
     space = tiny_space(
         "e2e",
@@ -59,13 +48,8 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     torch.manual_seed(0)
     backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0, **TINY_VIT)
     torch.save(backbone.state_dict(), tmp_path / "weights" / "tiny.pth")
-    path = tmp_path / "e2e.yaml"
-    path.write_text(yaml.safe_dump(space))
-    monkeypatch.chdir(tmp_path)  # the SQLite store's artifacts go to ./mlruns
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    summary = run_sweep(
-        load_space(path), path, storage=str(tmp_path / "storage"), uri=uri, verbose=0
-    )
+    summary = run_tiny_sweep(space, uri)  # works in tmp_path: ./weights, ./mlruns
     assert summary["num_trials"] == 4 and summary["num_errors"] == 0
 
     client = MlflowClient(uri)
