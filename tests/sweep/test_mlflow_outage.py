@@ -5,7 +5,6 @@ import threading
 import time
 
 import pytest
-import yaml
 
 from conftest import tiny_space
 from procs import free_port, mlflow_server, stop
@@ -14,12 +13,8 @@ pytestmark = pytest.mark.slow
 EPOCHS = 6
 
 
-def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, monkeypatch):
-    import ray
+def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, run_tiny_sweep):
     from mlflow.tracking import MlflowClient
-
-    from sweep.driver import run_sweep
-    from sweep.space import load_space
 
     space = tiny_space(
         "outage",
@@ -29,8 +24,6 @@ def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, monke
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": EPOCHS},
         budget={"num_samples": 1, "max_concurrent": 1},
     )
-    path = tmp_path / "outage.yaml"
-    path.write_text(yaml.safe_dump(space))
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
     client = MlflowClient(uri)
@@ -58,12 +51,10 @@ def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, monke
         seen["record"] = [p.read_text() for p in records.glob("*.jsonl")]
         server["proc"] = mlflow_server(tmp_path, port)
 
-    monkeypatch.chdir(tmp_path)
-    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
     thread = threading.Thread(target=outage, daemon=True)
     thread.start()
     try:
-        summary = run_sweep(load_space(path), path, storage=str(tmp_path / "storage"), uri=uri)
+        summary = run_tiny_sweep(space, uri, num_cpus=1)
         thread.join(timeout=120)
         assert seen.get("record"), "no trial kept metrics locally while the server was away"
         assert summary["num_errors"] == 0
@@ -82,5 +73,4 @@ def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, monke
         assert "checkpoint/best.pt" in {a.path for a in client.list_artifacts(run_id, "checkpoint")}
         assert not list(records.glob("*.jsonl"))  # caught up: no local record left
     finally:
-        ray.shutdown()
         stop(server["proc"])

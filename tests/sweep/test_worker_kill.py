@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-import yaml
 
 from conftest import tiny_space
 
@@ -17,15 +16,13 @@ EPOCHS = 5
 
 
 def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
-    tmp_path, synthetic_root, monkeypatch
+    tmp_path, synthetic_root, run_tiny_sweep
 ):
-    import ray
     from mlflow.tracking import MlflowClient
 
     from nrfer.data import load_data
     from nrfer.train import fit
-    from sweep.driver import run_sweep
-    from sweep.space import apply_params, load_space
+    from sweep.space import apply_params, parse_space
 
     space = tiny_space(
         "workerkill",
@@ -35,9 +32,7 @@ def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": EPOCHS},
         budget={"num_samples": 1, "max_concurrent": 1},
     )
-    path = tmp_path / "workerkill.yaml"
-    path.write_text(yaml.safe_dump(space))
-    spec = load_space(path)
+    spec = parse_space(space, "workerkill.yaml")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
     killed: dict = {}
@@ -57,14 +52,9 @@ def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
             except Exception:  # the store or the run does not exist yet
                 continue
 
-    monkeypatch.chdir(tmp_path)
-    ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.2", log_to_driver=False)
     thread = threading.Thread(target=killer, daemon=True)
     thread.start()
-    try:
-        summary = run_sweep(spec, path, storage=str(tmp_path / "storage"), uri=uri, verbose=0)
-    finally:
-        ray.shutdown()
+    summary = run_tiny_sweep(space, uri, num_cpus=1)
     thread.join(timeout=5)
     assert killed, "the worker was never killed"
     assert summary["num_trials"] == 1 and summary["num_errors"] == 0
