@@ -55,7 +55,7 @@ class SRConfig(_Section):
 class DataConfig(_Section):
     dataset: str = "synthetic"  # a name in nrfer.data.DATASETS
     # ferplus: folder with fer2013.csv + fer2013new.csv; folders: the paper's layout;
-    # rafdb / affectnet: their released layouts (nrfer/data/other.py);
+    # rafdb / affectnet: their released layouts (nrfer/data/rafdb_affectnet.py);
     # synthetic: where the generated CSVs are cached (default data/synthetic-<seed>-<sizes>).
     root: str | None = None
     label_file: str | None = None  # folders layout: the label CSV (default: the one CSV in root)

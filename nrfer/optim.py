@@ -14,41 +14,39 @@ SCHEDULERS: Registry = Registry("scheduler")
 
 
 @OPTIMIZERS.register("adam")
-def adam(params, cfg) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def adam(params, lr: float, weight_decay: float = 0.0, **_) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register("adamw")
-def adamw(params, cfg) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def adamw(params, lr: float, weight_decay: float = 0.0, **_) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 @OPTIMIZERS.register("sgd")
-def sgd(params, cfg) -> torch.optim.Optimizer:
+def sgd(
+    params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9, **_
+) -> torch.optim.Optimizer:
     return torch.optim.SGD(
-        params,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-        nesterov=cfg.momentum > 0,
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0
     )
 
 
 @SCHEDULERS.register("none")
-def constant(optimizer, cfg, epochs: int):
+def constant(optimizer, **_):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: 1.0)
 
 
 @SCHEDULERS.register("step")
-def step(optimizer, cfg, epochs: int):
+def step(optimizer, step_size: int = 15, gamma: float = 0.25, **_):
     """The paper's schedule: StepLR(step_size=15, gamma=0.25), stepped per epoch."""
-    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
 
 
 @SCHEDULERS.register("cosine")
-def cosine(optimizer, cfg, epochs: int):
+def cosine(optimizer, epochs: int, warmup_epochs: int = 0, **_):
     """Linear warmup for `warmup_epochs`, then cosine decay to 0 at the last epoch."""
-    warm = cfg.warmup_epochs
+    warm = warmup_epochs
 
     def factor(e: int) -> float:
         if e < warm:
@@ -64,8 +62,18 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Optimizer:
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
     groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return OPTIMIZERS.get(cfg.name)(groups, cfg)
+    return OPTIMIZERS.create(
+        cfg.name, params=groups, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum
+    )
 
 
-def build_scheduler(optimizer, cfg, epochs: int):
-    return SCHEDULERS.get(cfg.name)(optimizer, cfg, epochs)
+def build_lr_schedule(optimizer, cfg, epochs: int):
+    """cfg: SchedulerConfig (the trial's `scheduler:` section), stepped once per epoch."""
+    return SCHEDULERS.create(
+        cfg.name,
+        optimizer=optimizer,
+        epochs=epochs,
+        step_size=cfg.step_size,
+        gamma=cfg.gamma,
+        warmup_epochs=cfg.warmup_epochs,
+    )

@@ -36,11 +36,12 @@ from nrfer.config import (
     save_config,
 )
 from nrfer.data import DataFormatError, FERData, load_data, prior_from_votes
+from nrfer.data.labels import ferplus_prior
 from nrfer.device import resolve_device
 from nrfer.engine import DeviceSplit, evaluate, train_one_epoch
 from nrfer.losses import LOSSES, uses_prior
 from nrfer.models import build_model
-from nrfer.optim import build_optimizer, build_scheduler
+from nrfer.optim import build_lr_schedule, build_optimizer
 from nrfer.viz import confusion_image, resizer_grid
 
 
@@ -90,9 +91,7 @@ def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
     prior = None
     if uses_prior(cfg.loss.name):
         if cfg.loss.prior == "ferplus":
-            from nrfer.data.other import mapped_prior
-
-            prior = torch.from_numpy(mapped_prior(tuple(data.class_names)))
+            prior = torch.from_numpy(ferplus_prior(tuple(data.class_names)))
         elif cfg.loss.prior is not None:
             prior = torch.tensor(cfg.loss.prior, dtype=torch.float32)
         elif data.train.votes is not None:
@@ -182,7 +181,7 @@ def fit(
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config, data).to(device)
     optimizer = build_optimizer(model, config.optim)
-    scheduler = build_scheduler(optimizer, config.scheduler, tc.epochs)
+    scheduler = build_lr_schedule(optimizer, config.scheduler, tc.epochs)
     sample = splits["train"].batch(torch.arange(min(2, len(splits["train"])), device=device))
     step_model = maybe_compile(model, tc.compile, sample)  # shares `model`'s parameters
 

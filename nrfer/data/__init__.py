@@ -64,14 +64,14 @@ def _folders(cfg) -> FERData:
 
 @DATASETS.register("rafdb")
 def _rafdb(cfg) -> FERData:
-    from nrfer.data.other import read_rafdb
+    from nrfer.data.rafdb_affectnet import read_rafdb
 
     return read_rafdb(cfg.root, cfg.image_folder, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 
 
 @DATASETS.register("affectnet")
 def _affectnet(cfg) -> FERData:
-    from nrfer.data.other import read_affectnet
+    from nrfer.data.rafdb_affectnet import read_affectnet
 
     return read_affectnet(cfg.root, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nrfer.data.ferplus import USAGE_TO_SPLIT
-from nrfer.data.labels import process_votes, split_mode
+from nrfer.data.labels import ferplus_prior, process_votes, split_mode
 from nrfer.data.types import EMOTIONS, NUM_CLASSES, DataFormatError, FERData, FERSplit
 
 LABEL_HEADER = (
@@ -139,9 +139,7 @@ def read_folders(
     check_splits(splits, dropped, label_path, root, folders, by_folder)
     meta = {"source_files": [str(label_path.resolve())], "value_columns": "votes"}
     if labels_not_votes:  # no votes to estimate the PDLS prior from: the FER+ vote prior
-        from nrfer.data.other import mapped_prior
-
-        meta.update(value_columns="labels", prior=mapped_prior(EMOTIONS), prior_name="ferplus")
+        meta.update(value_columns="labels", prior=ferplus_prior(EMOTIONS), prior_name="ferplus")
     return FERData(**splits, label_mode=mode, source=f"folders:{root}", meta=meta)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nrfer.data.types import NUM_CLASSES, VOTE_COLUMNS
+from nrfer.data.types import EMOTIONS, NUM_CLASSES, VOTE_COLUMNS
 
 LABEL_MODES = ("majority", "crossentropy", "probability")
 EVAL_MODE = "majority"  # validation and test, whatever the training mode
@@ -75,3 +75,14 @@ def process_vote_table(votes: np.ndarray, mode: str) -> tuple[np.ndarray, np.nda
     if not kept:
         return np.zeros(0, dtype=np.int64), np.zeros((0, NUM_CLASSES), dtype=np.float32)
     return np.asarray(kept, dtype=np.int64), np.stack(targets)
+
+
+def ferplus_prior(class_names: tuple[str, ...]) -> np.ndarray:
+    """The FER+ vote prior (`loss.prior: ferplus`; computed once from Microsoft's votes, see
+    nrfer.data.synthetic.VOTE_PRIOR) restricted to `class_names`, rows renormalised: the PDLS
+    prior of data without votes."""
+    from nrfer.data.synthetic import VOTE_PRIOR
+
+    idx = [EMOTIONS.index(c) for c in class_names]
+    sub = VOTE_PRIOR[np.ix_(idx, idx)]
+    return (sub / sub.sum(axis=1, keepdims=True)).astype(np.float32)

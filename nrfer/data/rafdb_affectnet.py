@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from nrfer.data.labels import ferplus_prior
 from nrfer.data.types import EMOTIONS, DataFormatError, FERData, FERSplit
 
 # dataset label -> our class name
@@ -46,15 +47,6 @@ AFFECTNET_LABELS = {
 }
 CLASSES_7 = tuple(e for e in EMOTIONS if e != "contempt")  # our order, minus contempt
 LIST_FILE = "list_patition_label.txt"  # sic: RAF-DB's own spelling
-
-
-def mapped_prior(class_names: tuple[str, ...]) -> np.ndarray:
-    """The FER+ vote prior (8 emotions) restricted to `class_names`, rows renormalised."""
-    from nrfer.data.synthetic import VOTE_PRIOR
-
-    idx = [EMOTIONS.index(c) for c in class_names]
-    sub = VOTE_PRIOR[np.ix_(idx, idx)]
-    return (sub / sub.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def read_image(path: Path, size: int | None) -> np.ndarray:
@@ -111,7 +103,7 @@ def assemble(
         class_names=class_names,
         label_mode="majority",
         source=source,
-        meta={"prior": mapped_prior(class_names), "source_files": files},
+        meta={"prior": ferplus_prior(class_names), "source_files": files},
     )
 
 

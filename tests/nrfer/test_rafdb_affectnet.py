@@ -52,7 +52,7 @@ def affectnet_root(tmp_path):
 
 
 def test_rafdb_reader_maps_classes_and_carves_val_from_train(rafdb_root):
-    from nrfer.data.other import CLASSES_7, read_rafdb
+    from nrfer.data.rafdb_affectnet import CLASSES_7, read_rafdb
 
     data = read_rafdb(rafdb_root)
     assert data.class_names == CLASSES_7 and data.num_classes == 7
@@ -77,7 +77,7 @@ def test_rafdb_reader_maps_classes_and_carves_val_from_train(rafdb_root):
 
 def test_rafdb_errors_name_file_and_line(rafdb_root):
     from nrfer.data import DataFormatError
-    from nrfer.data.other import read_rafdb
+    from nrfer.data.rafdb_affectnet import read_rafdb
 
     labels = rafdb_root / "EmoLabel" / "list_patition_label.txt"
     good = labels.read_text()
@@ -97,7 +97,7 @@ def test_rafdb_errors_name_file_and_line(rafdb_root):
 
 def test_affectnet_reader_drops_labels_over_7_and_maps_classes(affectnet_root):
     from nrfer.data import EMOTIONS
-    from nrfer.data.other import read_affectnet
+    from nrfer.data.rafdb_affectnet import read_affectnet
 
     data = read_affectnet(affectnet_root)
     assert data.class_names == EMOTIONS and data.num_classes == 8
