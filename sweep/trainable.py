@@ -25,17 +25,13 @@ from nrfer.device import resolve_device
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
 from nrfer.train import RunPaths, fit
+from sweep.scheduler import METRIC_WORST
 from sweep.space import apply_params
 from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
 
 RESULT_KEYS = (*EPOCH_KEYS, "epoch")
-WORST = {
-    "val_acc": 0.0,
-    "val_macro_f1": 0.0,
-    "val_loss": 1.0e6,  # finite: ASHA and Optuna compare it
-    "best_val_acc": 0.0,
-    "diverged": True,
-}
+# the worst result (what a diverged trial reports): the searcher and ASHA rank it last
+WORST = {**METRIC_WORST, "best_val_acc": 0.0, "diverged": True}
 
 
 def epoch_row(metrics: dict) -> dict:
