@@ -58,8 +58,13 @@ def main(argv: list[str] | None = None) -> int:
             spec.num_samples = args.num_samples
         if args.max_concurrent is not None:
             spec.max_concurrent = args.max_concurrent
-        if args.name:
-            spec.name = args.name
+        if args.name is not None:
+            from sweep.sections import check_sweep_name
+
+            try:
+                spec.name = check_sweep_name(args.name)
+            except ValueError as e:
+                raise SpaceError(f"--name: {e}") from None
         if spec.num_samples < 1 or spec.max_concurrent < 1:
             raise SpaceError("--num-samples and --max-concurrent must be >= 1")
         if args.dry_run:

@@ -4,6 +4,7 @@ declared on an Optuna trial (define-by-run) and parsed from the space file."""
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,13 +61,25 @@ class Param:
         )
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 6, 6
+_REPR.maxstring = _REPR.maxother = 60
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value as quoted in an error message: its repr, cut to `limit` characters (a YAML
+    alias bomb's repr is gigabytes)."""
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 15]}... ({len(text):,} chars)"
+
+
 def _err(source: str, key: str, msg: str) -> SpaceError:
     return SpaceError(f"{source}: {key}: {msg}")
 
 
 def _number(source: str, key: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        raise _err(source, key, f"expected a number, got {v!r}")
+        raise _err(source, key, f"expected a number, got {shown(v)}")
     return v
 
 
@@ -76,7 +89,7 @@ def parse_param(source: str, key: str, body: Any) -> Param:
         raise _err(
             source,
             where,
-            f"expected a mapping like {{choice: [...]}} or {{uniform: [low, high]}}, got {body!r}",
+            f"expected a mapping like {{choice: [...]}} or {{uniform: [low, high]}}, got {shown(body)}",
         )
     kinds = [k for k in body if k != "when"]
     unknown = [k for k in kinds if k not in DISTRIBUTIONS]
@@ -94,7 +107,7 @@ def parse_param(source: str, key: str, body: Any) -> Param:
         )
     kind, args = kinds[0], body[kinds[0]]
     if not isinstance(args, list):
-        raise _err(source, f"{where}.{kind}", f"expected a list, got {args!r}")
+        raise _err(source, f"{where}.{kind}", f"expected a list, got {shown(args)}")
     if kind == "choice":
         if not args:
             raise _err(source, f"{where}.choice", "the list of choices is empty")
@@ -102,20 +115,22 @@ def parse_param(source: str, key: str, body: Any) -> Param:
         n = 3 if kind == "quantized" else 2
         if len(args) != n:
             shape = "[low, high, step]" if kind == "quantized" else "[low, high]"
-            raise _err(source, f"{where}.{kind}", f"expected {shape}, got {args!r}")
+            raise _err(source, f"{where}.{kind}", f"expected {shape}, got {shown(args)}")
         lo, hi = (_number(source, f"{where}.{kind}", a) for a in args[:2])
         if lo > hi:
             raise _err(source, f"{where}.{kind}", f"low {lo} > high {hi}")
         if kind == "loguniform" and lo <= 0:
             raise _err(source, f"{where}.{kind}", f"loguniform needs low > 0, got {lo}")
         if kind == "int" and (int(lo) != lo or int(hi) != hi):
-            raise _err(source, f"{where}.{kind}", f"int bounds must be integers, got {args!r}")
+            raise _err(source, f"{where}.{kind}", f"int bounds must be integers, got {shown(args)}")
         if kind == "quantized" and _number(source, f"{where}.{kind}", args[2]) <= 0:
             raise _err(source, f"{where}.{kind}", f"step must be > 0, got {args[2]}")
     when = body.get("when", {}) or {}
     if not isinstance(when, dict):
         raise _err(
-            source, f"{where}.when", f"expected a mapping of parameter -> value(s), got {when!r}"
+            source,
+            f"{where}.when",
+            f"expected a mapping of parameter -> value(s), got {shown(when)}",
         )
     when = {k: (v if isinstance(v, list) else [v]) for k, v in when.items()}
     return Param(key, kind, list(args), when)

@@ -20,31 +20,11 @@ import yaml
 
 from nrfer.config import ConfigError, TrialConfig, deep_merge, make_config, set_by_path
 from nrfer.models.backbone import check_backbone_name
-from nrfer.registry import suggest
-from sweep.params import Param, SpaceError, _err, _number, parse_param
+from sweep.params import Param, SpaceError, _err, parse_param
+from sweep.sections import read_sections
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
-TOP_KEYS = (
-    "name",
-    "metric",
-    "mode",
-    "seed",
-    "data",
-    "fixed",
-    "search",
-    "early_stopping",
-    "budget",
-    "resources",
-    "registered_model",
-    "searcher",
-)
-SEARCHERS = ("tpe", "random")
 SEARCHABLE_DATA = ("data.sr.method", "data.sr.scale", "data.sr.weights")
-METRICS = ("val_acc", "val_macro_f1", "val_loss")
-SCHEDULER_KEYS = {
-    "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
-    "fifo": ("name", "max_epochs"),
-}
 
 
 @dataclass
@@ -156,17 +136,6 @@ def resolve_space_path(name: str | Path) -> Path:
     )
 
 
-def _check_section(source: str, name: str, value: Any, allowed: tuple[str, ...]) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _err(source, name, f"expected a mapping, got {value!r}")
-    for k in value:
-        if k not in allowed:
-            raise _err(source, f"{name}.{k}", f"unknown key; allowed: {', '.join(allowed)}")
-    return value
-
-
 def _renamed_scheduler(raw: dict, source: str) -> dict:
     """The top-level `scheduler:` (ASHA/FIFO) is now `early_stopping:`, so that it is not
     confused with the trial's LR schedule (`fixed.scheduler`); the old key still works."""
@@ -186,130 +155,10 @@ def _renamed_scheduler(raw: dict, source: str) -> dict:
 
 
 def parse_space(raw: Any, source: str = "space") -> SweepSpec:
-    if not isinstance(raw, dict):
-        raise SpaceError(
-            f"{source}: the top level must be a mapping with keys {', '.join(TOP_KEYS)}"
-        )
-    raw = _renamed_scheduler(raw, source)
-    for k in raw:
-        if k not in TOP_KEYS:
-            raise _err(source, str(k), f"unknown key; {suggest(str(k), list(TOP_KEYS))}")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\"):
-        raise _err(
-            source,
-            "name",
-            f"a non-empty name without slashes is required (the MLflow experiment), got {name!r}",
-        )
-    metric = raw.get("metric", "val_acc")
-    if metric not in METRICS:
-        raise _err(source, "metric", f"{metric!r} is not one of {', '.join(METRICS)}")
-    mode = raw.get("mode", "min" if metric == "val_loss" else "max")
-    if mode not in ("max", "min"):
-        raise _err(source, "mode", f"{mode!r} is not one of max, min")
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise _err(source, "seed", f"expected an integer, got {seed!r}")
-    data = _check_section(
-        source,
-        "data",
-        raw.get("data"),
-        tuple(TrialConfig.model_fields["data"].annotation.model_fields),
-    )
-    fixed = raw.get("fixed") or {}
-    if not isinstance(fixed, dict):
-        raise _err(source, "fixed", f"expected a mapping of trial-config sections, got {fixed!r}")
-
-    sched = dict(
-        _check_section(
-            source,
-            "early_stopping",
-            raw.get("early_stopping"),
-            ("name", "grace_period", "reduction_factor", "max_epochs"),
-        )
-    )
-    sched.setdefault("name", "asha")
-    if not isinstance(sched["name"], str) or sched["name"] not in SCHEDULER_KEYS:
-        raise _err(
-            source,
-            "early_stopping.name",
-            f"{sched['name']!r} is not one of {', '.join(SCHEDULER_KEYS)}",
-        )
-    for k in sched:
-        if k not in SCHEDULER_KEYS[sched["name"]]:
-            raise _err(
-                source,
-                f"early_stopping.{k}",
-                f"not used by {sched['name']}; allowed: {', '.join(SCHEDULER_KEYS[sched['name']])}",
-            )
-    sched.setdefault(
-        "max_epochs",
-        fixed.get("train", {}).get("epochs", 10) if isinstance(fixed.get("train"), dict) else 10,
-    )
-    if sched["name"] == "asha":
-        sched.setdefault("grace_period", 1)
-        sched.setdefault("reduction_factor", 2)
-    for k, low in (("max_epochs", 1), ("grace_period", 1), ("reduction_factor", 2)):
-        if k not in sched:
-            continue
-        v = sched[k]
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise _err(source, f"early_stopping.{k}", f"expected an integer >= {low}, got {v!r}")
-    if sched["name"] == "asha" and sched["grace_period"] > sched["max_epochs"]:
-        raise _err(
-            source,
-            "early_stopping.grace_period",
-            f"{sched['grace_period']} > max_epochs {sched['max_epochs']}",
-        )
-
-    budget = _check_section(
-        source,
-        "budget",
-        raw.get("budget"),
-        ("num_samples", "max_concurrent", "time_budget_s", "reuse_workers", "max_failures"),
-    )
-    num_samples, max_concurrent = budget.get("num_samples", 8), budget.get("max_concurrent", 2)
-    time_budget = budget.get("time_budget_s")
-    for k, v in (("num_samples", num_samples), ("max_concurrent", max_concurrent)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise _err(source, f"budget.{k}", f"expected an integer >= 1, got {v!r}")
-    if time_budget is not None and _number(source, "budget.time_budget_s", time_budget) <= 0:
-        raise _err(source, "budget.time_budget_s", f"must be > 0, got {time_budget}")
-    max_failures = budget.get("max_failures", 2)
-    if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
-        raise _err(source, "budget.max_failures", f"expected an integer >= 0, got {max_failures!r}")
-    reuse_workers = budget.get("reuse_workers", True)
-    if not isinstance(reuse_workers, bool):
-        raise _err(source, "budget.reuse_workers", f"expected true or false, got {reuse_workers!r}")
-
-    resources = dict(_check_section(source, "resources", raw.get("resources"), ("cpu", "gpu")))
-    resources.setdefault("cpu", 1)
-    resources.setdefault("gpu", 0)
-    for k in ("cpu", "gpu"):
-        if _number(source, f"resources.{k}", resources[k]) < 0:
-            raise _err(source, f"resources.{k}", f"must be >= 0, got {resources[k]}")
-    if resources["gpu"] > 1 and resources["gpu"] != int(resources["gpu"]):
-        raise _err(
-            source, "resources.gpu", f"fractions are allowed below 1 only, got {resources['gpu']}"
-        )
-
-    registered_model = raw.get("registered_model")
-    if registered_model is not None and (
-        not isinstance(registered_model, str) or not registered_model.strip()
-    ):
-        raise _err(
-            source, "registered_model", f"expected a non-empty model name, got {registered_model!r}"
-        )
-
-    searcher = raw.get("searcher", "tpe")
-    if searcher not in SEARCHERS:
-        raise _err(source, "searcher", f"{searcher!r} is not one of {', '.join(SEARCHERS)}")
-
-    search = raw.get("search") or {}
-    if not isinstance(search, dict):
-        raise _err(
-            source, "search", f"expected a mapping of parameter -> distribution, got {search!r}"
-        )
+    if isinstance(raw, dict):
+        raw = _renamed_scheduler(raw, source)
+    top = read_sections(raw, source)
+    search = top.search
     params = [parse_param(source, str(k), v) for k, v in search.items()]
     keys = [p.key for p in params]
     for i, p in enumerate(params):
@@ -337,23 +186,23 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
                     )
 
     spec = SweepSpec(
-        name=name,
-        metric=metric,
-        mode=mode,
-        seed=seed,
-        data=data,
-        fixed=fixed,
+        name=top.name,
+        metric=top.metric,
+        mode=top.mode,
+        seed=top.seed,
+        data=top.data,
+        fixed=top.fixed,
         params=params,
-        early_stopping=sched,
-        num_samples=num_samples,
-        max_concurrent=max_concurrent,
-        time_budget_s=time_budget,
-        reuse_workers=reuse_workers,
-        max_failures=max_failures,
-        resources=resources,
+        early_stopping=top.early_stopping.model_dump(exclude_none=True),
+        num_samples=top.budget.num_samples,
+        max_concurrent=top.budget.max_concurrent,
+        time_budget_s=top.budget.time_budget_s,
+        reuse_workers=top.budget.reuse_workers,
+        max_failures=top.budget.max_failures,
+        resources=top.resources.model_dump(),
         source=source,
-        registered_model=registered_model,
-        searcher=searcher,
+        registered_model=top.registered_model,
+        searcher=top.searcher,
     )
     # The data are read once, in the driver: of the data section only the SR stage may vary
     # (its caches are built before trials start), and only among listed choices.

@@ -87,7 +87,21 @@ def test_every_distribution_and_conditionals_compile_to_define_by_run():
         ),
         ({**BASE, "budget": {"num_samples": 0}}, "budget.num_samples: expected an integer >= 1"),
         ({**BASE, "resources": {"gpu": 1.5}}, "fractions are allowed below 1 only"),
-        ({**BASE, "name": ""}, "name: a non-empty name"),
+        ({**BASE, "name": ""}, "name: '' is not a usable sweep name .* letters, digits"),
+        ({**BASE, "name": "../x"}, r"name: '\.\./x' is not a usable sweep name"),
+        ({**BASE, "name": "it's"}, "name: \"it's\" is not a usable sweep name"),
+        ({k: v for k, v in BASE.items() if k != "name"}, "name: required .*MLflow experiment"),
+        ({**BASE, "early_stopping": 3}, "early_stopping: expected a mapping, got 3"),
+        (
+            {**BASE, "early_stopping": {"name": "fifo", "grace_period": 1}},
+            "early_stopping: grace_period: not used by fifo; allowed: name, max_epochs",
+        ),
+        (
+            {**BASE, "budget": {"num_sample": 3}},
+            "budget.num_sample: unknown key; .*did you mean 'num_samples'",
+        ),
+        ({**BASE, "resources": {"cpu": 0}}, "resources.cpu: must be > 0, got 0"),
+        ({**BASE, "fixed": [1]}, "fixed: expected a mapping of trial-config sections"),
         ([1, 2], "top level must be a mapping"),
         (
             space(**{"data.label_mode": {"choice": ["majority", "probability"]}}),

@@ -4,7 +4,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweep.space import TOP_KEYS, SpaceError, parse_space
+from sweep.sections import TOP_KEYS
+from sweep.space import SpaceError, parse_space
 
 scalars = st.one_of(
     st.none(),

@@ -1,0 +1,235 @@
+"""The space file's top level as typed sections: each key once, with its type, default and
+bounds. `search` and `fixed` stay plain mappings here (sweep.params and the trial config
+check them); `read_sections` turns pydantic's errors into our `file: key.path: ...` lines."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, model_validator
+
+from nrfer.registry import suggest
+from sweep.params import SpaceError, shown
+
+METRICS = ("val_acc", "val_macro_f1", "val_loss")
+SEARCHERS = ("tpe", "random")
+EARLY_STOPPING_KEYS = {
+    "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
+    "fifo": ("name", "max_epochs"),
+}
+
+
+def _int_at_least(low: int | None):
+    def check(v: Any) -> int:
+        if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
+            bound = "" if low is None else f" >= {low}"
+            raise ValueError(f"expected an integer{bound}, got {shown(v)}")
+        return v
+
+    return Annotated[int, PlainValidator(check)]
+
+
+def _number_at_least(low: float, strict: bool = False):
+    def check(v: Any) -> float:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or v != v
+            or v
+            in (
+                float("inf"),
+                float("-inf"),
+            )
+        ):
+            raise ValueError(f"expected a number, got {shown(v)}")
+        if v < low or (strict and v == low):
+            raise ValueError(f"must be {'>' if strict else '>='} {low}, got {v}")
+        return v
+
+    return Annotated[float, PlainValidator(check)]
+
+
+def _one_of(allowed: tuple[str, ...]):
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v not in allowed:
+            raise ValueError(f"{shown(v)} is not one of {', '.join(allowed)}")
+        return v
+
+    return Annotated[str, PlainValidator(check)]
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {shown(v)}")
+    return v
+
+
+def _model_name(what: str):
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"expected a non-empty {what}, got {shown(v)}")
+        return v
+
+    return Annotated[str, PlainValidator(check)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError(f"expected a mapping, got {shown(v)}")
+        return v
+
+
+class EarlyStopping(_Section):
+    """ASHA stops weak trials at rungs grace_period * reduction_factor^k; FIFO runs all."""
+
+    name: _one_of(tuple(EARLY_STOPPING_KEYS)) = "asha"
+    max_epochs: _int_at_least(1) = 10
+    grace_period: _int_at_least(1) | None = None
+    reduction_factor: _int_at_least(2) | None = None
+
+    @model_validator(mode="after")
+    def _fits_the_scheduler(self) -> EarlyStopping:
+        allowed = EARLY_STOPPING_KEYS[self.name]
+        for key in sorted(self.model_fields_set - set(allowed)):
+            raise ValueError(f"{key}: not used by {self.name}; allowed: {', '.join(allowed)}")
+        if self.name == "asha":
+            self.grace_period = self.grace_period or 1
+            self.reduction_factor = self.reduction_factor or 2
+            if self.grace_period > self.max_epochs:
+                raise ValueError(
+                    f"grace_period: {self.grace_period} > max_epochs {self.max_epochs}"
+                )
+        return self
+
+
+class Budget(_Section):
+    num_samples: _int_at_least(1) = 8
+    max_concurrent: _int_at_least(1) = 2
+    time_budget_s: _number_at_least(0, strict=True) | None = None
+    reuse_workers: Annotated[bool, PlainValidator(_flag)] = True  # reuse a worker process
+    max_failures: _int_at_least(0) = 2  # Ray retries of a crashed trial
+
+
+class Resources(_Section):
+    """What one trial asks of the Ray cluster."""
+
+    cpu: _number_at_least(0, strict=True) = 1
+    gpu: _number_at_least(0) = 0
+
+    @model_validator(mode="after")
+    def _whole_gpus_above_one(self) -> Resources:
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise ValueError(f"gpu: fractions are allowed below 1 only, got {self.gpu}")
+        return self
+
+
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")
+
+
+def check_sweep_name(v: Any) -> str:
+    """A sweep name is a folder under --storage and an MLflow experiment: letters, digits and
+    _ . + = -, starting with a letter or digit, at most 100 characters (so no '..', slashes,
+    quotes or spaces)."""
+    if not isinstance(v, str) or not SWEEP_NAME.fullmatch(v) or ".." in v:
+        raise ValueError(
+            f"{shown(v)} is not a usable sweep name (it names the MLflow experiment and the "
+            "folder under --storage): a non-empty name of letters, digits and _ . + = -, "
+            "starting with a letter or digit, without '..', at most 100 characters"
+        )
+    return v
+
+
+class SpaceFile(_Section):
+    """The top level of a space file (see sweep.space for what each part means)."""
+
+    name: Annotated[str, PlainValidator(check_sweep_name)]
+    metric: _one_of(METRICS) = "val_acc"
+    mode: _one_of(("max", "min")) | None = None  # default: min for val_loss, else max
+    seed: _int_at_least(None) = 0
+    searcher: _one_of(SEARCHERS) = "tpe"
+    data: dict = {}
+    fixed: dict = {}
+    search: dict = {}
+    early_stopping: EarlyStopping = EarlyStopping()
+    budget: Budget = Budget()
+    resources: Resources = Resources()
+    registered_model: _model_name("model name") | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_other_sections(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        raw = {k: v for k, v in raw.items() if v is not None or k in ("name", "registered_model")}
+        for key, what in (
+            ("data", "a mapping of data settings"),
+            ("fixed", "a mapping of trial-config sections"),
+            ("search", "a mapping of parameter -> distribution"),
+        ):
+            if key in raw and not isinstance(raw[key], dict):
+                raise ValueError(f"{key}: expected {what}, got {shown(raw[key])}")
+        # max_epochs defaults to the fixed trial config's train.epochs
+        stop = raw.get("early_stopping") or {}
+        train = (raw.get("fixed") or {}).get("train")
+        if isinstance(stop, dict) and "max_epochs" not in stop and isinstance(train, dict):
+            epochs = train.get("epochs")
+            if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1:
+                raw["early_stopping"] = {**stop, "max_epochs": epochs}
+        return raw
+
+    @model_validator(mode="after")
+    def _mode_follows_metric(self) -> SpaceFile:
+        if self.mode is None:
+            self.mode = "min" if self.metric == "val_loss" else "max"
+        return self
+
+
+TOP_KEYS = tuple(SpaceFile.model_fields)
+
+
+def _allowed_at(loc: tuple) -> list[str]:
+    """The keys the model accepts at `loc` (the section of an unknown key)."""
+    model: type[BaseModel] = SpaceFile
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        sub = getattr(field, "annotation", None)
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def read_sections(raw: Any, source: str) -> SpaceFile:
+    """`raw` (a parsed YAML document) as typed sections, or a SpaceError naming the file, the
+    key path and what is allowed (one line per problem)."""
+    if not isinstance(raw, dict):
+        raise SpaceError(
+            f"{source}: the top level must be a mapping with keys {', '.join(TOP_KEYS)}"
+        )
+    try:
+        return SpaceFile.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = tuple(str(p) for p in e["loc"])
+            path = ".".join(loc)
+            if e["type"] == "extra_forbidden":
+                hint = suggest(loc[-1], _allowed_at(loc[:-1]))
+                lines.append(f"{source}: {path}: unknown key; {hint}")
+            elif e["type"] == "missing":
+                lines.append(f"{source}: {path}: required ({_REQUIRED.get(path, 'missing')})")
+            else:
+                msg = e["msg"].removeprefix("Value error, ")
+                lines.append(f"{source}: {path}: {msg}" if path else f"{source}: {msg}")
+        raise SpaceError("\n".join(lines)) from None
+
+
+_REQUIRED = {"name": "a sweep name: the MLflow experiment and the folder under --storage"}
