@@ -45,43 +45,46 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan; train nothing"
     )
-    args = parser.parse_args(argv)
+    from nrfer.cli import run_command
 
-    from nrfer.config import ConfigError
+    return run_command(parser, _launch, argv)
+
+
+def _launch(args) -> int:
     from nrfer.data import DataFormatError
     from sweep.resume import SweepFinished
     from sweep.space import SpaceError, load_space, resolve_space_path
 
-    try:
-        spec = load_space(args.space)
-        if args.num_samples is not None:
-            spec.num_samples = args.num_samples
-        if args.max_concurrent is not None:
-            spec.max_concurrent = args.max_concurrent
-        if args.name is not None:
-            from sweep.sections import check_sweep_name
+    spec = load_space(args.space)
+    if args.num_samples is not None:
+        spec.num_samples = args.num_samples
+    if args.max_concurrent is not None:
+        spec.max_concurrent = args.max_concurrent
+    if args.name is not None:
+        from sweep.sections import check_sweep_name
 
+        try:
+            spec.name = check_sweep_name(args.name)
+        except ValueError as e:
+            raise SpaceError(f"--name: {e}") from None
+    if spec.num_samples < 1 or spec.max_concurrent < 1:
+        raise SpaceError("--num-samples and --max-concurrent must be >= 1")
+    if args.dry_run:
+        for check in (check_data, check_pretrained):
             try:
-                spec.name = check_sweep_name(args.name)
-            except ValueError as e:
-                raise SpaceError(f"--name: {e}") from None
-        if spec.num_samples < 1 or spec.max_concurrent < 1:
-            raise SpaceError("--num-samples and --max-concurrent must be >= 1")
-        if args.dry_run:
-            for check in (check_data, check_pretrained):
-                try:
-                    check(spec)
-                except DataFormatError as e:
-                    print(f"warning: {e}", file=sys.stderr)
-            from sweep.plan import print_plan
+                check(spec)
+            except DataFormatError as e:
+                print(f"warning: {e}", file=sys.stderr)
+        from sweep.plan import print_plan
 
-            print_plan(spec)
-            return 0
-        check_data(spec)
-        check_pretrained(spec)
-        from sweep.driver import run_sweep
-        from sweep.report import print_leaderboard
+        print_plan(spec)
+        return 0
+    check_data(spec)
+    check_pretrained(spec)
+    from sweep.driver import run_sweep
+    from sweep.report import print_leaderboard
 
+    try:
         summary = run_sweep(
             spec,
             resolve_space_path(args.space),
@@ -94,9 +97,6 @@ def main(argv: list[str] | None = None) -> int:
     except SweepFinished as e:  # --resume of a finished sweep: nothing to do, not an error
         print(str(e))
         return 0
-    except (SpaceError, ConfigError, DataFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     print_leaderboard(summary, spec.metric)
     return 0
 

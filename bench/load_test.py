@@ -68,7 +68,8 @@ def run_load(trials: int, concurrent: int, reuse: bool) -> dict:
     from mlflow.tracking import MlflowClient
 
     from nrfer.data.synthetic import write_ferplus
-    from sweep.driver import LOCAL_RAY_IP, run_sweep
+    from sweep.driver import run_sweep
+    from sweep.local_ray import LOCAL_RAY_IP
     from sweep.space import load_space
 
     tmp = Path(tempfile.mkdtemp(prefix="nrfer-load-"))

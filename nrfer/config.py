@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from nrfer.registry import suggest
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it
 
 
 class ConfigError(ValueError):
@@ -28,10 +31,10 @@ class _Section(BaseModel):
 
 
 class SyntheticConfig(_Section):
-    seed: int = 0
-    n_train: int = Field(4000, ge=8)
-    n_val: int = Field(600, ge=8)
-    n_test: int = Field(600, ge=8)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
+    n_train: int = Field(4000, ge=8, le=10_000_000)
+    n_val: int = Field(600, ge=8, le=10_000_000)
+    n_test: int = Field(600, ge=8, le=10_000_000)
 
 
 class SRConfig(_Section):
@@ -43,7 +46,7 @@ class SRConfig(_Section):
     weights: str | None = None  # method model: a TorchScript file or our SR weights file
     cache_dir: str = "data/sr-cache"
     device: str = "auto"
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, le=65536)
 
     @model_validator(mode="after")
     def _weights_needed(self) -> SRConfig:
@@ -64,7 +67,7 @@ class DataConfig(_Section):
     image_folder: Literal["aligned", "original"] = "aligned"  # rafdb
     image_size: int | None = Field(None, ge=8, le=1024)  # rafdb / affectnet: resize on read
     val_fraction: float = Field(0.1, gt=0, lt=0.5)  # rafdb / affectnet: val carved from train
-    split_seed: int = 0
+    split_seed: int = Field(0, ge=0, le=MAX_SEED)
     sr: SRConfig = SRConfig()
 
     @model_validator(mode="after")
@@ -123,7 +126,7 @@ class ModelConfig(_Section):
     # (a transformer's img_size); set it for CNNs, which take any size.
     input_size: int | None = Field(None, ge=8, le=1024)
     head: str = "linear"  # a name in nrfer.models.backbone.HEADS
-    head_hidden: int = Field(512, ge=1)
+    head_hidden: int = Field(512, ge=1, le=65536)
     dropout: float = Field(0.0, ge=0, lt=1)
     resizer: ResizerConfig = ResizerConfig()
     stn: bool | Literal["paper"] = False  # true: ours (any input size); paper: the reference net
@@ -145,6 +148,21 @@ class LossConfig(_Section):
     # (data without votes) the FER+ vote prior restricted to the dataset's classes
     prior: list[list[float]] | Literal["ferplus"] | None = None
 
+    @field_validator("prior")
+    @classmethod
+    def _a_distribution_per_row(cls, v):
+        if not isinstance(v, list):
+            return v
+        k = len(v)
+        if k == 0 or any(len(row) != k for row in v):
+            raise ValueError("must be K rows of K values each (one row per class)")
+        for i, row in enumerate(v):
+            if not all(math.isfinite(x) and x >= 0 for x in row):
+                raise ValueError(f"row {i}: values must be finite and >= 0")
+            if sum(row) <= 0:
+                raise ValueError(f"row {i}: all zero; each row is a class's label distribution")
+        return v
+
     @field_validator("name")
     @classmethod
     def _known(cls, v: str) -> str:
@@ -158,7 +176,7 @@ class LossConfig(_Section):
 class OptimConfig(_Section):
     name: str = "adam"  # a name in nrfer.optim.OPTIMIZERS
     lr: float = Field(1e-3, gt=0, le=10)
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     grad_clip: float | None = Field(None, gt=0)
 
@@ -172,9 +190,9 @@ class OptimConfig(_Section):
 
 class SchedulerConfig(_Section):
     name: str = "step"  # a name in nrfer.optim.SCHEDULERS
-    step_size: int = Field(15, ge=1)  # step: the paper's StepLR(15, 0.25)
+    step_size: int = Field(15, ge=1, le=10000)  # step: the paper's StepLR(15, 0.25)
     gamma: float = Field(0.25, gt=0, le=1)
-    warmup_epochs: int = Field(0, ge=0)  # cosine
+    warmup_epochs: int = Field(0, ge=0, le=10000)  # cosine
 
     @field_validator("name")
     @classmethod
@@ -186,11 +204,13 @@ class SchedulerConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: int = Field(10, ge=1, le=10000)
-    batch_size: int = Field(64, ge=1)
-    eval_batch_size: int = Field(256, ge=1)
-    seed: int = 0
+    batch_size: int = Field(64, ge=1, le=65536)
+    eval_batch_size: int = Field(256, ge=1, le=65536)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's default)
+    num_threads: int | None = Field(
+        None, ge=1, le=4096
+    )  # torch CPU threads (None: torch's default)
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 on CUDA, off on CPU
     channels_last: bool = False
     compile: bool = False  # torch.compile the model; falls back to eager if compiling fails
@@ -332,14 +352,45 @@ def make_config(raw: dict | None = None, source: str = "config") -> TrialConfig:
         raise ConfigError(format_validation_error(e, source)) from None
 
 
+MAX_YAML_BYTES = 1 << 20  # a config or space file is a few kB; a megabyte is a mistake
+MAX_YAML_DEPTH = 50
+
+
+def parse_yaml(text: str, source: str, error: type[ValueError] = ValueError):
+    """yaml.safe_load without anchors/aliases (a 550-byte "billion laughs" document expands
+    to gigabytes), without unbounded nesting, and with the error naming `source`."""
+    if len(text) > MAX_YAML_BYTES:
+        raise error(f"{source}: {len(text):,} bytes; a config file is at most {MAX_YAML_BYTES:,}")
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            depth += isinstance(event, yaml.CollectionStartEvent)
+            depth -= isinstance(event, yaml.CollectionEndEvent)
+            if depth > MAX_YAML_DEPTH:
+                line = event.start_mark.line + 1
+                raise error(f"{source}: line {line}: nested deeper than {MAX_YAML_DEPTH} levels")
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                line = event.start_mark.line + 1
+                raise error(
+                    f"{source}: line {line}: YAML anchors and aliases (&name, *name) are not "
+                    "allowed here; write the values out"
+                )
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise error(f"{source}: not valid YAML: {e}") from None
+    except RecursionError:
+        raise error(f"{source}: nested too deep to be a config") from None
+
+
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    raw = parse_yaml(text, str(path), ConfigError)
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -7,6 +7,7 @@ imports the training loop for it.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 
 import torch
@@ -33,6 +34,8 @@ def resolve_device(name: str, key: str = "train.device") -> torch.device:
                 stacklevel=2,
             )
         return torch.device("cpu")
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise ConfigError(f"{key}: {name!r} is not one of auto, cpu, cuda, cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"{key} is {name!r} but CUDA is not available here")
     return torch.device(name)

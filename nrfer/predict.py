@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +24,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from nrfer.checkpoint import CheckpointError, load_checkpoint
+from nrfer.checkpoint import load_checkpoint, load_into, require
+from nrfer.cli import one_line, run_command
 from nrfer.config import make_config
 from nrfer.data.types import DataFormatError
+from nrfer.device import resolve_device
 from nrfer.models import build_model
 
 
@@ -32,24 +36,25 @@ class Predictor:
     """A trained model plus its preprocessing: images in, class probabilities out."""
 
     def __init__(
-        self, state: dict, device: str = "cpu", sr_weights: str | Path | None = None
+        self,
+        state: dict,
+        device: str = "cpu",
+        sr_weights: str | Path | None = None,
+        source: str = "checkpoint",
     ) -> None:
         """sr_weights: the SR model file to use for `data.sr.method: model` (a registered
         model carries its own copy); default: the path the training config names."""
-        if state.get("kind") != "model" or "input_shape" not in state:
-            raise CheckpointError(
-                "not a model checkpoint (use checkpoint/best.pt of a training run)"
-            )
+        require(state, "model", source)
         self.config = make_config(state["config"], "checkpoint config")
         self.class_names = list(state["class_names"])
         self.channels, self.height, self.width = state["input_shape"]
-        self.device = torch.device(device)
+        self.device = resolve_device(device, "--device")
         # the checkpoint holds every weight: the backbone's pretrained file is not needed
         self.config.model.pretrained = None
         self.model = build_model(
             self.config.model, len(self.class_names), (self.height, self.width)
         )
-        self.model.load_state_dict(state["model"])
+        load_into(self.model, state["model"], source, "model")
         self.model.to(self.device).eval()
         # Trained on super-resolved faces: resize to the pre-SR size, then the same SR.
         self.sr = self.config.data.sr
@@ -71,7 +76,7 @@ class Predictor:
                 path / "artifacts" / "best.pt",
             ]
             path = next((c for c in candidates if c.is_file()), candidates[0])
-        return cls(load_checkpoint(path), device, sr_weights)
+        return cls(load_checkpoint(path), device, sr_weights, str(path))
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
         """uint8/float images (H, W), (H, W, 3|4) or (C, H, W) in 0..255 -> [N, C, h, w] in [0, 1]."""
@@ -115,15 +120,34 @@ class Predictor:
         return torch.softmax(self.model(self.preprocess(images)).float(), dim=1).cpu().numpy()
 
 
+MIN_SIDE = 16  # below this a face has no expression left to read: the answer is a guess
+
+
 def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 (H, W) or (H, W, 3); 16-bit images scaled to 8 bits."""
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
-    except (UnidentifiedImageError, OSError) as e:
+            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNG/TIFF: 0..65535
+                wide = np.asarray(im, dtype=np.float64)
+                img = np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
+            elif im.mode == "F":
+                raise DataFormatError(f"{path}: floating-point images are not supported")
+            else:
+                img = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+    except Image.DecompressionBombError as e:
+        raise DataFormatError(f"{path}: refused, too many pixels for one face ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataFormatError(f"{path}: cannot be decoded as an image: {e}") from None
+    if min(img.shape[:2]) < MIN_SIDE:
+        warnings.warn(
+            f"{path}: {img.shape[1]}x{img.shape[0]} px is below {MIN_SIDE} px a side; faces were "
+            "trained at 48x48, so this answer says little",
+            stacklevel=2,
+        )
+    return img
 
 
 def resolve_model(uri: str) -> Path:
@@ -132,7 +156,14 @@ def resolve_model(uri: str) -> Path:
         return Path(uri)
     import mlflow  # the command line's edge: the library itself never imports mlflow
 
-    return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    # a server that is away: a few seconds, not MLflow's minutes of silent retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as e:  # MlflowException, connection errors
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"cannot fetch {uri} from MLflow: {first[:300]}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("images", nargs="+")
-    args = parser.parse_args(argv)
+    return run_command(parser, _predict, argv)
+
+
+def _predict(args) -> int:
     try:
         predictor = Predictor.from_path(resolve_model(args.model), args.device)
-    except (CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"error: model {args.model}: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--model {args.model}: {one_line(e)}") from None
     failed = 0
     for path in args.images:
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import warnings
@@ -26,7 +25,8 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from nrfer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nrfer.checkpoint import load_checkpoint, load_into, require, save_checkpoint
+from nrfer.cli import check_out_dir, run_command
 from nrfer.config import (
     ConfigError,
     TrialConfig,
@@ -94,6 +94,12 @@ def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
             prior = torch.from_numpy(ferplus_prior(tuple(data.class_names)))
         elif cfg.loss.prior is not None:
             prior = torch.tensor(cfg.loss.prior, dtype=torch.float32)
+            if prior.shape != (data.num_classes, data.num_classes):
+                k = data.num_classes
+                raise ConfigError(
+                    f"loss.prior: {prior.shape[0]}x{prior.shape[1]}, but the data have {k} "
+                    f"classes ({', '.join(data.class_names)}): give {k} rows of {k} values"
+                )
         elif data.train.votes is not None:
             prior = torch.from_numpy(
                 prior_from_votes(data.train.votes, data.train.labels, data.num_classes)
@@ -189,10 +195,12 @@ def fit(
     best_model: dict | None = None
     if resume is not None:
         state = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
+        where = "--resume checkpoint" if isinstance(resume, dict) else f"--resume {resume}"
+        require(state, "resume", where)
         check_resume_config(state, config, resume, force_resume)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        load_into(model, state["model"], where, "model")
+        load_into(optimizer, state["optimizer"], where, "optimizer")
+        load_into(scheduler, state["scheduler"], where, "LR schedule")
         start_epoch, best_val_acc, best_epoch = (
             state["epoch"] + 1,
             state["best_val_acc"],
@@ -337,21 +345,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="continue --resume even if the config differs from the checkpoint's",
     )
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, args.overrides)
-        out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
-        t0 = time.perf_counter()
-        result = fit(
-            config,
-            callback=print_epoch,
-            resume=args.resume,
-            out_dir=out,
-            force_resume=args.force_resume,
-        )
-    except (ConfigError, DataFormatError, CheckpointError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(parser, _train, argv)
+
+
+def _train(args) -> int:
+    config = load_config(args.config, args.overrides)
+    out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_out_dir(out, "--out")
+    t0 = time.perf_counter()
+    result = fit(
+        config,
+        callback=print_epoch,
+        resume=args.resume,
+        out_dir=out,
+        force_resume=args.force_resume,
+    )
     print(
         f"test (best-by-val epoch {result['best_epoch']}): acc {result['test_acc']:.4f}  "
         f"macro-F1 {result['test_macro_f1']:.4f}  outputs in {out}  ({time.perf_counter() - t0:.0f}s)"

@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import sys
 from pathlib import Path
 
 import mlflow
@@ -25,12 +24,14 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from nrfer.config import ConfigError, TrialConfig, make_config
-from nrfer.data import DataFormatError, FERData, load_data
+from nrfer.cli import check_out_dir, positive_int, run_command
+from nrfer.config import TrialConfig, make_config
+from nrfer.data import FERData, load_data
 from nrfer.train import fit
 from nrfer.viz import confusion_image
 from sweep.serving import log_and_register
-from sweep.tracking import ROLE, SWEEP_ID, log_metrics, tracking_uri
+from sweep.tracking import ROLE, SWEEP_ID, check_tracking_uri, log_metrics, tracking_uri
+from sweep.tracking.store import move_credentials_to_env
 
 
 class BestError(ValueError):
@@ -111,9 +112,9 @@ def run_seeds(
         return [train_seed(config, s, data, str(out / f"seed-{s}")) for s in seeds]
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.2")
+    from sweep.local_ray import init_ray
+
+    started = init_ray(verbose=0)
     try:
         task = ray.remote(num_cpus=cpus)(train_seed)
         data_ref = ray.put(data)
@@ -270,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep", help="sweep name (MLflow experiment); default: the most recent sweep"
     )
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=positive_int, default=3)
     parser.add_argument(
         "--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
     )
@@ -282,16 +283,15 @@ def main(argv: list[str] | None = None) -> int:
         "--model-name",
         help="registered model name (default: the space's registered_model, else nrfer-<sweep>)",
     )
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error("--seeds must be >= 1")
-    uri = tracking_uri(args.tracking_uri)
+    return run_command(parser, _reproduce, argv)
+
+
+def _reproduce(args) -> int:
+    uri = check_tracking_uri(tracking_uri(args.tracking_uri), "--tracking-uri")
+    uri = move_credentials_to_env(uri)  # nothing printed or logged carries them
     out = Path(args.out or f"runs/reproduce-{args.sweep or 'latest'}")
-    try:
-        s = reproduce(args.sweep, args.seeds, uri, out, args.parallel, args.model_name)
-    except (BestError, ConfigError, DataFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    check_out_dir(out, "--out")
+    s = reproduce(args.sweep, args.seeds, uri, out, args.parallel, args.model_name)
     print(f"\nbest config of sweep {s['sweep']} -> {out / 'best_config.yaml'}")
     for k, v in s["sampled"].items():
         print(f"  {k} = {v}")

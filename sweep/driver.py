@@ -23,14 +23,21 @@ from nrfer.config import ConfigError, absolute_paths, make_config
 from nrfer.data import FERData, load_data
 from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
+from sweep.local_ray import init_ray
 from sweep.report import write_report
 from sweep.scheduler import build_early_stopping
 from sweep.space import SweepSpec, parse_space
-from sweep.tracking import SweepTracker, TrialStatusCallback, replay_records, tracking_uri
+from sweep.tracking import (
+    SweepTracker,
+    TrialStatusCallback,
+    check_tracking_uri,
+    replay_records,
+    tracking_uri,
+)
+from sweep.tracking.store import move_credentials_to_env
 from sweep.trainable import run_trial
 
 METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
-LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
 # Tune saves its experiment state (which trials finished) at most every 10 s by default; a
 # driver killed in that window would rerun a trial that had just finished. Tune also
 # snapshots after every trial checkpoint (num_to_keep=1) and warns each time on short
@@ -81,15 +88,6 @@ def check_resources(spec: SweepSpec) -> None:
                 f"{spec.source}: resources.{key}: a trial asks for {need} {name}, "
                 f"the Ray cluster has {total.get(name, 0)}"
             )
-
-
-def init_ray(address: str | None, verbose: int) -> None:
-    if ray.is_initialized():
-        return
-    if address:
-        ray.init(address=address, log_to_driver=verbose > 1)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=verbose > 1, _node_ip_address=LOCAL_RAY_IP)
 
 
 def resolve_base_config(spec: SweepSpec) -> dict:
@@ -184,7 +182,9 @@ def run_sweep(
     # What to run: a new sweep, or the killed one exactly as it was started.
     restore, spec_dict = sweep_state.prepare(exp_dir, spec.to_dict(), resume, force_resume)
     check_storage(storage_path)
-    uri = tracking_uri(uri)
+    # a URI MLflow cannot use fails now, not after the data load; credentials in it move to
+    # MLflow's environment variables, so the URI printed, pickled and logged carries none
+    uri = move_credentials_to_env(check_tracking_uri(tracking_uri(uri), "--tracking-uri"))
     if spec_dict != spec.to_dict():  # --force-resume: the sweep continues as it was started
         spec = parse_space(spec_dict, spec.source)
 

@@ -6,7 +6,7 @@ import json
 
 import optuna
 
-from sweep.space import SweepSpec
+from sweep.space import SpaceError, SweepSpec
 
 
 def sample_configs(spec: SweepSpec, n: int = 3) -> list[dict]:
@@ -20,6 +20,59 @@ def sample_configs(spec: SweepSpec, n: int = 3) -> list[dict]:
         spec.trial_config(trial.params)  # each sample must build a valid trial config
         out.append(dict(trial.params))
     return out
+
+
+CLASSES = {"rafdb": 7}  # every other dataset: the 8 FER+ emotions
+
+
+def input_shape(cfg) -> tuple[int, int, int]:
+    """The (C, H, W) a trial's model will see, without reading the data: FER+ faces are
+    1x48x48 (RGB datasets 3 channels, `data.image_size` when set), times the SR scale."""
+    d = cfg.data
+    side = d.image_size or 48
+    if d.sr.method != "none":
+        side *= d.sr.scale
+    return (1 if d.dataset in ("ferplus", "synthetic") else 3), side, side
+
+
+def check_models(spec: SweepSpec, samples: list[dict]) -> list[str]:
+    """Build each distinct model of `samples` (random init: weights are checked apart) and
+    push one batch of two dummy images through it; a model that cannot is a SpaceError
+    naming the sample. Returns one line per model checked."""
+    import torch
+
+    from nrfer.models import build_model
+
+    seen, lines = set(), []
+    for i, params in enumerate(samples, start=1):
+        cfg = spec.trial_config(params)
+        cfg.model.pretrained = None
+        shape = input_shape(cfg)
+        key = json.dumps([cfg.model.model_dump(), shape], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            model = build_model(cfg.model, CLASSES.get(cfg.data.dataset, 8), shape[1:]).eval()
+            with torch.no_grad():
+                out = model(torch.rand(2, *shape))
+            if tuple(out.shape) != (2, CLASSES.get(cfg.data.dataset, 8)):
+                raise ValueError(f"the model answered with shape {tuple(out.shape)}")
+        except Exception as e:  # shape mismatches, junk backbone_args, ...
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise SpaceError(
+                f"{spec.source}: sample {i} ({json.dumps(params, sort_keys=True)}) builds a model "
+                f"that fails on a {shape[0]}x{shape[1]}x{shape[2]} input: {first}"
+            ) from None
+        n_params = sum(p.numel() for p in model.parameters())
+        m = cfg.model
+        resizer = f"resizer n={m.resizer.n}" if m.resizer.enabled else "no resizer"
+        lines.append(
+            f"  {m.backbone}, {resizer}, stn {m.stn or 'off'}, head {m.head}, on "
+            f"{shape[0]}x{shape[1]}x{shape[2]}: ok "
+            f"({n_params / 1e6:.1f} M parameters)"
+        )
+    return lines
 
 
 def print_plan(spec: SweepSpec, n: int = 3) -> None:
@@ -42,5 +95,9 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
     print(
         f"resources: {r['cpu']} CPU + {r['gpu']} GPU per trial -> {spec.max_concurrent * r['cpu']} CPU + {spec.max_concurrent * r['gpu']} GPU at full concurrency"
     )
-    for i, cfg in enumerate(sample_configs(spec, n), start=1):
+    samples = sample_configs(spec, max(n, 12))
+    for i, cfg in enumerate(samples[:n], start=1):
         print(f"sample {i}: {json.dumps(cfg, sort_keys=True)}")
+    print(f"models of {len(samples)} samples, each built and run on a dummy batch:")
+    for line in check_models(spec, samples):
+        print(line)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, model_validator
 
+from nrfer.config import MAX_SEED
 from nrfer.registry import suggest
 from sweep.params import SpaceError, shown
 
@@ -20,10 +21,10 @@ EARLY_STOPPING_KEYS = {
 }
 
 
-def _int_at_least(low: int | None):
+def _int_at_least(low: int, high: int | None = None):
     def check(v: Any) -> int:
-        if not isinstance(v, int) or isinstance(v, bool) or (low is not None and v < low):
-            bound = "" if low is None else f" >= {low}"
+        if not isinstance(v, int) or isinstance(v, bool) or v < low or (high and v > high):
+            bound = f" >= {low}" if high is None else f" in {low}..{high}"
             raise ValueError(f"expected an integer{bound}, got {shown(v)}")
         return v
 
@@ -153,7 +154,7 @@ class SpaceFile(_Section):
     name: Annotated[str, PlainValidator(check_sweep_name)]
     metric: _one_of(METRICS) = "val_acc"
     mode: _one_of(("max", "min")) | None = None  # default: min for val_loss, else max
-    seed: _int_at_least(None) = 0
+    seed: _int_at_least(0, MAX_SEED) = 0
     searcher: _one_of(SEARCHERS) = "tpe"
     data: dict = {}
     fixed: dict = {}

@@ -16,9 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nrfer.config import ConfigError, TrialConfig, deep_merge, make_config, set_by_path
+from nrfer.config import (
+    ConfigError,
+    TrialConfig,
+    deep_merge,
+    make_config,
+    parse_yaml,
+    set_by_path,
+)
 from nrfer.models.backbone import check_backbone_name
 from sweep.params import Param, SpaceError, _err, parse_param
 from sweep.sections import read_sections
@@ -243,7 +248,12 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
 def load_space(name: str | Path) -> SweepSpec:
     path = resolve_space_path(name)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpaceError(f"{path}: not valid YAML: {e}") from None
-    return parse_space(raw, str(path))
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise SpaceError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise SpaceError(f"{path}: cannot be read ({e.strerror})") from None
+    try:
+        return parse_space(parse_yaml(text, str(path), SpaceError), str(path))
+    except RecursionError:
+        raise SpaceError(f"{path}: nested too deep to be a space file") from None

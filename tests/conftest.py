@@ -95,8 +95,9 @@ def run_tiny_sweep(tmp_path, monkeypatch):
         path = tmp_path / f"{space['name']}.yaml"
         path.write_text(yaml.safe_dump(space))
         monkeypatch.chdir(tmp_path)
-        args = {"num_cpus": 2, "include_dashboard": False, "log_to_driver": False, **ray_args}
-        ray.init(_node_ip_address="127.0.0.2", **args)
+        from sweep.local_ray import init_ray
+
+        init_ray(verbose=0, **{"num_cpus": 2, **ray_args})
         try:
             return run_sweep(
                 load_space(path),

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from nrfer.config import ConfigError, make_config
-from nrfer.data import DATASETS, DataFormatError, load_data
+from nrfer.cli import run_command
+from nrfer.config import make_config
+from nrfer.data import DATASETS, load_data
 from nrfer.data.labels import LABEL_MODES
 
 
@@ -29,15 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--summary", action="store_true", help="print split sizes as one JSON object (default)"
     )
-    args = parser.parse_args(argv)
+    return run_command(parser, _summary, argv)
+
+
+def _summary(args) -> int:
     data_cfg = {"dataset": args.dataset, "root": args.root, "label_mode": args.mode}
     if args.label_file:
         data_cfg["label_file"] = args.label_file
-    try:
-        data = load_data(make_config({"data": data_cfg}, "command line").data, sr=False)
-    except (ConfigError, DataFormatError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    data = load_data(make_config({"data": data_cfg}, "command line").data, sr=False)
     print(json.dumps(data.summary()))
     return 0
 

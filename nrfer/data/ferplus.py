@@ -10,14 +10,17 @@ same row order. Splits: Training -> train, PublicTest -> val, PrivateTest -> tes
 from __future__ import annotations
 
 import argparse
-import csv
+import math
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from nrfer.data.ferplus_names import ROWS as MICROSOFT_ROWS
+from nrfer.data.ferplus_names import expected_name
 from nrfer.data.labels import LABEL_MODES, process_vote_table, split_mode
-from nrfer.data.types import VOTE_COLUMNS, DataFormatError, FERData, FERSplit
+from nrfer.data.types import VOTE_COLUMNS, DataFormatError, FERData, FERSplit, csv_rows
 
 PIXELS_CSV = "fer2013.csv"
 VOTES_CSV = "fer2013new.csv"
@@ -25,6 +28,7 @@ FER_SIZE = 48
 USAGE_TO_SPLIT = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 PIXELS_HEADER = ("emotion", "pixels", "Usage")
 VOTES_HEADER = ("Usage", "Image name", *VOTE_COLUMNS)
+FER_NAME = re.compile(r"fer\d{7}\.png")
 
 
 def find_ferplus_files(root: str | Path) -> tuple[Path, Path]:
@@ -80,41 +84,73 @@ def parse_pixels(text: str, path: Path, line: int) -> np.ndarray:
 def read_votes_csv(path: Path) -> tuple[list[str], list[str], np.ndarray]:
     """-> (usages, image names, votes [N, 10])."""
     usages, names, votes = [], [], []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        _check_header(path, next(reader, []), VOTES_HEADER)
-        for line, row in enumerate(reader, start=2):
-            if len(row) != len(VOTES_HEADER):
-                raise DataFormatError(
-                    f"{path}: line {line}: {len(row)} fields, expected {len(VOTES_HEADER)}"
-                )
-            try:
-                v = [float(x) for x in row[2:]]
-            except ValueError:
-                raise DataFormatError(
-                    f"{path}: line {line}: vote counts must be numbers, got {row[2:]}"
-                ) from None
-            if min(v) < 0:
-                raise DataFormatError(f"{path}: line {line}: negative vote count")
-            usages.append(row[0].strip())
-            names.append(row[1].strip())
-            votes.append(v)
+    rows = csv_rows(path)
+    _check_header(path, next(rows, (1, []))[1], VOTES_HEADER)
+    for line, row in rows:
+        if len(row) != len(VOTES_HEADER):
+            raise DataFormatError(
+                f"{path}: line {line}: {len(row)} fields, expected {len(VOTES_HEADER)}"
+            )
+        try:
+            v = [float(x) for x in row[2:]]
+        except ValueError:
+            raise DataFormatError(
+                f"{path}: line {line}: vote counts must be numbers, got {row[2:]}"
+            ) from None
+        if not all(math.isfinite(x) and x >= 0 for x in v):
+            raise DataFormatError(
+                f"{path}: line {line}: vote counts must be finite and >= 0, got {row[2:]}"
+            )
+        usages.append(row[0].strip())
+        names.append(row[1].strip())
+        votes.append(v)
+    check_names(path, names)
     return usages, names, np.asarray(votes, dtype=np.float32).reshape(-1, len(VOTE_COLUMNS))
+
+
+def check_names(path: Path, names: list[str]) -> None:
+    """Votes are joined to faces by row; the `Image name` column says which face a vote row
+    was made for. Microsoft's full file: every name where Microsoft put it. Another length
+    (a subset, generated data): names must still rise row by row (a moved block breaks that)."""
+    if len(names) == MICROSOFT_ROWS:
+        for i, name in enumerate(names):
+            if name != expected_name(i):
+                raise DataFormatError(
+                    f"{path}: line {i + 2}: Image name {name!r}, but Microsoft's file has "
+                    f"{expected_name(i)!r} on this row: the vote rows are shifted against "
+                    f"the face rows of {PIXELS_CSV} (from here on, faces get other faces' votes)"
+                )
+        return
+    last, last_line = -1, 0
+    for i, name in enumerate(names):
+        if not name:
+            continue
+        number = int(name[3:10]) if FER_NAME.fullmatch(name) else None
+        if number is None:
+            raise DataFormatError(
+                f"{path}: line {i + 2}: Image name {name!r} is not fer<7 digits>.png or blank"
+            )
+        if number <= last:
+            raise DataFormatError(
+                f"{path}: line {i + 2}: Image name {name!r} does not come after line "
+                f"{last_line}'s fer{last:07d}.png: vote rows are out of order or shifted "
+                f"against the face rows of {PIXELS_CSV}"
+            )
+        last, last_line = number, i + 2
 
 
 def read_pixels_csv(path: Path) -> tuple[list[str], np.ndarray]:
     """-> (usages, images uint8 [N, 48, 48])."""
     usages, images = [], []
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        _check_header(path, next(reader, []), PIXELS_HEADER)
-        for line, row in enumerate(reader, start=2):
-            if len(row) != 3:
-                raise DataFormatError(
-                    f"{path}: line {line}: {len(row)} fields, expected 3 (emotion,pixels,Usage)"
-                )
-            images.append(parse_pixels(row[1], path, line))
-            usages.append(row[2].strip())
+    rows = csv_rows(path)
+    _check_header(path, next(rows, (1, []))[1], PIXELS_HEADER)
+    for line, row in rows:
+        if len(row) != 3:
+            raise DataFormatError(
+                f"{path}: line {line}: {len(row)} fields, expected 3 (emotion,pixels,Usage)"
+            )
+        images.append(parse_pixels(row[1], path, line))
+        usages.append(row[2].strip())
     stacked = np.stack(images) if images else np.zeros((0, FER_SIZE, FER_SIZE), np.uint8)
     return usages, stacked
 

@@ -17,7 +17,6 @@ only, the Usage column says, with Microsoft's names (PublicTest: val, PrivateTes
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from PIL import Image, UnidentifiedImageError
 
 from nrfer.data.ferplus import USAGE_TO_SPLIT
 from nrfer.data.labels import ferplus_prior, process_votes, split_mode
-from nrfer.data.types import EMOTIONS, NUM_CLASSES, DataFormatError, FERData, FERSplit
+from nrfer.data.types import EMOTIONS, NUM_CLASSES, DataFormatError, FERData, FERSplit, csv_rows
 
 LABEL_HEADER = (
     "Usage",
@@ -146,35 +145,34 @@ def read_folders(
 def _read_table(label_path: Path) -> list[tuple]:
     """-> (line, usage, 10 values, emotion, image name) per row, checked."""
     out = []
-    with open(label_path, newline="") as f:
-        reader = csv.reader(f)
-        header = tuple(h.strip() for h in next(reader, []))
-        if header != LABEL_HEADER:
+    rows = csv_rows(label_path)
+    header = tuple(h.strip() for h in next(rows, (1, []))[1])
+    if header != LABEL_HEADER:
+        raise DataFormatError(
+            f"{label_path}: line 1: columns {list(header)} do not match {list(LABEL_HEADER)}"
+        )
+    for line, row in rows:
+        if len(row) != len(LABEL_HEADER):
             raise DataFormatError(
-                f"{label_path}: line 1: columns {list(header)} do not match {list(LABEL_HEADER)}"
+                f"{label_path}: line {line}: {len(row)} fields, expected {len(LABEL_HEADER)}"
             )
-        for line, row in enumerate(reader, start=2):
-            if len(row) != len(LABEL_HEADER):
-                raise DataFormatError(
-                    f"{label_path}: line {line}: {len(row)} fields, expected {len(LABEL_HEADER)}"
-                )
-            usage, name = row[0].strip(), row[1].strip()
-            if usage not in USAGE_TO_SPLIT:
-                raise DataFormatError(
-                    f"{label_path}: line {line}: Usage {usage!r} is not one of {', '.join(USAGE_TO_SPLIT)}"
-                )
-            try:
-                values = np.array([float(x) for x in row[2:12]], dtype=np.float32)
-                emotion = int(float(row[12]))
-            except ValueError:
-                raise DataFormatError(
-                    f"{label_path}: line {line}: votes and emotion must be numbers"
-                ) from None
-            if not np.isfinite(values).all() or (values < 0).any():
-                raise DataFormatError(
-                    f"{label_path}: line {line}: values {row[2:12]} must be finite and >= 0"
-                )
-            out.append((line, usage, values, emotion, name))
+        usage, name = row[0].strip(), row[1].strip()
+        if usage not in USAGE_TO_SPLIT:
+            raise DataFormatError(
+                f"{label_path}: line {line}: Usage {usage!r} is not one of {', '.join(USAGE_TO_SPLIT)}"
+            )
+        try:
+            values = np.array([float(x) for x in row[2:12]], dtype=np.float32)
+            emotion = int(float(row[12]))
+        except ValueError:
+            raise DataFormatError(
+                f"{label_path}: line {line}: votes and emotion must be numbers"
+            ) from None
+        if not np.isfinite(values).all() or (values < 0).any():
+            raise DataFormatError(
+                f"{label_path}: line {line}: values {row[2:12]} must be finite and >= 0"
+            )
+        out.append((line, usage, values, emotion, name))
     return out
 
 

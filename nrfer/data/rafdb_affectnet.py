@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nrfer.data.labels import ferplus_prior
-from nrfer.data.types import EMOTIONS, DataFormatError, FERData, FERSplit
+from nrfer.data.types import EMOTIONS, DataFormatError, FERData, FERSplit, read_text
 
 # dataset label -> our class name
 RAFDB_LABELS = {
@@ -126,7 +126,7 @@ def read_rafdb(
             f"RAF-DB: data.image_folder must be aligned or original, got {image_folder!r}"
         )
     rows = {"train": ([], []), "test": ([], [])}
-    for n, line in enumerate(list_file.read_text().splitlines(), start=1):
+    for n, line in enumerate(read_text(list_file).splitlines(), start=1):
         if not line.strip():
             continue
         parts = line.split()

@@ -7,7 +7,10 @@ for grayscale FER+), and turned into float tensors on the training device batch 
 
 from __future__ import annotations
 
+import csv
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -113,3 +116,40 @@ def prior_from_votes(
         if len(rows):
             prior[i] = rows.mean(axis=0)
     return (prior / prior.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each row of a CSV file, read as UTF-8 (a byte-order mark is
+    dropped); a file that is not UTF-8 text or not CSV is a DataFormatError naming the line."""
+    line = 0
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            for line, row in enumerate(csv.reader(f), start=1):
+                yield line, row
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+    except csv.Error as e:
+        raise DataFormatError(f"{path}: line {line + 1}: not a readable CSV row ({e})") from None
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8 (BOM dropped), or a DataFormatError naming it."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
+
+
+def not_utf8(path: Path) -> DataFormatError:
+    """The error for a file that is not UTF-8, naming its first bad line and byte (decoding
+    reads in blocks, so the line is found again here, on the error path only)."""
+    with open(path, "rb") as f:
+        for line, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return DataFormatError(
+                    f"{path}: line {line}: not UTF-8 text (byte {raw[e.start]:#04x}); save the "
+                    "file as UTF-8"
+                )
+    return DataFormatError(f"{path}: not UTF-8 text; save the file as UTF-8")

@@ -54,11 +54,32 @@ def create_backbone(
     kwargs = {k: v for k, v in (overrides or {}).items() if v is not None}
     try:
         model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
-    except TypeError as e:
-        raise ValueError(f"backbone {name!r} rejected the overrides {kwargs}: {e}") from None
+    except Exception as e:  # TypeError (unknown argument), AssertionError, ValueError, ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ValueError(
+            f"model.backbone_args: backbone {name!r} rejected {kwargs}: {first}"
+        ) from None
+    check_patch_grid(model, name)
     if pretrained:
         model.nrfer_pretrained = load_pretrained(model, resolve_weights(pretrained, name))
     return model
+
+
+def check_patch_grid(model: nn.Module, name: str) -> None:
+    """A patch transformer whose input size is not a multiple of its patch size would
+    silently drop the edge pixels: refuse it."""
+    embed = getattr(model, "patch_embed", None)
+    img, patch = getattr(embed, "img_size", None), getattr(embed, "patch_size", None)
+    if img is None or patch is None:
+        return
+    img = (img, img) if isinstance(img, int) else tuple(img)
+    patch = (patch, patch) if isinstance(patch, int) else tuple(patch)
+    if any(int(i) % int(p) for i, p in zip(img, patch, strict=True)):
+        raise ValueError(
+            f"model.backbone_args: {name!r} with img_size {list(img)} and patch_size "
+            f"{list(patch)}: the input size must be a multiple of the patch size (else the "
+            "edge pixels are ignored)"
+        )
 
 
 def backbone_input_size(model: nn.Module) -> tuple[int, int]:

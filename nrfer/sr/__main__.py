@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
+from nrfer.cli import positive_int, run_command
 from nrfer.sr.apply import METHODS
 
 
@@ -39,22 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", help="method model: a TorchScript file or our SR weights")
     ap.add_argument("--out", required=True, help="the cache folder")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=int, default=256)
-    args = ap.parse_args(argv)
+    ap.add_argument("--batch-size", type=positive_int, default=256)
+    return run_command(ap, _build, argv)
 
-    from nrfer.checkpoint import CheckpointError
-    from nrfer.config import ConfigError
-    from nrfer.data import DataFormatError
-    from nrfer.sr.cache import CacheError, ensure_cache
 
-    try:
-        data = read_data(args)
-        folder, manifest, built = ensure_cache(
-            data, args.method, args.scale, args.out, args.weights, args.device, args.batch_size
-        )
-    except (ConfigError, DataFormatError, CacheError, CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _build(args) -> int:
+    from nrfer.sr.cache import ensure_cache
+
+    data = read_data(args)
+    folder, manifest, built = ensure_cache(
+        data, args.method, args.scale, args.out, args.weights, args.device, args.batch_size
+    )
     summary = {
         "cache": str(folder),
         "built": built,

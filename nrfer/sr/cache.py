@@ -79,19 +79,56 @@ def cache_key(data: FERData, method: str, scale: int, weights: str | None) -> st
 
 def read_manifest(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / "manifest.json").read_text())
+        manifest = json.loads((folder / "manifest.json").read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
 
 
-def mismatch(manifest: dict | None, want: dict) -> str | None:
+def seal(manifest: dict) -> dict:
+    """`manifest` with `manifest_sha256`: a hash of all its other fields, so a hand edit
+    (say, `method: lanczos` on a bicubic cache) is seen."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return {**body, "manifest_sha256": digest}
+
+
+def verified_outputs(folder: Path, manifest: dict) -> tuple[dict[str, np.ndarray], str | None]:
+    """The cache's arrays, and why they are not what was built (None when they are): the
+    manifest's own hash, then each output's presence, shape and sha256."""
+    if seal(manifest).get("manifest_sha256") != manifest.get("manifest_sha256"):
+        return {}, "manifest.json was edited after the build (its manifest_sha256 does not match)"
+    outputs = manifest.get("outputs")
+    if not isinstance(outputs, dict) or any(
+        not isinstance(outputs.get(s), dict) or not {"file", "shape", "sha256"} <= set(outputs[s])
+        for s in SPLITS
+    ):
+        return {}, f"manifest.json lacks outputs.<split>.file/shape/sha256 for {', '.join(SPLITS)}"
+    arrays = {}
+    for s in SPLITS:
+        path = folder / str(outputs[s]["file"])
+        try:
+            a = arrays[s] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            return {}, f"{path.name} is unreadable ({e})"
+        if list(a.shape) != outputs[s]["shape"]:
+            return (
+                {},
+                f"{path.name} has shape {list(a.shape)}, the manifest says {outputs[s]['shape']}",
+            )
+        if array_sha256(a) != outputs[s]["sha256"]:
+            return {}, f"{path.name} was changed after the build (its sha256 is not the manifest's)"
+    return arrays, None
+
+
+def mismatch(manifest: dict | None, want: dict, folder: Path | None = None) -> str | None:
     """Why a cache cannot be reused (None when it can)."""
     if manifest is None:
         return "no manifest"
     for key, value in want.items():
         if manifest.get(key) != value:
             return f"{key} differs"
-    return None
+    return verified_outputs(folder, manifest)[1] if folder is not None else None
 
 
 @contextmanager
@@ -122,7 +159,7 @@ def ensure_cache(
         raise CacheError(f"SR method 'model' needs a weights file; got {weights!r}")
     want = expected(data, method, scale, weights)
     with locked(out):
-        why = mismatch(read_manifest(out), want)
+        why = mismatch(read_manifest(out), want, out)
         if why is None:
             return out, read_manifest(out), False
         log.warning("building SR cache %s (%s)", out, why)
@@ -153,18 +190,24 @@ def ensure_cache(
             with open(tmp, "wb") as f:
                 np.save(f, images)
             os.replace(tmp, out / f"{s}.npy")
-            outputs[s] = {"file": f"{s}.npy", "shape": list(images.shape)}
+            outputs[s] = {
+                "file": f"{s}.npy",
+                "shape": list(images.shape),
+                "sha256": array_sha256(images),
+            }
         seconds = time.perf_counter() - t0
-        manifest = {
-            **want,
-            "weights": str(Path(weights).resolve()) if weights else None,
-            "outputs": outputs,
-            "build_id": uuid.uuid4().hex,
-            "built_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            "seconds": seconds,
-            "images_per_s": total / max(seconds, 1e-9),
-            "device": str(dev),
-        }
+        manifest = seal(
+            {
+                **want,
+                "weights": str(Path(weights).resolve()) if weights else None,
+                "outputs": outputs,
+                "build_id": uuid.uuid4().hex,
+                "built_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "seconds": seconds,
+                "images_per_s": total / max(seconds, 1e-9),
+                "device": str(dev),
+            }
+        )
         tmp = out / ".manifest.json.tmp"
         tmp.write_text(json.dumps(manifest, indent=1))
         os.replace(tmp, out / "manifest.json")
@@ -176,15 +219,11 @@ def load_cache(folder: str | Path) -> tuple[dict[str, np.ndarray], dict]:
     manifest = read_manifest(folder)
     if manifest is None or manifest.get("format") != FORMAT:
         raise CacheError(f"{folder} is not an SR cache (no valid manifest.json)")
-    arrays = {}
-    for s in SPLITS:
-        path = folder / manifest["outputs"][s]["file"]
-        try:
-            arrays[s] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise CacheError(f"{path}: unreadable SR cache array: {e}") from None
-        if list(arrays[s].shape) != manifest["outputs"][s]["shape"]:
-            raise CacheError(f"{path}: shape {arrays[s].shape} is not the manifest's")
+    arrays, why = verified_outputs(folder, manifest)
+    if why:
+        raise CacheError(
+            f"SR cache {folder}: {why}; delete the folder (or run python -m nrfer.sr) to rebuild it"
+        )
     return arrays, manifest
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nrfer.cli import positive_float, positive_int, run_command
 from nrfer.data.types import FERData
 from nrfer.sr.net import FaceSR, save_sr_weights
 
@@ -94,20 +95,25 @@ def train_sr(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nrfer.sr.__main__ import add_data_args, read_data
+    from nrfer.sr.__main__ import add_data_args
 
     ap = argparse.ArgumentParser(prog="python -m nrfer.sr.train", description=__doc__)
     add_data_args(ap)
     ap.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
     ap.add_argument("--out", required=True, help="the weights file to write (.pt)")
-    ap.add_argument("--steps", type=int, default=2000)
-    ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--features", type=int, default=32)
-    ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--steps", type=positive_int, default=2000)
+    ap.add_argument("--batch-size", type=positive_int, default=64)
+    ap.add_argument("--lr", type=positive_float, default=1e-3)
+    ap.add_argument("--features", type=positive_int, default=32)
+    ap.add_argument("--blocks", type=positive_int, default=4)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
+    return run_command(ap, _train, argv)
+
+
+def _train(args) -> int:
+    from nrfer.sr.__main__ import read_data
+
     data = read_data(args)
     model, report = train_sr(
         data,

@@ -19,6 +19,7 @@ from sweep.tracking.store import (
     SWEEP_ID,
     TRIAL_ID,
     WORKER_HTTP_ENV,
+    check_tracking_uri,
     log_metrics,
     tracking_uri,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "SweepTracker",
     "TrialLogger",
     "TrialStatusCallback",
+    "check_tracking_uri",
     "log_metrics",
     "replay",
     "replay_records",

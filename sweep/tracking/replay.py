@@ -10,22 +10,59 @@ from pathlib import Path
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from sweep.tracking.store import log_metrics, tracking_uri
+from nrfer.cli import run_command
+from sweep.tracking.store import (
+    check_tracking_uri,
+    log_metrics,
+    move_credentials_to_env,
+    redact,
+    tracking_uri,
+)
+
+RECORD_KEYS = ("run_id", "key", "value", "timestamp", "step")
+
+
+def read_record(record: Path) -> dict[str, list[Metric]]:
+    """A record file's metric values by run, or a ValueError naming the file and line."""
+    if not record.is_file():
+        raise ValueError(f"{record}: no such record file")
+    by_run: dict[str, list[Metric]] = {}
+    text = record.read_text(encoding="utf-8", errors="replace")
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            missing = [k for k in RECORD_KEYS if k not in r]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            metric = Metric(str(r["key"]), float(r["value"]), int(r["timestamp"]), int(r["step"]))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise ValueError(
+                f"{record}: line {n}: not a metric record ({str(e)[:120]}); each line is a JSON "
+                f"object with {', '.join(RECORD_KEYS)}"
+            ) from None
+        by_run.setdefault(str(r["run_id"]), []).append(metric)
+    return by_run
 
 
 def replay(record: Path, uri: str | None = None) -> int:
     """Upload a trial's local metric record (written while MLflow was unreachable)."""
-    rows = [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
+    by_run = read_record(record)
     client = MlflowClient(tracking_uri(uri))
-    by_run: dict[str, list[Metric]] = {}
-    for r in rows:
-        by_run.setdefault(r["run_id"], []).append(
-            Metric(r["key"], float(r["value"]), int(r["timestamp"]), int(r["step"]))
-        )
+    for run_id in by_run:
+        try:
+            client.get_run(run_id)
+        except Exception:
+            raise ValueError(
+                f"{record}: run {run_id} is not in the store at {redact(tracking_uri(uri))} "
+                "(replay into the store the sweep logged to)"
+            ) from None
     for run_id, metrics in by_run.items():
         log_metrics(client, run_id, metrics)
+    rows = sum(len(m) for m in by_run.values())
     record.unlink()
-    return len(rows)
+    return rows
 
 
 def replay_records(folder: Path, uri: str) -> None:
@@ -37,7 +74,7 @@ def replay_records(folder: Path, uri: str) -> None:
         except Exception as e:  # still unreachable: the record stays for a later replay
             print(
                 f"warning: {record} not uploaded ({e}); "
-                f"later: python -m sweep.tracking replay {record} --tracking-uri {uri}"
+                f"later: python -m sweep.tracking replay {record} --tracking-uri {redact(uri)}"
             )
 
 
@@ -52,7 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     rp = sub.add_parser("replay", help="log the metrics in a record file, then delete it")
     rp.add_argument("record", type=Path)
     rp.add_argument("--tracking-uri")
-    args = parser.parse_args(argv)
-    n = replay(args.record, args.tracking_uri)
+    return run_command(parser, _replay, argv)
+
+
+def _replay(args) -> int:
+    uri = move_credentials_to_env(
+        check_tracking_uri(tracking_uri(args.tracking_uri), "--tracking-uri")
+    )
+    n = replay(args.record, uri)
     print(f"replayed {n} metric values from {args.record}")
     return 0

@@ -7,9 +7,12 @@ import json
 import logging
 import os
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
@@ -34,6 +37,71 @@ def tracking_uri(cli_value: str | None = None) -> str:
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/") and ":memory:" not in uri:
         uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+URI_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks")
+
+
+def redact(uri: str) -> str:
+    """`uri` with any `user:password@` replaced by `***@`: for everything printed or stored."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def move_credentials_to_env(uri: str) -> str:
+    """An http(s) URI with `user:password@` in it: the credentials go to MLflow's own
+    MLFLOW_TRACKING_USERNAME / _PASSWORD variables (inherited by local Ray workers) and the URI
+    without them is returned, so that nothing printed, pickled or logged carries them."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or "@" not in parts.netloc:
+        return uri
+    if parts.username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
+    if parts.password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float = 5.0) -> str:
+    """Fail in seconds, before any data load or Ray start, on a URI MLflow cannot use: an
+    unknown scheme, a SQLite file in a missing folder, a server that does not answer."""
+    if uri == "databricks" or uri.startswith("databricks:"):
+        return uri
+    scheme = urlsplit(uri).scheme.split("+")[0]
+    shown = redact(uri)
+    if scheme == "file" or not scheme:
+        raise ValueError(
+            f"{where} {shown!r}: MLflow 3's file store is in maintenance mode; use a database, "
+            "e.g. sqlite:///mlflow.db, or an http(s):// tracking server"
+        )
+    if scheme not in URI_SCHEMES:
+        raise ValueError(
+            f"{where} {shown!r}: unknown scheme {scheme!r}; use one of "
+            + ", ".join(f"{s}://" for s in URI_SCHEMES)
+        )
+    if scheme == "sqlite" and ":memory:" not in uri:
+        folder = Path(uri.removeprefix("sqlite:///")).parent
+        if not folder.is_dir():
+            raise ValueError(f"{where} {shown!r}: folder {folder} does not exist")
+    if scheme in ("http", "https"):
+        parts = urlsplit(uri)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        url = urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as r:
+                r.read(64)
+        except urllib.error.HTTPError as e:
+            if e.code >= 500:  # 401/403/404: it answers (auth or no /health); MLflow says more
+                raise ValueError(f"{where} {shown!r}: the server answered HTTP {e.code}") from None
+        except (OSError, ValueError) as e:
+            reason = getattr(e, "reason", e)
+            raise ValueError(
+                f"{where} {shown!r}: no MLflow server answers within {timeout_s:.0f} s ({reason}); "
+                "start one (mlflow server --host 127.0.0.1) or check the address"
+            ) from None
     return uri
 
 

@@ -13,6 +13,7 @@ from conftest import REPO, tiny_space
 from procs import BIN, free_port, mlflow_server, start, stop, wait_for
 
 pytestmark = pytest.mark.slow
+SECRET = "s3cr3t-pw-7781"
 
 
 def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
@@ -89,8 +90,8 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
                 str(path),
                 "--address",
                 f"127.0.0.2:{ray_port}",
-                "--tracking-uri",
-                server_uri,
+                "--tracking-uri",  # credentials in the URI: they must end up nowhere
+                server_uri.replace("http://", f"http://nrfer:{SECRET}@"),
                 "--storage",
                 str(tmp_path / "storage"),
             ],
@@ -101,6 +102,12 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
             timeout=400,
         )
         assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        assert SECRET not in out.stdout + out.stderr and "http://***@" not in out.stdout
+        files = [p for p in (tmp_path / "storage").rglob("*") if p.is_file()]
+        files += [tmp_path / "server.db", *(tmp_path / "artifacts").rglob("*")]
+        assert len(files) > 20
+        leaked = [p for p in files if p.is_file() and SECRET.encode() in p.read_bytes()]
+        assert not leaked, leaked
 
         client = MlflowClient(server_uri)
         exp = client.get_experiment_by_name("cluster")

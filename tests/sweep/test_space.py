@@ -89,7 +89,7 @@ def test_every_distribution_and_conditionals_compile_to_define_by_run():
         ({**BASE, "resources": {"gpu": 1.5}}, "fractions are allowed below 1 only"),
         ({**BASE, "name": ""}, "name: '' is not a usable sweep name .* letters, digits"),
         ({**BASE, "name": "../x"}, r"name: '\.\./x' is not a usable sweep name"),
-        ({**BASE, "name": "it's"}, "name: \"it's\" is not a usable sweep name"),
+        ({**BASE, "name": "it's"}, 'name: "it\'s" is not a usable sweep name'),
         ({k: v for k, v in BASE.items() if k != "name"}, "name: required .*MLflow experiment"),
         ({**BASE, "early_stopping": 3}, "early_stopping: expected a mapping, got 3"),
         (
