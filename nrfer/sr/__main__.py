@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from nrfer.cli import positive_int, run_command
+from nrfer.cli import check_out_dir, positive_int, run_command
 from nrfer.sr.apply import METHODS
 
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 def _build(args) -> int:
     from nrfer.sr.cache import ensure_cache
 
+    check_out_dir(Path(args.out), "--out")
     data = read_data(args)
     folder, manifest, built = ensure_cache(
         data, args.method, args.scale, args.out, args.weights, args.device, args.batch_size

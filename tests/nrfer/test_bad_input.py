@@ -323,3 +323,45 @@ def test_tiny_images_warn_and_bombs_fail_alone(trained, tmp_path, capsys, monkey
     answers = [json.loads(line) for line in captured.out.splitlines()]
     assert [a["image"] for a in answers] == [str(tmp_path / "good.png")]
     assert "bomb.png: refused, too many pixels" in captured.err
+
+
+# -- the SR cache ------------------------------------------------------------------------------
+
+
+def test_an_sr_cache_edited_after_its_build_is_never_reused(tmp_path):
+    from nrfer.config import DataConfig
+    from nrfer.data import load_data
+    from nrfer.sr.apply import upscale
+    from nrfer.sr.cache import CacheError, ensure_cache, load_cache
+
+    cfg = DataConfig(
+        synthetic={"seed": 1, "n_train": 16, "n_val": 8, "n_test": 8}, root=str(tmp_path / "syn")
+    )
+    data = load_data(cfg, sr=False)
+    folder = tmp_path / "cache"
+    ensure_cache(data, "bicubic", 2, folder, device="cpu", show_progress=False)
+    assert ensure_cache(data, "bicubic", 2, folder, device="cpu", show_progress=False)[2] is False
+
+    # a bicubic cache relabelled lanczos by hand: refused, rebuilt as real lanczos
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**manifest, "method": "lanczos"}))
+    with pytest.raises(CacheError, match="manifest.json was edited after the build"):
+        load_cache(folder)
+    _, rebuilt, built = ensure_cache(data, "lanczos", 2, folder, device="cpu", show_progress=False)
+    assert built and rebuilt["method"] == "lanczos"
+    arrays, _ = load_cache(folder)
+    np.testing.assert_array_equal(arrays["val"], upscale(data.val.images, 2, "lanczos"))
+
+    # train.npy replaced by zeros of the same shape: refused, rebuilt
+    np.save(folder / "train.npy", np.zeros_like(arrays["train"]))
+    with pytest.raises(CacheError, match="train.npy was changed after the build"):
+        load_cache(folder)
+    assert ensure_cache(data, "lanczos", 2, folder, device="cpu", show_progress=False)[2] is True
+    assert load_cache(folder)[0]["train"].any()
+
+    # a manifest with a key missing: an error naming it, never a KeyError
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["outputs"]["test"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheError, match="SR cache .*cache: manifest.json"):
+        load_cache(folder)

@@ -126,7 +126,7 @@ def test_dry_run_builds_every_model_shape_and_runs_a_batch(space_file, capsys):
     )
 
 
-def test_replay_and_best_inputs(tmp_path, capsys):
+def test_replay_best_and_predict_inputs(tmp_path, capsys, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'm.db'}"
@@ -162,6 +162,13 @@ def test_replay_and_best_inputs(tmp_path, capsys):
         best_main, ["--sweep", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "o")], capsys
     )
     assert rc == 2 and "no sweep named 'nope' in the tracking store; sweeps there:" in err
+    from nrfer.predict import main as predict_main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    rc, err = run(predict_main, ["--model", "models:/missing/1", "x.png"], capsys)
+    assert (
+        rc == 2 and "--model models:/missing/1: cannot fetch models:/missing/1 from MLflow" in err
+    )
     afile = tmp_path / "afile"
     afile.write_text("")
     rc, err = run(best_main, ["--tracking-uri", uri, "--out", str(afile)], capsys)
