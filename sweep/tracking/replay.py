@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from nrfer.cli import run_command
@@ -53,7 +54,9 @@ def replay(record: Path, uri: str | None = None) -> int:
     for run_id in by_run:
         try:
             client.get_run(run_id)
-        except Exception:
+        except MlflowException as e:
+            if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise  # unreachable, refused: the record stays for a later replay
             raise ValueError(
                 f"{record}: run {run_id} is not in the store at {redact(tracking_uri(uri))} "
                 "(replay into the store the sweep logged to)"

@@ -18,6 +18,7 @@ from nrfer.train import RunPaths
 from sweep.tracking.store import (
     DIVERGED,
     EPOCH_KEYS,
+    FINAL_ATTEMPTS,
     ROLE,
     SWEEP_ID,
     TRIAL_ID,
@@ -98,9 +99,21 @@ class SweepTracker:
             "sweep_id": self.sweep_id,
         }
 
-    def trial_runs(self) -> dict[str, Any]:
-        """trial_id -> run, for this sweep."""
-        runs = find_runs(self.client, self.experiment_id, {SWEEP_ID: self.sweep_id, ROLE: "trial"})
+    def trial_runs(self, attempts: int = FINAL_ATTEMPTS) -> dict[str, Any]:
+        """trial_id -> run, for this sweep. Waits out an MLflow outage (about two minutes of
+        backoff) like a finishing trial does: the end of a sweep needs the runs."""
+        tags = {SWEEP_ID: self.sweep_id, ROLE: "trial"}
+        runs = with_retries(
+            lambda: find_runs(self.client, self.experiment_id, tags),
+            "list the trial runs",
+            attempts,
+            quiet=attempts == 1,
+        )
+        if runs is None:
+            raise RuntimeError(
+                f"MLflow at {self.uri} did not answer for minutes; the sweep's state is saved: "
+                "continue with --resume when it is back"
+            )
         return {r.data.tags[TRIAL_ID]: r for r in runs}
 
     def close_open_trials(self, status: str = "KILLED") -> int:
@@ -138,7 +151,11 @@ class SweepTracker:
 
     def end_parent(self, status: str) -> None:
         if self.parent_id:
-            self.client.set_terminated(self.parent_id, status)
+            with_retries(
+                lambda: self.client.set_terminated(self.parent_id, status),
+                "close the parent run",
+                FINAL_ATTEMPTS,
+            )
 
 
 class TrialStatusCallback(tune.Callback):
@@ -148,7 +165,7 @@ class TrialStatusCallback(tune.Callback):
         self.tracker, self.max_epochs = tracker, max_epochs
 
     def _run(self, trial):
-        return self.tracker.trial_runs().get(trial.trial_id)
+        return self.tracker.trial_runs(attempts=1).get(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         with_retries(lambda: self._complete(trial), f"close the run of {trial.trial_id}", 3)
