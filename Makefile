@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint train-demo demo sweep ui reproduce-best bench load-test clean
+.PHONY: setup test test-fast lint train-demo demo sweep ui dashboard reproduce-best bench bench-search load-test clean
 
 setup: $(STAMP)
 
@@ -41,7 +41,7 @@ sweep: setup
 
 SEEDS ?= 3
 reproduce-best: setup
-	$(BIN)/python -m sweep.best --seeds $(SEEDS) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
+	$(BIN)/python -m sweep.best --seeds $(SEEDS) $(if $(TOP),--top $(TOP)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
 
 # Benchmarks (not tests): each prints a table and merges its rows into bench/results.json.
 bench: setup
@@ -49,6 +49,11 @@ bench: setup
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/train_step.py --models demo_vit --channels-last
 	$(BIN)/python bench/sweep_bench.py all
+
+# Search strategies on recorded learning curves (bench/search_replay.py; record once, replay).
+bench-search: setup
+	test -f bench/search_replay_curves.json || $(BIN)/python bench/search_replay.py record
+	$(BIN)/python bench/search_replay.py run
 
 # 50 one-epoch trials, 2 at a time: no run lost, driver memory; vs a new worker per trial.
 load-test: setup
@@ -58,6 +63,13 @@ load-test: setup
 UI_PORT ?= 5000
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+# The Optuna studies of the sweeps (one per sweep name), on loopback only.
+DASHBOARD_PORT ?= 8080
+OPTUNA_STORAGE ?= sqlite:///optuna.db
+dashboard: setup
+	$(BIN)/python -c "import optuna_dashboard" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dashboard]'
+	$(BIN)/optuna-dashboard $(OPTUNA_STORAGE) --host 127.0.0.1 --port $(DASHBOARD_PORT)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -45,6 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan; train nothing"
     )
+    parser.add_argument(
+        "--warm-start",
+        action="append",
+        metavar="SWEEP",
+        help="start the searcher from the finished and pruned trials of an earlier sweep "
+        "(repeatable; parameters outside this space are dropped)",
+    )
+    parser.add_argument(
+        "--optuna-storage",
+        help="the Optuna study's RDB URL (default: optuna.db next to a SQLite MLflow store, "
+        "else in --storage)",
+    )
     from nrfer.cli import run_command
 
     return run_command(parser, _launch, argv)
@@ -93,6 +105,8 @@ def _launch(args) -> int:
             uri=args.tracking_uri,
             resume=args.resume or args.force_resume,
             force_resume=args.force_resume,
+            warm_start=args.warm_start,
+            optuna_storage=args.optuna_storage,
         )
     except SweepFinished as e:  # --resume of a finished sweep: nothing to do, not an error
         print(str(e))

@@ -63,8 +63,9 @@ def find_sweep(client: MlflowClient, sweep: str | None):
     return runs[0]
 
 
-def best_trial(client: MlflowClient, parent) -> tuple:
-    """-> (trial run, its val accuracy, its resolved config dict), chosen by val only."""
+def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], dict]:
+    """The `k` best finished trials by the sweep's metric (validation only) -> ([(trial
+    run, its best val accuracy, its resolved config dict)], the sweep's spec)."""
     spec = yaml.safe_load(
         Path(client.download_artifacts(parent.info.run_id, "space/resolved_spec.yaml")).read_text()
     )
@@ -87,12 +88,16 @@ def best_trial(client: MlflowClient, parent) -> tuple:
             f"sweep {parent.data.tags[SWEEP_ID]!r} has no finished trial with {metric} history"
         )
     scored.sort(key=lambda x: x[0], reverse=mode == "max")
-    value, run = scored[0]
-    config = yaml.safe_load(
-        Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
-    )
-    val_history = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
-    return run, max(val_history) if val_history else value, config, spec
+    if k > len(scored):
+        print(f"--top {k}: the sweep has {len(scored)} finished trials; retraining all of them")
+    out = []
+    for value, run in scored[:k]:
+        config = yaml.safe_load(
+            Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
+        )
+        val_history = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
+        out.append((run, max(val_history) if val_history else value, config))
+    return out, spec
 
 
 def train_seed(config: dict, seed: int, data: FERData, out_dir: str) -> dict:
@@ -124,6 +129,56 @@ def run_seeds(
             ray.shutdown()
 
 
+def log_seed_run(client, experiment_id, sweep_id, rep_id, rank, seed, r, n_candidates) -> str:
+    """One seed's run under the reproduce run: its curves, test metrics and best checkpoint."""
+    run = client.create_run(
+        experiment_id,
+        tags={
+            ROLE: "seed",
+            SWEEP_ID: sweep_id,
+            "mlflow.parentRunId": rep_id,
+            "nrfer.seed": str(seed),
+            "nrfer.candidate": str(rank),
+            "mlflow.runName": f"seed-{seed}" if n_candidates == 1 else f"c{rank}-seed-{seed}",
+        },
+    )
+    metrics = [
+        Metric(k, float(h[k]), 0, h["epoch"])
+        for h in r["history"]
+        for k in ("train_loss", "val_loss", "val_acc", "val_macro_f1")
+    ]
+    metrics += [
+        Metric(k, float(r[k]), 0, 0)
+        for k in ("test_acc", "test_macro_f1", "best_val_acc", "best_epoch")
+    ]
+    log_metrics(client, run.info.run_id, metrics)
+    client.log_artifact(run.info.run_id, r["paths"]["best"], "checkpoint")
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def candidate_rows(candidates: list, winner: int) -> list[dict]:
+    """One row per retrained candidate: its sweep trial and mean +- std of val and test."""
+    rows = []
+    for rank, trial, trial_val, _cfg, results in candidates:
+        val_m, val_s = mean_std([r["best_val_acc"] for r in results])
+        test_m, test_s = mean_std([r["test_acc"] for r in results])
+        rows.append(
+            {
+                "rank": rank,
+                "trial_id": trial.data.tags.get("nrfer.trial_id"),
+                "trial_run_id": trial.info.run_id,
+                "trial_val_acc": trial_val,
+                "val_acc_mean": val_m,
+                "val_acc_std": val_s,
+                "test_acc_mean": test_m,
+                "test_acc_std": test_s,
+                "winner": rank == winner,
+            }
+        )
+    return rows
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -135,23 +190,39 @@ def reproduce(
     out: Path,
     parallel: str = "auto",
     model_name: str | None = None,
+    top: int = 1,
 ) -> dict:
+    """Retrain the `top` best trials of a sweep with `seeds` seeds each, choose the one with
+    the best mean val accuracy, report val and test of every candidate, register the winner's
+    best seed (by val)."""
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     parent = find_sweep(client, sweep)
     sweep_id = parent.data.tags[SWEEP_ID]
-    trial, trial_val, config, spec = best_trial(client, parent)
-    cfg: TrialConfig = make_config(config, f"best trial {trial.info.run_id}")
+    chosen, spec = best_trials(client, parent, top)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "best_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     print(
-        f"sweep {sweep_id}: best trial {trial.data.tags.get('nrfer.trial_id')} (val_acc {trial_val:.4f}); "
-        f"retraining with {seeds} seeds",
+        f"sweep {sweep_id}: retraining the {len(chosen)} best trial(s) by validation with "
+        f"{seeds} seeds each",
         flush=True,
     )
-
-    data = load_data(cfg.data)
-    results = run_seeds(cfg.to_dict(), list(range(seeds)), data, out, parallel)
+    candidates, datasets = [], {}
+    for rank, (trial, trial_val, config) in enumerate(chosen, start=1):
+        cfg: TrialConfig = make_config(config, f"trial {trial.info.run_id}")
+        key = json.dumps(cfg.data.model_dump(), sort_keys=True)  # SR settings may differ
+        data = datasets[key] = datasets.get(key) or load_data(cfg.data)
+        folder = out if len(chosen) == 1 else out / f"candidate-{rank}"
+        print(
+            f"  candidate {rank}: trial {trial.data.tags.get('nrfer.trial_id')} (val_acc {trial_val:.4f})",
+            flush=True,
+        )
+        results = run_seeds(cfg.to_dict(), list(range(seeds)), data, folder, parallel)
+        candidates.append((rank, trial, trial_val, cfg, results))
+    # The winner: the best mean validation accuracy over seeds (test is only reported).
+    rank, trial, trial_val, cfg, results = max(
+        candidates, key=lambda c: mean_std([r["best_val_acc"] for r in c[4]])[0]
+    )
+    (out / "best_config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
     # Tracking: the reproduce run under the sweep, a child run per seed.
     rep = client.create_run(
@@ -166,33 +237,23 @@ def reproduce(
     )
     rep_id = rep.info.run_id
     client.log_artifact(rep_id, str(out / "best_config.yaml"))
-    seed_runs = []
-    for seed, r in zip(range(seeds), results, strict=True):
-        run = client.create_run(
-            parent.info.experiment_id,
-            tags={
-                ROLE: "seed",
-                SWEEP_ID: sweep_id,
-                "mlflow.parentRunId": rep_id,
-                "nrfer.seed": str(seed),
-                "mlflow.runName": f"seed-{seed}",
-            },
-        )
-        metrics = [
-            Metric(k, float(h[k]), 0, h["epoch"])
-            for h in r["history"]
-            for k in ("train_loss", "val_loss", "val_acc", "val_macro_f1")
-        ]
-        metrics += [
-            Metric(k, float(r[k]), 0, 0)
-            for k in ("test_acc", "test_macro_f1", "best_val_acc", "best_epoch")
-        ]
-        log_metrics(client, run.info.run_id, metrics)
-        client.log_artifact(run.info.run_id, r["paths"]["best"], "checkpoint")
-        client.set_terminated(run.info.run_id, "FINISHED")
-        seed_runs.append(run.info.run_id)
+    seed_runs = {}
+    for c_rank, _, _, _, c_results in candidates:
+        for seed, r in zip(range(seeds), c_results, strict=True):
+            seed_runs[(c_rank, seed)] = log_seed_run(
+                client,
+                parent.info.experiment_id,
+                sweep_id,
+                rep_id,
+                c_rank,
+                seed,
+                r,
+                len(candidates),
+            )
+    seed_runs = [seed_runs[(rank, s)] for s in range(seeds)]  # the winner's
 
     test_acc = [r["test_acc"] for r in results]
+
     test_f1 = [r["test_macro_f1"] for r in results]
     val_acc = [r["best_val_acc"] for r in results]
     summary = {
@@ -216,6 +277,20 @@ def reproduce(
         k: flat.get(k) for k in (trial.data.tags.get("nrfer.sampled") or "").split(",") if k
     }
     summary["val_gap"] = trial_val - summary["val_acc_mean"]  # large: the sweep trial was lucky
+    summary["candidates"] = candidate_rows(candidates, rank)
+    summary["winner_rank"] = rank
+    table = out / "candidates.csv"
+    keys = list(summary["candidates"][0])
+    table.write_text(
+        ",".join(keys)
+        + "\n"
+        + "".join(",".join(str(row[k]) for k in keys) + "\n" for row in summary["candidates"])
+    )
+    client.log_artifact(rep_id, str(table))
+    for row in summary["candidates"]:
+        for k in ("val_acc_mean", "val_acc_std", "test_acc_mean", "test_acc_std"):
+            client.log_metric(rep_id, f"candidate{row['rank']}_{k}", float(row[k]))
+    client.set_tag(rep_id, "nrfer.winner_candidate", str(rank))
     for k in (
         "test_acc_mean",
         "test_acc_std",
@@ -273,6 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=positive_int, default=3)
     parser.add_argument(
+        "--top",
+        type=positive_int,
+        default=1,
+        help="retrain the K best trials (by val) with --seeds seeds each; the winner is the best "
+        "mean val accuracy",
+    )
+    parser.add_argument(
         "--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
     )
     parser.add_argument(
@@ -291,7 +373,18 @@ def _reproduce(args) -> int:
     uri = move_credentials_to_env(uri)  # nothing printed or logged carries them
     out = Path(args.out or f"runs/reproduce-{args.sweep or 'latest'}")
     check_out_dir(out, "--out")
-    s = reproduce(args.sweep, args.seeds, uri, out, args.parallel, args.model_name)
+    s = reproduce(args.sweep, args.seeds, uri, out, args.parallel, args.model_name, args.top)
+    if len(s["candidates"]) > 1:
+        print(
+            f"\n{'cand':>4}  {'trial':16s}  {'sweep val':>9}  {'val mean +- std':>17}  {'test mean +- std':>17}"
+        )
+        for c in s["candidates"]:
+            print(
+                f"{c['rank']:>4}  {c['trial_id'] or '?':16s}  {c['trial_val_acc']:9.4f}  "
+                f"{c['val_acc_mean']:.4f} +- {c['val_acc_std']:.4f}  "
+                f"{c['test_acc_mean']:.4f} +- {c['test_acc_std']:.4f}"
+                + ("  <- winner (best mean val)" if c["winner"] else "")
+            )
     print(f"\nbest config of sweep {s['sweep']} -> {out / 'best_config.yaml'}")
     for k, v in s["sampled"].items():
         print(f"  {k} = {v}")

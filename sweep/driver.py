@@ -16,8 +16,6 @@ from pathlib import Path
 
 import ray
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
 from nrfer.config import ConfigError, absolute_paths, make_config
 from nrfer.data import FERData, load_data
@@ -26,6 +24,7 @@ from sweep import resume as sweep_state
 from sweep.local_ray import init_ray
 from sweep.report import write_report
 from sweep.scheduler import build_early_stopping
+from sweep.search import build_searcher, replace_old_study, study_storage_url, warm_start_trials
 from sweep.space import SweepSpec, parse_space
 from sweep.tracking import (
     SweepTracker,
@@ -57,13 +56,6 @@ def build_sr_caches(spec: SweepSpec, base: dict, data: FERData) -> dict[str, dic
         print(f"SR cache {sr.method} x{sr.scale}: {'built' if built else 'reused'} {folder}")
         builds[str(folder)] = manifest
     return builds
-
-
-def build_searcher(spec: SweepSpec):
-    searcher = OptunaSearch(
-        space=spec.define_by_run, metric=spec.metric, mode=spec.mode, sampler=spec.sampler()
-    )
-    return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
 
 
 def check_storage(storage: Path) -> None:
@@ -107,7 +99,13 @@ def resolve_base_config(spec: SweepSpec) -> dict:
 
 
 def make_tuner(
-    spec: SweepSpec, trainable, exp_dir: Path, callbacks: list, restore: bool, verbose: int = 1
+    spec: SweepSpec,
+    trainable,
+    exp_dir: Path,
+    callbacks: list,
+    restore: bool,
+    verbose: int = 1,
+    searcher=None,
 ) -> tune.Tuner:
     """A new Tuner, or the killed sweep's, restored with its searcher and trial states."""
     if restore:
@@ -117,7 +115,7 @@ def make_tuner(
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=build_searcher(spec),
+            search_alg=searcher or build_searcher(spec),
             scheduler=build_early_stopping(spec, exp_dir),
             metric=spec.metric,
             mode=spec.mode,
@@ -171,6 +169,8 @@ def run_sweep(
     resume: bool = False,
     force_resume: bool = False,
     verbose: int = 1,
+    warm_start: list[str] | None = None,
+    optuna_storage: str | None = None,
 ) -> dict:
     """Run (or resume) a sweep; returns its summary. Raises sweep.resume.SweepFinished when
     `resume` finds the sweep finished (nothing is touched)."""
@@ -187,6 +187,14 @@ def run_sweep(
     uri = move_credentials_to_env(check_tracking_uri(tracking_uri(uri), "--tracking-uri"))
     if spec_dict != spec.to_dict():  # --force-resume: the sweep continues as it was started
         spec = parse_space(spec_dict, spec.source)
+    # The Optuna study: kept in an RDB storage under the sweep's name (optuna-dashboard reads
+    # it; --resume continues it), started from earlier sweeps' trials with --warm-start.
+    study_url = study_storage_url(uri, exp_dir, optuna_storage)
+    if resume and warm_start:
+        raise ConfigError("--warm-start starts a new sweep; a resumed sweep keeps its study")
+    warm = warm_start_trials(spec, study_url, warm_start) if warm_start else []
+    if not restore:
+        replace_old_study(study_url, spec.name)
 
     # Setup: data once in the driver, Ray, the parent run.
     base = resolve_base_config(spec)
@@ -219,7 +227,8 @@ def run_sweep(
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
     )
     callbacks = [TrialStatusCallback(tracker, spec.max_epochs)]
-    tuner = make_tuner(spec, trainable, exp_dir, callbacks, restore, verbose)
+    searcher = None if restore else build_searcher(spec, study_url, warm)
+    tuner = make_tuner(spec, trainable, exp_dir, callbacks, restore, verbose, searcher)
 
     status = "FAILED"
     try:
@@ -227,7 +236,13 @@ def run_sweep(
         results = tuner.fit()
         wall = time.perf_counter() - t1
         summary = summarize(spec, tracker, results, wall)
-        summary.update(storage=str(exp_dir), data_load_s=data_s, sr_caches=sr_builds)
+        summary.update(
+            storage=str(exp_dir),
+            data_load_s=data_s,
+            sr_caches=sr_builds,
+            optuna_storage=study_url,
+            warm_start_trials=len(warm),
+        )
         status = "KILLED" if summary["unfinished"] else "FINISHED"
         sweep_state.write_state(
             exp_dir,

@@ -93,31 +93,48 @@ def plot_curves(rows: list[dict], spec: SweepSpec, path: Path) -> None:
     plt.close(fig)
 
 
-def param_importance(rows: list[dict], spec: SweepSpec) -> dict[str, float]:
-    """Optuna's fANOVA importance over the parameters every finished trial has."""
-    ok = [r for r in rows if not r["error"]]
-    if len(ok) < 3:
-        return {}
-    common = set.intersection(*(set(r["params"]) for r in ok))
-    dists = {}
-    for p in spec.params:
-        if p.key not in common:
-            continue
-        dists[p.key] = p.distribution()
-    if not dists:
-        return {}
+IMPORTANCE_METHOD = (
+    "fANOVA (optuna FanovaImportanceEvaluator, seed 0); a conditional parameter (one with "
+    "when:) is estimated over the trials where it is active, with the always-active ones"
+)
+
+
+def _fanova(rows: list[dict], dists: dict, spec: SweepSpec) -> dict[str, float]:
     study = optuna.create_study(direction="maximize" if spec.mode == "max" else "minimize")
-    for r in ok:
+    for r in rows:
         study.add_trial(
             optuna.trial.create_trial(
                 params={k: r["params"][k] for k in dists}, distributions=dists, value=r[spec.metric]
             )
         )
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
+    return optuna.importance.get_param_importances(study, evaluator=evaluator)
+
+
+def param_importance(rows: list[dict], spec: SweepSpec) -> dict[str, float]:
+    """fANOVA importance of each parameter (see IMPORTANCE_METHOD). fANOVA needs every trial
+    to have every parameter, so conditional parameters are never silently dropped: each is
+    estimated on the trials where it was active; its key then reads `key (n/N trials)`."""
+    ok = [r for r in rows if not r["error"]]
+    if len(ok) < 3:
+        return {}
+    always = {p.key: p.distribution() for p in spec.params if all(p.key in r["params"] for r in ok)}
+    out: dict[str, float] = {}
     try:
-        return optuna.importance.get_param_importances(study)
+        if always:
+            out.update(_fanova(ok, always, spec))
+        for p in spec.params:
+            if p.key in always:
+                continue
+            active = [r for r in ok if p.key in r["params"]]
+            if len(active) < 3 or len({str(r["params"][p.key]) for r in active}) < 2:
+                continue
+            share = _fanova(active, {**always, p.key: p.distribution()}, spec)[p.key]
+            out[f"{p.key} ({len(active)}/{len(ok)} trials)"] = share
     except Exception as e:  # too few distinct values, a constant metric ...
         log.warning("parameter importance unavailable: %s", e)
-        return {}
+        return out
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def plot_importance(importance: dict[str, float], path: Path) -> None:
@@ -163,7 +180,5 @@ def print_leaderboard(summary: dict, metric: str) -> None:
             f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']:>6}  {row['trial_id']:16s}  {json.dumps(row['params'], sort_keys=True)}"
         )
     if summary["importance"]:
-        print(
-            "parameter importance: "
-            + ", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items())
-        )
+        print(f"parameter importance ({IMPORTANCE_METHOD}):")
+        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items()))

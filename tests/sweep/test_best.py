@@ -219,3 +219,58 @@ def test_registered_model_serves_over_http(reproduced, synthetic_root):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_top_k_retrains_each_candidate_and_chooses_by_mean_val(reproduced, capsys):
+    """--top 2 --seeds 2 after the plain run: every candidate retrained with every seed, the
+    winner the best mean val (never test), the table on the reproduce run, the winner registered."""
+    from mlflow.tracking import MlflowClient
+
+    from sweep.best import main as best_main
+
+    tmp, uri, _, _ = reproduced
+    out = tmp / "reproduce-top"
+    args = ["--seeds", "2", "--top", "2", "--tracking-uri", uri, "--out", str(out)]
+    assert best_main([*args, "--parallel", "yes"]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    trials = {r.info.run_id: r for r in runs if r.data.tags.get("nrfer.role") == "trial"}
+    sweep_val = {
+        rid: max(m.value for m in client.get_metric_history(rid, "val_acc")) for rid in trials
+    }
+
+    cands = report["candidates"]
+    assert [c["rank"] for c in cands] == [1, 2]
+    assert [c["trial_run_id"] for c in cands] == sorted(sweep_val, key=sweep_val.get, reverse=True)
+    rep = client.get_run(report["reproduce_run_id"])
+    seeds = [
+        r
+        for r in runs + client.search_runs([exp.experiment_id], "tags.`nrfer.role` = 'seed'")
+        if r.data.tags.get("mlflow.parentRunId") == rep.info.run_id
+    ]
+    seeds = {r.info.run_id: r for r in seeds}.values()
+    assert len(seeds) == 4  # 2 candidates x 2 seeds
+    for c in cands:
+        mine = [s for s in seeds if s.data.tags["nrfer.candidate"] == str(c["rank"])]
+        vals = [s.data.metrics["best_val_acc"] for s in mine]
+        tests = [s.data.metrics["test_acc"] for s in mine]
+        assert c["val_acc_mean"] == pytest.approx(np.mean(vals))
+        assert c["val_acc_std"] == pytest.approx(np.std(vals, ddof=1))
+        assert c["test_acc_mean"] == pytest.approx(np.mean(tests))
+        assert rep.data.metrics[f"candidate{c['rank']}_val_acc_mean"] == pytest.approx(
+            np.mean(vals)
+        )
+    winner = max(cands, key=lambda c: c["val_acc_mean"])
+    assert [c["winner"] for c in cands] == [c is winner for c in cands]
+    assert report["trial_run_id"] == winner["trial_run_id"]
+    assert rep.data.tags["nrfer.winner_candidate"] == str(winner["rank"])
+    assert "candidates.csv" in {a.path for a in client.list_artifacts(rep.info.run_id)}
+    assert "<- winner (best mean val)" in printed and printed.count(" +- ") >= 4
+    # the registered version is the winner's best seed by val
+    version = client.get_model_version("fer-tiny", report["model_version"])
+    winners_seeds = [s for s in seeds if s.data.tags["nrfer.candidate"] == str(winner["rank"])]
+    best_seed = max(winners_seeds, key=lambda s: s.data.metrics["best_val_acc"])
+    assert version.run_id == best_seed.info.run_id

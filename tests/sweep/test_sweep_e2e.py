@@ -104,6 +104,22 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     state = yaml.safe_load((tmp_path / "storage" / "e2e" / "nrfer_asha_rungs.yaml").read_text())
     recorded = {t for bracket in state["brackets"] for rung in bracket for t in rung["scores"]}
     assert len(recorded) == 4 and (state["metric"], state["mode"]) == ("val_acc", "max")
+    # the Optuna study persists next to mlflow.db under the sweep's name; ASHA-stopped trials
+    # are PRUNED with one intermediate value per epoch they ran, the others COMPLETE
+    import optuna
+
+    assert summary["optuna_storage"] == f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.load_study(study_name="e2e", storage=summary["optuna_storage"])
+    assert len(study.trials) == 4
+    by_lr = {round(float(c.data.params["optim.lr"]), 12): c for c in children}
+    for t in study.trials:
+        child = by_lr[round(t.params["optim.lr"], 12)]
+        vals = [m.value for m in client.get_metric_history(child.info.run_id, "val_acc")]
+        assert [t.intermediate_values[s] for s in sorted(t.intermediate_values)] == vals
+        stopped = child.data.tags.get("nrfer.stopped_early") == "true"
+        want = optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.COMPLETE
+        assert t.state == want, (t.number, t.state, vals)
+    assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
     space_files = {a.path for a in client.list_artifacts(parent.info.run_id, "space")}
     assert {"space/e2e.yaml", "space/resolved_spec.yaml"} <= space_files
     assert_no_secrets(

@@ -1,0 +1,350 @@
+"""Search strategies compared on recorded learning curves (a tabular benchmark of our task).
+
+    python bench/search_replay.py record   # train N demo-space configs for E epochs, all epochs kept
+    python bench/search_replay.py run      # every arm x R seeds through Ray Tune, replaying curves
+
+`record` trains a seeded random sample of the demo space with `nrfer.train.fit` (no early
+stopping) and writes every epoch's val_acc, val_loss and wall time to
+bench/search_replay_curves.json. `run` starts Ray once and runs each arm (searcher x
+scheduler) as a real Tune sweep whose trainable reports, epoch by epoch, the recorded curve
+of the recorded config nearest to the one the searcher proposed; every sweep gets the same
+epoch budget (what FIFO + random spends on its trials). It prints the anytime table (best val
+found vs epochs spent: median and IQR over seeds), the epochs each arm needs to reach FIFO +
+random's final median best, writes bench/search_replay.png and a `search_replay` section in
+bench/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CURVES = Path(__file__).with_name("search_replay_curves.json")
+PLOT = Path(__file__).with_name("search_replay.png")
+
+
+# -- record ----------------------------------------------------------------------------------
+
+
+def _train_one(job):
+    import torch
+
+    from nrfer.train import fit
+
+    torch.set_num_threads(1)
+    params, raw = job
+    from nrfer.config import make_config
+
+    rows = []
+    t0 = time.perf_counter()
+    fit(
+        make_config(raw, "record"),
+        callback=lambda m, _p: rows.append(
+            {k: float(m[k]) for k in ("val_acc", "val_loss", "epoch_time_s", "train_loss")}
+        ),
+        out_dir=None,
+        evaluate_test=False,
+    )
+    return {"params": params, "curve": rows, "seconds": time.perf_counter() - t0}
+
+
+def record(n: int, epochs: int, workers: int, seed: int) -> None:
+    import multiprocessing as mp
+
+    import optuna
+
+    from sweep.space import load_space
+
+    spec = load_space("demo.yaml")
+    spec.early_stopping["max_epochs"] = epochs
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    jobs = []
+    for _ in range(n):
+        trial = study.ask()
+        spec.define_by_run(trial)
+        raw = spec.trial_config(trial.params).to_dict()
+        raw["train"]["num_threads"] = 1
+        jobs.append((dict(trial.params), raw))
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(workers) as pool:
+        configs = []
+        for i, out in enumerate(pool.imap(_train_one, jobs), start=1):
+            configs.append(out)
+            best = max(r["val_acc"] for r in out["curve"])
+            print(f"[{i}/{n}] best val_acc {best:.3f} in {out['seconds']:.0f}s  {out['params']}")
+    CURVES.write_text(
+        json.dumps(
+            {
+                "space": "search_spaces/demo.yaml",
+                "epochs": epochs,
+                "seed": seed,
+                "command": f"python bench/search_replay.py record --n {n} --epochs {epochs} "
+                f"--workers {workers} --seed {seed}",
+                "wall_s": time.perf_counter() - t0,
+                "configs": configs,
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {CURVES} ({n} configs x {epochs} epochs, {time.perf_counter() - t0:.0f}s)")
+
+
+# -- replay ----------------------------------------------------------------------------------
+
+
+def distance(a: dict, b: dict, spec) -> float:
+    """Between two parameter sets of the space: 1 per differing or missing choice, the
+    normalised (log for loguniform) difference for numbers."""
+    d = 0.0
+    for p in spec.params:
+        if (p.key in a) != (p.key in b):
+            d += 1.0
+        elif p.key not in a:
+            continue
+        elif p.kind == "choice":
+            d += float(a[p.key] != b[p.key])
+        else:
+            lo, hi = float(p.args[0]), float(p.args[1])
+            f = math.log if p.kind == "loguniform" else float
+            d += abs(f(a[p.key]) - f(b[p.key])) / max(abs(f(hi) - f(lo)), 1e-12)
+    return d
+
+
+def make_trainable(curves: list[dict], spec):
+    from ray import tune
+
+    def replay(config: dict) -> None:
+        params = dict(config)
+        nearest = min(curves, key=lambda c: distance(params, c["params"], spec))
+        for row in nearest["curve"]:
+            tune.report({"val_acc": row["val_acc"], "val_loss": row["val_loss"]})
+
+    return replay
+
+
+ARMS = {  # name: (searcher, early stopping, prune-aware searcher)
+    "FIFO + random": ("random", "fifo", False),
+    "FIFO + TPE": ("tpe", "fifo", False),
+    "ASHA + random": ("random", "asha", False),
+    "ASHA + TPE (Ray: stopped = COMPLETE)": ("tpe", "asha", False),
+    "ASHA + TPE (ours: stopped = PRUNED)": ("tpe", "asha", True),
+}
+
+
+def run_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[float]:
+    """One sweep; returns every reported val_acc in arrival order (its length = epochs spent)."""
+    import optuna
+    from ray import tune
+    from ray.tune import Callback, Stopper
+
+    from sweep.scheduler import build_early_stopping
+    from sweep.search import SweepSearch
+    from sweep.space import load_space
+
+    searcher_name, stopping, prune_aware = ARMS[arm]
+    spec = load_space("demo.yaml")
+    spec.seed, spec.searcher = seed, searcher_name
+    spec.early_stopping = (
+        {"name": "asha", "max_epochs": epochs, "grace_period": grace, "reduction_factor": rf}
+        if stopping == "asha"
+        else {"name": "fifo", "max_epochs": epochs}
+    )
+    seen: list[float] = []
+
+    class Record(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            seen.append(float(result["val_acc"]))
+
+    class Budget(Stopper):
+        def __call__(self, trial_id, result):
+            return False
+
+        def stop_all(self):
+            return len(seen) >= budget
+
+    sampler = (
+        optuna.samplers.RandomSampler(seed=seed)
+        if searcher_name == "random"
+        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    )
+    cls = SweepSearch if prune_aware else tune.search.optuna.OptunaSearch
+    kwargs = {"max_epochs": epochs} if prune_aware else {}
+    searcher = cls(
+        space=spec.define_by_run, metric="val_acc", mode="max", sampler=sampler, **kwargs
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tuner = tune.Tuner(
+            tune.with_resources(make_trainable(curves, spec), {"cpu": 1}),
+            tune_config=tune.TuneConfig(
+                search_alg=tune.search.ConcurrencyLimiter(searcher, max_concurrent=2),
+                scheduler=build_early_stopping(spec, Path(tmp)),
+                metric="val_acc",
+                mode="max",
+                num_samples=budget,  # at most one epoch per trial: the budget stops it first
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name="replay",
+                storage_path=tmp,
+                stop=Budget(),
+                callbacks=[Record()],
+                verbose=0,
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            ),
+        )
+        tuner.fit()
+    return seen[:budget]
+
+
+def anytime(values: list[float], budget: int) -> np.ndarray:
+    best = np.maximum.accumulate(np.asarray(values, dtype=float))
+    return (
+        np.concatenate([best, np.full(budget - len(best), best[-1])])
+        if len(best) < budget
+        else best
+    )
+
+
+def run(reps: int, trials: int, grace: int, rf: int, startup: int, arms: list[str]) -> None:
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1000")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+
+    from bench.common import record as record_results
+    from sweep.local_ray import init_ray
+
+    recorded = json.loads(CURVES.read_text())
+    curves, epochs = recorded["configs"], recorded["epochs"]
+    budget = trials * epochs  # what FIFO + random spends
+    init_ray(verbose=0, num_cpus=2, log_to_driver=False)
+    curves_by_arm: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    try:
+        for arm in arms:
+            t_arm = time.perf_counter()
+            runs = [
+                anytime(run_arm(curves, epochs, budget, arm, 1000 + r, grace, rf, startup), budget)
+                for r in range(reps)
+            ]
+            curves_by_arm[arm] = np.stack(runs)
+            print(f"{arm}: {reps} sweeps in {time.perf_counter() - t_arm:.0f}s", flush=True)
+    finally:
+        ray.shutdown()
+    summarize(curves_by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded, t0)
+    record_results("search_replay", LAST_ROWS, LAST_META)
+
+
+LAST_ROWS: list[dict] = []
+LAST_META: dict = {}
+
+
+def summarize(by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded, t0) -> None:
+    base = by_arm.get("FIFO + random")
+    target = float(np.median(base[:, -1])) if base is not None else None
+    oracle = max(max(r["val_acc"] for r in c["curve"]) for c in recorded["configs"])
+    marks = [budget // 4, budget // 2, budget]
+    print(
+        f"\n{len(recorded['configs'])} recorded configs x {epochs} epochs (best possible val_acc "
+        f"{oracle:.3f}); budget {budget} epochs = {trials} FIFO trials; {reps} seeds per arm; "
+        f"ASHA grace {grace}, reduction {rf}; TPE startup {startup}"
+    )
+    head = " | ".join(f"at {m} epochs: median [IQR]" for m in marks)
+    print(f"| arm | {head} | epochs to reach FIFO + random's final median |")
+    print("|---|" + "---|" * (len(marks) + 1))
+    LAST_ROWS.clear()
+    for arm, runs in by_arm.items():
+        cells, row = [], {"arm": arm}
+        for m in marks:
+            col = runs[:, m - 1]
+            q1, med, q3 = np.percentile(col, [25, 50, 75])
+            cells.append(f"{med:.3f} [{q1:.3f}, {q3:.3f}]")
+            row[f"median_at_{m}"], row[f"iqr_at_{m}"] = float(med), [float(q1), float(q3)]
+        med_curve = np.median(runs, axis=0)
+        hit = (
+            int(np.argmax(med_curve >= target - 1e-12)) + 1
+            if (med_curve >= target - 1e-12).any()
+            else None
+        )
+        row["epochs_to_target"] = hit
+        row["fraction_of_budget"] = hit / budget if hit else None
+        reach = f"{hit} ({hit / budget:.2f} of {budget})" if hit else f"not within {budget}"
+        print(f"| {arm} | " + " | ".join(cells) + f" | {reach} |")
+        LAST_ROWS.append(row)
+    LAST_META.update(
+        budget_epochs=budget,
+        epochs=epochs,
+        reps=reps,
+        trials=trials,
+        grace_period=grace,
+        reduction_factor=rf,
+        tpe_startup=startup,
+        target=target,
+        oracle=oracle,
+        recorded_configs=len(recorded["configs"]),
+        wall_s=time.perf_counter() - t0,
+    )
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(8, 5))
+        x = np.arange(1, budget + 1)
+        for arm, runs in by_arm.items():
+            q1, med, q3 = np.percentile(runs, [25, 50, 75], axis=0)
+            ax.plot(x, med, label=arm)
+            ax.fill_between(x, q1, q3, alpha=0.15)
+        if target is not None:
+            ax.axhline(target, color="grey", ls=":", label="FIFO + random final median")
+        ax.set_xlabel("epochs spent")
+        ax.set_ylabel("best val_acc found (median, IQR)")
+        ax.set_title(f"search on recorded demo-space curves ({reps} seeds per arm)")
+        ax.legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+        fig.savefig(PLOT, dpi=110)
+        print(f"plot: {PLOT}")
+    except ImportError:
+        pass
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("--n", type=int, default=32)
+    rec.add_argument("--epochs", type=int, default=8)
+    rec.add_argument("--workers", type=int, default=2)
+    rec.add_argument("--seed", type=int, default=123)
+    rp = sub.add_parser("run")
+    rp.add_argument("--reps", type=int, default=20)
+    rp.add_argument("--trials", type=int, default=16, help="FIFO + random's trials (the budget)")
+    rp.add_argument("--grace", type=int, default=1)
+    rp.add_argument("--rf", type=int, default=2)
+    rp.add_argument("--startup", type=int, default=4, help="TPE's random startup trials")
+    rp.add_argument("--arms", nargs="*", default=list(ARMS))
+    args = ap.parse_args()
+    if args.cmd == "record":
+        record(args.n, args.epochs, args.workers, args.seed)
+    else:
+        run(args.reps, args.trials, args.grace, args.rf, args.startup, args.arms)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,159 @@
+"""The searcher: Ray's OptunaSearch with a study that persists (an RDB storage, the sweep's
+name), trials stopped early told to Optuna as PRUNED with their per-epoch values, and a warm
+start from the finished and pruned trials of earlier sweeps."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.result import TRAINING_ITERATION
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from sweep.space import SweepSpec
+
+log = logging.getLogger("nrfer.sweep")
+STUDY_FILE = "optuna.db"
+WARM_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def study_storage_url(tracking_uri: str, exp_dir: Path, option: str | None = None) -> str:
+    """--optuna-storage if given; else a SQLite file next to the SQLite MLflow store; else
+    (an MLflow server) one in the sweep storage folder."""
+    if option:
+        return option
+    if tracking_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(tracking_uri.removeprefix('sqlite:///')).parent / STUDY_FILE}"
+    return f"sqlite:///{Path(exp_dir).parent / STUDY_FILE}"
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
+
+
+class SweepSearch(OptunaSearch):
+    """OptunaSearch for a sweep. Ray's class tells every trial COMPLETE with its last value,
+    so a trial ASHA stopped after one epoch enters TPE as finished; here a trial that ends
+    before `max_epochs` without an error is PRUNED (Optuna keeps the values it reported each
+    epoch and ranks it by how far it got). A diverged trial (it reports `diverged`) stays
+    COMPLETE with the worst value, so TPE learns to avoid it."""
+
+    def __init__(self, *, max_epochs: int, warm_start: list | None = None, **kwargs) -> None:
+        self._max_epochs = max_epochs
+        self._warm_start = list(warm_start or [])
+        super().__init__(**kwargs)
+
+    def _setup_study(self, mode):
+        super()._setup_study(mode)
+        if self._warm_start and not self._ot_study.trials:  # a resumed study has them already
+            for trial in self._warm_start:
+                self._ot_study.add_trial(trial)
+            log.info("warm start: %d earlier trials added to the study", len(self._warm_start))
+
+    def restore(self, checkpoint_path: str) -> None:
+        """Tune's saved searcher can be older than the study: a trial asked for after the last
+        save (then the driver was killed) stays RUNNING in the study forever; mark it FAIL."""
+        super().restore(checkpoint_path)
+        known = {t.number for t in self._ot_trials.values()}
+        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number not in known:
+                self._ot_study.tell(t.number, state=TrialState.FAIL)
+                log.info("optuna: trial %d was asked after Tune's last save; marked FAIL", t.number)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        stopped_early = (
+            not error
+            and result
+            and not result.get("diverged")
+            and int(result.get(TRAINING_ITERATION, self._max_epochs)) < self._max_epochs
+        )
+        if stopped_early and trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            try:
+                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+            except Exception as e:  # a trial that reported nothing: Optuna refuses PRUNED
+                log.warning("searcher: could not record trial %s as pruned: %s", trial_id, e)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+def warm_start_trials(spec: SweepSpec, storage_url: str, sweeps: list[str]) -> list:
+    """The COMPLETE and PRUNED trials of `sweeps` (studies in `storage_url`) as trials of
+    `spec`'s space: parameters outside it are dropped, trials with a value outside it are
+    skipped; one line says each."""
+    storage = open_storage(storage_url)
+    known = {s.study_name: s for s in optuna.get_all_study_summaries(storage)}
+    dists = {p.key: p.distribution() for p in spec.params}
+    out = []
+    for sweep in sweeps:
+        if sweep not in known:
+            raise ValueError(
+                f"--warm-start {sweep}: no study of that name in {storage_url} "
+                f"(studies there: {', '.join(sorted(known)) or 'none'})"
+            )
+        study = optuna.load_study(study_name=sweep, storage=storage)
+        if study.direction.name.lower() != ("maximize" if spec.mode == "max" else "minimize"):
+            raise ValueError(f"--warm-start {sweep}: that study {study.direction.name.lower()}s")
+        dropped, skipped, used = set(), 0, 0
+        for t in study.get_trials(deepcopy=False, states=WARM_STATES):
+            params = {k: v for k, v in t.params.items() if k in dists}
+            dropped |= set(t.params) - set(params)
+            outside = [
+                k for k, v in params.items() if not dists[k]._contains(dists[k].to_internal_repr(v))
+            ]
+            if outside or (t.state == TrialState.COMPLETE and t.value is None):
+                skipped += 1
+                continue
+            out.append(
+                optuna.trial.create_trial(
+                    state=t.state,
+                    value=t.value if t.state == TrialState.COMPLETE else None,
+                    params=params,
+                    distributions={k: dists[k] for k in params},
+                    intermediate_values=dict(t.intermediate_values),
+                    user_attrs={"warm_start_from": f"{sweep}#{t.number}"},
+                )
+            )
+            used += 1
+        print(f"warm start from {sweep}: {used} trials used")
+        for key in sorted(dropped):
+            print(f"warm start from {sweep}: parameter {key} is not in this space, dropped")
+        if skipped:
+            print(
+                f"warm start from {sweep}: {skipped} trials skipped (a value outside this "
+                "space, or no value)"
+            )
+    return out
+
+
+def replace_old_study(storage_url: str, name: str) -> None:
+    """A new sweep reusing the name of a deleted one: its study is kept under another name."""
+    storage = open_storage(storage_url)
+    names = {s.study_name for s in optuna.get_all_study_summaries(storage)}
+    if name not in names:
+        return
+    keep = next(f"{name}-old-{i}" for i in range(1, 10_000) if f"{name}-old-{i}" not in names)
+    optuna.copy_study(
+        from_study_name=name, from_storage=storage, to_storage=storage, to_study_name=keep
+    )
+    optuna.delete_study(study_name=name, storage=storage)
+    print(f"optuna: an earlier study named {name} is now {keep}; this sweep starts a new one")
+
+
+def build_searcher(
+    spec: SweepSpec, storage_url: str | None = None, warm_start: list | None = None
+) -> ConcurrencyLimiter:
+    searcher = SweepSearch(
+        max_epochs=spec.max_epochs,
+        warm_start=warm_start,
+        space=spec.define_by_run,
+        metric=spec.metric,
+        mode=spec.mode,
+        sampler=spec.sampler(),
+        study_name=spec.name,
+        storage=open_storage(storage_url) if storage_url else None,
+    )
+    return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
