@@ -142,8 +142,103 @@ ARMS = {  # name: (searcher, early stopping, prune-aware searcher)
 }
 
 
+def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
+    """The searcher (behind the sweep's ConcurrencyLimiter) and early stopping of an arm, built
+    as the product builds them."""
+    import optuna
+    from ray import tune
+
+    from sweep.scheduler import build_early_stopping
+    from sweep.search import SweepSearch
+    from sweep.space import load_space
+
+    searcher_name, stopping, prune_aware = ARMS[arm]
+    spec = load_space("demo.yaml")
+    spec.seed, spec.searcher = seed, searcher_name
+    spec.early_stopping = (
+        {"name": "asha", "max_epochs": epochs, "grace_period": grace, "reduction_factor": rf}
+        if stopping == "asha"
+        else {"name": "fifo", "max_epochs": epochs}
+    )
+    sampler = (
+        optuna.samplers.RandomSampler(seed=seed)
+        if searcher_name == "random"
+        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+    )
+    cls = SweepSearch if prune_aware else tune.search.optuna.OptunaSearch
+    kwargs = {"max_epochs": epochs} if prune_aware else {}
+    searcher = cls(
+        space=spec.define_by_run, metric="val_acc", mode="max", sampler=sampler, **kwargs
+    )
+    limited = tune.search.ConcurrencyLimiter(searcher, max_concurrent=2)
+    scheduler = build_early_stopping(spec, Path(exp_dir))
+    scheduler.set_search_properties("val_acc", "max")
+    return spec, limited, scheduler
+
+
+class _Trial:
+    """What ASHA reads of a Tune trial: its id."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def simulate_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[float]:
+    """One sweep in simulated time: 2 trials at a time, each epoch lasting its recorded wall
+    time; the real searcher and scheduler objects get the calls Tune's controller makes
+    (suggest, on_trial_add, on_trial_result, on_trial_complete) in the order they would.
+    Returns every reported val_acc in arrival order (its length = epochs spent)."""
+    import heapq
+
+    from ray.tune.schedulers import TrialScheduler
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, searcher, scheduler = make_arm(arm, epochs, seed, grace, rf, startup, tmp)
+        seen: list[float] = []
+        running: list = []  # heap of (finish time of its next epoch, n, trial id)
+        state: dict[str, dict] = {}
+        now, n = 0.0, 0
+
+        def fill() -> None:
+            nonlocal n
+            while len(state) < 2:
+                tid = f"t{n:04d}"
+                params = searcher.suggest(tid)
+                if not params:
+                    return
+                n += 1
+                curve = min(curves, key=lambda c: distance(params, c["params"], spec))["curve"]
+                scheduler.on_trial_add(None, _Trial(tid))
+                state[tid] = {"curve": curve, "epoch": 0}
+                heapq.heappush(running, (now + curve[0]["epoch_time_s"], n, tid))
+
+        fill()
+        while running and len(seen) < budget:
+            now, _, tid = heapq.heappop(running)
+            st = state[tid]
+            row = st["curve"][st["epoch"]]
+            st["epoch"] += 1
+            result = {
+                "val_acc": row["val_acc"],
+                "val_loss": row["val_loss"],
+                "training_iteration": st["epoch"],
+            }
+            seen.append(row["val_acc"])
+            searcher.on_trial_result(tid, result)
+            action = scheduler.on_trial_result(None, _Trial(tid), result)
+            if action == TrialScheduler.STOP or st["epoch"] >= epochs:
+                scheduler.on_trial_complete(None, _Trial(tid), result)
+                searcher.on_trial_complete(tid, result)
+                del state[tid]
+                fill()
+            else:
+                heapq.heappush(running, (now + st["curve"][st["epoch"]]["epoch_time_s"], n, tid))
+        return seen[:budget]
+
+
 def run_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[float]:
-    """One sweep; returns every reported val_acc in arrival order (its length = epochs spent)."""
+    """One sweep through Ray Tune itself (the replay trainable; slow: minutes per sweep here);
+    returns every reported val_acc in arrival order (its length = epochs spent)."""
     import optuna
     from ray import tune
     from ray.tune import Callback, Stopper
@@ -216,7 +311,16 @@ def anytime(values: list[float], budget: int) -> np.ndarray:
     )
 
 
-def run(reps: int, trials: int, grace: int, rf: int, startup: int, arms: list[str]) -> None:
+def run(
+    reps: int,
+    trials: int,
+    grace: int,
+    rf: int,
+    startup: int,
+    arms: list[str],
+    curves_file: Path,
+    engine: str = "simulate",
+) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1000")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -226,17 +330,22 @@ def run(reps: int, trials: int, grace: int, rf: int, startup: int, arms: list[st
     from bench.common import record as record_results
     from sweep.local_ray import init_ray
 
-    recorded = json.loads(CURVES.read_text())
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    recorded = json.loads(curves_file.read_text())
     curves, epochs = recorded["configs"], recorded["epochs"]
     budget = trials * epochs  # what FIFO + random spends
-    init_ray(verbose=0, num_cpus=2, log_to_driver=False)
+    if engine == "tune":
+        init_ray(verbose=0, num_cpus=2)
+    sweep = run_arm if engine == "tune" else simulate_arm
     curves_by_arm: dict[str, np.ndarray] = {}
     t0 = time.perf_counter()
     try:
         for arm in arms:
             t_arm = time.perf_counter()
             runs = [
-                anytime(run_arm(curves, epochs, budget, arm, 1000 + r, grace, rf, startup), budget)
+                anytime(sweep(curves, epochs, budget, arm, 1000 + r, grace, rf, startup), budget)
                 for r in range(reps)
             ]
             curves_by_arm[arm] = np.stack(runs)
@@ -338,11 +447,28 @@ def main() -> int:
     rp.add_argument("--rf", type=int, default=2)
     rp.add_argument("--startup", type=int, default=4, help="TPE's random startup trials")
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
+    rp.add_argument("--curves", type=Path, default=CURVES)
+    rp.add_argument(
+        "--engine",
+        choices=("simulate", "tune"),
+        default="simulate",
+        help="simulate: the real searcher and scheduler driven in simulated time (seconds per "
+        "sweep); tune: a real Tune sweep of the replay trainable (minutes per sweep)",
+    )
     args = ap.parse_args()
     if args.cmd == "record":
         record(args.n, args.epochs, args.workers, args.seed)
     else:
-        run(args.reps, args.trials, args.grace, args.rf, args.startup, args.arms)
+        run(
+            args.reps,
+            args.trials,
+            args.grace,
+            args.rf,
+            args.startup,
+            args.arms,
+            args.curves,
+            args.engine,
+        )
     return 0
 
 

@@ -44,6 +44,7 @@ class SweepSearch(OptunaSearch):
     def __init__(self, *, max_epochs: int, warm_start: list | None = None, **kwargs) -> None:
         self._max_epochs = max_epochs
         self._warm_start = list(warm_start or [])
+        self._last_step: dict[str, int] = {}  # the last epoch reported per running trial
         super().__init__(**kwargs)
 
     def _setup_study(self, mode):
@@ -57,13 +58,31 @@ class SweepSearch(OptunaSearch):
         """Tune's saved searcher can be older than the study: a trial asked for after the last
         save (then the driver was killed) stays RUNNING in the study forever; mark it FAIL."""
         super().restore(checkpoint_path)
+        self.__dict__.setdefault("_last_step", {})
         known = {t.number for t in self._ot_trials.values()}
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number not in known:
                 self._ot_study.tell(t.number, state=TrialState.FAIL)
                 log.info("optuna: trial %d was asked after Tune's last save; marked FAIL", t.number)
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        super().on_trial_result(trial_id, result)
+        self._last_step[trial_id] = int(result.get(TRAINING_ITERATION, 0))
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        # Tune hands the result that made the scheduler stop a trial to on_trial_complete
+        # only (not on_trial_result): record it as that epoch's value first.
+        step = int((result or {}).get(TRAINING_ITERATION, 0))
+        if (
+            not error
+            and result
+            and self.metric in result
+            and trial_id in self._ot_trials
+            and trial_id not in self._completed_trials
+            and step > self._last_step.get(trial_id, 0)
+        ):
+            self._ot_trials[trial_id].report(result[self.metric], step)
+        self._last_step.pop(trial_id, None)
         stopped_early = (
             not error
             and result

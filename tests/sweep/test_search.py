@@ -58,7 +58,10 @@ def test_stopped_trials_are_pruned_with_their_epochs_unlike_rays_searcher(tmp_pa
     spec = parse_space(SPACE, "s1.yaml")
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     ours = searcher(SweepSearch, spec, url, max_epochs=4)
-    play(ours, "stopped", [0.30, 0.35])  # ASHA stopped it after epoch 2
+    # ASHA stops it at epoch 2: as in Tune, that result goes to on_trial_complete only
+    assert ours.suggest("stopped")
+    ours.on_trial_result("stopped", {"val_acc": 0.30, "training_iteration": 1})
+    ours.on_trial_complete("stopped", {"val_acc": 0.35, "training_iteration": 2})
     play(ours, "full", [0.3, 0.4, 0.5, 0.55])
     play(ours, "diverged", [0.0], diverged=True)  # ends at epoch 1, but it is a bad config
     play(ours, "crashed", [0.2], error=True)
