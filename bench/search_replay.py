@@ -77,26 +77,30 @@ def record(n: int, epochs: int, workers: int, seed: int) -> None:
         raw["train"]["num_threads"] = 1
         jobs.append((dict(trial.params), raw))
     t0 = time.perf_counter()
+
+    def save(configs: list) -> None:  # after every config: an interrupted recording keeps them
+        CURVES.write_text(
+            json.dumps(
+                {
+                    "space": "search_spaces/demo.yaml",
+                    "epochs": epochs,
+                    "seed": seed,
+                    "command": f"python bench/search_replay.py record --n {n} --epochs {epochs} "
+                    f"--workers {workers} --seed {seed}",
+                    "wall_s": time.perf_counter() - t0,
+                    "configs": configs,
+                },
+                indent=1,
+            )
+        )
+
+    configs = []
     with mp.get_context("spawn").Pool(workers) as pool:
-        configs = []
-        for i, out in enumerate(pool.imap(_train_one, jobs), start=1):
+        for i, out in enumerate(pool.imap_unordered(_train_one, jobs), start=1):
             configs.append(out)
+            save(configs)
             best = max(r["val_acc"] for r in out["curve"])
             print(f"[{i}/{n}] best val_acc {best:.3f} in {out['seconds']:.0f}s  {out['params']}")
-    CURVES.write_text(
-        json.dumps(
-            {
-                "space": "search_spaces/demo.yaml",
-                "epochs": epochs,
-                "seed": seed,
-                "command": f"python bench/search_replay.py record --n {n} --epochs {epochs} "
-                f"--workers {workers} --seed {seed}",
-                "wall_s": time.perf_counter() - t0,
-                "configs": configs,
-            },
-            indent=1,
-        )
-    )
     print(f"wrote {CURVES} ({n} configs x {epochs} epochs, {time.perf_counter() - t0:.0f}s)")
 
 
@@ -325,12 +329,11 @@ def run(
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import optuna
     import ray
 
     from bench.common import record as record_results
     from sweep.local_ray import init_ray
-
-    import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recorded = json.loads(curves_file.read_text())

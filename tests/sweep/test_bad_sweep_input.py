@@ -79,13 +79,19 @@ def test_launch_refuses_bad_names_and_hostile_yaml_before_anything_is_written(
             "deep.yaml: line 2: nested deeper than 50 levels",
         ),
         (["--space", space_file(**{"resources/cpu": 0})], "resources.cpu: must be > 0, got 0"),
+        (["--space", space_file(), "--resume", "--warm-start", "x"], "no sweep named"),
     ]
     for argv, message in cases:
         t0 = time.perf_counter()
         rc, err = run(launch.main, [*argv, *common], capsys)
         assert rc == 2 and message in err, (argv, err)
         assert len(err) < 2000 and time.perf_counter() - t0 < 10
-    assert not db.exists() and not (tmp_path / "x").exists() and not storage.exists()
+    assert not db.exists() and not (tmp_path / "x").exists()
+    assert not (storage / "bad").exists()
+    # --warm-start from a study that does not exist: named, before any data or Ray
+    rc, err = run(launch.main, ["--space", space_file(), "--warm-start", "nope", *common], capsys)
+    assert rc == 2 and "--warm-start nope: no study of that name in sqlite:///" in err
+    assert not db.exists() and not (storage / "bad").exists()
 
 
 def test_unusable_tracking_uris_fail_fast_before_data_and_ray(tmp_path, space_file, capsys):
