@@ -235,6 +235,7 @@ def run_sweep(
         t1 = time.perf_counter()
         results = tuner.fit()
         wall = time.perf_counter() - t1
+        callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
         summary = summarize(spec, tracker, results, wall)
         summary.update(
             storage=str(exp_dir),

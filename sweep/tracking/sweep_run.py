@@ -3,6 +3,7 @@ trials cannot close themselves (stopped by ASHA, crashed), so no run is left RUN
 
 from __future__ import annotations
 
+import functools
 import platform
 import subprocess
 import time
@@ -163,15 +164,34 @@ class TrialStatusCallback(tune.Callback):
 
     def __init__(self, tracker: SweepTracker, max_epochs: int) -> None:
         self.tracker, self.max_epochs = tracker, max_epochs
+        self.pending: dict[str, tuple] = {}  # runs not closed while MLflow was away
 
     def _run(self, trial):
         return self.tracker.trial_runs(attempts=1).get(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        with_retries(lambda: self._complete(trial), f"close the run of {trial.trial_id}", 3)
+        self._close(self._complete, trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        with_retries(lambda: self._error(trial), f"close the run of {trial.trial_id}", 3)
+        self._close(self._error, trial)
+
+    def _close(self, how, trial) -> None:
+        """A few quick tries (the sweep goes on meanwhile); kept for `flush_pending` if
+        MLflow is away."""
+        if with_retries(lambda: how(trial), f"close the run of {trial.trial_id}", 3) is None:
+            self.pending[trial.trial_id] = (how, trial)
+        else:
+            self.pending.pop(trial.trial_id, None)
+
+    def flush_pending(self) -> int:
+        """At the end of the sweep: close the runs an outage left open, waiting it out like a
+        finishing trial does. Returns how many are still open."""
+        for trial_id, (how, trial) in list(self.pending.items()):
+            close = functools.partial(how, trial)
+            done = with_retries(close, f"close the run of {trial_id}", FINAL_ATTEMPTS)
+            if done is not None:
+                del self.pending[trial_id]
+        return len(self.pending)
 
     def _log_unlogged_epochs(self, trial, run_id: str) -> None:
         """A trial logs an epoch after Tune takes its checkpoint; when Tune stops the trial
