@@ -243,22 +243,9 @@ def simulate_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[
 def run_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[float]:
     """One sweep through Ray Tune itself (the replay trainable; slow: minutes per sweep here);
     returns every reported val_acc in arrival order (its length = epochs spent)."""
-    import optuna
     from ray import tune
     from ray.tune import Callback, Stopper
 
-    from sweep.scheduler import build_early_stopping
-    from sweep.search import SweepSearch
-    from sweep.space import load_space
-
-    searcher_name, stopping, prune_aware = ARMS[arm]
-    spec = load_space("demo.yaml")
-    spec.seed, spec.searcher = seed, searcher_name
-    spec.early_stopping = (
-        {"name": "asha", "max_epochs": epochs, "grace_period": grace, "reduction_factor": rf}
-        if stopping == "asha"
-        else {"name": "fifo", "max_epochs": epochs}
-    )
     seen: list[float] = []
 
     class Record(Callback):
@@ -272,22 +259,13 @@ def run_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[float
         def stop_all(self):
             return len(seen) >= budget
 
-    sampler = (
-        optuna.samplers.RandomSampler(seed=seed)
-        if searcher_name == "random"
-        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
-    )
-    cls = SweepSearch if prune_aware else tune.search.optuna.OptunaSearch
-    kwargs = {"max_epochs": epochs} if prune_aware else {}
-    searcher = cls(
-        space=spec.define_by_run, metric="val_acc", mode="max", sampler=sampler, **kwargs
-    )
     with tempfile.TemporaryDirectory() as tmp:
+        spec, searcher, scheduler = make_arm(arm, epochs, seed, grace, rf, startup, tmp)
         tuner = tune.Tuner(
             tune.with_resources(make_trainable(curves, spec), {"cpu": 1}),
             tune_config=tune.TuneConfig(
-                search_alg=tune.search.ConcurrencyLimiter(searcher, max_concurrent=2),
-                scheduler=build_early_stopping(spec, Path(tmp)),
+                search_alg=searcher,
+                scheduler=scheduler,
                 metric="val_acc",
                 mode="max",
                 num_samples=budget,  # at most one epoch per trial: the budget stops it first
