@@ -58,7 +58,7 @@ def _train_one(job):
     return {"params": params, "curve": rows, "seconds": time.perf_counter() - t0}
 
 
-def record(n: int, epochs: int, workers: int, seed: int) -> None:
+def record(n: int, epochs: int, workers: int, seed: int, out: Path = CURVES) -> None:
     import multiprocessing as mp
 
     import optuna
@@ -79,14 +79,14 @@ def record(n: int, epochs: int, workers: int, seed: int) -> None:
     t0 = time.perf_counter()
 
     def save(configs: list) -> None:  # after every config: an interrupted recording keeps them
-        CURVES.write_text(
+        out.write_text(
             json.dumps(
                 {
                     "space": "search_spaces/demo.yaml",
                     "epochs": epochs,
                     "seed": seed,
                     "command": f"python bench/search_replay.py record --n {n} --epochs {epochs} "
-                    f"--workers {workers} --seed {seed}",
+                    f"--workers {workers} --seed {seed} --out bench/{out.name}",
                     "wall_s": time.perf_counter() - t0,
                     "configs": configs,
                 },
@@ -96,12 +96,12 @@ def record(n: int, epochs: int, workers: int, seed: int) -> None:
 
     configs = []
     with mp.get_context("spawn").Pool(workers) as pool:
-        for i, out in enumerate(pool.imap_unordered(_train_one, jobs), start=1):
-            configs.append(out)
+        for i, res in enumerate(pool.imap_unordered(_train_one, jobs), start=1):
+            configs.append(res)
             save(configs)
-            best = max(r["val_acc"] for r in out["curve"])
-            print(f"[{i}/{n}] best val_acc {best:.3f} in {out['seconds']:.0f}s  {out['params']}")
-    print(f"wrote {CURVES} ({n} configs x {epochs} epochs, {time.perf_counter() - t0:.0f}s)")
+            best = max(r["val_acc"] for r in res["curve"])
+            print(f"[{i}/{n}] best val_acc {best:.3f} in {res['seconds']:.0f}s  {res['params']}")
+    print(f"wrote {out} ({n} configs x {epochs} epochs, {time.perf_counter() - t0:.0f}s)")
 
 
 # -- replay ----------------------------------------------------------------------------------
@@ -137,6 +137,8 @@ def make_trainable(curves: list[dict], spec):
     return replay
 
 
+TPE_OPTIONS: dict = {}  # extra TPESampler options of every TPE arm (run --multivariate ...)
+
 ARMS = {  # name: (searcher, early stopping, prune-aware searcher)
     "FIFO + random": ("random", "fifo", False),
     "FIFO + TPE": ("tpe", "fifo", False),
@@ -167,7 +169,7 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
     sampler = (
         optuna.samplers.RandomSampler(seed=seed)
         if searcher_name == "random"
-        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
+        else optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup, **TPE_OPTIONS)
     )
     cls = SweepSearch if prune_aware else tune.search.optuna.OptunaSearch
     kwargs = {"max_epochs": epochs} if prune_aware else {}
@@ -349,7 +351,7 @@ def summarize(by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded
     print(
         f"\n{len(recorded['configs'])} recorded configs x {epochs} epochs (best possible val_acc "
         f"{oracle:.3f}); budget {budget} epochs = {trials} FIFO trials; {reps} seeds per arm; "
-        f"ASHA grace {grace}, reduction {rf}; TPE startup {startup}"
+        f"ASHA grace {grace}, reduction {rf}; TPE startup {startup} {TPE_OPTIONS or ''}"
     )
     head = " | ".join(f"at {m} epochs: median [IQR]" for m in marks)
     print(f"| arm | {head} | epochs to reach FIFO + random's final median |")
@@ -381,6 +383,7 @@ def summarize(by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded
         grace_period=grace,
         reduction_factor=rf,
         tpe_startup=startup,
+        tpe_options=dict(TPE_OPTIONS),
         target=target,
         oracle=oracle,
         recorded_configs=len(recorded["configs"]),
@@ -421,12 +424,15 @@ def main() -> int:
     rec.add_argument("--epochs", type=int, default=8)
     rec.add_argument("--workers", type=int, default=2)
     rec.add_argument("--seed", type=int, default=123)
+    rec.add_argument("--out", type=Path, default=CURVES)
     rp = sub.add_parser("run")
     rp.add_argument("--reps", type=int, default=20)
     rp.add_argument("--trials", type=int, default=16, help="FIFO + random's trials (the budget)")
-    rp.add_argument("--grace", type=int, default=1)
-    rp.add_argument("--rf", type=int, default=2)
+    rp.add_argument("--grace", type=int, help="ASHA grace period (default: the demo space's)")
+    rp.add_argument("--rf", type=int, help="ASHA reduction factor (default: the demo space's)")
     rp.add_argument("--startup", type=int, default=4, help="TPE's random startup trials")
+    rp.add_argument("--multivariate", action="store_true", help="TPE: multivariate=True")
+    rp.add_argument("--constant-liar", action="store_true", help="TPE: constant_liar=True")
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
     rp.add_argument("--curves", type=Path, default=CURVES)
     rp.add_argument(
@@ -438,8 +444,17 @@ def main() -> int:
     )
     args = ap.parse_args()
     if args.cmd == "record":
-        record(args.n, args.epochs, args.workers, args.seed)
+        record(args.n, args.epochs, args.workers, args.seed, args.out)
     else:
+        from sweep.space import load_space
+
+        demo = load_space("demo.yaml").early_stopping
+        args.grace = args.grace or demo.get("grace_period", 1)
+        args.rf = args.rf or demo.get("reduction_factor", 2)
+        if args.multivariate:
+            TPE_OPTIONS.update(multivariate=True, group=True)
+        if args.constant_liar:
+            TPE_OPTIONS["constant_liar"] = True
         run(
             args.reps,
             args.trials,

@@ -242,7 +242,27 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             check_backbone_name(name)
         except ValueError as e:
             raise _err(source, where, str(e)) from None
+    _warn_rung_in_warmup(spec)
     return spec
+
+
+def _warn_rung_in_warmup(spec: SweepSpec) -> None:
+    """ASHA's first rung during the LR warmup ranks trials by accuracies the warmup decides,
+    not the config: measured on the demo's curves (bench/NOTES.md), grace 1 of 4 epochs with
+    a 1-epoch warmup never found what FIFO + random finds."""
+    stop = spec.early_stopping
+    if stop["name"] != "asha" or any(p.key == "scheduler.warmup_epochs" for p in spec.params):
+        return
+    warmup = spec.trial_config({}).scheduler.warmup_epochs
+    if warmup and stop["grace_period"] <= warmup:
+        warnings.warn(
+            f"{spec.source}: early_stopping.grace_period {stop['grace_period']} <= "
+            f"fixed.scheduler.warmup_epochs {warmup}: ASHA's first rung would rank trials "
+            "while their learning rate is still warming up; set grace_period above the "
+            "warmup (bench/NOTES.md, search replay)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def load_space(name: str | Path) -> SweepSpec:

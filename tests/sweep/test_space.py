@@ -1,3 +1,5 @@
+import warnings
+
 import optuna
 import pytest
 
@@ -119,6 +121,20 @@ def test_errors_name_file_key_and_what_is_allowed(raw, message):
     with pytest.raises(SpaceError, match=message) as err:
         parse_space(raw, "bad.yaml")
     assert "bad.yaml" in str(err.value)
+
+
+def test_asha_rung_inside_the_lr_warmup_warns():
+    raw = {
+        **BASE,
+        "fixed": {**BASE.get("fixed", {}), "scheduler": {"name": "cosine", "warmup_epochs": 2}},
+        "early_stopping": {"name": "asha", "grace_period": 2, "max_epochs": 6},
+    }
+    with pytest.warns(UserWarning, match=r"grace_period 2 <= fixed.scheduler.warmup_epochs 2"):
+        parse_space(raw, "warm.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parse_space({**raw, "early_stopping": {**raw["early_stopping"], "grace_period": 3}}, "ok")
+        load_space("demo.yaml")  # grace 2 after a 1-epoch warmup
 
 
 def test_shipped_spaces_load_and_sample():
