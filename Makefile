@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint train-demo demo sweep ui dashboard reproduce-best bench bench-search load-test clean
+.PHONY: setup test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search load-test clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,10 @@ load-test: setup
 UI_PORT ?= 5000
 ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+
+# Screenshots of the MLflow UI on the latest sweep (headless chromium: apt-get install chromium).
+ui-shots: setup
+	$(BIN)/python docs/ui_shots.py --tracking-uri sqlite:///mlflow.db $(if $(SWEEP),--sweep $(SWEEP))
 
 # The Optuna studies of the sweeps (one per sweep name), on loopback only.
 DASHBOARD_PORT ?= 8080

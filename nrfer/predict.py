@@ -1,11 +1,11 @@
 """Predict expressions for image files with a trained model.
 
     python -m nrfer.predict --model runs/demo/checkpoint/best.pt face1.png face2.jpg
-    python -m nrfer.predict --model models:/nrfer-demo/latest --json faces/*.png
+    python -m nrfer.predict --model models:/nrfer-demo@champion --json faces/*.png
 
 --model takes a best.pt checkpoint (self-contained: weights, config, class names, input
-shape), a training output folder, or an MLflow model URI (models:/NAME/VERSION, runs:/...);
-only the last needs MLflow, imported at this command-line edge, never by the library.
+shape), a training output folder, or an MLflow model URI (models:/NAME@champion, the alias
+reproduce-best sets; models:/NAME/VERSION; runs:/...); only the last needs MLflow, imported at this command-line edge, never by the library.
 Images of any size and colour are converted as in training (grayscale, resized to the
 training input size, or to the pre-SR size and then through the same SR stage). A bad path or an undecodable image is an error for that image only.
 """
@@ -171,7 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--model", required=True, help="best.pt, a training output folder, or models:/NAME/VERSION"
+        "--model",
+        required=True,
+        help="best.pt, a training output folder, models:/NAME@ALIAS or models:/NAME/VERSION",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--device", default="cpu")

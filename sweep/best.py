@@ -33,6 +33,8 @@ from sweep.serving import log_and_register
 from sweep.tracking import ROLE, SWEEP_ID, check_tracking_uri, log_metrics, tracking_uri
 from sweep.tracking.store import move_credentials_to_env
 
+CHAMPION = "champion"  # the registry alias on the version reproduce-best registers last
+
 
 class BestError(ValueError):
     """No sweep, or no usable best trial, in the tracking store."""
@@ -331,7 +333,11 @@ def reproduce(
         name,
         seed_runs[best_seed],
     )
-    summary.update(registered_model=name, model_version=version, best_seed=best_seed)
+    # the alias serving and predict use (MLflow's replacement for stages): models:/NAME@champion
+    client.set_registered_model_alias(name, CHAMPION, version)
+    summary.update(
+        registered_model=name, model_version=version, model_alias=CHAMPION, best_seed=best_seed
+    )
     client.set_tag(rep_id, "nrfer.registered_model", f"{name}/{version}")
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     client.log_artifact(rep_id, str(out / "report.json"))
@@ -396,6 +402,7 @@ def _reproduce(args) -> int:
     )
     print(
         f"MLflow run {s['reproduce_run_id']} at {uri}; registered models:/{s['registered_model']}/{s['model_version']}"
+        f" (alias: models:/{s['registered_model']}@{CHAMPION})"
     )
     return 0
 

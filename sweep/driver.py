@@ -19,6 +19,7 @@ from ray import tune
 
 from nrfer.config import ConfigError, absolute_paths, make_config
 from nrfer.data import FERData, load_data
+from nrfer.data.identity import identity, sr_identity
 from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
 from sweep.local_ray import init_ray
@@ -34,6 +35,7 @@ from sweep.tracking import (
     tracking_uri,
 )
 from sweep.tracking.store import move_credentials_to_env
+from sweep.tracking.ui import tune_trial_name
 from sweep.trainable import run_trial
 
 METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
@@ -56,6 +58,16 @@ def build_sr_caches(spec: SweepSpec, base: dict, data: FERData) -> dict[str, dic
         print(f"SR cache {sr.method} x{sr.scale}: {'built' if built else 'reused'} {folder}")
         builds[str(folder)] = manifest
     return builds
+
+
+def data_identities(data: FERData, sr_builds: dict[str, dict]) -> list[dict]:
+    """What the sweep's trials train on (nrfer.data.identity): the data as read, then each
+    SR stage built for them; logged as the runs' dataset inputs."""
+    base = identity(data)
+    return [base] + [
+        sr_identity(base, m["method"], m["scale"], m, m["outputs"]["train"]["shape"][2:])
+        for m in sr_builds.values()
+    ]
 
 
 def check_storage(storage: Path) -> None:
@@ -123,6 +135,7 @@ def make_tuner(
             time_budget_s=spec.time_budget_s,
             # a new worker process costs seconds of imports (torch, timm, mlflow) per trial
             reuse_actors=spec.reuse_workers,
+            trial_name_creator=tune_trial_name,  # t01_<id>, t02_<id>, ...: run names start so
         ),
         run_config=tune.RunConfig(
             name=exp_dir.name,
@@ -201,13 +214,20 @@ def run_sweep(
     t0 = time.perf_counter()
     data = load_data(make_config(base, spec.source).data, sr=False)  # each trial applies its SR
     sr_builds = build_sr_caches(spec, base, data)
+    datasets = data_identities(data, sr_builds)
     data_s = time.perf_counter() - t0
     init_ray(address, verbose)
     check_resources(spec)
     # from here on a killed driver leaves something to --resume
     sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING)
     tracker = SweepTracker(uri, spec.name, spec.name)
-    parent = tracker.start_parent(spec.to_dict(), space_file, str(exp_dir))
+    parent = tracker.start_parent(
+        spec.to_dict(),
+        space_file,
+        str(exp_dir),
+        datasets,
+        f"Sweep {spec.name} ({space_file.name}): running, up to {spec.num_samples} trials",
+    )
     if resume:
         tracker.close_open_trials("KILLED")  # runs the killed driver left open
         known = sweep_state.tune_trial_ids(exp_dir) if restore else set()
@@ -222,11 +242,19 @@ def run_sweep(
             base=base,
             data=data,
             launch_dir=str(Path.cwd()),
-            tracking={**tracker.context(), "record_dir": str(exp_dir / METRIC_RECORDS)},
+            tracking={
+                **tracker.context(),
+                "record_dir": str(exp_dir / METRIC_RECORDS),
+                "dataset": datasets[0],  # each trial adds its SR stage
+                "system_metrics": {
+                    "enabled": spec.tracking["system_metrics"],
+                    "interval_s": spec.tracking["system_metrics_interval_s"],
+                },
+            },
         ),
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
     )
-    callbacks = [TrialStatusCallback(tracker, spec.max_epochs)]
+    callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric)]
     searcher = None if restore else build_searcher(spec, study_url, warm)
     tuner = make_tuner(spec, trainable, exp_dir, callbacks, restore, verbose, searcher)
 
@@ -236,7 +264,7 @@ def run_sweep(
         results = tuner.fit()
         wall = time.perf_counter() - t1
         callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
-        summary = summarize(spec, tracker, results, wall)
+        summary = summarize(spec, tracker, results, wall, space_file.name)
         summary.update(
             storage=str(exp_dir),
             data_load_s=data_s,
@@ -259,19 +287,22 @@ def run_sweep(
         tracker.end_parent(status)
 
 
-def summarize(spec: SweepSpec, tracker: SweepTracker, results, wall: float) -> dict:
+def summarize(
+    spec: SweepSpec, tracker: SweepTracker, results, wall: float, source: str = ""
+) -> dict:
     """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent."""
     parent = tracker.parent_id
     runs = tracker.trial_runs()
     unfinished = _unfinished(spec, wall, runs)
     run_ids = {tid: r.info.run_id for tid, r in runs.items()}
     with tempfile.TemporaryDirectory() as tmp:
-        ranked, importance = write_report(results, spec, run_ids, Path(tmp))
+        names = {tid: r.data.tags.get("mlflow.runName", tid) for tid, r in runs.items()}
+        ranked, importance = write_report(results, spec, run_ids, Path(tmp), names)
         best = ranked[0] if ranked else None
         metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
         if best:
             metrics[f"best_{spec.metric}"] = best[spec.metric]
-        tracker.finish(Path(tmp), metrics, best["trial_id"] if best else None)
+        tracker.finish(Path(tmp), metrics, best, spec.metric, source or spec.source)
     return {
         "sweep": spec.name,
         "parent_run_id": parent,

@@ -49,13 +49,14 @@ def write_leaderboard_csv(
     keys = sorted({k for r in rows for k in r["params"]})
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "trial_id", "run_id", spec.metric, "epochs", *keys])
+        w.writerow(["rank", "trial_id", "run_id", "run_name", spec.metric, "epochs", *keys])
         for i, r in enumerate(rows, start=1):
             w.writerow(
                 [
                     i,
                     r["trial_id"],
                     run_ids.get(r["trial_id"], ""),
+                    r.get("name", ""),
                     f"{r[spec.metric]:.6f}",
                     r["epochs"],
                     *[r["params"].get(k, "") for k in keys],
@@ -82,14 +83,20 @@ def plot_history(rows_in_order: list[dict], spec: SweepSpec, path: Path) -> None
 
 
 def plot_curves(rows: list[dict], spec: SweepSpec, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for r in rows:
-        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], marker=".", alpha=0.7)
+    """Every trial's metric per epoch, each line labelled by its run's number (t05): the
+    same name the MLflow runs table shows."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in sorted(rows, key=lambda r: r.get("name") or r["trial_id"]):
+        label = (r.get("name") or r["trial_id"]).split()[0]
+        ax.plot(range(1, len(r["curve"]) + 1), r["curve"], marker=".", alpha=0.8, label=label)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    if len(rows) <= 20:
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel("epoch")
     ax.set_ylabel(spec.metric)
     ax.set_title(f"learning curves ({len(rows)} trials)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -148,11 +155,18 @@ def plot_importance(importance: dict[str, float], path: Path) -> None:
 
 
 def write_report(
-    results, spec: SweepSpec, run_ids: dict[str, str], folder: Path
+    results,
+    spec: SweepSpec,
+    run_ids: dict[str, str],
+    folder: Path,
+    names: dict[str, str] | None = None,
 ) -> tuple[list[dict], dict[str, float]]:
-    """Writes leaderboard.csv and the PNGs into `folder`; returns (ranked rows, importance)."""
+    """Writes leaderboard.csv and the PNGs into `folder`; returns (ranked rows, importance).
+    `names`: trial id -> its MLflow run name (shown in the table, the plots and the CSV)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = trial_rows(results, spec)
+    for r in rows:
+        r["name"] = (names or {}).get(r["trial_id"], r["trial_id"])
     ranked = rank(rows, spec)
     write_leaderboard_csv(ranked, spec, run_ids, folder / "leaderboard.csv")
     if rows:
@@ -174,10 +188,11 @@ def print_leaderboard(summary: dict, metric: str) -> None:
         f"\nsweep {summary['sweep']}: {summary['num_trials']} trials, {summary['num_errors']} errors{state}, "
         f"{summary['wall_s']:.0f}s; MLflow parent run {summary['parent_run_id']} at {summary['tracking_uri']}"
     )
-    print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  trial             config")
+    print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  {'trial':9}  run name / config")
     for i, row in enumerate(summary["leaderboard"], start=1):
         print(
-            f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']:>6}  {row['trial_id']:16s}  {json.dumps(row['params'], sort_keys=True)}"
+            f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']:>6}  {row['trial_id']:9}  "
+            f"{row.get('name', '')}\n{'':35}{json.dumps(row['params'], sort_keys=True)}"
         )
     if summary["importance"]:
         print(f"parameter importance ({IMPORTANCE_METHOD}):")

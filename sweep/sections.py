@@ -132,6 +132,13 @@ class Resources(_Section):
         return self
 
 
+class Tracking(_Section):
+    """What each trial's MLflow run records besides its metrics."""
+
+    system_metrics: Annotated[bool, PlainValidator(_flag)] = True  # MLflow's CPU/GPU/memory
+    system_metrics_interval_s: _number_at_least(1) = 10  # seconds between samples
+
+
 SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")
 
 
@@ -162,6 +169,7 @@ class SpaceFile(_Section):
     early_stopping: EarlyStopping = EarlyStopping()
     budget: Budget = Budget()
     resources: Resources = Resources()
+    tracking: Tracking = Tracking()
     registered_model: _model_name("model name") | None = None
 
     @model_validator(mode="before")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import itertools
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,10 @@ class SweepSpec:
     searcher: str = "tpe"  # tpe | random (the baseline of bench/search_efficiency.py)
     reuse_workers: bool = True  # run the next trial in a finished trial's worker process
     max_failures: int = 2  # Ray retries of a crashed trial (from its last checkpoint)
+    # MLflow system metrics of each trial's run: {system_metrics: bool, ..._interval_s}
+    tracking: dict = field(
+        default_factory=lambda: {"system_metrics": True, "system_metrics_interval_s": 10}
+    )
 
     @property
     def max_epochs(self) -> int:
@@ -113,6 +117,7 @@ class SweepSpec:
                 "max_failures": self.max_failures,
             },
             "resources": self.resources,
+            "tracking": self.tracking,
             "registered_model": self.registered_model,
             "searcher": self.searcher,
         }
@@ -205,6 +210,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         reuse_workers=top.budget.reuse_workers,
         max_failures=top.budget.max_failures,
         resources=top.resources.model_dump(),
+        tracking=top.tracking.model_dump(),
         source=source,
         registered_model=top.registered_model,
         searcher=top.searcher,

@@ -21,6 +21,7 @@ from ray import tune
 from nrfer.checkpoint import load_checkpoint
 from nrfer.config import absolute_path
 from nrfer.data import FERData
+from nrfer.data.identity import identity
 from nrfer.device import resolve_device
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
@@ -28,6 +29,8 @@ from nrfer.train import RunPaths, fit
 from sweep.scheduler import METRIC_WORST
 from sweep.space import apply_params
 from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
+from sweep.tracking.system import PeakMemory, start_monitor, stop_monitor
+from sweep.tracking.ui import run_name, trial_number
 
 RESULT_KEYS = (*EPOCH_KEYS, "epoch")
 # the worst result (what a diverged trial reports): the searcher and ASHA rank it last
@@ -57,12 +60,19 @@ def run_trial(
             resume = load_checkpoint(Path(d) / RunPaths.LAST)
     for k, v in WORKER_HTTP_ENV.items():
         os.environ.setdefault(k, v)
-    trial_id = tune.get_context().get_trial_id()
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
     logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
-    logger.start(cfg.flat(), params)
+    name = run_name(trial_number(context.get_trial_name()), params, trial_id)
+    run_id = logger.start(cfg.flat(), params, name)
     if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
         data = apply_sr(data, cfg.data.sr, show_progress=False)
         logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
+    logger.log_input(identity(data, base=tracking.get("dataset")))
+    system = tracking.get("system_metrics") or {}
+    if system.get("enabled"):
+        start_monitor(run_id, tracking["uri"], system["interval_s"], resumed=resume is not None)
+    peak = PeakMemory(resolve_device(cfg.train.device))
     history: list[dict] = []
     if resume is not None:  # visible in the UI: this attempt continued after a lost worker
         history = [epoch_row(m) for m in resume.get("history", [])]
@@ -84,6 +94,7 @@ def run_trial(
         if metrics["improved"]:
             logger.log_artifacts(paths.previews, "previews")
         # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
+        logger.log_epoch(peak.read(), step=int(metrics["epoch"]))  # not in Tune's results
         checkpoint = tune.Checkpoint.from_directory(str(paths.checkpoint_dir))
         tune.report(epoch_row(metrics), checkpoint=checkpoint)
         log_history(logger, history[-1:])
@@ -97,4 +108,6 @@ def run_trial(
             logger.fail(traceback.format_exc(), diverged=True)
             tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
             return
+        finally:
+            stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial
         logger.finish({"checkpoint": Path(result["paths"]["best"])})

@@ -253,6 +253,13 @@ def apply_sr(data: FERData, sr_cfg, show_progress: bool = True) -> FERData:
     splits = {s: replace(data.split(s), images=arrays[s]) for s in SPLITS}
     meta = {
         **data.meta,
-        "sr": {"dir": str(folder), "build_id": manifest["build_id"], "built": built},
+        "sr": {
+            "dir": str(folder),
+            "build_id": manifest["build_id"],
+            "built": built,
+            "method": sr_cfg.method,
+            "scale": int(sr_cfg.scale),
+            "manifest_sha256": manifest["manifest_sha256"],
+        },
     }
     return replace(data, **splits, meta=meta)

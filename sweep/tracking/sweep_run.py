@@ -29,6 +29,13 @@ from sweep.tracking.store import (
     read_history,
     with_retries,
 )
+from sweep.tracking.ui import (
+    DESCRIPTION,
+    EXPERIMENT_KIND,
+    dataset_input,
+    sweep_description,
+    trial_description,
+)
 
 
 def git_commit() -> str:
@@ -70,9 +77,20 @@ class SweepTracker:
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        # the UI opens a training experiment on its runs (else on the GenAI traces overview)
+        self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
         self.parent_id: str | None = None
 
-    def start_parent(self, spec_dict: dict, space_file: Path, storage: str) -> str:
+    def start_parent(
+        self,
+        spec_dict: dict,
+        space_file: Path,
+        storage: str,
+        datasets: list[dict] = (),
+        description: str = "",
+    ) -> str:
+        """The sweep's run, named after the sweep; `datasets` (nrfer.data.identity) are the
+        data its trials train on, logged as dataset inputs."""
         found = find_runs(self.client, self.experiment_id, {ROLE: "sweep", SWEEP_ID: self.sweep_id})
         if found:  # a resumed sweep continues its parent run
             self.parent_id = found[0].info.run_id
@@ -82,6 +100,7 @@ class SweepTracker:
             ROLE: "sweep",
             SWEEP_ID: self.sweep_id,
             "mlflow.runName": self.sweep_id,
+            DESCRIPTION: description,
             "nrfer.git_commit": git_commit(),
             "nrfer.storage": storage,
             **{f"nrfer.version.{k}": v for k, v in package_versions().items()},
@@ -89,6 +108,8 @@ class SweepTracker:
         self.parent_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         self.client.log_artifact(self.parent_id, str(space_file), "space")
         self.client.log_dict(self.parent_id, spec_dict, "space/resolved_spec.yaml")
+        if datasets:
+            self.client.log_inputs(self.parent_id, [dataset_input(d) for d in datasets])
         return self.parent_id
 
     def context(self) -> dict:
@@ -136,19 +157,40 @@ class SweepTracker:
         return len(orphans)
 
     def finish(
-        self, report_dir: Path, metrics: dict[str, float], best_trial_id: str | None
+        self,
+        report_dir: Path,
+        metrics: dict[str, float],
+        best: dict | None,
+        metric: str,
+        source: str,
     ) -> None:
-        """The sweep's outcome on the parent run: the report files, its summary metrics and
-        which trial (and run) was best."""
+        """The sweep's outcome on the parent run: the report files, its summary metrics,
+        which trial (and run) was best, and a one-line description."""
         for f in sorted(report_dir.iterdir()):
             self.client.log_artifact(self.parent_id, str(f), "report")
-        if best_trial_id:
-            best_run = self.trial_runs().get(best_trial_id)
+        runs = self.trial_runs()
+        if best:
+            best_run = runs.get(best["trial_id"])
             run_id = best_run.info.run_id if best_run else ""
             self.client.set_tag(self.parent_id, "nrfer.best_trial_run_id", run_id)
-            self.client.set_tag(self.parent_id, "nrfer.best_trial_id", best_trial_id)
+            self.client.set_tag(self.parent_id, "nrfer.best_trial_id", best["trial_id"])
+            if best_run:
+                best = {**best, "run_name": best_run.data.tags.get("mlflow.runName")}
         for k, v in metrics.items():
             self.client.log_metric(self.parent_id, k, float(v))
+        counts = {
+            "stopped early": sum(
+                r.data.tags.get("nrfer.stopped_early") == "true" for r in runs.values()
+            ),
+            "diverged": sum(r.data.tags.get("nrfer.diverged") == "true" for r in runs.values()),
+            "failed": sum(
+                r.data.tags.get("nrfer.failed") == "true"
+                and r.data.tags.get("nrfer.diverged") != "true"
+                for r in runs.values()
+            ),
+        }
+        text = sweep_description(self.sweep_id, source, len(runs), best, metric, counts)
+        self.client.set_tag(self.parent_id, DESCRIPTION, text)
 
     def end_parent(self, status: str) -> None:
         if self.parent_id:
@@ -162,8 +204,8 @@ class SweepTracker:
 class TrialStatusCallback(tune.Callback):
     """Driver side: closes the runs that their trials could not close themselves."""
 
-    def __init__(self, tracker: SweepTracker, max_epochs: int) -> None:
-        self.tracker, self.max_epochs = tracker, max_epochs
+    def __init__(self, tracker: SweepTracker, max_epochs: int, metric: str = "val_acc") -> None:
+        self.tracker, self.max_epochs, self.metric = tracker, max_epochs, metric
         self.pending: dict[str, tuple] = {}  # runs not closed while MLflow was away
 
     def _run(self, trial):
@@ -211,14 +253,25 @@ class TrialStatusCallback(tune.Callback):
         ]
         log_metrics(client, run_id, missing)
 
+    def _describe(self, run, trial, how: str) -> None:
+        result = trial.last_result or {}
+        if how == "finished" and result.get("diverged"):
+            how = "diverged"
+        text = trial_description(result, self.metric, self.max_epochs, how)
+        self.tracker.client.set_tag(run.info.run_id, DESCRIPTION, text)
+
     def _complete(self, trial) -> None:
         run = self._run(trial)
-        if run is None or run.info.status != "RUNNING":
+        if run is None:
+            return
+        epochs = int((trial.last_result or {}).get("training_iteration", 0))
+        stopped = run.info.status == "RUNNING" and epochs < self.max_epochs
+        self._describe(run, trial, "stopped" if stopped else "finished")
+        if run.info.status != "RUNNING":
             return
         client, run_id = self.tracker.client, run.info.run_id
         self._log_unlogged_epochs(trial, run_id)
         # Still RUNNING after the trial ended: the scheduler stopped it early.
-        epochs = int((trial.last_result or {}).get("training_iteration", 0))
         client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
         ckpt = trial.checkpoint
         best = Path(ckpt.path, RunPaths.BEST) if ckpt is not None and ckpt.path else None
@@ -233,6 +286,7 @@ class TrialStatusCallback(tune.Callback):
         if run is None:
             return
         client, run_id = self.tracker.client, run.info.run_id
+        self._describe(run, trial, "failed")
         self._log_unlogged_epochs(trial, run_id)
         error = Path(trial.error_file) if trial.error_file else None
         if error is not None and error.is_file():

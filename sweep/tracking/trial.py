@@ -29,6 +29,7 @@ from sweep.tracking.store import (
     numeric,
     with_retries,
 )
+from sweep.tracking.ui import dataset_input
 
 log = logging.getLogger("nrfer.sweep")
 
@@ -62,7 +63,13 @@ class TrialLogger:
         self.degraded = False  # the last send failed
         self.logged: set[tuple[str, int]] = set()  # (key, step) MLflow has or will get
 
-    def start(self, params: dict[str, Any], sampled: dict[str, Any]) -> str | None:
+    def start(
+        self,
+        params: dict[str, Any],
+        sampled: dict[str, Any],
+        name: str | None = None,
+    ) -> str | None:
+        """Find or create the trial's run, named `name` (default: the trial id)."""
         ctx = self.context
 
         def find_or_create() -> str:
@@ -84,7 +91,7 @@ class TrialLogger:
                 SWEEP_ID: ctx["sweep_id"],
                 TRIAL_ID: self.trial_id,
                 "mlflow.parentRunId": ctx["parent_id"],
-                "mlflow.runName": self.trial_id,
+                "mlflow.runName": name or self.trial_id,
                 "nrfer.sampled": ",".join(sorted(sampled)),
                 "nrfer.node_ip": node_ip(),
                 "nrfer.worker_pid": str(os.getpid()),
@@ -177,6 +184,13 @@ class TrialLogger:
     def set_tag(self, key: str, value: str) -> None:
         if self.run_id:
             with_retries(lambda: self.client.set_tag(self.run_id, key, value), f"tag {key}")
+
+    def log_input(self, ident: dict) -> None:
+        """The data this trial trains on (nrfer.data.identity), as the run's dataset input
+        (MLflow keeps one per dataset and run, so a resumed trial does not add another)."""
+        if self.run_id:
+            inputs = [dataset_input(ident)]
+            with_retries(lambda: self.client.log_inputs(self.run_id, inputs), "log the dataset")
 
     def log_dict(self, d: dict, path: str) -> None:
         if self.run_id:

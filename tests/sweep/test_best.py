@@ -118,9 +118,13 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
         a.path for a in client.list_artifacts(rep.info.run_id)
     }
 
-    # the registered model (best seed by val) predicts what its checkpoint predicts
+    # the registered model (best seed by val) carries the alias `champion` and predicts what
+    # its checkpoint predicts
+    champion = client.get_model_version_by_alias("fer-tiny", "champion")
+    assert str(champion.version) == str(report["model_version"])
+    assert report["model_alias"] == "champion"
     mlflow.set_tracking_uri(uri)
-    pyfunc = mlflow.pyfunc.load_model("models:/fer-tiny/latest")
+    pyfunc = mlflow.pyfunc.load_model("models:/fer-tiny@champion")
     faces = read_ferplus(synthetic_root).test.images[:16, 0]
     served = pyfunc.predict(faces.astype(np.float64))
     ckpt = out / f"seed-{report['best_seed']}" / "checkpoint" / "best.pt"
@@ -152,7 +156,7 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
     assert lines[0]["label"] == expected[0] and "bad.png: cannot be decoded" in captured.err
     assert abs(sum(lines[1]["probabilities"].values()) - 1) < 1e-5
     # the same through the Model Registry URI
-    assert predict_main(["--model", "models:/fer-tiny/latest", "--json", str(tmp / "a.png")]) == 0
+    assert predict_main(["--model", "models:/fer-tiny@champion", "--json", str(tmp / "a.png")]) == 0
     assert json.loads(capsys.readouterr().out.strip())["label"] == expected[0]
 
 
@@ -176,7 +180,7 @@ def test_registered_model_serves_over_http(reproduced, synthetic_root):
             "models",
             "serve",
             "-m",
-            "models:/fer-tiny/latest",
+            "models:/fer-tiny@champion",
             "--env-manager",
             "local",
             "--host",
@@ -274,3 +278,7 @@ def test_top_k_retrains_each_candidate_and_chooses_by_mean_val(reproduced, capsy
     winners_seeds = [s for s in seeds if s.data.tags["nrfer.candidate"] == str(winner["rank"])]
     best_seed = max(winners_seeds, key=lambda s: s.data.metrics["best_val_acc"])
     assert version.run_id == best_seed.info.run_id
+    # the alias moved to the new version: serving models:/fer-tiny@champion follows it
+    assert str(client.get_model_version_by_alias("fer-tiny", "champion").version) == str(
+        version.version
+    )

@@ -103,6 +103,15 @@ def test_every_distribution_and_conditionals_compile_to_define_by_run():
             "budget.num_sample: unknown key; .*did you mean 'num_samples'",
         ),
         ({**BASE, "resources": {"cpu": 0}}, "resources.cpu: must be > 0, got 0"),
+        ({**BASE, "tracking": {"system_metrics": "yes"}}, "tracking.system_metrics: expected true"),
+        (
+            {**BASE, "tracking": {"system_metric": False}},
+            "tracking.system_metric: unknown key; valid: system_metrics, system_metrics_interval_s",
+        ),
+        (
+            {**BASE, "tracking": {"system_metrics_interval_s": 0.1}},
+            "tracking.system_metrics_interval_s: must be >= 1",
+        ),
         ({**BASE, "fixed": [1]}, "fixed: expected a mapping of trial-config sections"),
         ([1, 2], "top level must be a mapping"),
         (

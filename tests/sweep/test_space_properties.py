@@ -80,6 +80,7 @@ VALID = {
     "early_stopping": {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 4},
     "budget": {"num_samples": 4, "max_concurrent": 2},
     "resources": {"cpu": 1, "gpu": 0},
+    "tracking": {"system_metrics": True, "system_metrics_interval_s": 10},
 }
 FIELDS = [
     ("metric",),
@@ -101,6 +102,8 @@ FIELDS = [
     ("budget", "max_concurrent"),
     ("resources", "cpu"),
     ("resources", "gpu"),
+    ("tracking", "system_metrics"),
+    ("tracking", "system_metrics_interval_s"),
 ]
 reached: dict[tuple, int] = {}
 

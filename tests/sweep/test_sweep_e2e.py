@@ -1,5 +1,6 @@
 """A real sweep: local Ray runtime on loopback, SQLite MLflow store, tiny synthetic data."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 3},
         budget={"num_samples": 4, "max_concurrent": 2},
     )
+    space["tracking"] = {"system_metrics_interval_s": 1}  # trials here last seconds
     # pretrained weights by a path relative to where the sweep is launched (trials run in
     # folders of their own: the driver makes it absolute)
     space["fixed"]["model"]["pretrained"] = "weights/tiny.pth"
@@ -120,11 +122,57 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         want = optuna.trial.TrialState.PRUNED if stopped else optuna.trial.TrialState.COMPLETE
         assert t.state == want, (t.number, t.state, vals)
     assert any(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    assert_ui_story(client, exp, parent, children, synthetic_root)
     space_files = {a.path for a in client.list_artifacts(parent.info.run_id, "space")}
     assert {"space/e2e.yaml", "space/resolved_spec.yaml"} <= space_files
     assert_no_secrets(
         client, runs, [tmp_path / "mlflow.db", tmp_path / "mlruns", tmp_path / "storage"]
     )
+
+
+def assert_ui_story(client, exp, parent, children, synthetic_root) -> None:
+    """What the MLflow UI shows (issue 16): a training experiment, readable run names and
+    descriptions, the dataset on every run, system metrics and the trial's peak memory."""
+    from nrfer.data.ferplus import read_ferplus
+    from nrfer.data.identity import identity
+    from sweep.tracking.ui import short_value
+
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert parent.data.tags["mlflow.runName"] == "e2e"
+    best_name = client.get_run(parent.data.tags["nrfer.best_trial_run_id"]).info.run_name
+    assert parent.data.tags["mlflow.note.content"].startswith("Sweep e2e (e2e.yaml): 4 trials")
+    assert (
+        f"best val_acc {parent.data.metrics['best_val_acc']:.4f}: {best_name}"
+        in (parent.data.tags["mlflow.note.content"])
+    )
+    names = sorted(c.info.run_name for c in children)
+    assert [n.split()[0] for n in names] == ["t01", "t02", "t03", "t04"], names
+    for c in children:  # the number, then what was sampled: resizer when on, lr=...
+        lr = float(c.data.params["optim.lr"])
+        want = "resizer " if c.data.params["model.resizer.enabled"] == "True" else ""
+        assert c.info.run_name.split(" ", 1)[1] == f"{want}lr={short_value(lr)}", c.info.run_name
+        note = c.data.tags["mlflow.note.content"]
+        best = max(m.value for m in client.get_metric_history(c.info.run_id, "val_acc"))
+        if c.data.tags.get("nrfer.stopped_early") == "true":
+            assert note.startswith(f"best val_acc {best:.4f}; stopped early"), note
+        else:
+            assert note == f"best val_acc {best:.4f} over 3 of 3 epochs", note
+    # the data every run trained on: name, digest of the arrays, split sizes
+    ident = identity(read_ferplus(synthetic_root, "majority"))
+    for run in [parent, *children]:
+        (inp,) = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert (inp.dataset.name, inp.dataset.digest) == (ident["name"], ident["digest"])
+        assert {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "training"
+        assert json.loads(inp.dataset.profile)["splits"] == ident["profile"]["splits"]
+    # system metrics (MLflow's monitor, every second here) and the trial's own peak memory
+    for c in children:
+        metrics = client.get_run(c.info.run_id).data.metrics
+        assert "system/cpu_utilization_percentage" in metrics, sorted(metrics)
+        assert metrics["system/system_memory_usage_megabytes"] > 0
+        peak = client.get_metric_history(c.info.run_id, "trial_peak_rss_mb")
+        val = client.get_metric_history(c.info.run_id, "val_acc")
+        assert [m.step for m in peak] == [m.step for m in val]
+        assert 100 < peak[-1].value < 16000  # a torch process: hundreds of MB, not bytes
 
 
 def assert_no_secrets(client, runs, folders) -> None:

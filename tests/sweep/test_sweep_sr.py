@@ -23,6 +23,7 @@ def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, ru
         budget={"num_samples": 4, "max_concurrent": 2},
     )
     space["searcher"] = "random"
+    space["tracking"] = {"system_metrics": False}  # the space file's switch
     space["data"]["sr"] = {"method": "bicubic", "cache_dir": "sr-cache"}  # relative on purpose
     summary = run_tiny_sweep(space)
     assert summary["num_errors"] == 0
@@ -37,6 +38,26 @@ def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, ru
     client = MlflowClient(summary["tracking_uri"])
     exp = client.get_experiment_by_name("srsweep")
     trials = client.search_runs([exp.experiment_id], "tags.`nrfer.role` = 'trial'")
+    # dataset inputs: the parent lists the data as read and each SR stage; a trial its own,
+    # whose digest follows the cache it read (another scale, another digest)
+    parent = client.get_run(summary["parent_run_id"])
+    datasets = {i.dataset.name: i.dataset for i in parent.inputs.dataset_inputs}
+    base_name = "ferplus-majority"
+    assert set(datasets) == {base_name, f"{base_name}+sr-bicubic-x2", f"{base_name}+sr-bicubic-x4"}
+    assert len({d.digest for d in datasets.values()}) == 3
+    for t in trials:
+        (inp,) = client.get_run(t.info.run_id).inputs.dataset_inputs
+        scale = int(t.data.params["data.sr.scale"])
+        assert inp.dataset.name == f"{base_name}+sr-bicubic-x{scale}"
+        assert inp.dataset.digest == datasets[inp.dataset.name].digest
+        profile = json.loads(inp.dataset.profile)
+        assert profile["sr"]["build_id"] == by_scale[scale]["build_id"]
+        assert profile["image_size"] == [48 * scale, 48 * scale]
+        # system metrics switched off; the trial's own peak memory is still logged
+        metrics = client.get_run(t.info.run_id).data.metrics
+        assert (
+            not [k for k in metrics if k.startswith("system/")] and metrics["trial_peak_rss_mb"] > 0
+        )
     assert len(trials) == 4
     scales = {int(t.data.params["data.sr.scale"]) for t in trials}
     assert scales == {2, 4}, "the seeded random draws should cover both scales"

@@ -1,0 +1,182 @@
+"""Screenshots of the MLflow UI on a sweep, for the README (`make ui-shots`).
+
+    python docs/ui_shots.py [--tracking-uri sqlite:///mlflow.db] [--sweep demo] [--out docs/ui]
+
+Starts `mlflow ui` on the store (127.0.0.1, a free port), waits until it answers, and takes
+screenshots with headless Chromium (`apt-get install chromium`; the UI is a JavaScript
+app, so each page gets --virtual-time-budget to render) of:
+
+- runs.png: the sweep's experiment, opened on its training runs, the sweep's trials listed
+  under its parent run with their names, datasets and metrics;
+- trial.png: the best trial's run page (description, dataset, params);
+- trial_metrics.png: the best trial's metric charts (val_acc, losses, system metrics);
+- report.png: the sweep's report image (learning curves) among the parent run's artifacts.
+
+Look at each picture before committing it: the UI changes between MLflow versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "docs"))
+from cdp import Browser  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ui(uri: str, port: int, log: Path) -> subprocess.Popen:
+    mlflow = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow), "ui", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        env={**os.environ, "PATH": f"{mlflow.parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+    )
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow ui exited ({proc.returncode}); see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(1)
+    proc.kill()
+    raise RuntimeError(f"mlflow ui did not answer within 90 s; see {log}")
+
+
+# the right edge of the runs table's Run Name header, dragged 170 px to the right
+WIDEN_RUN_NAME = """(() => {
+  const h = [...document.querySelectorAll('[role=columnheader]')]
+    .find(e => e.textContent.trim().startsWith('Run Name'));
+  if (!h) return null;
+  const r = h.getBoundingClientRect();
+  return [r.right - 2, r.top + r.height / 2, r.right + 170, r.top + r.height / 2];
+})()"""
+
+
+def ui_state(exp_id: str, parent_id: str, columns: list[str]) -> dict[str, str]:
+    """What a user would have clicked, as the UI keeps it in the browser's localStorage: the
+    "Model training" sidebar, the assistant panel closed, the sweep's parent run expanded,
+    and the runs table showing the dataset, best_val_acc and the sampled parameters."""
+    page = {
+        "searchFilter": "",
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "startTime": "ALL",
+        "lifecycleFilter": "Active",
+        "datasetsFilter": [],
+        "modelVersionFilter": "All Runs",
+        "selectedColumns": ["attributes.`Dataset`", *columns],
+        "runsExpanded": {parent_id: True},
+        "runsHiddenMode": "SHOW_ALL",
+    }
+    return {
+        "mlflow.workflowType_v1": json.dumps("machine_learning"),
+        "mlflow.assistant.panelOpen_v1": "false",
+        "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
+        f'MLflowLocalStorage-1.1-ExperimentPage-["{exp_id}"]-ReactComponentState': json.dumps(page),
+    }
+
+
+def pages(client, sweep: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(name -> URL path after '#', the UI state to start from)."""
+    from sweep.best import find_sweep
+
+    parent = find_sweep(client, sweep)
+    exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
+    best = parent.data.tags.get("nrfer.best_trial_run_id")
+    if not best:
+        raise SystemExit(f"sweep {parent.info.run_name}: no best trial recorded (unfinished?)")
+    trials = client.search_runs(
+        [exp_id], f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=500
+    )
+    # the parameters every trial sampled (a conditional one shows its unused default in
+    # the trials where it was inactive: params hold the resolved config)
+    sets = [set(t.data.tags.get("nrfer.sampled", "").split(",")) - {""} for t in trials]
+    sampled = sorted(set.intersection(*sets)) if sets else []
+    columns = ["metrics.`best_val_acc`", *(f"params.`{k}`" for k in sampled)]
+    run = f"/experiments/{exp_id}/runs"
+    urls = {
+        "runs": run,
+        "trial": f"{run}/{best}",
+        "trial_metrics": f"{run}/{best}/model-metrics",
+        "trial_system": f"{run}/{best}/system-metrics",
+        "report": f"{run}/{parent_id}/artifacts/report/learning_curves.png",
+    }
+    return urls, ui_state(exp_id, parent_id, columns)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--tracking-uri", default="sqlite:///mlflow.db")
+    ap.add_argument("--sweep", help="sweep name (default: the most recent sweep)")
+    ap.add_argument("--out", type=Path, default=REPO / "docs" / "ui")
+    ap.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
+    ap.add_argument("--size", default="1800,950", help="window size, WIDTH,HEIGHT")
+    ap.add_argument("--wait-s", type=float, default=10, help="seconds each page gets to render")
+    ap.add_argument("--only", nargs="*", help="names of the shots to take (default: all)")
+    args = ap.parse_args()
+
+    from mlflow.tracking import MlflowClient
+
+    from sweep.tracking import tracking_uri
+
+    uri = tracking_uri(args.tracking_uri)
+    if shutil.which(args.chromium) is None:
+        raise SystemExit(f"{args.chromium}: not found; install it (apt-get install chromium)")
+    urls, state = pages(MlflowClient(uri), args.sweep)
+    args.out.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log = Path(tempfile.gettempdir()) / f"nrfer-ui-shots-{port}.log"
+    proc = start_ui(uri, port, log)
+    width, height = (int(v) for v in args.size.split(","))
+    browser = Browser(args.chromium, width, height)
+    try:
+        base = f"http://127.0.0.1:{port}/#"
+        steps = [("goto", base + "/"), ("wait", 3)]
+        steps += [
+            ("js", f"localStorage.setItem({json.dumps(k)}, {json.dumps(v)})")
+            for k, v in state.items()
+        ]
+        for name, path in urls.items():
+            if args.only and name not in args.only:
+                continue
+            out = args.out / f"{name}.png"
+            # about:blank between pages: each loads afresh and reads the state above
+            steps += [("goto", "about:blank"), ("goto", base + path), ("wait", args.wait_s)]
+            if name == "runs":  # widen the Run Name column, as a reader would, by its edge
+                steps += [("drag", WIDEN_RUN_NAME), ("wait", 1)]
+            steps += [("shot", str(out))]
+            print(f"{out}  <- {base}{path}")
+        browser.run(steps)
+    finally:
+        browser.close()
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
