@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -27,7 +27,7 @@ class Browser:
 
     def __init__(self, chromium: str, width: int, height: int) -> None:
         self.profile = tempfile.mkdtemp(prefix="nrfer-chromium-")
-        self.port = _free_port()
+        self.port = free_port()
         self.width, self.height = width, height
         self.proc = subprocess.Popen(
             [

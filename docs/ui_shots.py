@@ -2,14 +2,17 @@
 
     python docs/ui_shots.py [--tracking-uri sqlite:///mlflow.db] [--sweep demo] [--out docs/ui]
 
-Starts `mlflow ui` on the store (127.0.0.1, a free port), waits until it answers, and takes
-screenshots with headless Chromium (`apt-get install chromium`; the UI is a JavaScript
-app, so each page gets --virtual-time-budget to render) of:
+Starts `mlflow ui` on the store (127.0.0.1, a free port), waits until it answers, and drives
+headless Chromium (`apt-get install chromium`) over the DevTools protocol (docs/cdp.py): the
+UI's own browser state is set as a user's clicks would (Model training sidebar, assistant
+closed, the sweep expanded, useful columns), each page gets --wait-s seconds to render, and
+screenshots are saved of:
 
 - runs.png: the sweep's experiment, opened on its training runs, the sweep's trials listed
   under its parent run with their names, datasets and metrics;
 - trial.png: the best trial's run page (description, dataset, params);
-- trial_metrics.png: the best trial's metric charts (val_acc, losses, system metrics);
+- trial_metrics.png: the best trial's metric charts (val_acc, losses, peak memory);
+- trial_system.png: its system-metrics charts (MLflow's monitor);
 - report.png: the sweep's report image (learning curves) among the parent run's artifacts.
 
 Look at each picture before committing it: the UI changes between MLflow versions.
@@ -21,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,13 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "docs"))
-from cdp import Browser  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from cdp import Browser, free_port  # noqa: E402
 
 
 def start_ui(uri: str, port: int, log: Path) -> subprocess.Popen:

@@ -246,10 +246,7 @@ def run_sweep(
                 **tracker.context(),
                 "record_dir": str(exp_dir / METRIC_RECORDS),
                 "dataset": datasets[0],  # each trial adds its SR stage
-                "system_metrics": {
-                    "enabled": spec.tracking["system_metrics"],
-                    "interval_s": spec.tracking["system_metrics_interval_s"],
-                },
+                "system_metrics": spec.tracking,  # {system_metrics, system_metrics_interval_s}
             },
         ),
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},

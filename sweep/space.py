@@ -26,7 +26,7 @@ from nrfer.config import (
 )
 from nrfer.models.backbone import check_backbone_name
 from sweep.params import Param, SpaceError, _err, parse_param
-from sweep.sections import read_sections
+from sweep.sections import Tracking, read_sections
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 SEARCHABLE_DATA = ("data.sr.method", "data.sr.scale", "data.sr.weights")
@@ -52,9 +52,7 @@ class SweepSpec:
     reuse_workers: bool = True  # run the next trial in a finished trial's worker process
     max_failures: int = 2  # Ray retries of a crashed trial (from its last checkpoint)
     # MLflow system metrics of each trial's run: {system_metrics: bool, ..._interval_s}
-    tracking: dict = field(
-        default_factory=lambda: {"system_metrics": True, "system_metrics_interval_s": 10}
-    )
+    tracking: dict = field(default_factory=lambda: Tracking().model_dump())
 
     @property
     def max_epochs(self) -> int:

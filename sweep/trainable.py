@@ -69,9 +69,10 @@ def run_trial(
         data = apply_sr(data, cfg.data.sr, show_progress=False)
         logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
     logger.log_input(identity(data, base=tracking.get("dataset")))
-    system = tracking.get("system_metrics") or {}
-    if system.get("enabled"):
-        start_monitor(run_id, tracking["uri"], system["interval_s"], resumed=resume is not None)
+    system = tracking.get("system_metrics") or {}  # the space's tracking section
+    if system.get("system_metrics"):
+        interval = system["system_metrics_interval_s"]
+        start_monitor(run_id, tracking["uri"], interval, resumed=resume is not None)
     peak = PeakMemory(resolve_device(cfg.train.device))
     history: list[dict] = []
     if resume is not None:  # visible in the UI: this attempt continued after a lost worker

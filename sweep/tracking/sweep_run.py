@@ -174,8 +174,6 @@ class SweepTracker:
             run_id = best_run.info.run_id if best_run else ""
             self.client.set_tag(self.parent_id, "nrfer.best_trial_run_id", run_id)
             self.client.set_tag(self.parent_id, "nrfer.best_trial_id", best["trial_id"])
-            if best_run:
-                best = {**best, "run_name": best_run.data.tags.get("mlflow.runName")}
         for k, v in metrics.items():
             self.client.log_metric(self.parent_id, k, float(v))
         counts = {

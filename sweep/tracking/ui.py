@@ -92,7 +92,7 @@ def sweep_description(
     done = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
     if best is None:
         return f"{head}{f' ({done})' if done else ''}; no trial reported {metric}"
-    who = best.get("run_name") or best.get("trial_id")
+    who = best.get("name") or best.get("trial_id")
     return f"{head}{f' ({done})' if done else ''}; best {metric} {best[metric]:.4f}: {who}"
 
 

@@ -62,7 +62,7 @@ def test_descriptions_are_one_line_about_the_outcome():
         "demo",
         "demo.yaml",
         8,
-        {"val_acc": 0.8, "run_name": "t03 fpdls lr=1e-3"},
+        {"val_acc": 0.8, "name": "t03 fpdls lr=1e-3"},
         "val_acc",
         {"stopped early": 5, "failed": 0},
     )
