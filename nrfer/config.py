@@ -32,9 +32,10 @@ class _Section(BaseModel):
 
 class SyntheticConfig(_Section):
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    n_train: int = Field(4000, ge=8, le=10_000_000)
-    n_val: int = Field(600, ge=8, le=10_000_000)
-    n_test: int = Field(600, ge=8, le=10_000_000)
+    # at most FER2013's named faces per split: each synthetic face carries a real FER+ name
+    n_train: int = Field(4000, ge=8, le=28_558)
+    n_val: int = Field(600, ge=8, le=3_579)
+    n_test: int = Field(600, ge=8, le=3_573)
 
 
 class SRConfig(_Section):
@@ -61,7 +62,9 @@ class DataConfig(_Section):
     # rafdb / affectnet: their released layouts (nrfer/data/rafdb_affectnet.py);
     # synthetic: where the generated CSVs are cached (default data/synthetic-<seed>-<sizes>).
     root: str | None = None
-    label_file: str | None = None  # folders layout: the label CSV (default: the one CSV in root)
+    # folders: the label CSV (default: the one CSV in root); ferplus_folders: optional
+    # fer2013new.csv whose (2017) votes replace the folders' label.csv votes, by image name
+    label_file: str | None = None
     label_mode: str = "majority"  # nrfer.data.labels.LABEL_MODES
     synthetic: SyntheticConfig = SyntheticConfig()
     image_folder: Literal["aligned", "original"] = "aligned"  # rafdb

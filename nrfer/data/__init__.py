@@ -48,17 +48,39 @@ def _synthetic(cfg) -> FERData:
     return data
 
 
+def _microsoft_tree(cfg) -> bool:
+    """A root holding Microsoft's FER2013Train/ ... folders and no CSV of another layout:
+    read as `ferplus_folders` whatever FER+ dataset name was given."""
+    from nrfer.data.ferplus_folders import is_ferplus_tree
+
+    root = Path(cfg.root)
+    return is_ferplus_tree(root) and not (
+        (root / "fer2013.csv").is_file() or (cfg.dataset == "folders" and any(root.glob("*.csv")))
+    )
+
+
 @DATASETS.register("ferplus")
 def _ferplus(cfg) -> FERData:
     from nrfer.data.ferplus import read_ferplus
 
+    if _microsoft_tree(cfg):
+        return _ferplus_folders(cfg)
     return read_ferplus(cfg.root, cfg.label_mode)
+
+
+@DATASETS.register("ferplus_folders")
+def _ferplus_folders(cfg) -> FERData:
+    from nrfer.data.ferplus_folders import read_ferplus_folders
+
+    return read_ferplus_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 
 @DATASETS.register("folders")
 def _folders(cfg) -> FERData:
     from nrfer.data.folders import read_folders
 
+    if _microsoft_tree(cfg):
+        return _ferplus_folders(cfg)
     return read_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 

@@ -4,7 +4,9 @@
 
 `fer2013.csv` has `emotion,pixels,Usage` (pixels: 2304 space-separated ints, 48x48 gray);
 `fer2013new.csv` has `Usage,Image name,<8 emotions>,unknown,NF` (10 votes per row), in the
-same row order. Splits: Training -> train, PublicTest -> val, PrivateTest -> test.
+same row order. Splits: Training -> train, PublicTest -> val, PrivateTest -> test, by each
+face's FER2013 row (its Image name; `nrfer.data.splits`), which the Usage columns must agree
+with (or be its exact val/test swap, read as FER2013's splits with a note).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from nrfer.data.ferplus_names import ROWS as MICROSOFT_ROWS
 from nrfer.data.ferplus_names import expected_name
 from nrfer.data.labels import LABEL_MODES, process_vote_table, split_mode
+from nrfer.data.splits import resolve_splits
 from nrfer.data.types import VOTE_COLUMNS, DataFormatError, FERData, FERSplit, csv_rows
 
 PIXELS_CSV = "fer2013.csv"
@@ -156,17 +159,31 @@ def read_pixels_csv(path: Path) -> tuple[list[str], np.ndarray]:
 
 
 def build_splits(
-    images: np.ndarray, usages: list[str], votes: np.ndarray, mode: str, where: Path
-) -> dict[str, FERSplit]:
-    """Apply the FERPlus label rules and split by Usage. images: uint8 [N, C, H, W].
-    Train uses `mode`; val and test always use majority (as Microsoft's own training code
-    does), so their faces and accuracies do not change with the training label mode."""
+    images: np.ndarray,
+    usages: list[str],
+    votes: np.ndarray,
+    mode: str,
+    where: Path,
+    names: list[str] | None = None,
+) -> tuple[dict[str, FERSplit], str | None]:
+    """Apply the FERPlus label rules and split: FER2013's split for each FER+ name, else
+    Usage (`nrfer.data.splits.resolve_splits`). images: uint8 [N, C, H, W]. Train uses
+    `mode`; val and test always use majority (as Microsoft's own training code does), so
+    their faces and accuracies do not change with the training label mode.
+    -> (splits, a note when the file's Usage is FER2013's val/test swap)."""
     for line, usage in enumerate(usages, start=2):
         if usage not in USAGE_TO_SPLIT:
             raise DataFormatError(
                 f"{where}: line {line}: Usage {usage!r} is not one of {', '.join(USAGE_TO_SPLIT)}"
             )
-    split_of = np.array([USAGE_TO_SPLIT[u] for u in usages])
+    claimed = [USAGE_TO_SPLIT[u] for u in usages]
+    resolved, note = resolve_splits(
+        names or [""] * len(usages),
+        claimed,
+        str(where),
+        [f"line {i}" for i in range(2, len(usages) + 2)],
+    )
+    split_of = np.array(resolved)
     out = {}
     for split in USAGE_TO_SPLIT.values():
         rows = np.flatnonzero(split_of == split)
@@ -178,14 +195,14 @@ def build_splits(
             targets=targets,
             votes=votes[rows],
         )
-    return out
+    return out, note
 
 
 def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
     if mode not in LABEL_MODES:
         raise ValueError(f"label mode {mode!r} is not one of {', '.join(LABEL_MODES)}")
     pixels_path, votes_path = find_ferplus_files(root)
-    v_usage, _, votes = read_votes_csv(votes_path)
+    v_usage, names, votes = read_votes_csv(votes_path)
     p_usage, images = read_pixels_csv(pixels_path)
     if len(p_usage) != len(v_usage):
         raise DataFormatError(
@@ -198,13 +215,11 @@ def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
                 f"line {line}: Usage {a!r} in {pixels_path} but {b!r} in {votes_path}; "
                 "the rows of the two files are not aligned"
             )
-    splits = build_splits(images[:, None], v_usage, votes, mode, votes_path)
-    return FERData(
-        **splits,
-        label_mode=mode,
-        source=f"ferplus:{Path(root)}",
-        meta={"source_files": [str(pixels_path.resolve()), str(votes_path.resolve())]},
-    )
+    splits, note = build_splits(images[:, None], v_usage, votes, mode, votes_path, names)
+    meta = {"source_files": [str(pixels_path.resolve()), str(votes_path.resolve())]}
+    if note:
+        meta["notes"] = [note]
+    return FERData(**splits, label_mode=mode, source=f"ferplus:{Path(root)}", meta=meta)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,10 +9,12 @@ FERPlus label rules apply) or labels: one-hot or normalised rows, as in the pape
 `fer2013new_jin2.csv`, where `emotion` is the label. A file is one or the other (decided
 from all its rows); a row with no values falls back to its `emotion` column.
 
-Which split an image belongs to: where there are train/, val/ (or valid/) and test/ folders,
-the folder says (the paper's file names its splits the other way round from Microsoft's:
-its valid/ holds the PrivateTest rows, its test/ the PublicTest ones); with train/ and test/
-only, the Usage column says, with Microsoft's names (PublicTest: val, PrivateTest: test).
+Which split an image belongs to: a FER+ name (`fer%07d.png`) says it, FER2013's split for
+that face (`nrfer.data.splits`: val = PublicTest, test = PrivateTest). The paper's file names
+its splits the other way round (its `PublicTest` rows are FER2013's PrivateTest): with
+train/ and test/ only, its Usage column is read as that exact swap, with one line saying so;
+with train/, valid/ (or val/) and test/ the folders agree with FER2013. Names that are not
+FER+ names: the folders say (all three present), else the Usage column.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from nrfer.data.ferplus import USAGE_TO_SPLIT
 from nrfer.data.labels import ferplus_prior, process_votes, split_mode
+from nrfer.data.splits import resolve_splits
 from nrfer.data.types import EMOTIONS, NUM_CLASSES, DataFormatError, FERData, FERSplit, csv_rows
 
 LABEL_HEADER = (
@@ -100,21 +103,28 @@ def read_folders(
         raise DataFormatError(f"data root {root} is not a folder")
     label_path = find_label_file(root, label_file)
     folders = [d for d in IMAGE_DIRS if (root / d).is_dir()]
-    index = {p.name: d for d in folders for p in (root / d).iterdir()}
+    index = index_images(root, folders)
     by_folder = {"train", "val", "test"} <= {FOLDER_SPLITS[d] for d in folders}
-    table = _read_table(label_path)
+    table = [r for r in _read_table(label_path) if r[4]]  # no name: not a face (FER+)
     labels_not_votes = is_label_table(np.stack([r[2] for r in table])) if table else False
-    rows: dict[str, list] = {s: [] for s in USAGE_TO_SPLIT.values()}
-    dropped: dict[str, int] = {s: 0 for s in USAGE_TO_SPLIT.values()}
-    for line, usage, values, emotion, name in table:
-        if not name:
-            continue  # not a face (FER+ rows with no image)
+    for line, _, _, _, name in table:
         if name not in index:
             raise DataFormatError(
                 f"{label_path}: line {line}: image {name!r} is not in "
                 f"{', '.join(f'{d}/' for d in IMAGE_DIRS)} under {root}"
             )
-        split = FOLDER_SPLITS[index[name]] if by_folder else USAGE_TO_SPLIT[usage]
+    names = [r[4] for r in table]
+    claimed = [FOLDER_SPLITS[index[r[4]]] if by_folder else USAGE_TO_SPLIT[r[1]] for r in table]
+    split_of, note = resolve_splits(
+        names,
+        claimed,
+        str(label_path) if not by_folder else f"{root} (folders)",
+        [f"line {r[0]}" for r in table],
+        says="the folder" if by_folder else "Usage",
+    )
+    rows: dict[str, list] = {s: [] for s in USAGE_TO_SPLIT.values()}
+    dropped: dict[str, int] = {s: 0 for s in USAGE_TO_SPLIT.values()}
+    for (line, _, values, emotion, name), split in zip(table, split_of, strict=True):
         split_label_mode = split_mode(split, mode)
         if values.sum() > 0:
             target = (
@@ -137,9 +147,26 @@ def read_folders(
     splits = {s: _stack(r, label_path) for s, r in rows.items()}
     check_splits(splits, dropped, label_path, root, folders, by_folder)
     meta = {"source_files": [str(label_path.resolve())], "value_columns": "votes"}
+    if note:
+        meta["notes"] = [note]
     if labels_not_votes:  # no votes to estimate the PDLS prior from: the FER+ vote prior
         meta.update(value_columns="labels", prior=ferplus_prior(EMOTIONS), prior_name="ferplus")
     return FERData(**splits, label_mode=mode, source=f"folders:{root}", meta=meta)
+
+
+def index_images(root: Path, folders: list[str]) -> dict[str, str]:
+    """Image name -> the folder it is in; a name in two folders is an error (which split
+    would it be?)."""
+    index: dict[str, str] = {}
+    for d in folders:
+        for p in sorted((root / d).iterdir()):
+            if p.name in index:
+                raise DataFormatError(
+                    f"{root}: image {p.name!r} is in both {index[p.name]}/ and {d}/; a face "
+                    "belongs to one split: remove one copy"
+                )
+            index[p.name] = d
+    return index
 
 
 def _read_table(label_path: Path) -> list[tuple]:

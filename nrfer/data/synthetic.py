@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nrfer.data.ferplus import FER_SIZE, PIXELS_CSV, PIXELS_HEADER, VOTES_CSV, VOTES_HEADER
+from nrfer.data.splits import names_of_split
 from nrfer.data.types import EMOTIONS
 
 # Mean vote distribution (8 emotions, unknown, NF) of the real FER+ images whose majority
@@ -42,6 +43,8 @@ VOTE_PRIOR = np.array(
 # Real FER+ majority-label class frequencies (same file); the generator samples classes
 # with their square root so that rare classes (disgust, contempt) still appear in small sets.
 CLASS_FREQ = np.array([0.3506, 0.2879, 0.1261, 0.1193, 0.0847, 0.0051, 0.0216, 0.0047])
+# 2: faces carry Microsoft's names of their split (1: fer<row>.png, whatever the split)
+VERSION, VERSION_FILE = 2, "synthetic_version.txt"
 NOT_A_FACE_RATE = 0.005  # real file: 173 of 35,887 rows are not faces (empty name, 10 NF votes)
 # Kaggle FER2013's 7-class `emotion` column for each of our classes (contempt -> neutral).
 FER2013_EMOTION = (6, 3, 5, 4, 0, 1, 2, 6)
@@ -198,6 +201,7 @@ def write_ferplus(
 ) -> Path:
     """Write fer2013.csv + fer2013new.csv into `out` atomically (a temp dir, then rename)."""
     out = Path(out)
+    names = face_names(n_train, n_val, n_test)
     gen = generate(seed, n_train, n_val, n_test)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -216,11 +220,11 @@ def write_ferplus(
         with open(tmp / VOTES_CSV, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(VOTES_HEADER)
-            for i, (usage, votes, c) in enumerate(
-                zip(gen["usage"], gen["votes"], gen["classes"], strict=True)
+            for usage, name, votes, c in zip(
+                gen["usage"], names, gen["votes"], gen["classes"], strict=True
             ):
-                name = f"fer{i:07d}.png" if c >= 0 else ""
-                w.writerow([usage, name, *votes.tolist()])
+                w.writerow([usage, name if c >= 0 else "", *votes.tolist()])
+        (tmp / VERSION_FILE).write_text(f"{VERSION}\n")
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -230,10 +234,29 @@ def write_ferplus(
     return out
 
 
+def face_names(n_train: int, n_val: int, n_test: int) -> list[str]:
+    """Microsoft's own names for the generated rows, split by split (the first n_train
+    Training names, then PublicTest's, then PrivateTest's), so that a synthetic face's name
+    says its FER2013 split as a real one's does."""
+    out = []
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        names = names_of_split(split)
+        if n > len(names):
+            raise ValueError(
+                f"synthetic {split} size {n} is larger than FER2013's {len(names)} named faces "
+                "of that split"
+            )
+        out.extend(names[:n])
+    return out
+
+
 def ensure_synthetic(root: str | Path, seed: int, n_train: int, n_val: int, n_test: int) -> Path:
-    """Generate once into `root` (files are deterministic by seed and sizes) and reuse after."""
+    """Generate once into `root` (files are deterministic by seed and sizes) and reuse after;
+    a cache written by an older generator (other names) is written anew."""
     root = Path(root)
-    if not ((root / PIXELS_CSV).is_file() and (root / VOTES_CSV).is_file()):
+    stamp = root / VERSION_FILE
+    current = stamp.is_file() and stamp.read_text().strip() == str(VERSION)
+    if not (current and (root / PIXELS_CSV).is_file() and (root / VOTES_CSV).is_file()):
         write_ferplus(root, seed, n_train, n_val, n_test)
     return root
 
@@ -253,7 +276,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("n_train", "n_val", "n_test"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be >= 0")
-    out = write_ferplus(args.out, args.seed, args.n_train, args.n_val, args.n_test)
+    try:
+        out = write_ferplus(args.out, args.seed, args.n_train, args.n_val, args.n_test)
+    except ValueError as e:
+        parser.error(str(e))
     print(
         f"wrote {out / PIXELS_CSV} and {out / VOTES_CSV} ({args.n_train}/{args.n_val}/{args.n_test} rows)"
     )

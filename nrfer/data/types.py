@@ -88,7 +88,7 @@ class FERData:
         the mode it was read in (val and test: majority)."""
         from nrfer.data.labels import split_mode
 
-        return {
+        out = {
             "mode": self.label_mode,
             "splits": {
                 s: {
@@ -99,6 +99,10 @@ class FERData:
                 for s in SPLITS
             },
         }
+        for key in ("votes", "notes"):  # which votes a tree holds; split swaps read
+            if key in self.meta:
+                out[key] = self.meta[key]
+        return out
 
 
 def prior_from_votes(

@@ -60,8 +60,8 @@ ROWS = [
     ("Training", "fer0000000.png", HAPPY),
     ("Training", "fer0000001.png", HAPPY),
     ("Training", "fer0000002.png", HAPPY),
-    ("PublicTest", "fer0000003.png", HAPPY),
-    ("PrivateTest", "fer0000004.png", HAPPY),
+    ("PublicTest", "fer0028638.png", HAPPY),  # FER2013's first PublicTest face
+    ("PrivateTest", "fer0032220.png", HAPPY),  # and first PrivateTest face
 ]
 
 

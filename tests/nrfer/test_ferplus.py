@@ -32,9 +32,10 @@ ROWS = [
     ("Training", "fer0000000.png", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # happiness
     ("Training", "", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),  # not a face
     ("Training", "fer0000002.png", [4, 0, 0, 1, 3, 2, 0, 0, 0, 0]),  # no majority; CE keeps it
-    ("PublicTest", "fer0000003.png", [0, 0, 7, 0, 0, 0, 3, 0, 0, 0]),  # surprise
-    ("PrivateTest", "fer0000004.png", [1, 0, 0, 0, 0, 0, 0, 9, 0, 0]),  # contempt, outlier dropped
-    ("PrivateTest", "fer0000005.png", [0, 0, 0, 0, 0, 0, 0, 0, 8, 2]),  # unknown
+    # Microsoft's names of FER2013's first PublicTest and PrivateTest faces
+    ("PublicTest", "fer0028638.png", [0, 0, 7, 0, 0, 0, 3, 0, 0, 0]),  # surprise
+    ("PrivateTest", "fer0032220.png", [1, 0, 0, 0, 0, 0, 0, 9, 0, 0]),  # contempt, outlier dropped
+    ("PrivateTest", "fer0032222.png", [0, 0, 0, 0, 0, 0, 0, 0, 8, 2]),  # unknown
 ]
 
 

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from nrfer.data.folders import LABEL_HEADER, read_folders
+from nrfer.data.splits import names_of_split
 from nrfer.data.types import DataFormatError
 
 
@@ -63,9 +64,15 @@ def write_paper_layout(root, size=64):
     rows += [("PrivateTest", 2), ("PrivateTest", 3), ("PublicTest", 1)]
     lines = [",".join(LABEL_HEADER)]
     folder = {"Training": "train", "PrivateTest": "valid", "PublicTest": "test"}
+    # the paper's PrivateTest rows are FER2013's PublicTest faces and the other way round
+    names = {
+        "Training": iter(names_of_split("train")),
+        "PrivateTest": iter(names_of_split("val")),
+        "PublicTest": iter(names_of_split("test")),
+    }
     for i, (usage, k) in enumerate(rows):
         (root / folder[usage]).mkdir(parents=True, exist_ok=True)
-        name = f"fer{i:07d}.png"
+        name = next(names[usage])
         Image.fromarray(np.full((size, size, 3), 20 * i, np.uint8)).save(
             root / folder[usage] / name
         )
