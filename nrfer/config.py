@@ -110,6 +110,10 @@ class AugmentConfig(_Section):
     brightness: float = Field(0.3, ge=0, le=1)
     contrast: float = Field(0.3, ge=0, le=1)
     erase: float = Field(0.25, ge=0, le=1)  # probability of one random-erasing box
+    # the affine warp: what fills the corners a rotation uncovers (border: the nearest edge
+    # pixel; black: 0, as torchvision does for the paper) and how pixels are sampled
+    fill: Literal["border", "black"] = "border"
+    resample: Literal["bilinear", "nearest"] = "bilinear"
 
 
 class ResizerConfig(_Section):
@@ -196,6 +200,9 @@ class SchedulerConfig(_Section):
     step_size: int = Field(15, ge=1, le=10000)  # step: the paper's StepLR(15, 0.25)
     gamma: float = Field(0.25, gt=0, le=1)
     warmup_epochs: int = Field(0, ge=0, le=10000)  # cosine
+    # when the schedule steps: after each epoch's training (the PyTorch convention), or
+    # before it, as the paper's code does (the first decay one epoch earlier)
+    step_at: Literal["epoch_end", "epoch_start"] = "epoch_end"
 
     @field_validator("name")
     @classmethod
@@ -217,6 +224,9 @@ class TrainConfig(_Section):
     amp: Literal["auto", "off", "bf16"] = "auto"  # auto: bf16 on CUDA, off on CPU
     channels_last: bool = False
     compile: bool = False  # torch.compile the model; falls back to eager if compiling fails
+    # deterministic kernels (cuDNN deterministic, no benchmark, cuBLAS workspace, torch's
+    # deterministic algorithms; ops without one, e.g. grid_sample's CUDA backward, warn)
+    deterministic: bool = False
 
     @field_validator("device")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 import warnings
@@ -145,6 +146,26 @@ def best_state(model_state: dict, epoch: int, config: TrialConfig, data: FERData
     }
 
 
+def set_deterministic(on: bool) -> None:
+    """Deterministic kernels or not, set on every fit (a Ray worker may run several trials).
+    On: cuDNN deterministic without autotuning, a fixed cuBLAS workspace, and torch's
+    deterministic algorithms, warning (not failing) for ops that have none on CUDA (the
+    STN's grid_sample and the resizer's bilinear upsampling backward)."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = on
+    torch.backends.cudnn.benchmark = not on and torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(on, warn_only=True)
+
+
+def step_schedule_early(scheduler) -> None:
+    """The paper's timing: the schedule steps before the epoch's optimiser steps; PyTorch's
+    warning about that order is the point here, not a mistake."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+        scheduler.step()
+
+
 def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
@@ -171,6 +192,7 @@ def fit(
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
     torch.manual_seed(tc.seed)
+    set_deterministic(tc.deterministic)
     device = resolve_device(tc.device)
     paths = RunPaths(Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="nrfer-")))
     paths.checkpoint_dir.mkdir(parents=True, exist_ok=True)
@@ -216,11 +238,14 @@ def fit(
         t0 = time.perf_counter()
         seed = epoch_seed(tc.seed, epoch)
         torch.manual_seed(seed)  # dropout / drop-path draws of this epoch
+        if config.scheduler.step_at == "epoch_start":
+            step_schedule_early(scheduler)
         train_m = train_one_epoch(
             step_model, splits["train"], loss_fn, optimizer, config, seed, data.label_mode
         )
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        if config.scheduler.step_at == "epoch_end":
+            scheduler.step()
         val = evaluate(step_model, splits["val"], loss_fn, config, data.num_classes)
         if not np.isfinite(train_m["train_loss"]):
             raise FloatingPointError(

@@ -49,7 +49,13 @@ def augment_batch(x: torch.Tensor, cfg, gen: torch.Generator) -> torch.Tensor:
             1,
         )
         grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-        x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        x = F.grid_sample(
+            x,
+            grid,
+            mode=cfg.resample,
+            padding_mode="zeros" if cfg.fill == "black" else "border",
+            align_corners=False,
+        )
     if cfg.brightness > 0 or cfg.contrast > 0:
         gain = _uniform(b, 1 - cfg.contrast, 1 + cfg.contrast, gen, dev).view(b, 1, 1, 1)
         bias = _uniform(b, -cfg.brightness, cfg.brightness, gen, dev).view(b, 1, 1, 1) * 0.5
