@@ -9,7 +9,6 @@ python launch.py --space demo.yaml --resume              # continue a killed swe
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 
@@ -63,7 +62,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _launch(args) -> int:
-    from nrfer.data import DataFormatError
     from sweep.resume import SweepFinished
     from sweep.space import SpaceError, load_space, resolve_space_path
 
@@ -81,12 +79,9 @@ def _launch(args) -> int:
             raise SpaceError(f"--name: {e}") from None
     if spec.num_samples < 1 or spec.max_concurrent < 1:
         raise SpaceError("--num-samples and --max-concurrent must be >= 1")
-    if args.dry_run:
-        for check in (check_data, check_pretrained):
-            try:
-                check(spec)
-            except DataFormatError as e:
-                print(f"warning: {e}", file=sys.stderr)
+    if args.dry_run:  # the check people script: missing data or weights fail it, as a run
+        check_data(spec)
+        check_pretrained(spec)
         from sweep.plan import print_plan
 
         print_plan(spec)
@@ -119,8 +114,17 @@ def check_data(spec) -> None:
     """Real FER+ files must be there before Ray starts."""
     from nrfer.data import DataFormatError
     from nrfer.data.ferplus import find_ferplus_files
+    from nrfer.data.ferplus_folders import MS_FOLDERS, is_ferplus_tree
 
-    if spec.data.get("dataset") == "ferplus":
+    dataset, root = spec.data.get("dataset"), Path(spec.data.get("root") or "")
+    if dataset == "ferplus_folders" or (dataset == "ferplus" and is_ferplus_tree(root)):
+        missing = [d for d in MS_FOLDERS.values() if not (root / d / "label.csv").is_file()]
+        if missing and not (dataset == "ferplus" and (root / "fer2013.csv").is_file()):
+            raise DataFormatError(
+                f"{spec.source}: data.root {str(root)!r}: Microsoft's FERPlus folders need "
+                f"{', '.join(f'{d}/label.csv' for d in missing)}"
+            )
+    elif dataset == "ferplus":
         try:
             find_ferplus_files(spec.data.get("root") or "")
         except DataFormatError as e:

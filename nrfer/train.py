@@ -78,6 +78,10 @@ class RunPaths:
     def result(self) -> Path:
         return self.out / "result.json"
 
+    @property
+    def pretrained(self) -> Path:  # what loading model.pretrained did (when it is set)
+        return self.out / "pretrained.json"
+
     def to_dict(self) -> dict[str, str]:
         names = ("checkpoint_dir", "best", "last", "previews", "config", "result")
         return {name: str(getattr(self, name)) for name in names}
@@ -146,6 +150,28 @@ def best_state(model_state: dict, epoch: int, config: TrialConfig, data: FERData
     }
 
 
+def pretrained_report(model: torch.nn.Module) -> dict | None:
+    """What loading `model.pretrained` did (nrfer.models.pretrained.load_pretrained)."""
+    return next(
+        (m.nrfer_pretrained for m in model.modules() if hasattr(m, "nrfer_pretrained")), None
+    )
+
+
+def record_pretrained(model: torch.nn.Module, paths: RunPaths) -> None:
+    """Print once and write to paths.pretrained what the pretrained load did: the file, the
+    tensors loaded, those resampled to this backbone's shape and the head tensors dropped."""
+    report = pretrained_report(model)
+    if report is None:
+        return
+    print(
+        f"pretrained: {report['tensors']} tensors from {report['file']}; resampled: "
+        f"{', '.join(report['resampled']) or 'none'}; dropped (head): "
+        f"{', '.join(report['dropped']) or 'none'}",
+        flush=True,
+    )
+    paths.pretrained.write_text(json.dumps(report))
+
+
 def set_deterministic(on: bool) -> None:
     """Deterministic kernels or not, set on every fit (a Ray worker may run several trials).
     On: cuDNN deterministic without autotuning, a fixed cuBLAS workspace, and torch's
@@ -205,6 +231,7 @@ def fit(
             raise DataFormatError(f"{data.source}: the {name} split is empty")
     splits = {s: DeviceSplit(data.split(s), device) for s in ("train", "val", "test")}
     model = build_model(config.model, data.num_classes, data.train.image_size).to(device)
+    record_pretrained(model, paths)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config, data).to(device)

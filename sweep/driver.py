@@ -211,13 +211,14 @@ def run_sweep(
 
     # Setup: data once in the driver, Ray, the parent run.
     base = resolve_base_config(spec)
+    # Ray first: a trial larger than the cluster is refused before minutes of SR caching
+    init_ray(address, verbose)
+    check_resources(spec)
     t0 = time.perf_counter()
     data = load_data(make_config(base, spec.source).data, sr=False)  # each trial applies its SR
     sr_builds = build_sr_caches(spec, base, data)
     datasets = data_identities(data, sr_builds)
     data_s = time.perf_counter() - t0
-    init_ray(address, verbose)
-    check_resources(spec)
     # from here on a killed driver leaves something to --resume
     sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING)
     tracker = SweepTracker(uri, spec.name, spec.name)

@@ -47,6 +47,15 @@ def log_history(logger: TrialLogger, rows: list[dict]) -> None:
         logger.log_epoch({k: row[k] for k in EPOCH_KEYS}, step=int(row["epoch"]))
 
 
+def log_pretrained(logger: TrialLogger, report: dict) -> None:
+    """What loading model.pretrained did, as tags of the trial's run (MLflow caps a tag's
+    value; the key lists are short: position embeddings, the head)."""
+    logger.set_tag("nrfer.pretrained.file", report["file"])
+    logger.set_tag("nrfer.pretrained.tensors", str(report["tensors"]))
+    logger.set_tag("nrfer.pretrained.resampled", ", ".join(report["resampled"]) or "none")
+    logger.set_tag("nrfer.pretrained.dropped", ", ".join(report["dropped"]) or "none")
+
+
 def run_trial(
     params: dict[str, Any], base: dict, data: FERData, tracking: dict, launch_dir: str = "."
 ) -> None:
@@ -90,6 +99,8 @@ def run_trial(
     logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
 
     def report(metrics: dict, paths: RunPaths) -> None:
+        if not history and paths.pretrained.is_file():  # once per attempt, before epoch 1
+            log_pretrained(logger, json.loads(paths.pretrained.read_text()))
         history.append(epoch_row(metrics))
         (paths.checkpoint_dir / HISTORY_FILE).write_text(json.dumps(history))
         if metrics["improved"]:

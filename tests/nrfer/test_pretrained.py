@@ -57,6 +57,24 @@ def test_other_input_size_resamples_the_position_embedding(hf_cache, weights):
     assert patch8.nrfer_pretrained["resampled"] == ["patch_embed.proj.weight", "pos_embed"]
 
 
+def test_fit_prints_and_records_what_the_load_did(hf_cache, tmp_path, capsys):
+    import json
+
+    from nrfer.train import RunPaths, record_pretrained
+
+    paths = RunPaths(tmp_path / "run")
+    paths.out.mkdir()
+    wrapped = torch.nn.Sequential(create_backbone(NAME, {"img_size": 64}, pretrained="hub"))
+    record_pretrained(wrapped, paths)
+    out = capsys.readouterr().out
+    assert out.count("pretrained:") == 1 and "resampled: pos_embed" in out
+    assert "dropped (head): head.bias, head.weight" in out
+    report = json.loads(paths.pretrained.read_text())
+    assert report["resampled"] == ["pos_embed"] and report["file"].startswith(str(hf_cache))
+    record_pretrained(torch.nn.Linear(2, 2), RunPaths(tmp_path / "none"))  # no load: nothing
+    assert not (tmp_path / "none").exists()
+
+
 def test_missing_cache_entry_names_backbone_place_and_command(hf_cache):
     with pytest.raises(PretrainedError) as e:
         create_backbone("deit_tiny_patch16_224", pretrained="hub")

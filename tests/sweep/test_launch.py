@@ -21,6 +21,19 @@ def test_missing_ferplus_files_stop_before_ray_and_point_to_the_demo():
     assert "ray" not in p.stdout.lower()
 
 
+def test_dry_run_fails_as_the_run_does_on_missing_data(tmp_path):
+    p = run("--space", "ferplus_vit.yaml", "--dry-run")
+    assert p.returncode == 2 and p.stderr == run("--space", "ferplus_vit.yaml").stderr
+    assert "fer2013.csv" in p.stderr
+    # Microsoft's folders without a label.csv: named before anything runs
+    (tmp_path / "FER2013Train").mkdir()
+    space = yaml.safe_load((REPO / "search_spaces" / "ferplus_vit.yaml").read_text())
+    space["data"]["root"] = str(tmp_path)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
+    p = run("--space", str(tmp_path / "s.yaml"), "--dry-run")
+    assert p.returncode == 2 and "FER2013Train/label.csv, FER2013Valid/label.csv" in p.stderr
+
+
 def test_dry_run_prints_parameters_plan_and_samples():
     p = run("--space", "demo.yaml", "--dry-run", "--num-samples", "5")
     assert p.returncode == 0, p.stderr
@@ -152,6 +165,8 @@ def test_weights_for_every_searched_backbone_are_checked_before_ray(tmp_path, sy
     assert p.returncode == 2 and "no weights for 1 of the 2 backbones" in p.stderr
     assert "'resnet14t'" in p.stderr and "resnet14t.safetensors" in p.stderr
     assert not (tmp_path / "st" / "weights").exists()
+    dry = launch("--dry-run")  # the check people script fails as the run does, same words
+    assert dry.returncode == 2 and dry.stderr == p.stderr
     torch.save({}, tmp_path / "weights" / "resnet14t.safetensors")
     p = launch("--dry-run")
     assert p.returncode == 0, p.stderr

@@ -68,6 +68,10 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.info.status == "FINISHED"
         assert child.data.tags["nrfer.pretrained"] == str(tmp_path / "weights" / "tiny.pth")
+        # what the load did: every backbone tensor, no head in a headless file, nothing resampled
+        assert child.data.tags["nrfer.pretrained.file"] == str(tmp_path / "weights" / "tiny.pth")
+        assert child.data.tags["nrfer.pretrained.tensors"] == str(len(backbone.state_dict()))
+        assert child.data.tags["nrfer.pretrained.dropped"] == "none"
         # the flat resolved trial config, clean names, no Ray bookkeeping
         assert {"model.resizer.enabled", "optim.lr", "model.backbone", "loss.name"} <= set(
             child.data.params
