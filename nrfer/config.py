@@ -126,6 +126,9 @@ class ResizerConfig(_Section):
 class ModelConfig(_Section):
     backbone: str = "vit_tiny_patch16_224"
     backbone_args: dict[str, Any] = Field(default_factory=dict)  # passed to timm.create_model
+    # per backbone name, merged over backbone_args when that backbone is the one built: a
+    # space searching ViT and Swin gives each its own (ViT's depth, Swin's depths)
+    per_backbone_args: dict[str, dict[str, Any]] = Field(default_factory=dict)
     # a weights file, a folder with one file per backbone name, or "hub" (timm's weights in
     # the local Hugging Face cache); never downloaded. None: random initialisation.
     pretrained: str | None = None
@@ -144,6 +147,11 @@ class ModelConfig(_Section):
         from nrfer.models.backbone import HEADS
 
         return HEADS.check(v)
+
+    @property
+    def timm_args(self) -> dict[str, Any]:
+        """The keyword arguments timm gets for `backbone`."""
+        return {**self.backbone_args, **self.per_backbone_args.get(self.backbone, {})}
 
 
 class LossConfig(_Section):
@@ -253,11 +261,15 @@ class TrialConfig(_Section):
         return flatten(self.to_dict())
 
 
+# dicts that are one value (timm's keyword arguments), not sections of the config
+LEAF_DICTS = ("backbone_args", "per_backbone_args")
+
+
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and k != "backbone_args":
+        if isinstance(v, dict) and v and k not in LEAF_DICTS:
             out.update(flatten(v, key + "."))
         else:
             out[key] = v
@@ -333,7 +345,7 @@ def parse_overrides(items: list[str] | None) -> dict:
 def deep_merge(base: dict, over: dict) -> dict:
     out = dict(base)
     for k, v in over.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "backbone_args":
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in LEAF_DICTS:
             out[k] = deep_merge(out[k], v)
         else:
             out[k] = v

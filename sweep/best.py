@@ -40,6 +40,17 @@ class BestError(ValueError):
     """No sweep, or no usable best trial, in the tracking store."""
 
 
+def config_value(config: dict, key: str):
+    """A dotted key's value in a nested config, also inside the dicts that flat params keep
+    whole (model.backbone_args.depth)."""
+    value = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
 def find_sweep(client: MlflowClient, sweep: str | None):
     """The parent run of sweep `sweep` (an experiment name), else the most recent sweep."""
     if sweep:
@@ -274,9 +285,10 @@ def reproduce(
         "seed_run_ids": seed_runs,
         "reproduce_run_id": rep_id,
     }
-    flat = cfg.flat()
     summary["sampled"] = {
-        k: flat.get(k) for k in (trial.data.tags.get("nrfer.sampled") or "").split(",") if k
+        k: config_value(cfg.to_dict(), k)
+        for k in (trial.data.tags.get("nrfer.sampled") or "").split(",")
+        if k
     }
     summary["val_gap"] = trial_val - summary["val_acc_mean"]  # large: the sweep trial was lucky
     summary["candidates"] = candidate_rows(candidates, rank)

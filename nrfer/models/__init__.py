@@ -56,7 +56,7 @@ class FERModel(nn.Module):
 def build_model(cfg, num_classes: int, image_size: tuple[int, int] | None = None) -> FERModel:
     """cfg: nrfer.config.ModelConfig; image_size: the (h, w) of the input images (needed by
     `stn: paper`, which is built for one size)."""
-    backbone = create_backbone(cfg.backbone, cfg.backbone_args, cfg.pretrained)
+    backbone = create_backbone(cfg.backbone, cfg.timm_args, cfg.pretrained)
     head = HEADS.create(
         cfg.head,
         in_features=backbone.num_features,
