@@ -21,7 +21,9 @@ def test_schedule_step_timing_and_deterministic_switch(tiny_config_dict, tmp_pat
         seen = []
         out = fit(
             cfg,
-            callback=lambda m, _: seen.append(torch.are_deterministic_algorithms_enabled()),
+            callback=lambda m, _, seen=seen: seen.append(
+                torch.are_deterministic_algorithms_enabled()
+            ),
             out_dir=tmp_path / step_at,
             evaluate_test=False,
         )
