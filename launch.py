@@ -4,11 +4,16 @@ python launch.py --space demo.yaml                      # synthetic FER+, ~8 tin
 python launch.py --space ferplus_vit.yaml --address auto # the paper's space on a Ray cluster
 python launch.py --space demo.yaml --dry-run             # validate and show sampled configs
 python launch.py --space demo.yaml --resume              # continue a killed sweep of that name
+
+Exit codes: 0 finished with at least one completed trial; 1 an unexpected failure; 2 input
+refused (nothing started, nothing lost); 3 interrupted (continue with --resume); 4 finished
+but every trial failed; 130 Ctrl+C before the sweep started.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -107,7 +112,26 @@ def _launch(args) -> int:
         print(str(e))
         return 0
     print_leaderboard(summary, spec.metric)
-    return 0
+    return exit_code(summary)
+
+
+# Exit codes scripts and schedulers can trust (README, "Exit codes").
+EXIT_OK, EXIT_FAILURE, EXIT_REFUSED, EXIT_INTERRUPTED, EXIT_ALL_FAILED = 0, 1, 2, 3, 4
+
+
+def exit_code(summary: dict) -> int:
+    """0: the sweep finished with at least one completed trial; 3: interrupted (continue
+    with --resume); 4: it finished but no trial completed (every one failed)."""
+    if summary["unfinished"]:
+        return EXIT_INTERRUPTED
+    if summary["num_trials"] - summary["num_errors"] <= 0:
+        print(
+            f"error: sweep {summary['sweep']}: none of its {summary['num_trials']} trial(s) "
+            "completed (the tracebacks are on their MLflow runs, artifact error/)",
+            file=sys.stderr,
+        )
+        return EXIT_ALL_FAILED
+    return EXIT_OK
 
 
 def check_data(spec) -> None:

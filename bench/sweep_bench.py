@@ -79,7 +79,7 @@ def overhead(root: str, tmp: Path) -> list[dict]:
     ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.2")
     ray_init = time.perf_counter() - t0
     t0 = time.perf_counter()
-    SweepTracker(f"sqlite:///{tmp / 'start.db'}", "probe", "probe")
+    SweepTracker(f"sqlite:///{tmp / 'start.db'}", "probe", "probe", "probe")
     mlflow_start = time.perf_counter() - t0
 
     spec = space("overhead", root, samples=4, epochs=2, scheduler="fifo", searcher="tpe")

@@ -261,6 +261,17 @@ class TrialConfig(_Section):
         return flatten(self.to_dict())
 
 
+def dotted_value(config: dict, key: str, missing: Any = None) -> Any:
+    """A dotted key's value in a nested config dict, also inside the dicts that flat params
+    keep whole (model.backbone_args.depth); `missing` when a part is absent."""
+    value = config
+    for part in key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return missing
+        value = value[part]
+    return value
+
+
 # dicts that are one value (timm's keyword arguments), not sections of the config
 LEAF_DICTS = ("backbone_args", "per_backbone_args")
 
@@ -381,6 +392,31 @@ MAX_YAML_BYTES = 1 << 20  # a config or space file is a few kB; a megabyte is a 
 MAX_YAML_DEPTH = 50
 
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key, first: int, again: int) -> None:
+        super().__init__(f"line {again}: key {key!r} is given twice (lines {first} and {again})")
+        self.text = str(self.args[0])
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error (YAML keeps the last one
+    silently: a second `budget:` or `optim.lr` would replace the first without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise DuplicateKey(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader's own error follows
+                    pass
+        return super().construct_mapping(node, deep)
+
+
 def parse_yaml(text: str, source: str, error: type[ValueError] = ValueError):
     """yaml.safe_load without anchors/aliases (a 550-byte "billion laughs" document expands
     to gigabytes), without unbounded nesting, and with the error naming `source`."""
@@ -400,7 +436,9 @@ def parse_yaml(text: str, source: str, error: type[ValueError] = ValueError):
                     f"{source}: line {line}: YAML anchors and aliases (&name, *name) are not "
                     "allowed here; write the values out"
                 )
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except DuplicateKey as e:
+        raise error(f"{source}: {e.text}; keep one") from None
     except yaml.YAMLError as e:
         raise error(f"{source}: not valid YAML: {e}") from None
     except RecursionError:

@@ -25,11 +25,34 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from nrfer.checkpoint import load_checkpoint, load_into, require
-from nrfer.cli import one_line, run_command
+from nrfer.cli import one_line, positive_int, run_command
 from nrfer.config import make_config
-from nrfer.data.types import DataFormatError
+from nrfer.data.types import DataFormatError, image_to_uint8
 from nrfer.device import resolve_device
 from nrfer.models import build_model
+
+MAX_SIDE = 4096  # a face a model was trained on is far smaller (FER+ x8 SR: 384 px)
+
+
+def checked_input_shape(shape, source: str) -> tuple[int, int, int]:
+    """A checkpoint's `input_shape` as (channels, height, width), refused when it is not 1 or
+    3 channels of at most MAX_SIDE px a side (a tampered one made predict allocate 40 GB)."""
+    ok = (
+        isinstance(shape, list | tuple)
+        and len(shape) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        and shape[0] in (1, 3)
+        and all(8 <= v <= MAX_SIDE for v in shape[1:])
+    )
+    if not ok:
+        raise ValueError(
+            f"{source}: input_shape {str(shape)[:60]} is not [1 or 3 channels, height, width] "
+            f"with sides of 8..{MAX_SIDE} px; the checkpoint is damaged or not ours"
+        )
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+BATCH = 64  # images per forward pass in predict_proba and the command line
 
 
 class Predictor:
@@ -47,7 +70,7 @@ class Predictor:
         require(state, "model", source)
         self.config = make_config(state["config"], "checkpoint config")
         self.class_names = list(state["class_names"])
-        self.channels, self.height, self.width = state["input_shape"]
+        self.channels, self.height, self.width = checked_input_shape(state["input_shape"], source)
         self.device = resolve_device(device, "--device")
         # the checkpoint holds every weight: the backbone's pretrained file is not needed
         self.config.model.pretrained = None
@@ -114,10 +137,18 @@ class Predictor:
         return (batch / 255).to(self.device)
 
     @torch.inference_mode()
-    def predict_proba(self, images: list[np.ndarray]) -> np.ndarray:
+    def predict_proba(self, images: list[np.ndarray], batch_size: int = BATCH) -> np.ndarray:
+        """Class probabilities [N, K], `batch_size` images at a time (memory stays bounded
+        whatever N is)."""
         if not images:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return torch.softmax(self.model(self.preprocess(images)).float(), dim=1).cpu().numpy()
+        out = [
+            torch.softmax(self.model(self.preprocess(images[i : i + batch_size])).float(), 1)
+            .cpu()
+            .numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out)
 
 
 MIN_SIDE = 16  # below this a face has no expression left to read: the answer is a guess
@@ -130,13 +161,9 @@ def read_image(path: str | Path) -> np.ndarray:
         raise DataFormatError(f"{path}: no such file")
     try:
         with Image.open(path) as im:
-            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNG/TIFF: 0..65535
-                wide = np.asarray(im, dtype=np.float64)
-                img = np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
-            elif im.mode == "F":
+            if im.mode == "F":
                 raise DataFormatError(f"{path}: floating-point images are not supported")
-            else:
-                img = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im)
+            img = image_to_uint8(im)
     except Image.DecompressionBombError as e:
         raise DataFormatError(f"{path}: refused, too many pixels for one face ({e})") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
@@ -177,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=BATCH, help="images per forward pass"
+    )
     parser.add_argument("images", nargs="+")
     return run_command(parser, _predict, argv)
 
@@ -187,29 +217,43 @@ def _predict(args) -> int:
     except (ValueError, OSError) as e:
         raise ValueError(f"--model {args.model}: {one_line(e)}") from None
     failed = 0
-    for path in args.images:
+    for start in range(0, len(args.images), args.batch_size):  # read and run a batch at a time
+        readable = []
+        for path in args.images[start : start + args.batch_size]:
+            try:
+                readable.append((path, read_image(path)))
+            except DataFormatError as e:
+                failed += 1
+                print(f"error: {e}", file=sys.stderr)
         try:
-            probs = predictor.predict_proba([read_image(path)])[0]
-        except (DataFormatError, ValueError) as e:
-            failed += 1
-            print(f"error: {e}", file=sys.stderr)
-            continue
-        top = int(probs.argmax())
-        if args.json:
-            print(
-                json.dumps(
-                    {
-                        "image": path,
-                        "label": predictor.class_names[top],
-                        "probabilities": dict(
-                            zip(predictor.class_names, map(float, probs), strict=True)
-                        ),
-                    }
-                )
-            )
-        else:
-            print(f"{path}: {predictor.class_names[top]} ({probs[top]:.3f})")
+            probs = predictor.predict_proba([img for _, img in readable], args.batch_size)
+        except ValueError:  # a bad shape in the batch: one at a time names the image
+            probs = None
+        for k, (path, img) in enumerate(readable):
+            if probs is None:
+                try:
+                    row = predictor.predict_proba([img])[0]
+                except ValueError as e:
+                    failed += 1
+                    print(f"error: {path}: {e}", file=sys.stderr)
+                    continue
+            else:
+                row = probs[k]
+            _print_prediction(args, predictor, path, row)
     return 1 if failed else 0
+
+
+def _print_prediction(args, predictor: Predictor, path: str, probs: np.ndarray) -> None:
+    top = int(probs.argmax())
+    if not args.json:
+        print(f"{path}: {predictor.class_names[top]} ({probs[top]:.3f})")
+        return
+    probabilities = dict(zip(predictor.class_names, map(float, probs), strict=True))
+    print(
+        json.dumps(
+            {"image": path, "label": predictor.class_names[top], "probabilities": probabilities}
+        )
+    )
 
 
 if __name__ == "__main__":

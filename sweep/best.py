@@ -25,12 +25,12 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from nrfer.cli import check_out_dir, positive_int, run_command
-from nrfer.config import TrialConfig, make_config
+from nrfer.config import TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
 from nrfer.train import fit
 from nrfer.viz import confusion_image
 from sweep.serving import log_and_register
-from sweep.tracking import ROLE, SWEEP_ID, check_tracking_uri, log_metrics, tracking_uri
+from sweep.tracking import INSTANCE, ROLE, SWEEP_ID, check_tracking_uri, log_metrics, tracking_uri
 from sweep.tracking.store import move_credentials_to_env
 
 CHAMPION = "champion"  # the registry alias on the version reproduce-best registers last
@@ -38,17 +38,6 @@ CHAMPION = "champion"  # the registry alias on the version reproduce-best regist
 
 class BestError(ValueError):
     """No sweep, or no usable best trial, in the tracking store."""
-
-
-def config_value(config: dict, key: str):
-    """A dotted key's value in a nested config, also inside the dicts that flat params keep
-    whole (model.backbone_args.depth)."""
-    value = config
-    for part in key.split("."):
-        if not isinstance(value, dict) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 def find_sweep(client: MlflowClient, sweep: str | None):
@@ -83,9 +72,16 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
         Path(client.download_artifacts(parent.info.run_id, "space/resolved_spec.yaml")).read_text()
     )
     metric, mode = spec.get("metric", "val_acc"), spec.get("mode", "max")
+    # the trials of this sweep instance (a name may have had several sweeps); parents
+    # written before instances existed: by name
+    tag, value = (
+        (INSTANCE, parent.data.tags[INSTANCE])
+        if INSTANCE in parent.data.tags
+        else (SWEEP_ID, parent.data.tags[SWEEP_ID])
+    )
     trials = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.`{SWEEP_ID}` = '{parent.data.tags[SWEEP_ID]}' and tags.`{ROLE}` = 'trial'",
+        filter_string=f"tags.`{tag}` = '{value}' and tags.`{ROLE}` = 'trial'",
         max_results=5000,
     )
     scored = []
@@ -286,7 +282,7 @@ def reproduce(
         "reproduce_run_id": rep_id,
     }
     summary["sampled"] = {
-        k: config_value(cfg.to_dict(), k)
+        k: dotted_value(cfg.to_dict(), k)
         for k in (trial.data.tags.get("nrfer.sampled") or "").split(",")
         if k
     }

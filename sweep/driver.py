@@ -24,8 +24,16 @@ from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
 from sweep.local_ray import init_ray
 from sweep.report import write_report
-from sweep.scheduler import build_early_stopping
-from sweep.search import build_searcher, replace_old_study, study_storage_url, warm_start_trials
+from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
+from sweep.search import (
+    build_searcher,
+    check_study,
+    replace_old_study,
+    restore_study_at,
+    study_names,
+    study_storage_url,
+    warm_start_trials,
+)
 from sweep.space import SweepSpec, parse_space
 from sweep.tracking import (
     SweepTracker,
@@ -34,7 +42,7 @@ from sweep.tracking import (
     replay_records,
     tracking_uri,
 )
-from sweep.tracking.store import move_credentials_to_env
+from sweep.tracking.store import check_experiment, move_credentials_to_env
 from sweep.tracking.ui import tune_trial_name
 from sweep.trainable import run_trial
 
@@ -123,6 +131,7 @@ def make_tuner(
     if restore:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
         _replace_restored_callbacks(tuner, callbacks)
+        _repoint_restored_scheduler(tuner, exp_dir)
         return tuner
     return tune.Tuner(
         trainable,
@@ -161,18 +170,42 @@ def _replace_restored_callbacks(tuner: tune.Tuner, callbacks: list) -> None:
     run_config.callbacks = callbacks
 
 
-def _unfinished(spec: SweepSpec, wall_s: float, runs: dict) -> int:
+def _repoint_restored_scheduler(tuner: tune.Tuner, exp_dir: Path) -> None:
+    """The restored ASHA keeps the absolute path of its rung records from when the sweep
+    started; a sweep folder that moved has them here now (the searcher's study is re-pointed
+    by sweep.search.restore_study_at)."""
+    tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
+    if tune_config is None or not hasattr(tune_config, "scheduler"):
+        raise RuntimeError(
+            f"ray {ray.__version__}: cannot reach a restored Tuner's scheduler; "
+            "update sweep.driver._repoint_restored_scheduler"
+        )
+    if isinstance(tune_config.scheduler, ResumableASHA):
+        tune_config.scheduler.state_file = Path(exp_dir) / STATE_FILE
+
+
+def _unfinished(spec: SweepSpec, wall_s: float, ended: int) -> int:
     """Trials still to run when fit() returned: > 0 after an interrupt (SIGINT), which Tune
-    answers by saving its state and returning early. Counted from the trials' MLflow runs
-    (a trial ended when its run is FINISHED or FAILED; Tune itself marks an interrupted
-    trial TERMINATED). A spent time budget is not an interrupt."""
+    answers by saving its state and returning early. `ended`: the trials Tune ended (the
+    callback's record, `sweep.resume.EndedTrials`; Tune itself marks an interrupted trial
+    TERMINATED as well), whatever the MLflow store holds. A spent time budget is not an
+    interrupt."""
     if spec.time_budget_s and wall_s >= spec.time_budget_s:
         return 0
-    ended = sum(r.info.status in ("FINISHED", "FAILED") for r in runs.values())
     return max(spec.num_samples - ended, 0)
 
 
-def run_sweep(
+def run_sweep(spec: SweepSpec, space_file: Path, **kwargs) -> dict:
+    """Run (or resume) a sweep; returns its summary (keywords: see `_run_sweep`). The sweep's
+    lock (`sweep.resume.SweepLock`) is held from the first check to the last write, so a
+    second driver of the same name and storage is refused, naming this one."""
+    storage = kwargs.get("storage")
+    storage_path = Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
+    with sweep_state.SweepLock(storage_path, spec.name):
+        return _run_sweep(spec, space_file, **kwargs)
+
+
+def _run_sweep(
     spec: SweepSpec,
     space_file: Path,
     *,
@@ -194,6 +227,9 @@ def run_sweep(
 
     # What to run: a new sweep, or the killed one exactly as it was started.
     restore, spec_dict = sweep_state.prepare(exp_dir, spec.to_dict(), resume, force_resume)
+    # this sweep's identity: kept by a resume, new for a new sweep even with an old name
+    instance = (sweep_state.read_state(exp_dir) or {}).get("instance") if resume else None
+    instance = instance or sweep_state.new_instance()
     check_storage(storage_path)
     # a URI MLflow cannot use fails now, not after the data load; credentials in it move to
     # MLflow's environment variables, so the URI printed, pickled and logged carries none
@@ -203,11 +239,18 @@ def run_sweep(
     # The Optuna study: kept in an RDB storage under the sweep's name (optuna-dashboard reads
     # it; --resume continues it), started from earlier sweeps' trials with --warm-start.
     study_url = study_storage_url(uri, exp_dir, optuna_storage)
+    if restore:  # the study must be where the sweep left it (checked before it is opened)
+        check_study(study_url, spec.name)
+    study_names(study_url, "--optuna-storage" if optuna_storage else "the Optuna study file")
     if resume and warm_start:
         raise ConfigError("--warm-start starts a new sweep; a resumed sweep keeps its study")
     warm = warm_start_trials(spec, study_url, warm_start) if warm_start else []
-    if not restore:
+    check_experiment(uri, spec.name)  # one deleted in the UI: said now, not after Ray
+    if restore:  # every resume input checked before Ray starts, each error naming its file
+        sweep_state.check_resume_files(exp_dir, spec.early_stopping["name"])
+    else:
         replace_old_study(study_url, spec.name)
+    restore_study_at(study_url if restore else None)  # where the study is now
 
     # Setup: data once in the driver, Ray, the parent run.
     base = resolve_base_config(spec)
@@ -220,8 +263,8 @@ def run_sweep(
     datasets = data_identities(data, sr_builds)
     data_s = time.perf_counter() - t0
     # from here on a killed driver leaves something to --resume
-    sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING)
-    tracker = SweepTracker(uri, spec.name, spec.name)
+    sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING, instance=instance)
+    tracker = SweepTracker(uri, spec.name, spec.name, instance)
     parent = tracker.start_parent(
         spec.to_dict(),
         space_file,
@@ -229,12 +272,21 @@ def run_sweep(
         datasets,
         f"Sweep {spec.name} ({space_file.name}): running, up to {spec.num_samples} trials",
     )
+    ended = sweep_state.EndedTrials(exp_dir)
     if resume:
         tracker.close_open_trials("KILLED")  # runs the killed driver left open
         known = sweep_state.tune_trial_ids(exp_dir) if restore else set()
         if n := tracker.delete_orphan_trial_runs(known):
             print(f"resume: {n} trial run(s) started after Tune's last saved state deleted")
-    sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING, parent_run_id=parent)
+        if not ended.path.is_file():  # a sweep started before the record existed
+            runs = tracker.trial_runs().items()
+            ended.add(*(t for t, r in runs if r.info.status in ("FINISHED", "FAILED")))
+        ended.keep_only(known)  # an ended trial Tune never saved runs again
+    else:
+        ended.keep_only(set())
+    sweep_state.write_state(
+        exp_dir, spec.to_dict(), sweep_state.RUNNING, instance=instance, parent_run_id=parent
+    )
 
     # Tuner: the trainable with the shared data, the callbacks that close trial runs.
     trainable = tune.with_resources(
@@ -252,7 +304,7 @@ def run_sweep(
         ),
         {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
     )
-    callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric)]
+    callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric, ended)]
     searcher = None if restore else build_searcher(spec, study_url, warm)
     tuner = make_tuner(spec, trainable, exp_dir, callbacks, restore, verbose, searcher)
 
@@ -262,7 +314,7 @@ def run_sweep(
         results = tuner.fit()
         wall = time.perf_counter() - t1
         callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
-        summary = summarize(spec, tracker, results, wall, space_file.name)
+        summary = summarize(spec, tracker, results, wall, space_file.name, len(ended))
         summary.update(
             storage=str(exp_dir),
             data_load_s=data_s,
@@ -275,6 +327,7 @@ def run_sweep(
             exp_dir,
             spec.to_dict(),
             sweep_state.INTERRUPTED if summary["unfinished"] else sweep_state.FINISHED,
+            instance=instance,
             parent_run_id=parent,
             num_trials=summary["num_trials"],
         )
@@ -286,12 +339,12 @@ def run_sweep(
 
 
 def summarize(
-    spec: SweepSpec, tracker: SweepTracker, results, wall: float, source: str = ""
+    spec: SweepSpec, tracker: SweepTracker, results, wall: float, source: str, ended: int
 ) -> dict:
     """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent."""
     parent = tracker.parent_id
     runs = tracker.trial_runs()
-    unfinished = _unfinished(spec, wall, runs)
+    unfinished = _unfinished(spec, wall, ended)
     run_ids = {tid: r.info.run_id for tid, r in runs.items()}
     with tempfile.TemporaryDirectory() as tmp:
         names = {tid: r.data.tags.get("mlflow.runName", tid) for tid, r in runs.items()}

@@ -5,6 +5,7 @@ start from the finished and pruned trials of earlier sweeps."""
 from __future__ import annotations
 
 import logging
+import pickle
 from pathlib import Path
 
 import optuna
@@ -13,6 +14,7 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
+from nrfer.config import ConfigError
 from sweep.space import SweepSpec
 
 log = logging.getLogger("nrfer.sweep")
@@ -21,13 +23,60 @@ WARM_STATES = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 def study_storage_url(tracking_uri: str, exp_dir: Path, option: str | None = None) -> str:
-    """--optuna-storage if given; else a SQLite file next to the SQLite MLflow store; else
-    (an MLflow server) one in the sweep storage folder."""
+    """--optuna-storage if given; else a SQLite file next to the SQLite MLflow store, named
+    after it (mlflow.db: optuna.db; a.db: a.optuna.db, so two stores in one folder never
+    share, or rename, each other's studies); else (an MLflow server) one in the sweep
+    storage folder."""
     if option:
         return option
     if tracking_uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(tracking_uri.removeprefix('sqlite:///')).parent / STUDY_FILE}"
+        store = Path(tracking_uri.removeprefix("sqlite:///"))
+        name = STUDY_FILE if store.name == "mlflow.db" else f"{store.stem}.{STUDY_FILE}"
+        return f"sqlite:///{store.parent / name}"
     return f"sqlite:///{Path(exp_dir).parent / STUDY_FILE}"
+
+
+# Where a resumed sweep's study is now. The searcher Tune restores was pickled with the URL
+# the sweep started with; after its folder (and store) moved that file is elsewhere, so the
+# driver names the current one here before Tune restores the searcher.
+_RESTORE_URL: str | None = None
+
+
+def restore_study_at(url: str | None) -> None:
+    global _RESTORE_URL
+    _RESTORE_URL = url
+
+
+def check_study(url: str, name: str) -> None:
+    """A resumed sweep's study must be where the sweep expects it: a missing SQLite file
+    (or study) is an error naming it, before Ray starts (Optuna would create an empty file
+    and fail later with "Record does not exist")."""
+    path = Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+    fix = (
+        "restore the file (or pass --optuna-storage with where it is now), or start this "
+        "sweep anew under another --name"
+    )
+    if path is not None and not path.is_file():
+        raise ConfigError(f"--resume: the sweep's Optuna study file {path} does not exist; {fix}")
+    if name not in study_names(url):
+        raise ConfigError(f"--resume: no Optuna study {name!r} in {url}; {fix}")
+
+
+def study_names(url: str, where: str = "the Optuna storage") -> set[str]:
+    """The studies in an RDB storage; a URL that does not open (a bad --optuna-storage, a
+    missing DB driver, a read-only file) is one line naming it, before anything runs."""
+    try:
+        return {s.study_name for s in optuna.get_all_study_summaries(open_storage(url))}
+    except Exception as e:  # ArgumentError, OperationalError, ImportError of a DB driver ...
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"{where} {url!r} cannot be opened: {first}") from None
+
+
+def study_url_of(study: optuna.Study) -> str:
+    """The RDB URL a study's storage was opened with (through Optuna's storage cache)."""
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)  # optuna's _CachedStorage wraps the RDB
+    return storage.url
 
 
 def open_storage(url: str) -> optuna.storages.RDBStorage:
@@ -54,10 +103,54 @@ class SweepSearch(OptunaSearch):
                 self._ot_study.add_trial(trial)
             log.info("warm start: %d earlier trials added to the study", len(self._warm_start))
 
+    # Ray's OptunaSearch.save pickles its whole __dict__ (and Tune pickles the searcher into
+    # tuner.pkl), the study's open RDB storage and each running optuna.Trial's handle on it
+    # included: unpickled, they reconnect to the file the sweep started with, even after its
+    # folder moved. Pickled here without them (the study named by URL and name) and reopened
+    # where it is now (`restore_study_at`) when unpickled.
+    def __getstate__(self) -> dict:
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_ot_study", "_storage")}
+        if self._ot_study is not None:
+            state["_study_url"] = study_url_of(self._ot_study)
+            state["_study_name"] = self._ot_study.study_name
+        state["_ot_trials"] = {
+            tid: {k: v for k, v in t.__dict__.items() if k not in ("study", "storage")}
+            for tid, t in self._ot_trials.items()
+        }
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        trials = state.pop("_ot_trials", {})
+        url, name = state.pop("_study_url", None), state.pop("_study_name", None)
+        self.__dict__.update(state)
+        self._storage, self._ot_study, self._ot_trials = None, None, {}
+        if url is None:
+            return
+        self._storage = open_storage(_RESTORE_URL or url)
+        self._ot_study = optuna.load_study(
+            study_name=name, storage=self._storage, sampler=self._sampler
+        )
+        for tid, fields in trials.items():
+            ot_trial = optuna.trial.Trial.__new__(optuna.trial.Trial)
+            ot_trial.__dict__.update(fields)
+            ot_trial.study, ot_trial.storage = self._ot_study, self._ot_study._storage
+            self._ot_trials[tid] = ot_trial
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__getstate__(), f)
+
     def restore(self, checkpoint_path: str) -> None:
-        """Tune's saved searcher can be older than the study: a trial asked for after the last
-        save (then the driver was killed) stays RUNNING in the study forever; mark it FAIL."""
-        super().restore(checkpoint_path)
+        """The searcher as saved, its study reopened where it is now. Tune's saved searcher
+        can be older than the study: a trial asked for after the last save (then the driver
+        was killed) stays RUNNING in the study forever; it is marked FAIL."""
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        if isinstance(state, dict) and "_study_url" in state:
+            self.__setstate__(state)
+        else:  # saved by Ray's own save (an earlier version of ours)
+            super().restore(checkpoint_path)
         self.__dict__.setdefault("_last_step", {})
         known = {t.number for t in self._ot_trials.values()}
         for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):

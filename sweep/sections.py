@@ -185,13 +185,30 @@ class SpaceFile(_Section):
         ):
             if key in raw and not isinstance(raw[key], dict):
                 raise ValueError(f"{key}: expected {what}, got {shown(raw[key])}")
-        # max_epochs defaults to the fixed trial config's train.epochs
+        # max_epochs defaults to the fixed trial config's train.epochs; both, disagreeing, is
+        # an error (trials run max_epochs: the other would be replaced without a word)
         stop = raw.get("early_stopping") or {}
         train = (raw.get("fixed") or {}).get("train")
+        epochs = train.get("epochs") if isinstance(train, dict) else None
+        if isinstance(stop, dict) and "epochs" in (train or {}) and "max_epochs" in stop:
+            if epochs != stop["max_epochs"]:
+                raise ValueError(
+                    f"fixed.train.epochs {shown(epochs)} and early_stopping.max_epochs "
+                    f"{shown(stop['max_epochs'])} disagree; trials run max_epochs epochs: "
+                    "give one of them"
+                )
         if isinstance(stop, dict) and "max_epochs" not in stop and isinstance(train, dict):
-            epochs = train.get("epochs")
             if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1:
                 raw["early_stopping"] = {**stop, "max_epochs": epochs}
+        fixed_data = (raw.get("fixed") or {}).get("data")
+        if isinstance(fixed_data, dict) and isinstance(raw.get("data"), dict):
+            clash = _clashes(fixed_data, raw["data"], "data")
+            if clash:
+                raise ValueError(
+                    f"fixed.{clash[0][0]} {shown(clash[0][1])} and {clash[0][0]} "
+                    f"{shown(clash[0][2])} disagree (the top-level data section would win "
+                    "silently); set data in one place"
+                )
         return raw
 
     @model_validator(mode="after")
@@ -199,6 +216,18 @@ class SpaceFile(_Section):
         if self.mode is None:
             self.mode = "min" if self.metric == "val_loss" else "max"
         return self
+
+
+def _clashes(a: dict, b: dict, prefix: str) -> list[tuple[str, Any, Any]]:
+    """(dotted key, a's value, b's value) for every leaf both set to different values."""
+    out = []
+    for k in a.keys() & b.keys():
+        key = f"{prefix}.{k}"
+        if isinstance(a[k], dict) and isinstance(b[k], dict):
+            out += _clashes(a[k], b[k], key)
+        elif a[k] != b[k]:
+            out.append((key, a[k], b[k]))
+    return sorted(out, key=lambda c: c[0])
 
 
 TOP_KEYS = tuple(SpaceFile.model_fields)

@@ -7,6 +7,7 @@ probability of each class and the top `label`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -21,6 +22,15 @@ from nrfer.predict import Predictor
 MODEL_CODE = Path(__file__).with_name("serving_model.py")
 
 
+MAX_REQUEST_ENV = "NRFER_SERVE_MAX_IMAGES"
+MAX_REQUEST = 4096  # faces per request, default; predictions run 64 at a time
+
+
+def max_request() -> int:
+    """The most faces one request may hold ($NRFER_SERVE_MAX_IMAGES, default 4096)."""
+    return int(os.environ.get(MAX_REQUEST_ENV, MAX_REQUEST))
+
+
 class FERPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.predictor = Predictor.from_path(
@@ -32,10 +42,15 @@ class FERPyfunc(mlflow.pyfunc.PythonModel):
             (model_input,) = model_input.values()
         if isinstance(model_input, pd.DataFrame):  # e.g. dataframe_split of flattened faces
             model_input = model_input.to_numpy()
-        images = np.asarray(model_input, dtype=np.float32)
+        images = np.asarray(model_input)
         if images.ndim == 2:  # one face
             images = images[None]
-        probs = self.predictor.predict_proba(list(images))
+        if len(images) > max_request():
+            raise ValueError(
+                f"a request of {len(images)} faces is over the limit of {max_request()} "
+                f"({MAX_REQUEST_ENV}); split it into smaller requests"
+            )
+        probs = self.predictor.predict_proba(list(images))  # in batches: bounded memory
         names = self.predictor.class_names
         frame = pd.DataFrame(probs.astype(np.float64), columns=names)
         frame["label"] = [names[i] for i in probs.argmax(axis=1)]

@@ -20,12 +20,13 @@ from nrfer.config import (
     ConfigError,
     TrialConfig,
     deep_merge,
+    dotted_value,
     make_config,
     parse_yaml,
     set_by_path,
 )
 from nrfer.models.backbone import check_backbone_name
-from sweep.params import Param, SpaceError, _err, parse_param
+from sweep.params import Param, SpaceError, _err, parse_param, shown
 from sweep.sections import Tracking, read_sections
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -184,6 +185,13 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
                     "a condition must name a parameter listed before this one",
                 )
             dep_param = params[keys.index(dep)]
+            if dep_param.kind != "choice":  # a sampled number never equals a listed value
+                raise _err(
+                    source,
+                    f"search.{p.key}.when.{dep}",
+                    f"{dep} is searched with {dep_param.kind}; conditions must name a choice "
+                    f"parameter (its dependant would never be sampled)",
+                )
             if dep_param.kind == "choice":
                 bad = [v for v in vals if v not in dep_param.args]
                 if bad:
@@ -236,6 +244,8 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
         for p in params:
             for value in p.args if p.kind == "choice" else [p.first(), p.args[1]]:
                 cfg = spec.trial_config({p.key: value})
+                if p.kind == "choice":
+                    _check_choice_kept(source, p, value, dotted_value(cfg.to_dict(), p.key))
                 if p.key == "model.backbone":
                     backbones.add((cfg.model.backbone, f"search.{p.key}"))
     except ConfigError as e:
@@ -248,6 +258,26 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             raise _err(source, where, str(e)) from None
     _warn_rung_in_warmup(spec)
     return spec
+
+
+def _check_choice_kept(source: str, p, value: Any, kept: Any) -> None:
+    """A listed choice must reach the trial as written: the config would turn `true` into 1,
+    "8" into 8 and 8.0 into 8 for an int key, so that [4, "8", 8.0, true] were four
+    'different' choices of two values. An int for a float key is fine (1 -> 1.0)."""
+    same_kind = (
+        type(value) is type(kept)
+        or (type(value) is int and type(kept) is float)
+        or (isinstance(value, list | tuple) and isinstance(kept, list | tuple))
+    )
+    if not same_kind or kept != value:
+        raise _err(
+            source,
+            f"search.{p.key}.choice",
+            f"{shown(value)} ({type(value).__name__}) would become {shown(kept)} "
+            f"({type(kept).__name__}) in the trial config; list values of the key's own type",
+        )
+    if sum(v == value and type(v) is type(value) for v in p.args) > 1:
+        raise _err(source, f"search.{p.key}.choice", f"{shown(value)} is listed twice")
 
 
 def _warn_rung_in_warmup(spec: SweepSpec) -> None:

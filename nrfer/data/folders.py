@@ -27,7 +27,15 @@ from PIL import Image, UnidentifiedImageError
 from nrfer.data.ferplus import USAGE_TO_SPLIT
 from nrfer.data.labels import ferplus_prior, process_votes, split_mode
 from nrfer.data.splits import resolve_splits
-from nrfer.data.types import EMOTIONS, NUM_CLASSES, DataFormatError, FERData, FERSplit, csv_rows
+from nrfer.data.types import (
+    EMOTIONS,
+    NUM_CLASSES,
+    DataFormatError,
+    FERData,
+    FERSplit,
+    csv_rows,
+    image_to_uint8,
+)
 
 LABEL_HEADER = (
     "Usage",
@@ -60,11 +68,11 @@ def _load_image(path: Path, label_path: Path, line: int) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            arr = np.asarray(
-                im.convert("L")
-                if im.mode in ("L", "I", "I;16", "1", "P", "LA")
-                else im.convert("RGB")
-            )
+            arr = image_to_uint8(im)  # 16-bit scaled as nrfer.predict does, not clipped
+    except Image.DecompressionBombError as e:
+        raise DataFormatError(
+            f"{label_path}: line {line}: image {path} refused, too many pixels for a face ({e})"
+        ) from None
     except (UnidentifiedImageError, OSError) as e:
         raise DataFormatError(
             f"{label_path}: line {line}: image {path} cannot be decoded: {e}"

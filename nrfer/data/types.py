@@ -136,6 +136,18 @@ def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
         raise DataFormatError(f"{path}: line {line + 1}: not a readable CSV row ({e})") from None
 
 
+def image_to_uint8(im) -> np.ndarray:
+    """A decoded PIL image as uint8 (H, W) for grey modes or (H, W, 3): 16-bit (and 32-bit
+    integer) images scaled by 1/257 to 0..255, never clipped; the one conversion both the
+    readers and `nrfer.predict` use, so training and serving see the same pixels."""
+    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit PNG/TIFF: 0..65535
+        wide = np.asarray(im, dtype=np.float64)
+        return np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
+    if im.mode in ("L", "RGB"):
+        return np.asarray(im)
+    return np.asarray(im.convert("L") if im.mode in ("1", "P", "LA") else im.convert("RGB"))
+
+
 def read_text(path: Path) -> str:
     """A text file as UTF-8 (BOM dropped), or a DataFormatError naming it."""
     try:

@@ -95,7 +95,11 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state = load_file(str(path))
+        try:
+            state = load_file(str(path))
+        except Exception as e:  # a truncated or damaged file (SafetensorError, OSError)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise PretrainedError(f"{path}: not a readable safetensors file: {first}") from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -5,9 +5,11 @@ driver callback), replay.py (records kept while MLflow was away).
 
 The driver owns the parent run (`SweepTracker`). Each trial logs to its own nested run
 from the worker process (`TrialLogger`), so a multi-node sweep with an `http://` tracking
-server needs nothing from the driver. Runs are found by tags (`nrfer.sweep_id`,
+server needs nothing from the driver. Runs are found by tags (`nrfer.sweep_instance`,
 `nrfer.trial_id`) before any is created, so a retried trial or a resumed sweep continues
-its run instead of duplicating it. A trial cannot close its own run when ASHA stops it or
+its run instead of duplicating it. A sweep's name may be used again (another storage, or
+after its folder was removed); its instance id (in `nrfer_sweep.yaml` and on every run)
+never is, so no sweep ever finds, closes or deletes another one's runs. A trial cannot close its own run when ASHA stops it or
 it crashes; the driver's `TrialStatusCallback` does, so no run is left RUNNING.
 """
 
@@ -15,6 +17,7 @@ from sweep.tracking.replay import replay, replay_records
 from sweep.tracking.store import (
     EPOCH_KEYS,
     HISTORY_FILE,
+    INSTANCE,
     ROLE,
     SWEEP_ID,
     TRIAL_ID,
@@ -29,6 +32,7 @@ from sweep.tracking.trial import TrialLogger
 __all__ = [
     "EPOCH_KEYS",
     "HISTORY_FILE",
+    "INSTANCE",
     "ROLE",
     "SWEEP_ID",
     "TRIAL_ID",

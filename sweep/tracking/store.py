@@ -20,9 +20,15 @@ from mlflow.tracking import MlflowClient
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DIVERGED = "FloatingPointError"  # what nrfer.train.fit raises on a non-finite loss
 ROLE, SWEEP_ID, TRIAL_ID = "nrfer.role", "nrfer.sweep_id", "nrfer.trial_id"
+# one sweep instance: a name is reused by later sweeps (other storage, or after rm -rf), an
+# instance never; the driver only ever touches runs that carry its own instance id
+INSTANCE = "nrfer.sweep_instance"
 log = logging.getLogger("nrfer.sweep")
 T = TypeVar("T")
 FINAL_ATTEMPTS = 8  # at a trial's end: about a minute of backoff before giving up on MLflow
+# at a trial's start: about two minutes, so a short outage is waited out instead of failing
+# the trial (and spending Ray's retries of it) before it trains
+START_ATTEMPTS = 9
 # A trial worker's own HTTP retries stay short: we retry (and keep a backlog) ourselves, so a
 # server that is away does not hold up training. Values the user set are kept.
 HISTORY_FILE = "history.json"  # in each trial checkpoint: its epochs' metrics, as logged
@@ -83,9 +89,15 @@ def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float =
             + ", ".join(f"{s}://" for s in URI_SCHEMES)
         )
     if scheme == "sqlite" and ":memory:" not in uri:
-        folder = Path(uri.removeprefix("sqlite:///")).parent
+        db = Path(uri.removeprefix("sqlite:///"))
+        folder = db.parent
         if not folder.is_dir():
             raise ValueError(f"{where} {shown!r}: folder {folder} does not exist")
+        if (db.exists() and not os.access(db, os.W_OK)) or not os.access(folder, os.W_OK):
+            raise ValueError(
+                f"{where} {shown!r}: {db if db.exists() else folder} is read-only; SQLite needs "
+                "to write the file and its folder (journal): fix the permissions or use another store"
+            )
     if scheme in ("http", "https"):
         parts = urlsplit(uri)
         netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -154,3 +166,17 @@ def numeric(metrics: dict) -> dict[str, float]:
         for k, v in metrics.items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
+
+
+def check_experiment(uri: str, name: str) -> None:
+    """A sweep's MLflow experiment must not be in the store's trash (deleted in the UI):
+    MLflow refuses both to log to it and to create another of that name."""
+    from nrfer.config import ConfigError
+
+    exp = MlflowClient(uri).get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise ConfigError(
+            f"MLflow experiment {name!r} at {redact(uri)} is deleted (in the trash): restore it "
+            f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or give this "
+            "sweep another --name"
+        )

@@ -20,6 +20,7 @@ from sweep.tracking.store import (
     DIVERGED,
     EPOCH_KEYS,
     FINAL_ATTEMPTS,
+    INSTANCE,
     ROLE,
     SWEEP_ID,
     TRIAL_ID,
@@ -71,8 +72,8 @@ def package_versions() -> dict[str, str]:
 class SweepTracker:
     """Driver side: the experiment and the parent run."""
 
-    def __init__(self, uri: str, experiment: str, sweep_id: str) -> None:
-        self.uri, self.sweep_id = uri, sweep_id
+    def __init__(self, uri: str, experiment: str, sweep_id: str, instance: str) -> None:
+        self.uri, self.sweep_id, self.instance = uri, sweep_id, instance
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
@@ -91,15 +92,21 @@ class SweepTracker:
     ) -> str:
         """The sweep's run, named after the sweep; `datasets` (nrfer.data.identity) are the
         data its trials train on, logged as dataset inputs."""
-        found = find_runs(self.client, self.experiment_id, {ROLE: "sweep", SWEEP_ID: self.sweep_id})
-        if found:  # a resumed sweep continues its parent run
+        found = find_runs(self.client, self.experiment_id, {ROLE: "sweep", INSTANCE: self.instance})
+        if found:  # a resumed sweep continues its own parent run, never another sweep's
             self.parent_id = found[0].info.run_id
             self.client.update_run(self.parent_id, status="RUNNING")
+            self.client.set_tag(self.parent_id, "nrfer.storage", storage)  # it may have moved
             return self.parent_id
+        # an earlier sweep of this name keeps its parent; this one is listed beside it
+        earlier = find_runs(
+            self.client, self.experiment_id, {ROLE: "sweep", SWEEP_ID: self.sweep_id}
+        )
         tags = {
             ROLE: "sweep",
             SWEEP_ID: self.sweep_id,
-            "mlflow.runName": self.sweep_id,
+            INSTANCE: self.instance,
+            "mlflow.runName": self.sweep_id + (f"-{len(earlier) + 1}" if earlier else ""),
             DESCRIPTION: description,
             "nrfer.git_commit": git_commit(),
             "nrfer.storage": storage,
@@ -119,12 +126,13 @@ class SweepTracker:
             "experiment_id": self.experiment_id,
             "parent_id": self.parent_id,
             "sweep_id": self.sweep_id,
+            "instance": self.instance,
         }
 
     def trial_runs(self, attempts: int = FINAL_ATTEMPTS) -> dict[str, Any]:
-        """trial_id -> run, for this sweep. Waits out an MLflow outage (about two minutes of
-        backoff) like a finishing trial does: the end of a sweep needs the runs."""
-        tags = {SWEEP_ID: self.sweep_id, ROLE: "trial"}
+        """trial_id -> run, for this sweep instance only. Waits out an MLflow outage (about
+        two minutes of backoff) like a finishing trial does: the end of a sweep needs the runs."""
+        tags = {INSTANCE: self.instance, ROLE: "trial"}
         runs = with_retries(
             lambda: find_runs(self.client, self.experiment_id, tags),
             "list the trial runs",
@@ -139,7 +147,8 @@ class SweepTracker:
         return {r.data.tags[TRIAL_ID]: r for r in runs}
 
     def close_open_trials(self, status: str = "KILLED") -> int:
-        """Close every trial run of this sweep still RUNNING (after a crash or an interrupt)."""
+        """Close every trial run of this sweep instance still RUNNING (after a crash or an
+        interrupt)."""
         n = 0
         for run in self.trial_runs().values():
             if run.info.status == "RUNNING":
@@ -150,7 +159,8 @@ class SweepTracker:
     def delete_orphan_trial_runs(self, known: set[str]) -> int:
         """Delete the trial runs of trials Tune has no record of: a killed driver can start
         a trial (and its run) after Tune last saved its state; the resumed sweep samples
-        that trial again under a new id, so its old run would be a duplicate."""
+        that trial again under a new id, so its old run would be a duplicate. Only runs of
+        this instance: a run of another sweep of the same name is never touched."""
         orphans = [r for t, r in self.trial_runs().items() if t not in known]
         for run in orphans:
             self.client.delete_run(run.info.run_id)
@@ -202,17 +212,24 @@ class SweepTracker:
 class TrialStatusCallback(tune.Callback):
     """Driver side: closes the runs that their trials could not close themselves."""
 
-    def __init__(self, tracker: SweepTracker, max_epochs: int, metric: str = "val_acc") -> None:
+    def __init__(
+        self, tracker: SweepTracker, max_epochs: int, metric: str = "val_acc", ended=None
+    ) -> None:
         self.tracker, self.max_epochs, self.metric = tracker, max_epochs, metric
+        self.ended = ended  # sweep.resume.EndedTrials: Tune's ends, recorded whatever MLflow does
         self.pending: dict[str, tuple] = {}  # runs not closed while MLflow was away
 
     def _run(self, trial):
         return self.tracker.trial_runs(attempts=1).get(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.ended is not None:
+            self.ended.add(trial.trial_id)
         self._close(self._complete, trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if self.ended is not None:
+            self.ended.add(trial.trial_id)
         self._close(self._error, trial)
 
     def _close(self, how, trial) -> None:

@@ -20,7 +20,9 @@ from mlflow.tracking import MlflowClient
 
 from sweep.tracking.store import (
     FINAL_ATTEMPTS,
+    INSTANCE,
     ROLE,
+    START_ATTEMPTS,
     SWEEP_ID,
     TRIAL_ID,
     find_runs,
@@ -76,7 +78,7 @@ class TrialLogger:
             found = find_runs(
                 self.client,
                 ctx["experiment_id"],
-                {SWEEP_ID: ctx["sweep_id"], TRIAL_ID: self.trial_id},
+                {INSTANCE: ctx["instance"], TRIAL_ID: self.trial_id},
             )
             if found:  # Ray retried the trial (or a resumed sweep continues it): same run
                 run = found[0]
@@ -89,6 +91,7 @@ class TrialLogger:
             tags = {
                 ROLE: "trial",
                 SWEEP_ID: ctx["sweep_id"],
+                INSTANCE: ctx["instance"],
                 TRIAL_ID: self.trial_id,
                 "mlflow.parentRunId": ctx["parent_id"],
                 "mlflow.runName": name or self.trial_id,
@@ -103,7 +106,9 @@ class TrialLogger:
                 self.client.log_batch(run_id, params=items[i : i + 100])
             return run_id
 
-        self.run_id = with_retries(find_or_create, f"start run of trial {self.trial_id}")
+        self.run_id = with_retries(
+            find_or_create, f"start run of trial {self.trial_id}", START_ATTEMPTS
+        )
         if self.run_id is None:
             raise RuntimeError(
                 f"trial {self.trial_id}: cannot create its MLflow run at {ctx['uri']}"

@@ -4,9 +4,9 @@ reproduce-best prints them."""
 import yaml
 
 from conftest import TINY_VIT, tiny_space
+from nrfer.config import dotted_value as config_value
 from nrfer.config import make_config
 from nrfer.models import build_model
-from sweep.best import config_value
 from sweep.space import parse_space
 
 

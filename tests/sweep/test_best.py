@@ -132,6 +132,17 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
     expected = [predictor.class_names[i] for i in predictor.predict_proba(list(faces)).argmax(1)]
     assert list(served["label"]) == expected
     np.testing.assert_allclose(served[predictor.class_names].sum(axis=1), 1.0, rtol=1e-5)
+    # batches of 5 give what one batch gives; a request over the cap is refused, not run
+    np.testing.assert_allclose(
+        predictor.predict_proba(list(faces), batch_size=5), predictor.predict_proba(list(faces)),
+        atol=1e-6,
+    )  # fmt: skip
+    os.environ["NRFER_SERVE_MAX_IMAGES"] = "8"
+    try:
+        with pytest.raises(Exception, match="a request of 16 faces is over the limit of 8"):
+            pyfunc.predict(faces.astype(np.float64))
+    finally:
+        del os.environ["NRFER_SERVE_MAX_IMAGES"]
 
     # nrfer.predict on PNG files (any size and colour), a bad file does not stop the batch
     Image.fromarray(faces[0]).save(tmp / "a.png")
@@ -145,6 +156,8 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
             "--model",
             str(ckpt),
             "--json",
+            "--batch-size",
+            "2",
             str(tmp / "a.png"),
             str(tmp / "bad.png"),
             str(tmp / "b.png"),

@@ -189,3 +189,23 @@ def test_force_resume_continues_the_sweep_as_it_was_started(tmp_path, synthetic_
     assert "sweep started: 2 trials" in p.stdout  # the stored num_samples, not the new one
     state = yaml.safe_load((tmp_path / "st" / "started" / "nrfer_sweep.yaml").read_text())
     assert state["status"] == "FINISHED" and state["spec"]["budget"]["num_samples"] == 2
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_trial_failed_exits_4(tmp_path, synthetic_root):
+    space = tiny_space(
+        "all-fail",
+        synthetic_root,
+        search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2},
+        budget={"num_samples": 1, "max_concurrent": 1, "max_failures": 0},
+    )
+    space["fixed"]["train"]["device"] = "cuda:9"  # passes every check, then fails in the trial
+    path = tmp_path / "all-fail.yaml"
+    path.write_text(yaml.safe_dump(space, sort_keys=False))
+    p = run(
+        "--space", str(path), "--storage", str(tmp_path / "st"),
+        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )  # fmt: skip
+    assert p.returncode == 4, p.stdout[-2000:] + p.stderr[-2000:]
+    assert "none of its 1 trial(s) completed" in p.stderr

@@ -46,16 +46,16 @@ def write_space(tmp_path, synthetic_root, scheduler, num_samples, seed=2) -> Pat
 class Sweep:
     """One sweep's launches, its MLflow store and Tune's saved state."""
 
-    def __init__(self, tmp_path, space: Path) -> None:
+    def __init__(self, tmp_path, space: Path, storage: str = "storage") -> None:
         from mlflow.tracking import MlflowClient
 
-        self.tmp, self.space, self.launches = tmp_path, space, 0
-        self.exp_dir = tmp_path / "storage" / "resume"
+        self.tmp, self.space, self.launches, self.storage = tmp_path, space, 0, storage
+        self.exp_dir = tmp_path / storage / "resume"
         self.client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     def log(self, i: int | None = None) -> str:
         i = self.launches - 1 if i is None else i
-        return (self.tmp / f"log{i}.txt").read_text()[-4000:]
+        return (self.tmp / f"log-{self.storage}-{i}.txt").read_text()[-4000:]
 
     def launch(self, *extra) -> subprocess.Popen:
         cmd = [
@@ -64,12 +64,12 @@ class Sweep:
             "--space",
             str(self.space),
             "--storage",
-            str(self.tmp / "storage"),
+            str(self.tmp / self.storage),
             "--tracking-uri",
             f"sqlite:///{self.tmp / 'mlflow.db'}",
             *extra,
         ]
-        out = open(self.tmp / f"log{self.launches}.txt", "w")
+        out = open(self.tmp / f"log-{self.storage}-{self.launches}.txt", "w")
         self.launches += 1
         return subprocess.Popen(
             cmd,
@@ -109,14 +109,36 @@ class Sweep:
     def kill(self, proc, sig) -> None:
         if sig == signal.SIGINT:  # Tune saves its state and returns; the driver closes runs
             proc.send_signal(signal.SIGINT)
-            assert proc.wait(timeout=180) == 0, self.log()
+            assert proc.wait(timeout=180) == 3, self.log()  # 3: interrupted, resumable
             return
         os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         proc.wait(timeout=30)
 
-    def runs(self):
+    def relocate(self, new_tmp: Path) -> None:
+        """Move the sweep's storage folder, MLflow store and study file elsewhere (the old
+        place gone), as a user moving a project folder would."""
+        import shutil
+
+        from mlflow.tracking import MlflowClient
+
+        new_tmp.mkdir()
+        for name in (self.storage, "mlflow.db", "optuna.db"):
+            shutil.move(self.tmp / name, new_tmp / name)
+        self.tmp, self.exp_dir = new_tmp, new_tmp / self.storage / "resume"
+        self.client = MlflowClient(f"sqlite:///{new_tmp / 'mlflow.db'}")
+
+    def instance(self) -> str | None:
+        state = self.exp_dir / "nrfer_sweep.yaml"
+        return yaml.safe_load(state.read_text())["instance"] if state.is_file() else None
+
+    def all_runs(self) -> list:
         exp = self.client.get_experiment_by_name("resume")
-        runs = self.client.search_runs([exp.experiment_id]) if exp else []
+        return self.client.search_runs([exp.experiment_id]) if exp else []
+
+    def runs(self):
+        """(trial id -> run, parent runs) of this sweep: the runs carrying its instance id."""
+        instance = self.instance()
+        runs = [r for r in self.all_runs() if r.data.tags.get("nrfer.sweep_instance") == instance]
         trials = {
             r.data.tags["nrfer.trial_id"]: r
             for r in runs
@@ -162,7 +184,19 @@ class Sweep:
 def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
     tmp_path, synthetic_root, scheduler, sig
 ):
-    sweep = Sweep(tmp_path, write_space(tmp_path, synthetic_root, SCHEDULERS[scheduler], 2))
+    space = write_space(tmp_path, synthetic_root, SCHEDULERS[scheduler], 2)
+    sweep = Sweep(tmp_path, space)
+    earlier = {}
+    if scheduler == "asha":  # an earlier sweep of the same name, finished, in the same store:
+        # in another storage (SIGKILL case) or in this one, its folder since removed (SIGINT)
+        first = Sweep(tmp_path, space, "other" if sig == signal.SIGKILL else "storage")
+        assert first.launch("--num-samples", "1").wait(timeout=300) == 0, first.log()
+        earlier = {r.info.run_id: (r.info.status, r.info.end_time) for r in first.all_runs()}
+        assert len(earlier) == 2  # its parent and its trial
+        if sig == signal.SIGINT:
+            import shutil
+
+            shutil.rmtree(first.exp_dir)
     proc = sweep.launch()
 
     # Kill moment: Tune's saved state has one trial ended and the next one checkpointed
@@ -175,6 +209,14 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
             and (states[1][0] == "TERMINATED")
         )
 
+    if sig == signal.SIGKILL and scheduler == "asha":  # the same command again: refused
+        sweep.wait(proc, lambda _: (sweep.exp_dir / "nrfer_sweep.yaml").is_file())  # lock held
+        twin = subprocess.run(proc.args, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert twin.returncode == 2, twin.stdout[-2000:] + twin.stderr
+        assert (
+            f"sweep 'resume' under {tmp_path / 'storage'} is in use by pid {proc.pid}"
+            in twin.stderr
+        )
     sweep.wait(proc, mid_second_trial)
     sweep.kill(proc, sig)
 
@@ -194,9 +236,20 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
     last_logged = {t: max(sweep.steps(r), default=-1) for t, r in interrupted.items()}
     rungs_before = sweep.rungs() if scheduler == "asha" else {}
 
+    if sig == signal.SIGKILL and scheduler == "fifo":  # a resume input gone: said before Ray
+        study = tmp_path / "optuna.db"
+        study.rename(tmp_path / "optuna.db.away")
+        assert sweep.launch("--resume").wait(timeout=120) == 2, sweep.log()
+        assert f"the sweep's Optuna study file {study} does not exist" in sweep.log()
+        assert "Started a local Ray instance" not in sweep.log()
+        (tmp_path / "optuna.db.away").rename(study)
+    if sig == signal.SIGINT:  # the sweep folder, store and study moved: resumed where they are
+        sweep.relocate(tmp_path / "moved")
     proc = sweep.launch("--resume")
     assert proc.wait(timeout=400) == 0, sweep.log()
     trials = sweep.assert_complete(2, scheduler)
+    if sig == signal.SIGINT:  # nothing written where the sweep used to be
+        assert not (tmp_path / "storage").exists() and not (tmp_path / "optuna.db").exists()
     assert [p.info.run_id for p in sweep.runs()[1]] == [parent_id]
     for trial_id, (count, end_time) in before.items():  # finished trials were not rerun
         run = trials[trial_id]
@@ -214,6 +267,14 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
         for milestone, scores in rungs_before.items():
             assert scores.items() <= after[milestone].items()
         assert set(after[3]) == set(trials)  # both trials reached the rung at epoch 3
+
+    # the earlier sweep of that name: every run still there, untouched; never joined
+    after = {r.info.run_id: (r.info.status, r.info.end_time) for r in sweep.all_runs()}
+    assert {k: after.get(k) for k in earlier} == earlier
+    assert len(after) == len(earlier) + 3 and parent_id not in earlier
+    if earlier:
+        names = {r.data.tags["mlflow.runName"] for r in sweep.runs()[1]}
+        assert names == {"resume-2"}  # listed beside the first one in the UI
 
     if sig == signal.SIGKILL and scheduler == "asha":  # resuming a finished sweep: a no-op
         db = tmp_path / "mlflow.db"

@@ -107,6 +107,45 @@ def test_the_study_survives_a_restore_and_stray_trials_are_closed(tmp_path):
     assert study.trials[1].intermediate_values == pytest.approx({1: 0.2, 2: 0.4, 3: 0.5, 4: 0.6})
 
 
+def test_a_moved_study_is_reopened_where_it_is_now(tmp_path):
+    """The sweep folder and its store moved (and the old place gone): the searcher Tune
+    restores, and the copy pickled in tuner.pkl, write to the study where it is now."""
+    import pickle
+    import shutil
+
+    from nrfer.config import ConfigError
+    from sweep.search import check_study, restore_study_at
+
+    spec = parse_space(SPACE, "s1.yaml")
+    old = tmp_path / "old"
+    old.mkdir()
+    url = f"sqlite:///{old / 'optuna.db'}"
+    first = searcher(SweepSearch, spec, url, max_epochs=4)
+    play(first, "a", [0.3, 0.4, 0.5, 0.6])
+    first.suggest("b")
+    first.on_trial_result("b", {"val_acc": 0.2, "training_iteration": 1})
+    first.save(str(old / "searcher.pkl"))
+    pickled = pickle.dumps(first)  # as in tuner.pkl
+    shutil.move(old, tmp_path / "new")
+    new_url = f"sqlite:///{tmp_path / 'new' / 'optuna.db'}"
+    with pytest.raises(ConfigError, match=r"study file .*old/optuna.db does not exist"):
+        check_study(url, "s1")
+    check_study(new_url, "s1")
+    restore_study_at(new_url)
+    try:
+        again = pickle.loads(pickled)
+        again.restore(str(tmp_path / "new" / "searcher.pkl"))
+        for i in (2, 3, 4):
+            again.on_trial_result("b", {"val_acc": 0.2 + i / 10, "training_iteration": i})
+        again.on_trial_complete("b", {"val_acc": 0.6, "training_iteration": 4})
+    finally:
+        restore_study_at(None)
+    assert not old.exists()  # nothing written where the sweep used to be
+    study = optuna.load_study(study_name="s1", storage=new_url)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.trials[1].intermediate_values == pytest.approx({1: 0.2, 2: 0.4, 3: 0.5, 4: 0.6})
+
+
 def test_warm_start_from_a_sweep_with_another_space(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     old_spec = parse_space(SPACE, "s1.yaml")
