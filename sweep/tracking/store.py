@@ -173,6 +173,8 @@ def check_experiment(uri: str, name: str) -> None:
     MLflow refuses both to log to it and to create another of that name."""
     from nrfer.config import ConfigError
 
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return  # no store yet (nothing is created here: a refusal later leaves no file)
     exp = MlflowClient(uri).get_experiment_by_name(name)
     if exp is not None and exp.lifecycle_stage == "deleted":
         raise ConfigError(

@@ -19,19 +19,21 @@ def test_missing_ferplus_files_stop_before_ray_and_point_to_the_demo():
     assert p.returncode == 2
     assert "fer2013.csv" in p.stderr and "data/ferplus" in p.stderr and "demo.yaml" in p.stderr
     assert "ray" not in p.stdout.lower()
+    dry = run("--space", "ferplus_vit.yaml", "--dry-run")  # the check people script
+    assert dry.returncode == 2 and dry.stderr == p.stderr
 
 
-def test_dry_run_fails_as_the_run_does_on_missing_data(tmp_path):
-    p = run("--space", "ferplus_vit.yaml", "--dry-run")
-    assert p.returncode == 2 and p.stderr == run("--space", "ferplus_vit.yaml").stderr
-    assert "fer2013.csv" in p.stderr
-    # Microsoft's folders without a label.csv: named before anything runs
+def test_microsoft_folders_without_labels_are_named_before_anything_runs(tmp_path):
+    import launch
+    from nrfer.data import DataFormatError
+    from sweep.space import load_space
+
     (tmp_path / "FER2013Train").mkdir()
     space = yaml.safe_load((REPO / "search_spaces" / "ferplus_vit.yaml").read_text())
     space["data"]["root"] = str(tmp_path)
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(space, sort_keys=False))
-    p = run("--space", str(tmp_path / "s.yaml"), "--dry-run")
-    assert p.returncode == 2 and "FER2013Train/label.csv, FER2013Valid/label.csv" in p.stderr
+    with pytest.raises(DataFormatError, match="FER2013Train/label.csv, FER2013Valid/label.csv"):
+        launch.check_data(load_space(tmp_path / "s.yaml"))
 
 
 def test_dry_run_prints_parameters_plan_and_samples():

@@ -187,16 +187,13 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
     space = write_space(tmp_path, synthetic_root, SCHEDULERS[scheduler], 2)
     sweep = Sweep(tmp_path, space)
     earlier = {}
-    if scheduler == "asha":  # an earlier sweep of the same name, finished, in the same store:
-        # in another storage (SIGKILL case) or in this one, its folder since removed (SIGINT)
-        first = Sweep(tmp_path, space, "other" if sig == signal.SIGKILL else "storage")
+    if scheduler == "asha" and sig == signal.SIGKILL:  # an earlier sweep of the same name,
+        # finished, in the same store but another storage (the rm -rf case is the same: a new
+        # sweep, a new instance)
+        first = Sweep(tmp_path, space, "other")
         assert first.launch("--num-samples", "1").wait(timeout=300) == 0, first.log()
         earlier = {r.info.run_id: (r.info.status, r.info.end_time) for r in first.all_runs()}
         assert len(earlier) == 2  # its parent and its trial
-        if sig == signal.SIGINT:
-            import shutil
-
-            shutil.rmtree(first.exp_dir)
     proc = sweep.launch()
 
     # Kill moment: Tune's saved state has one trial ended and the next one checkpointed
