@@ -4,6 +4,8 @@ The dataset is read once here and handed to every trial through Ray's object sto
 (`tune.with_parameters`); each trial (`sweep.trainable.run_trial`) runs `nrfer.train.fit`
 and reports every epoch's metrics and checkpoint to Tune and its MLflow run. `--resume`
 restores Tune's state, ASHA's rung records (`sweep.scheduler`) and the sweep's parent run.
+A sweep is its name and its storage folder: the driver holds its lock for its whole life
+and only ever touches the runs of its own instance (`sweep.resume`).
 """
 
 from __future__ import annotations
@@ -159,8 +161,9 @@ def make_tuner(
 
 def _replace_restored_callbacks(tuner: tune.Tuner, callbacks: list) -> None:
     """Ray restores the RunConfig with pickled copies of the callbacks, bound to the killed
-    driver's MLflow client; `Tuner.restore` has no argument to pass new ones, so this is
-    the one place that reaches into a private attribute (checked, to fail loudly on upgrade)."""
+    driver's MLflow client; `Tuner.restore` has no argument to pass new ones, so this
+    reaches into a private attribute (checked, to fail loudly on upgrade), as
+    _repoint_restored_scheduler does."""
     run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
     if run_config is None or not hasattr(run_config, "callbacks"):
         raise RuntimeError(
