@@ -136,11 +136,12 @@ def exit_code(summary: dict) -> int:
 
 def check_data(spec) -> None:
     """Real FER+ files must be there before Ray starts."""
-    from nrfer.data import DataFormatError
+    from nrfer.data import DATASETS, DataFormatError
     from nrfer.data.ferplus import find_ferplus_files
     from nrfer.data.ferplus_folders import MS_FOLDERS, is_ferplus_tree
 
-    dataset, root = spec.data.get("dataset"), Path(spec.data.get("root") or "")
+    dataset = spec.trial_config({}).data.dataset  # the data section with its defaults
+    root = Path(spec.data.get("root") or "")
     if dataset == "ferplus_folders" or (dataset == "ferplus" and is_ferplus_tree(root)):
         missing = [d for d in MS_FOLDERS.values() if not (root / d / "label.csv").is_file()]
         if missing and not (dataset == "ferplus" and (root / "fer2013.csv").is_file()):
@@ -156,10 +157,7 @@ def check_data(spec) -> None:
                 f"{spec.source}: data.root: {e}. Or try the embedded demo: "
                 "python launch.py --space demo.yaml"
             ) from None
-    elif (
-        spec.data.get("dataset") in ("folders", "rafdb", "affectnet")
-        and not Path(spec.data.get("root") or "").is_dir()
-    ):
+    elif DATASETS.props(dataset)["root"] == "folder" and not root.is_dir():
         raise DataFormatError(f"{spec.source}: data.root {spec.data.get('root')!r} is not a folder")
     for sr in spec.sr_settings():  # learned SR weights must exist before hours of caching
         if sr.method == "model" and not Path(sr.weights or "").is_file():

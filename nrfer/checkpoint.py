@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from nrfer.files import atomic_file
 
 FORMAT = "nrfer-checkpoint"
 VERSION = 1
@@ -20,16 +20,8 @@ def save_checkpoint(state: dict, path: str | Path) -> Path:
     """torch.save to a temp file in the same folder, then rename: a crash never leaves half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb", fsync=True) as f:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, f)
     return path
 
 

@@ -17,13 +17,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from nrfer.data import DATASETS
+from nrfer.data.labels import LABEL_MODES
+from nrfer.errors import ConfigError
 from nrfer.registry import suggest
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's seeds both take it
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message names where and what is allowed."""
 
 
 class _Section(BaseModel):
@@ -82,15 +81,11 @@ class DataConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        from nrfer.data import DATASETS
-
         return DATASETS.check(v)
 
     @field_validator("label_mode")
     @classmethod
     def _known_mode(cls, v: str) -> str:
-        from nrfer.data.labels import LABEL_MODES
-
         if v not in LABEL_MODES:
             raise ValueError(f"unknown label mode {v!r}; {suggest(v, list(LABEL_MODES))}")
         return v

@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from nrfer.config import ConfigError
+from nrfer.errors import ConfigError
 
 _warned_no_cuda = False
 

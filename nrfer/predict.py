@@ -1,11 +1,12 @@
 """Predict expressions for image files with a trained model.
 
     python -m nrfer.predict --model runs/demo/checkpoint/best.pt face1.png face2.jpg
-    python -m nrfer.predict --model models:/nrfer-demo@champion --json faces/*.png
+    python -m nrfer.predict --model runs/demo --json faces/*.png
 
 --model takes a best.pt checkpoint (self-contained: weights, config, class names, input
-shape), a training output folder, or an MLflow model URI (models:/NAME@champion, the alias
-reproduce-best sets; models:/NAME/VERSION; runs:/...); only the last needs MLflow, imported at this command-line edge, never by the library.
+shape) or a training output folder. A model in MLflow (models:/NAME@champion, the alias
+reproduce-best sets; models:/NAME/VERSION; runs:/...) is `python -m sweep.predict`, the
+same command with MLflow at the sweep layer (nrfer never imports it).
 Images of any size and colour are converted as in training (grayscale, resized to the
 training input size, or to the pre-SR size and then through the same SR stage). A bad path or an undecodable image is an error for that image only.
 """
@@ -14,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -177,43 +178,46 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
-def resolve_model(uri: str) -> Path:
-    """A local path as it is; an MLflow model URI downloaded to a local folder."""
-    if "://" not in uri and not uri.startswith(("models:/", "runs:/")):
-        return Path(uri)
-    import mlflow  # the command line's edge: the library itself never imports mlflow
-
-    # a server that is away: a few seconds, not MLflow's minutes of silent retries
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    except Exception as e:  # MlflowException, connection errors
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"cannot fetch {uri} from MLflow: {first[:300]}") from None
+def is_model_uri(model: str) -> bool:
+    """An MLflow model URI (models:/, runs:/, a scheme://) rather than a local path."""
+    return "://" in model or model.startswith(("models:/", "runs:/"))
 
 
-def main(argv: list[str] | None = None) -> int:
+def local_model(model: str) -> Path:
+    """`--model` of this command: a local path; an MLflow URI names the command that reads it."""
+    if is_model_uri(model):
+        raise ValueError(
+            "an MLflow model URI; python -m sweep.predict fetches it (same arguments, plus "
+            "--tracking-uri)"
+        )
+    return Path(model)
+
+
+def build_parser(
+    model_help: str = "best.pt or a training output folder",
+) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--model",
-        required=True,
-        help="best.pt, a training output folder, models:/NAME@ALIAS or models:/NAME/VERSION",
-    )
+    parser.add_argument("--model", required=True, help=model_help)
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--batch-size", type=positive_int, default=BATCH, help="images per forward pass"
     )
     parser.add_argument("images", nargs="+")
-    return run_command(parser, _predict, argv)
+    return parser
 
 
-def _predict(args) -> int:
+def main(argv: list[str] | None = None) -> int:
+    return run_command(build_parser(), lambda args: predict_files(args, local_model), argv)
+
+
+def predict_files(args, resolve: Callable[[str], Path]) -> int:
+    """Print a prediction per image of `args.images` with the model `resolve(args.model)`
+    names; an image that cannot be read is an error for that image only (exit 1)."""
     try:
-        predictor = Predictor.from_path(resolve_model(args.model), args.device)
+        predictor = Predictor.from_path(resolve(args.model), args.device)
     except (ValueError, OSError) as e:
         raise ValueError(f"--model {args.model}: {one_line(e)}") from None
     failed = 0

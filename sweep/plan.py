@@ -6,6 +6,8 @@ import json
 
 import optuna
 
+from nrfer.data import DATASETS
+from nrfer.errors import first_line
 from sweep.space import SpaceError, SweepSpec
 
 
@@ -22,17 +24,15 @@ def sample_configs(spec: SweepSpec, n: int = 3) -> list[dict]:
     return out
 
 
-CLASSES = {"rafdb": 7}  # every other dataset: the 8 FER+ emotions
-
-
 def input_shape(cfg) -> tuple[int, int, int]:
-    """The (C, H, W) a trial's model will see, without reading the data: FER+ faces are
-    1x48x48 (RGB datasets 3 channels, `data.image_size` when set), times the SR scale."""
+    """The (C, H, W) a trial's model will see, without reading the data: the dataset's
+    channels (its registry entry; image folders as FER+'s, 1) x 48x48 (`data.image_size`
+    when set), times the SR scale."""
     d = cfg.data
     side = d.image_size or 48
     if d.sr.method != "none":
         side *= d.sr.scale
-    return (1 if d.dataset in ("ferplus", "synthetic") else 3), side, side
+    return DATASETS.props(d.dataset)["channels"] or 1, side, side
 
 
 def check_models(spec: SweepSpec, samples: list[dict]) -> list[str]:
@@ -52,14 +52,15 @@ def check_models(spec: SweepSpec, samples: list[dict]) -> list[str]:
         if key in seen:
             continue
         seen.add(key)
+        classes = len(DATASETS.props(cfg.data.dataset)["class_names"])
         try:
-            model = build_model(cfg.model, CLASSES.get(cfg.data.dataset, 8), shape[1:]).eval()
+            model = build_model(cfg.model, classes, shape[1:]).eval()
             with torch.no_grad():
                 out = model(torch.rand(2, *shape))
-            if tuple(out.shape) != (2, CLASSES.get(cfg.data.dataset, 8)):
+            if tuple(out.shape) != (2, classes):
                 raise ValueError(f"the model answered with shape {tuple(out.shape)}")
         except Exception as e:  # shape mismatches, junk backbone_args, ...
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            first = first_line(e, 300)
             raise SpaceError(
                 f"{spec.source}: sample {i} ({json.dumps(params, sort_keys=True)}) builds a model "
                 f"that fails on a {shape[0]}x{shape[1]}x{shape[2]} input: {first}"

@@ -19,6 +19,7 @@ import yaml
 from ray import tune
 
 from nrfer.config import ConfigError, config_diff, fingerprint
+from nrfer.files import write_atomic
 
 SWEEP_STATE = "nrfer_sweep.yaml"  # not .json: Tune copies those back over newer ones
 RUNNING, INTERRUPTED, FINISHED = "RUNNING", "INTERRUPTED", "FINISHED"
@@ -106,9 +107,7 @@ def write_state(exp_dir: Path, spec_dict: dict, status: str, **extra) -> None:
         "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         **extra,
     }
-    tmp = exp_dir / (SWEEP_STATE + ".tmp")
-    tmp.write_text(yaml.safe_dump(state, sort_keys=False))
-    os.replace(tmp, exp_dir / SWEEP_STATE)
+    write_atomic(exp_dir / SWEEP_STATE, yaml.safe_dump(state, sort_keys=False))
 
 
 def prepare(exp_dir: Path, spec_dict: dict, resume: bool, force: bool = False) -> tuple[bool, dict]:
@@ -178,10 +177,7 @@ class EndedTrials:
         self._write()
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump(sorted(self.ids)))
-        os.replace(tmp, self.path)
+        write_atomic(self.path, yaml.safe_dump(sorted(self.ids)))
 
 
 def check_resume_files(exp_dir: Path, early_stopping: str) -> None:

@@ -12,12 +12,13 @@ value of the metric, as the ASHA paper counts a failed configuration.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from nrfer.files import write_atomic
 
 log = logging.getLogger("nrfer.sweep")
 # YAML, not .json: on resume Tune copies every .json/.pkl of the sweep folder to its staging
@@ -97,11 +98,8 @@ class ResumableASHA(ASHAScheduler):
         text = yaml.safe_dump(self.rung_records(), sort_keys=False)
         if text == self._saved:
             return
-        tmp = self.state_file.with_suffix(".tmp")
         try:
-            self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text)
-            os.replace(tmp, self.state_file)
+            write_atomic(self.state_file, text)
             self._saved = text
         except OSError as e:  # losing this file costs early-stopping knowledge, not results
             log.warning("could not save ASHA's rung records to %s: %s", self.state_file, e)

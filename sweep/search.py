@@ -15,6 +15,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from nrfer.config import ConfigError
+from nrfer.errors import first_line
 from sweep.space import SweepSpec
 
 log = logging.getLogger("nrfer.sweep")
@@ -68,7 +69,7 @@ def study_names(url: str, where: str = "the Optuna storage") -> set[str]:
     try:
         return {s.study_name for s in optuna.get_all_study_summaries(open_storage(url))}
     except Exception as e:  # ArgumentError, OperationalError, ImportError of a DB driver ...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise ConfigError(f"{where} {url!r} cannot be opened: {first}") from None
 
 

@@ -7,9 +7,6 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_VOTES = REPO.parent / "shared" / "data" / "ferplus" / "fer2013new.csv"
-
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
@@ -47,35 +44,6 @@ def tiny_config_dict(synthetic_root) -> dict:
         "optim": {"name": "adamw", "lr": 0.003, "weight_decay": 0.01},
         "scheduler": {"name": "cosine", "warmup_epochs": 0},
         "train": {"epochs": 3, "batch_size": 32, "seed": 0, "device": "cpu"},
-    }
-
-
-TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
-
-
-def tiny_space(
-    name: str,
-    root,
-    *,
-    search: dict,
-    scheduler: dict,
-    budget: dict,
-    resizer: dict | None = None,
-    seed: int = 0,
-) -> dict:
-    """A sweep space over a one-block ViT at 32 px on the small synthetic set: seconds per trial."""
-    model = {"backbone": "vit_tiny_patch16_224", "backbone_args": dict(TINY_VIT)}
-    if resizer is not None:
-        model["resizer"] = resizer
-    return {
-        "name": name,
-        "seed": seed,
-        "data": {"dataset": "synthetic", "root": str(root)},
-        "fixed": {"model": model, "train": {"batch_size": 64, "device": "cpu"}},
-        "search": search,
-        "early_stopping": scheduler,
-        "budget": budget,
-        "resources": {"cpu": 1},
     }
 
 

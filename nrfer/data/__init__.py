@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nrfer.data.ferplus import read_ferplus
+from nrfer.data.ferplus_folders import is_ferplus_tree, read_ferplus_folders
+from nrfer.data.folders import read_folders
+from nrfer.data.rafdb_affectnet import CLASSES_7, read_affectnet, read_rafdb
+from nrfer.data.synthetic import ensure_synthetic
 from nrfer.data.types import (
     EMOTIONS,
     NUM_CLASSES,
@@ -28,6 +33,11 @@ __all__ = [
     "synthetic_root",
 ]
 
+# Each entry's facts, known before any file is read (the dry run's model check and the
+# launcher's pre-flight use them): `class_names` in output order, `channels` of the images
+# (None: as the image files are; FER+ folders hold grayscale PNGs), `root` what data.root
+# names ("folder"; "ferplus": fer2013.csv + fer2013new.csv, or Microsoft's folders; None:
+# optional, a cache folder).
 DATASETS: Registry = Registry("dataset")
 
 
@@ -36,11 +46,8 @@ def synthetic_root(cfg) -> Path:
     return Path(cfg.root or f"data/synthetic-{s.seed}-{s.n_train}-{s.n_val}-{s.n_test}")
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", class_names=EMOTIONS, channels=1, root=None)
 def _synthetic(cfg) -> FERData:
-    from nrfer.data.ferplus import read_ferplus
-    from nrfer.data.synthetic import ensure_synthetic
-
     s = cfg.synthetic
     root = ensure_synthetic(synthetic_root(cfg), s.seed, s.n_train, s.n_val, s.n_test)
     data = read_ferplus(root, cfg.label_mode)
@@ -51,50 +58,38 @@ def _synthetic(cfg) -> FERData:
 def _microsoft_tree(cfg) -> bool:
     """A root holding Microsoft's FER2013Train/ ... folders and no CSV of another layout:
     read as `ferplus_folders` whatever FER+ dataset name was given."""
-    from nrfer.data.ferplus_folders import is_ferplus_tree
-
     root = Path(cfg.root)
     return is_ferplus_tree(root) and not (
         (root / "fer2013.csv").is_file() or (cfg.dataset == "folders" and any(root.glob("*.csv")))
     )
 
 
-@DATASETS.register("ferplus")
+@DATASETS.register("ferplus", class_names=EMOTIONS, channels=1, root="ferplus")
 def _ferplus(cfg) -> FERData:
-    from nrfer.data.ferplus import read_ferplus
-
     if _microsoft_tree(cfg):
         return _ferplus_folders(cfg)
     return read_ferplus(cfg.root, cfg.label_mode)
 
 
-@DATASETS.register("ferplus_folders")
+@DATASETS.register("ferplus_folders", class_names=EMOTIONS, channels=1, root="folder")
 def _ferplus_folders(cfg) -> FERData:
-    from nrfer.data.ferplus_folders import read_ferplus_folders
-
     return read_ferplus_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 
-@DATASETS.register("folders")
+@DATASETS.register("folders", class_names=EMOTIONS, channels=None, root="folder")
 def _folders(cfg) -> FERData:
-    from nrfer.data.folders import read_folders
-
     if _microsoft_tree(cfg):
         return _ferplus_folders(cfg)
     return read_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 
-@DATASETS.register("rafdb")
+@DATASETS.register("rafdb", class_names=CLASSES_7, channels=1, root="folder")
 def _rafdb(cfg) -> FERData:
-    from nrfer.data.rafdb_affectnet import read_rafdb
-
     return read_rafdb(cfg.root, cfg.image_folder, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 
 
-@DATASETS.register("affectnet")
+@DATASETS.register("affectnet", class_names=EMOTIONS, channels=1, root="folder")
 def _affectnet(cfg) -> FERData:
-    from nrfer.data.rafdb_affectnet import read_affectnet
-
     return read_affectnet(cfg.root, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 
 
@@ -103,7 +98,7 @@ def load_data(cfg, sr: bool = True) -> FERData:
     super-resolved ones from the SR cache (built on first use)."""
     data = DATASETS.get(cfg.dataset)(cfg)
     if sr and cfg.sr.method != "none":
-        from nrfer.sr import apply_sr
+        from nrfer.sr import apply_sr  # torch: imported only when an SR stage is on
 
         data = apply_sr(data, cfg.sr)
     return data

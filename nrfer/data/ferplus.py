@@ -1,6 +1,6 @@
 """Reader for Microsoft FERPlus: Kaggle's `fer2013.csv` joined row by row with `fer2013new.csv`.
 
-    python -m nrfer.data.ferplus --root DIR --mode majority --summary
+    python -m nrfer.data --dataset ferplus --root DIR --mode majority --summary
 
 `fer2013.csv` has `emotion,pixels,Usage` (pixels: 2304 space-separated ints, 48x48 gray);
 `fer2013new.csv` has `Usage,Image name,<8 emotions>,unknown,NF` (10 votes per row), in the
@@ -11,7 +11,6 @@ with (or be its exact val/test swap, read as FER2013's splits with a note).
 
 from __future__ import annotations
 
-import argparse
 import math
 import re
 import warnings
@@ -21,9 +20,16 @@ import numpy as np
 
 from nrfer.data.ferplus_names import ROWS as MICROSOFT_ROWS
 from nrfer.data.ferplus_names import expected_name
-from nrfer.data.labels import LABEL_MODES, process_vote_table, split_mode
+from nrfer.data.labels import LABEL_MODES, process_vote_table
 from nrfer.data.splits import resolve_splits
-from nrfer.data.types import VOTE_COLUMNS, DataFormatError, FERData, FERSplit, csv_rows
+from nrfer.data.types import (
+    VOTE_COLUMNS,
+    DataFormatError,
+    FERData,
+    FERSplit,
+    csv_rows,
+    split_mode,
+)
 
 PIXELS_CSV = "fer2013.csv"
 VOTES_CSV = "fer2013new.csv"
@@ -220,23 +226,3 @@ def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
     if note:
         meta["notes"] = [note]
     return FERData(**splits, label_mode=mode, source=f"ferplus:{Path(root)}", meta=meta)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m nrfer.data.ferplus` = `python -m nrfer.data --dataset ferplus`."""
-    from nrfer.data.__main__ import main as data_main
-
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--root", required=True, help="folder with fer2013.csv and fer2013new.csv")
-    parser.add_argument("--mode", default="majority", choices=LABEL_MODES)
-    parser.add_argument(
-        "--summary", action="store_true", help="print split sizes as one JSON object"
-    )
-    args = parser.parse_args(argv)
-    return data_main(["--dataset", "ferplus", "--root", args.root, "--mode", args.mode])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -24,9 +24,17 @@ import numpy as np
 
 from nrfer.data.ferplus import read_votes_csv
 from nrfer.data.folders import _load_image, check_splits
-from nrfer.data.labels import LABEL_MODES, process_vote_table, split_mode
+from nrfer.data.labels import LABEL_MODES, process_vote_table
 from nrfer.data.splits import resolve_splits
-from nrfer.data.types import SPLITS, VOTE_COLUMNS, DataFormatError, FERData, FERSplit, csv_rows
+from nrfer.data.types import (
+    SPLITS,
+    VOTE_COLUMNS,
+    DataFormatError,
+    FERData,
+    FERSplit,
+    csv_rows,
+    split_mode,
+)
 
 MS_FOLDERS = {"train": "FER2013Train", "val": "FER2013Valid", "test": "FER2013Test"}
 LABEL_CSV = "label.csv"

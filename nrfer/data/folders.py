@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nrfer.data.ferplus import USAGE_TO_SPLIT
-from nrfer.data.labels import ferplus_prior, process_votes, split_mode
+from nrfer.data.labels import ferplus_prior, process_votes
 from nrfer.data.splits import resolve_splits
 from nrfer.data.types import (
     EMOTIONS,
@@ -35,6 +35,7 @@ from nrfer.data.types import (
     FERSplit,
     csv_rows,
     image_to_uint8,
+    split_mode,
 )
 
 LABEL_HEADER = (

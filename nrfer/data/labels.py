@@ -13,14 +13,24 @@ import numpy as np
 from nrfer.data.types import EMOTIONS, NUM_CLASSES, VOTE_COLUMNS
 
 LABEL_MODES = ("majority", "crossentropy", "probability")
-EVAL_MODE = "majority"  # validation and test, whatever the training mode
 _UNKNOWN = VOTE_COLUMNS.index("unknown")
 
-
-def split_mode(split: str, mode: str) -> str:
-    """The label mode a split is read in: the training mode for train, majority otherwise
-    (Microsoft's FERPlus code does the same), so evaluation sets do not move with `mode`."""
-    return mode if split == "train" else EVAL_MODE
+# Mean vote distribution (8 emotions, unknown, NF) of the real FER+ images whose majority
+# label is row i: `prior_from_votes` over all 10 columns of ../shared/data/ferplus/
+# fer2013new.csv (35,887 rows, majority mode), estimated once and embedded here;
+# tests/nrfer/test_synthetic.py recomputes it from that file when present.
+VOTE_PRIOR = np.array(
+    [
+        [0.7511, 0.0288, 0.0164, 0.0963, 0.0257, 0.0076, 0.0047, 0.0204, 0.0484, 0.0005],
+        [0.0395, 0.9130, 0.0204, 0.0044, 0.0040, 0.0022, 0.0017, 0.0034, 0.0112, 0.0003],
+        [0.0546, 0.0337, 0.7668, 0.0099, 0.0140, 0.0031, 0.0839, 0.0026, 0.0309, 0.0004],
+        [0.1537, 0.0136, 0.0096, 0.7100, 0.0230, 0.0120, 0.0165, 0.0103, 0.0506, 0.0006],
+        [0.0676, 0.0260, 0.0579, 0.0311, 0.6987, 0.0341, 0.0249, 0.0098, 0.0492, 0.0006],
+        [0.0857, 0.0186, 0.0193, 0.0857, 0.1224, 0.5596, 0.0118, 0.0329, 0.0634, 0.0006],
+        [0.0421, 0.0136, 0.1606, 0.0685, 0.0313, 0.0143, 0.6213, 0.0037, 0.0439, 0.0007],
+        [0.1297, 0.0182, 0.0101, 0.0486, 0.0378, 0.0649, 0.0068, 0.6196, 0.0642, 0.0000],
+    ]
+)
 
 
 def process_votes(votes: np.ndarray, mode: str) -> np.ndarray | None:
@@ -79,10 +89,8 @@ def process_vote_table(votes: np.ndarray, mode: str) -> tuple[np.ndarray, np.nda
 
 def ferplus_prior(class_names: tuple[str, ...]) -> np.ndarray:
     """The FER+ vote prior (`loss.prior: ferplus`; computed once from Microsoft's votes, see
-    nrfer.data.synthetic.VOTE_PRIOR) restricted to `class_names`, rows renormalised: the PDLS
-    prior of data without votes."""
-    from nrfer.data.synthetic import VOTE_PRIOR
-
+    VOTE_PRIOR) restricted to `class_names`, rows renormalised: the PDLS prior of data
+    without votes."""
     idx = [EMOTIONS.index(c) for c in class_names]
     sub = VOTE_PRIOR[np.ix_(idx, idx)]
     return (sub / sub.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -21,25 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from nrfer.data.ferplus import FER_SIZE, PIXELS_CSV, PIXELS_HEADER, VOTES_CSV, VOTES_HEADER
+from nrfer.data.labels import VOTE_PRIOR
 from nrfer.data.splits import names_of_split
 from nrfer.data.types import EMOTIONS
 
-# Mean vote distribution (8 emotions, unknown, NF) of the real FER+ images whose majority
-# label is row i: `prior_from_votes` over all 10 columns of ../shared/data/ferplus/
-# fer2013new.csv (35,887 rows, majority mode), estimated once and embedded here;
-# tests/nrfer/test_synthetic.py recomputes it from that file when present.
-VOTE_PRIOR = np.array(
-    [
-        [0.7511, 0.0288, 0.0164, 0.0963, 0.0257, 0.0076, 0.0047, 0.0204, 0.0484, 0.0005],
-        [0.0395, 0.9130, 0.0204, 0.0044, 0.0040, 0.0022, 0.0017, 0.0034, 0.0112, 0.0003],
-        [0.0546, 0.0337, 0.7668, 0.0099, 0.0140, 0.0031, 0.0839, 0.0026, 0.0309, 0.0004],
-        [0.1537, 0.0136, 0.0096, 0.7100, 0.0230, 0.0120, 0.0165, 0.0103, 0.0506, 0.0006],
-        [0.0676, 0.0260, 0.0579, 0.0311, 0.6987, 0.0341, 0.0249, 0.0098, 0.0492, 0.0006],
-        [0.0857, 0.0186, 0.0193, 0.0857, 0.1224, 0.5596, 0.0118, 0.0329, 0.0634, 0.0006],
-        [0.0421, 0.0136, 0.1606, 0.0685, 0.0313, 0.0143, 0.6213, 0.0037, 0.0439, 0.0007],
-        [0.1297, 0.0182, 0.0101, 0.0486, 0.0378, 0.0649, 0.0068, 0.6196, 0.0642, 0.0000],
-    ]
-)
 # Real FER+ majority-label class frequencies (same file); the generator samples classes
 # with their square root so that rare classes (disgust, contempt) still appear in small sets.
 CLASS_FREQ = np.array([0.3506, 0.2879, 0.1261, 0.1193, 0.0847, 0.0051, 0.0216, 0.0047])

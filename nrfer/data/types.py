@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nrfer.errors import DataFormatError
+
 EMOTIONS: tuple[str, ...] = (
     "neutral",
     "happiness",
@@ -28,10 +30,13 @@ NUM_CLASSES = len(EMOTIONS)
 # FER+ vote columns: the 8 emotions, then unknown and NF (not a face).
 VOTE_COLUMNS: tuple[str, ...] = (*EMOTIONS, "unknown", "NF")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+EVAL_MODE = "majority"  # the label mode of validation and test, whatever the training mode
 
 
-class DataFormatError(ValueError):
-    """A data file that is missing or does not follow its format; names the file and row."""
+def split_mode(split: str, mode: str) -> str:
+    """The label mode a split is read in: the training mode for train, majority otherwise
+    (Microsoft's FERPlus code does the same), so evaluation sets do not move with `mode`."""
+    return mode if split == "train" else EVAL_MODE
 
 
 @dataclass
@@ -86,8 +91,6 @@ class FERData:
     def summary(self) -> dict:
         """Split sizes and class counts; `mode` is the training label mode, each split says
         the mode it was read in (val and test: majority)."""
-        from nrfer.data.labels import split_mode
-
         out = {
             "mode": self.label_mode,
             "splits": {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import timm
 from torch import nn
 
+from nrfer.errors import first_line
 from nrfer.models.pretrained import load_pretrained, resolve_weights
 from nrfer.registry import Registry, suggest
 
@@ -55,7 +56,7 @@ def create_backbone(
     try:
         model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
     except Exception as e:  # TypeError (unknown argument), AssertionError, ValueError, ...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise ValueError(
             f"model.backbone_args: backbone {name!r} rejected {kwargs}: {first}"
         ) from None

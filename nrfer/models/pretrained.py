@@ -22,6 +22,8 @@ import timm
 import torch
 from torch import nn
 
+from nrfer.errors import first_line
+
 log = logging.getLogger("nrfer")
 HUB = "hub"
 SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
@@ -98,7 +100,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         try:
             state = load_file(str(path))
         except Exception as e:  # a truncated or damaged file (SafetensorError, OSError)
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            first = first_line(e)
             raise PretrainedError(f"{path}: not a readable safetensors file: {first}") from None
     else:
         try:

@@ -18,7 +18,6 @@ import fcntl
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from contextlib import contextmanager
@@ -28,7 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from nrfer.data.types import SPLITS, FERData
+from nrfer.device import resolve_device
+from nrfer.files import atomic_file, write_atomic
 from nrfer.sr.apply import Progress, upscale
+from nrfer.sr.net import load_sr_model
 
 FORMAT, VERSION = "nrfer-sr-cache", 1
 DEFAULT_CACHE_DIR = "data/sr-cache"
@@ -165,12 +167,8 @@ def ensure_cache(
         log.warning("building SR cache %s (%s)", out, why)
         (out / "manifest.json").unlink(missing_ok=True)
         model = None
-        from nrfer.device import resolve_device
-
         dev = resolve_device(device, "data.sr.device")
         if method == "model":
-            from nrfer.sr.net import load_sr_model
-
             model = load_sr_model(weights, dev)
         total = sum(len(data.split(s)) for s in SPLITS)
         bar = Progress(total, f"SR {method} x{scale}") if show_progress else None
@@ -186,10 +184,8 @@ def ensure_cache(
                 batch_size=batch_size,
                 progress=bar.update if bar else None,
             )
-            tmp = out / f".{s}.npy.tmp"
-            with open(tmp, "wb") as f:
+            with atomic_file(out / f"{s}.npy", "wb") as f:
                 np.save(f, images)
-            os.replace(tmp, out / f"{s}.npy")
             outputs[s] = {
                 "file": f"{s}.npy",
                 "shape": list(images.shape),
@@ -208,9 +204,7 @@ def ensure_cache(
                 "device": str(dev),
             }
         )
-        tmp = out / ".manifest.json.tmp"
-        tmp.write_text(json.dumps(manifest, indent=1))
-        os.replace(tmp, out / "manifest.json")
+        write_atomic(out / "manifest.json", json.dumps(manifest, indent=1))
         return out, manifest, True
 
 

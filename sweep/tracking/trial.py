@@ -18,6 +18,7 @@ from typing import Any
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
+from nrfer.files import write_atomic
 from sweep.tracking.store import (
     FINAL_ATTEMPTS,
     INSTANCE,
@@ -171,10 +172,7 @@ class TrialLogger:
             for m in self.backlog
         ]
         try:
-            self.record.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.record.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-            os.replace(tmp, self.record)
+            write_atomic(self.record, "".join(json.dumps(r) + "\n" for r in rows))
         except OSError as e:
             log.warning("could not write the local metric record %s: %s", self.record, e)
 

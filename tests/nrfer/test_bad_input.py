@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED_VOTES
+from helpers import SHARED_VOTES
 from nrfer.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nrfer.config import ConfigError, make_config
 from nrfer.data import DataFormatError

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from conftest import SHARED_VOTES
-from nrfer.data.ferplus import main as ferplus_main
+from helpers import SHARED_VOTES
+from nrfer.data.__main__ import main as data_main
 from nrfer.data.ferplus import read_ferplus
 from nrfer.data.types import VOTE_COLUMNS, DataFormatError
 
@@ -56,7 +56,8 @@ def test_reader_applies_ferplus_rules_and_splits(tmp_path):
 
 def test_summary_cli_prints_one_json_object(tmp_path, capsys):
     write_pair(tmp_path / "d", ROWS)
-    assert ferplus_main(["--root", str(tmp_path / "d"), "--mode", "majority", "--summary"]) == 0
+    argv = ["--dataset", "ferplus", "--root", str(tmp_path / "d"), "--mode", "majority"]
+    assert data_main([*argv, "--summary"]) == 0
     out = json.loads(capsys.readouterr().out.strip())
     assert out["mode"] == "majority"
     assert out["splits"]["train"] == {

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import TINY_VIT
+from helpers import TINY_VIT
 
 
 def face(label: int, i: int, size: int = 24) -> Image.Image:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import SHARED_VOTES
+from helpers import SHARED_VOTES
 from nrfer.data.ferplus import read_ferplus, read_votes_csv
 from nrfer.data.labels import process_vote_table
 from nrfer.data.synthetic import VOTE_PRIOR, generate, main, write_ferplus

@@ -3,7 +3,7 @@ reproduce-best prints them."""
 
 import yaml
 
-from conftest import TINY_VIT, tiny_space
+from helpers import TINY_VIT, tiny_space
 from nrfer.config import dotted_value as config_value
 from nrfer.config import make_config
 from nrfer.models import build_model

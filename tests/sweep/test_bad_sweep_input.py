@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import launch
-from conftest import tiny_space
+from helpers import tiny_space
 from procs import free_port
 from sweep.best import main as best_main
 from sweep.tracking.replay import main as replay_main
@@ -168,7 +168,7 @@ def test_replay_best_and_predict_inputs(tmp_path, capsys, monkeypatch):
         best_main, ["--sweep", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "o")], capsys
     )
     assert rc == 2 and "no sweep named 'nope' in the tracking store; sweeps there:" in err
-    from nrfer.predict import main as predict_main
+    from sweep.predict import main as predict_main
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     rc, err = run(predict_main, ["--model", "models:/missing/1", "x.png"], capsys)

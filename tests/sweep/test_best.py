@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from conftest import REPO
+from helpers import REPO
 from nrfer.data import EMOTIONS
 
 pytestmark = pytest.mark.slow
@@ -81,6 +81,7 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
     from nrfer.data.ferplus import read_ferplus
     from nrfer.predict import Predictor
     from nrfer.predict import main as predict_main
+    from sweep.predict import main as mlflow_predict_main
 
     tmp, uri, out, report = reproduced
     client = MlflowClient(uri)
@@ -168,8 +169,10 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
     assert code == 1 and [x["image"] for x in lines] == [str(tmp / "a.png"), str(tmp / "b.png")]
     assert lines[0]["label"] == expected[0] and "bad.png: cannot be decoded" in captured.err
     assert abs(sum(lines[1]["probabilities"].values()) - 1) < 1e-5
-    # the same through the Model Registry URI
-    assert predict_main(["--model", "models:/fer-tiny@champion", "--json", str(tmp / "a.png")]) == 0
+    # the same through the Model Registry URI: sweep.predict fetches it (nrfer.predict says so)
+    argv = ["--model", "models:/fer-tiny@champion", "--json", str(tmp / "a.png")]
+    assert predict_main(argv) == 2 and "python -m sweep.predict" in capsys.readouterr().err
+    assert mlflow_predict_main([*argv, "--tracking-uri", uri]) == 0
     assert json.loads(capsys.readouterr().out.strip())["label"] == expected[0]
 
 

@@ -9,7 +9,7 @@ import tempfile
 import pytest
 import yaml
 
-from conftest import REPO, tiny_space
+from helpers import REPO, tiny_space
 from procs import BIN, free_port, mlflow_server, start, stop, wait_for
 
 pytestmark = pytest.mark.slow

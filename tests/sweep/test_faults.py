@@ -4,7 +4,7 @@ and a trial that diverges each fail alone and count at their rung with the worst
 import pytest
 import yaml
 
-from conftest import tiny_space
+from helpers import tiny_space
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from conftest import tiny_space
+from helpers import tiny_space
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, tiny_space
+from helpers import REPO, tiny_space
 
 
 def run(*args):

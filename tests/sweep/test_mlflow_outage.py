@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import tiny_space
+from helpers import tiny_space
 from procs import free_port, mlflow_server, stop
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import REPO, tiny_space
+from helpers import REPO, tiny_space
 
 pytestmark = pytest.mark.slow
 EPOCHS = 5

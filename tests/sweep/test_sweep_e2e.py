@@ -8,7 +8,7 @@ import timm
 import torch
 import yaml
 
-from conftest import TINY_VIT, tiny_space
+from helpers import TINY_VIT, tiny_space
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import tiny_space
+from helpers import tiny_space
 
 pytestmark = pytest.mark.slow
 

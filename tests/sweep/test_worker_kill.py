@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import tiny_space
+from helpers import tiny_space
 
 pytestmark = pytest.mark.slow
 EPOCHS = 5
