@@ -72,9 +72,9 @@ def _launch(args) -> int:
 
     spec = load_space(args.space)
     if args.num_samples is not None:
-        spec.num_samples = args.num_samples
+        spec.budget.num_samples = args.num_samples
     if args.max_concurrent is not None:
-        spec.max_concurrent = args.max_concurrent
+        spec.budget.max_concurrent = args.max_concurrent
     if args.name is not None:
         from sweep.sections import check_sweep_name
 
@@ -82,7 +82,7 @@ def _launch(args) -> int:
             spec.name = check_sweep_name(args.name)
         except ValueError as e:
             raise SpaceError(f"--name: {e}") from None
-    if spec.num_samples < 1 or spec.max_concurrent < 1:
+    if spec.budget.num_samples < 1 or spec.budget.max_concurrent < 1:
         raise SpaceError("--num-samples and --max-concurrent must be >= 1")
     if args.dry_run:  # the check people script: missing data or weights fail it, as a run
         check_data(spec)

@@ -66,7 +66,7 @@ def record(n: int, epochs: int, workers: int, seed: int, out: Path = CURVES) -> 
     from sweep.space import load_space
 
     spec = load_space("demo.yaml")
-    spec.early_stopping["max_epochs"] = epochs
+    spec.early_stopping.max_epochs = epochs
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
     jobs = []
@@ -156,15 +156,16 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
 
     from sweep.scheduler import build_early_stopping
     from sweep.search import SweepSearch
+    from sweep.sections import EarlyStopping
     from sweep.space import load_space
 
     searcher_name, stopping, prune_aware = ARMS[arm]
     spec = load_space("demo.yaml")
     spec.seed, spec.searcher = seed, searcher_name
     spec.early_stopping = (
-        {"name": "asha", "max_epochs": epochs, "grace_period": grace, "reduction_factor": rf}
+        EarlyStopping(name="asha", max_epochs=epochs, grace_period=grace, reduction_factor=rf)
         if stopping == "asha"
-        else {"name": "fifo", "max_epochs": epochs}
+        else EarlyStopping(name="fifo", max_epochs=epochs)
     )
     sampler = (
         optuna.samplers.RandomSampler(seed=seed)

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
@@ -24,6 +25,7 @@ from nrfer.data import FERData, load_data
 from nrfer.data.identity import identity, sr_identity
 from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
+from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.local_ray import init_ray
 from sweep.report import write_report
 from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
@@ -96,7 +98,7 @@ def check_storage(storage: Path) -> None:
 def check_resources(spec: SweepSpec) -> None:
     total = ray.cluster_resources()
     for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
-        need = spec.resources[key]
+        need = getattr(spec.resources, key)
         if need > total.get(name, 0):
             raise ConfigError(
                 f"{spec.source}: resources.{key}: a trial asks for {need} {name}, "
@@ -108,7 +110,7 @@ def resolve_base_config(spec: SweepSpec) -> dict:
     """The config every trial starts from, with every file and folder it names made absolute
     (Ray runs each trial in a folder of its own; relative paths mean where launch.py ran)."""
     base = absolute_paths(spec.base_config(), Path.cwd())
-    base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources["cpu"]))}
+    base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources.cpu))}
     data_cfg = make_config(base, spec.source).data
     base["data"] = {
         **base.get("data", {}),
@@ -132,8 +134,10 @@ def make_tuner(
     """A new Tuner, or the killed sweep's, restored with its searcher and trial states."""
     if restore:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
-        _replace_restored_callbacks(tuner, callbacks)
-        _repoint_restored_scheduler(tuner, exp_dir)
+        set_restored_callbacks(tuner, callbacks)  # the pickled ones hold the killed driver's
+        scheduler = restored_scheduler(tuner)
+        if isinstance(scheduler, ResumableASHA):  # its records are in this sweep folder now
+            scheduler.state_file = Path(exp_dir) / STATE_FILE
         return tuner
     return tune.Tuner(
         trainable,
@@ -142,49 +146,21 @@ def make_tuner(
             scheduler=build_early_stopping(spec, exp_dir),
             metric=spec.metric,
             mode=spec.mode,
-            num_samples=spec.num_samples,
-            time_budget_s=spec.time_budget_s,
+            num_samples=spec.budget.num_samples,
+            time_budget_s=spec.budget.time_budget_s,
             # a new worker process costs seconds of imports (torch, timm, mlflow) per trial
-            reuse_actors=spec.reuse_workers,
+            reuse_actors=spec.budget.reuse_workers,
             trial_name_creator=tune_trial_name,  # t01_<id>, t02_<id>, ...: run names start so
         ),
         run_config=tune.RunConfig(
             name=exp_dir.name,
             storage_path=str(exp_dir.parent),
             callbacks=callbacks,
-            failure_config=tune.FailureConfig(max_failures=spec.max_failures),
+            failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=verbose,
         ),
     )
-
-
-def _replace_restored_callbacks(tuner: tune.Tuner, callbacks: list) -> None:
-    """Ray restores the RunConfig with pickled copies of the callbacks, bound to the killed
-    driver's MLflow client; `Tuner.restore` has no argument to pass new ones, so this
-    reaches into a private attribute (checked, to fail loudly on upgrade), as
-    _repoint_restored_scheduler does."""
-    run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
-    if run_config is None or not hasattr(run_config, "callbacks"):
-        raise RuntimeError(
-            f"ray {ray.__version__}: cannot set callbacks on a restored Tuner; "
-            "update sweep.driver._replace_restored_callbacks"
-        )
-    run_config.callbacks = callbacks
-
-
-def _repoint_restored_scheduler(tuner: tune.Tuner, exp_dir: Path) -> None:
-    """The restored ASHA keeps the absolute path of its rung records from when the sweep
-    started; a sweep folder that moved has them here now (the searcher's study is re-pointed
-    by sweep.search.restore_study_at)."""
-    tune_config = getattr(getattr(tuner, "_local_tuner", None), "_tune_config", None)
-    if tune_config is None or not hasattr(tune_config, "scheduler"):
-        raise RuntimeError(
-            f"ray {ray.__version__}: cannot reach a restored Tuner's scheduler; "
-            "update sweep.driver._repoint_restored_scheduler"
-        )
-    if isinstance(tune_config.scheduler, ResumableASHA):
-        tune_config.scheduler.state_file = Path(exp_dir) / STATE_FILE
 
 
 def _unfinished(spec: SweepSpec, wall_s: float, ended: int) -> int:
@@ -193,18 +169,34 @@ def _unfinished(spec: SweepSpec, wall_s: float, ended: int) -> int:
     callback's record, `sweep.resume.EndedTrials`; Tune itself marks an interrupted trial
     TERMINATED as well), whatever the MLflow store holds. A spent time budget is not an
     interrupt."""
-    if spec.time_budget_s and wall_s >= spec.time_budget_s:
+    if spec.budget.time_budget_s and wall_s >= spec.budget.time_budget_s:
         return 0
-    return max(spec.num_samples - ended, 0)
+    return max(spec.budget.num_samples - ended, 0)
+
+
+@dataclass
+class Prepared:
+    """A sweep checked and ready to start: what runs (the spec; a resume's as it was
+    started), whether Tune's state is restored, and where it is tracked."""
+
+    spec: SweepSpec
+    spec_dict: dict  # spec.to_dict(): the state file's and the parent run's copy
+    restore: bool  # Tune's state is there: restore it (else a new Tuner)
+    instance: str  # the sweep's identity (kept by a resume)
+    uri: str  # MLflow tracking URI, credentials moved to the environment
+    study_url: str  # the Optuna study's storage
+    warm: list  # warm-start trials for a new study
+
+
+def storage_dir(storage: str | None) -> Path:
+    return Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
 
 
 def run_sweep(spec: SweepSpec, space_file: Path, **kwargs) -> dict:
     """Run (or resume) a sweep; returns its summary (keywords: see `_run_sweep`). The sweep's
     lock (`sweep.resume.SweepLock`) is held from the first check to the last write, so a
     second driver of the same name and storage is refused, naming this one."""
-    storage = kwargs.get("storage")
-    storage_path = Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
-    with sweep_state.SweepLock(storage_path, spec.name):
+    with sweep_state.SweepLock(storage_dir(kwargs.get("storage")), spec.name):
         return _run_sweep(spec, space_file, **kwargs)
 
 
@@ -225,15 +217,77 @@ def _run_sweep(
     `resume` finds the sweep finished (nothing is touched)."""
     for k, v in TUNE_ENV.items():  # read by Tune when the Tuner runs
         os.environ.setdefault(k, v)
-    storage_path = Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
-    exp_dir = storage_path / spec.name
+    exp_dir = storage_dir(storage) / spec.name
+    run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
+    spec = run.spec
 
-    # What to run: a new sweep, or the killed one exactly as it was started.
+    # Setup: Ray first (a trial larger than the cluster is refused before minutes of SR
+    # caching), the data once in the driver, the parent run.
+    base = resolve_base_config(spec)
+    init_ray(address, verbose)
+    check_resources(spec)
+    t0 = time.perf_counter()
+    data = load_data(make_config(base, spec.source).data, sr=False)  # each trial applies its SR
+    sr_builds = build_sr_caches(spec, base, data)
+    datasets = data_identities(data, sr_builds)
+    data_s = time.perf_counter() - t0
+    # from here on a killed driver leaves something to --resume
+    sweep_state.write_state(exp_dir, run.spec_dict, sweep_state.RUNNING, instance=run.instance)
+    tracker, ended = start_tracking(run, exp_dir, space_file, datasets, resume)
+
+    # Tuner: the trainable with the shared data, the callback that closes trial runs.
+    trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir)
+    callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric, ended)]
+    searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
+    tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
+
+    status = "FAILED"
+    try:
+        t1 = time.perf_counter()
+        results = tuner.fit()
+        wall = time.perf_counter() - t1
+        callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
+        summary = summarize(spec, tracker, results, wall, space_file.name, len(ended))
+        summary.update(
+            storage=str(exp_dir),
+            data_load_s=data_s,
+            sr_caches=sr_builds,
+            optuna_storage=run.study_url,
+            warm_start_trials=len(run.warm),
+        )
+        status = "KILLED" if summary["unfinished"] else "FINISHED"
+        sweep_state.write_state(
+            exp_dir,
+            run.spec_dict,
+            sweep_state.INTERRUPTED if summary["unfinished"] else sweep_state.FINISHED,
+            instance=run.instance,
+            parent_run_id=tracker.parent_id,
+            num_trials=summary["num_trials"],
+        )
+        return summary
+    finally:
+        replay_records(exp_dir / METRIC_RECORDS, run.uri)
+        tracker.close_open_trials("KILLED")
+        tracker.end_parent(status)
+
+
+def prepare(
+    spec: SweepSpec,
+    exp_dir: Path,
+    uri: str | None,
+    resume: bool,
+    force_resume: bool,
+    warm_start: list[str] | None,
+    optuna_storage: str | None,
+) -> Prepared:
+    """Every input checked before Ray starts, each error naming its file: the sweep state
+    (a resume runs the spec it was started with), the storage, the tracking URI, the Optuna
+    study, the warm start, the experiment and a resume's files."""
     restore, spec_dict = sweep_state.prepare(exp_dir, spec.to_dict(), resume, force_resume)
     # this sweep's identity: kept by a resume, new for a new sweep even with an old name
     instance = (sweep_state.read_state(exp_dir) or {}).get("instance") if resume else None
     instance = instance or sweep_state.new_instance()
-    check_storage(storage_path)
+    check_storage(exp_dir.parent)
     # a URI MLflow cannot use fails now, not after the data load; credentials in it move to
     # MLflow's environment variables, so the URI printed, pickled and logged carries none
     uri = move_credentials_to_env(check_tracking_uri(tracking_uri(uri), "--tracking-uri"))
@@ -249,36 +303,33 @@ def _run_sweep(
         raise ConfigError("--warm-start starts a new sweep; a resumed sweep keeps its study")
     warm = warm_start_trials(spec, study_url, warm_start) if warm_start else []
     check_experiment(uri, spec.name)  # one deleted in the UI: said now, not after Ray
-    if restore:  # every resume input checked before Ray starts, each error naming its file
-        sweep_state.check_resume_files(exp_dir, spec.early_stopping["name"])
+    if restore:
+        sweep_state.check_resume_files(exp_dir, spec.early_stopping.name)
     else:
         replace_old_study(study_url, spec.name)
     restore_study_at(study_url if restore else None)  # where the study is now
+    return Prepared(spec, spec_dict, restore, instance, uri, study_url, warm)
 
-    # Setup: data once in the driver, Ray, the parent run.
-    base = resolve_base_config(spec)
-    # Ray first: a trial larger than the cluster is refused before minutes of SR caching
-    init_ray(address, verbose)
-    check_resources(spec)
-    t0 = time.perf_counter()
-    data = load_data(make_config(base, spec.source).data, sr=False)  # each trial applies its SR
-    sr_builds = build_sr_caches(spec, base, data)
-    datasets = data_identities(data, sr_builds)
-    data_s = time.perf_counter() - t0
-    # from here on a killed driver leaves something to --resume
-    sweep_state.write_state(exp_dir, spec.to_dict(), sweep_state.RUNNING, instance=instance)
-    tracker = SweepTracker(uri, spec.name, spec.name, instance)
+
+def start_tracking(
+    run: Prepared, exp_dir: Path, space_file: Path, datasets: list[dict], resume: bool
+) -> tuple[SweepTracker, sweep_state.EndedTrials]:
+    """The sweep's parent run (a resume's, reopened) and the record of ended trials; on a
+    resume, the runs the killed driver left open are closed and those of trials Tune never
+    saved deleted (they run again)."""
+    spec = run.spec
+    tracker = SweepTracker(run.uri, spec.name, spec.name, run.instance)
     parent = tracker.start_parent(
-        spec.to_dict(),
+        run.spec_dict,
         space_file,
         str(exp_dir),
         datasets,
-        f"Sweep {spec.name} ({space_file.name}): running, up to {spec.num_samples} trials",
+        f"Sweep {spec.name} ({space_file.name}): running, up to {spec.budget.num_samples} trials",
     )
     ended = sweep_state.EndedTrials(exp_dir)
     if resume:
         tracker.close_open_trials("KILLED")  # runs the killed driver left open
-        known = sweep_state.tune_trial_ids(exp_dir) if restore else set()
+        known = sweep_state.tune_trial_ids(exp_dir) if run.restore else set()
         if n := tracker.delete_orphan_trial_runs(known):
             print(f"resume: {n} trial run(s) started after Tune's last saved state deleted")
         if not ended.path.is_file():  # a sweep started before the record existed
@@ -288,11 +339,18 @@ def _run_sweep(
     else:
         ended.keep_only(set())
     sweep_state.write_state(
-        exp_dir, spec.to_dict(), sweep_state.RUNNING, instance=instance, parent_run_id=parent
+        exp_dir, run.spec_dict, sweep_state.RUNNING, instance=run.instance, parent_run_id=parent
     )
+    return tracker, ended
 
-    # Tuner: the trainable with the shared data, the callbacks that close trial runs.
-    trainable = tune.with_resources(
+
+def make_trainable(
+    spec: SweepSpec, base: dict, data: FERData, tracker: SweepTracker, datasets, exp_dir: Path
+):
+    """`run_trial` with what every trial shares (the config, the data through Ray's object
+    store, the tracking context) and the resources one trial asks for."""
+    system = spec.tracking
+    return tune.with_resources(
         tune.with_parameters(
             run_trial,
             base=base,
@@ -302,43 +360,14 @@ def _run_sweep(
                 **tracker.context(),
                 "record_dir": str(exp_dir / METRIC_RECORDS),
                 "dataset": datasets[0],  # each trial adds its SR stage
-                "system_metrics": spec.tracking,  # {system_metrics, system_metrics_interval_s}
+                # seconds between MLflow system-metrics samples; None: none recorded
+                "system_metrics_interval_s": (
+                    system.system_metrics_interval_s if system.system_metrics else None
+                ),
             },
         ),
-        {"cpu": spec.resources["cpu"], "gpu": spec.resources["gpu"]},
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
-    callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric, ended)]
-    searcher = None if restore else build_searcher(spec, study_url, warm)
-    tuner = make_tuner(spec, trainable, exp_dir, callbacks, restore, verbose, searcher)
-
-    status = "FAILED"
-    try:
-        t1 = time.perf_counter()
-        results = tuner.fit()
-        wall = time.perf_counter() - t1
-        callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
-        summary = summarize(spec, tracker, results, wall, space_file.name, len(ended))
-        summary.update(
-            storage=str(exp_dir),
-            data_load_s=data_s,
-            sr_caches=sr_builds,
-            optuna_storage=study_url,
-            warm_start_trials=len(warm),
-        )
-        status = "KILLED" if summary["unfinished"] else "FINISHED"
-        sweep_state.write_state(
-            exp_dir,
-            spec.to_dict(),
-            sweep_state.INTERRUPTED if summary["unfinished"] else sweep_state.FINISHED,
-            instance=instance,
-            parent_run_id=parent,
-            num_trials=summary["num_trials"],
-        )
-        return summary
-    finally:
-        replay_records(exp_dir / METRIC_RECORDS, uri)
-        tracker.close_open_trials("KILLED")
-        tracker.end_parent(status)
 
 
 def summarize(

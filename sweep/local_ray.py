@@ -13,6 +13,8 @@ from pathlib import Path
 
 import ray
 
+from sweep.compat.ray_tune import local_node_args, stop_env_propagation
+
 log = logging.getLogger("nrfer.sweep")
 LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
 # Tune puts these into each trial actor's runtime_env, which Ray's agent writes to its logs.
@@ -42,16 +44,10 @@ def private_temp_dir() -> str:
 
 
 def keep_secrets_out_of_runtime_envs() -> None:
-    """Tune copies AWS_* into every trial's runtime_env (ray.tune.execution.class_cache);
-    Ray's runtime-env agent then logs them. Local workers already inherit the driver's
-    environment and cluster nodes have their own, so the copy is dropped."""
-    try:
-        from ray.tune.execution import class_cache
-    except ImportError:  # moved in a later Ray: nothing to drop there
-        return
-    propagated = getattr(class_cache, "ENV_VARS_TO_PROPAGATE", None)
-    if isinstance(propagated, set):
-        propagated.difference_update(NOT_PROPAGATED)
+    """Tune copies AWS_* into every trial's runtime_env; Ray's runtime-env agent then logs
+    them. Local workers already inherit the driver's environment and cluster nodes have
+    their own, so the copy is dropped (`sweep.compat.ray_tune.stop_env_propagation`)."""
+    stop_env_propagation(NOT_PROPAGATED)
 
 
 def init_ray(address: str | None = None, verbose: int = 1, **ray_args) -> bool:
@@ -74,8 +70,7 @@ def init_ray(address: str | None = None, verbose: int = 1, **ray_args) -> bool:
         ray.init(
             include_dashboard=False,
             log_to_driver=verbose > 1,
-            _node_ip_address=LOCAL_RAY_IP,
-            _temp_dir=private_temp_dir(),
+            **local_node_args(LOCAL_RAY_IP, private_temp_dir()),
             **ray_args,
         )
     return True

@@ -84,17 +84,18 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
         print(f"  {p.key:32s} {p.kind:10s} {p.args}{cond}")
     s = spec.early_stopping
     sched = (
-        f"ASHA(grace {s['grace_period']}, reduction {s['reduction_factor']}, max {s['max_epochs']} epochs)"
-        if s["name"] == "asha"
-        else f"FIFO({s['max_epochs']} epochs)"
+        f"ASHA(grace {s.grace_period}, reduction {s.reduction_factor}, max {s.max_epochs} epochs)"
+        if s.name == "asha"
+        else f"FIFO({s.max_epochs} epochs)"
     )
     print(f"early stopping: {sched}")
     print(
-        f"budget: {spec.num_samples} trials, {spec.max_concurrent} at a time, time budget {spec.time_budget_s or 'none'}"
+        f"budget: {spec.budget.num_samples} trials, {spec.budget.max_concurrent} at a time, time budget {spec.budget.time_budget_s or 'none'}"
     )
-    r = spec.resources
+    r, n_max = spec.resources, spec.budget.max_concurrent
     print(
-        f"resources: {r['cpu']} CPU + {r['gpu']} GPU per trial -> {spec.max_concurrent * r['cpu']} CPU + {spec.max_concurrent * r['gpu']} GPU at full concurrency"
+        f"resources: {r.cpu} CPU + {r.gpu} GPU per trial -> {n_max * r.cpu} CPU + "
+        f"{n_max * r.gpu} GPU at full concurrency"
     )
     samples = sample_configs(spec, max(n, 12))
     for i, cfg in enumerate(samples[:n], start=1):

@@ -19,6 +19,13 @@ import yaml
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from nrfer.files import write_atomic
+from sweep.compat.ray_tune import (
+    asha_bracket_of,
+    asha_num_stopped,
+    asha_rungs,
+    asha_score_sign,
+    asha_time_attr,
+)
 
 log = logging.getLogger("nrfer.sweep")
 # YAML, not .json: on resume Tune copies every .json/.pkl of the sweep folder to its staging
@@ -33,13 +40,13 @@ METRIC_WORST = {"val_acc": 0.0, "val_macro_f1": 0.0, "val_loss": 1.0e6}
 def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
     """ASHA (its rung records kept in `exp_dir`) or FIFO, as the space file says."""
     s = spec.early_stopping
-    if s["name"] == "asha":
+    if s.name == "asha":
         return ResumableASHA(
             Path(exp_dir) / STATE_FILE,
             time_attr="training_iteration",
-            max_t=s["max_epochs"],
-            grace_period=s["grace_period"],
-            reduction_factor=s["reduction_factor"],
+            max_t=s.max_epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
         )
     return FIFOScheduler()
 
@@ -65,30 +72,30 @@ class ResumableASHA(ASHAScheduler):
         a score being metric x (+1 for max, -1 for min)."""
         return {
             "version": STATE_VERSION,
-            "metric": self._metric,
-            "mode": self._mode,
-            "num_stopped": self._num_stopped,
+            "metric": self.metric,
+            "mode": {1.0: "max", -1.0: "min"}.get(asha_score_sign(self)),
+            "num_stopped": asha_num_stopped(self),
             "failed": {t: list(v) for t, v in self._failed.items()},
             "brackets": [
-                [{"milestone": m, "scores": dict(recorded)} for m, recorded in b._rungs]
-                for b in self._brackets
+                [{"milestone": m, "scores": dict(recorded)} for m, recorded in rungs]
+                for rungs in asha_rungs(self)
             ],
         }
 
     def load_records(self, path: Path) -> None:
         state = yaml.safe_load(Path(path).read_text())
-        mine = [[m for m, _ in b._rungs] for b in self._brackets]
+        mine = [[m for m, _ in rungs] for rungs in asha_rungs(self)]
         theirs = [[r["milestone"] for r in b] for b in state["brackets"]]
         if state.get("version") != STATE_VERSION or mine != theirs:
             raise ValueError(
                 f"{path}: ASHA rung records for milestones {theirs} cannot be restored into "
                 f"a scheduler with milestones {mine}"
             )
-        for bracket, rungs in zip(self._brackets, state["brackets"], strict=True):
-            for (_, recorded), rung in zip(bracket._rungs, rungs, strict=True):
+        for rungs, saved in zip(asha_rungs(self), state["brackets"], strict=True):
+            for (_, recorded), rung in zip(rungs, saved, strict=True):
                 recorded.clear()
                 recorded.update({t: float(v) for t, v in rung["scores"].items()})
-        self._num_stopped = int(state.get("num_stopped", 0))
+        asha_num_stopped(self, int(state.get("num_stopped", 0)))
         self._failed = {t: (int(b), float(m)) for t, (b, m) in state.get("failed", {}).items()}
         self._saved = yaml.safe_dump(self.rung_records(), sort_keys=False)
         n = sum(len(r["scores"]) for b in state["brackets"] for r in b)
@@ -106,15 +113,12 @@ class ResumableASHA(ASHAScheduler):
 
     def _mark_failed(self, trial_id: str) -> None:
         """Record a failed trial with the worst score at the first rung it has not reached."""
-        bracket_index, bracket = next(
-            ((i, b) for i, b in enumerate(self._brackets) if b is self._trial_info.get(trial_id)),
-            (0, self._brackets[0]),
-        )
-        worst = self._metric_op * METRIC_WORST.get(self._metric, 0.0)
-        for milestone, recorded in reversed(bracket._rungs):  # lowest milestone first
+        index = asha_bracket_of(self, trial_id) or 0
+        worst = asha_score_sign(self) * METRIC_WORST.get(self.metric, 0.0)
+        for milestone, recorded in reversed(asha_rungs(self)[index]):  # lowest milestone first
             if trial_id not in recorded:
                 recorded[trial_id] = worst
-                self._failed[trial_id] = (bracket_index, milestone)
+                self._failed[trial_id] = (index, milestone)
                 return
 
     # Tune's hooks: ASHA's decisions, then the records saved.
@@ -122,8 +126,8 @@ class ResumableASHA(ASHAScheduler):
         super().on_trial_add(tune_controller, trial)
         failed = self._failed.pop(trial.trial_id, None)
         if failed is not None:  # a failed trial is retried: its worst-value mark goes
-            b, milestone = failed
-            for m, recorded in self._brackets[b]._rungs:
+            index, milestone = failed
+            for m, recorded in asha_rungs(self)[index]:
                 if m == milestone:
                     recorded.pop(trial.trial_id, None)
             self.save_records()
@@ -135,11 +139,11 @@ class ResumableASHA(ASHAScheduler):
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         if result and result.get("diverged"):
-            iteration = result.get(self._time_attr)
-            bracket = self._trial_info.get(trial.trial_id)
+            iteration = result.get(asha_time_attr(self))
+            index = asha_bracket_of(self, trial.trial_id)
             # the diverged report itself counts where it landed on a rung; else mark the next
-            on_rung = bracket is not None and any(
-                m == iteration and trial.trial_id in rec for m, rec in bracket._rungs
+            on_rung = index is not None and any(
+                m == iteration and trial.trial_id in rec for m, rec in asha_rungs(self)[index]
             )
             if not on_rung:
                 self._mark_failed(trial.trial_id)

@@ -16,6 +16,13 @@ from ray.tune.search.optuna import OptunaSearch
 
 from nrfer.config import ConfigError
 from nrfer.errors import first_line
+from sweep.compat.ray_optuna import (
+    searcher_completed,
+    searcher_state,
+    searcher_study,
+    searcher_trials,
+    set_searcher_state,
+)
 from sweep.space import SweepSpec
 
 log = logging.getLogger("nrfer.sweep")
@@ -73,13 +80,6 @@ def study_names(url: str, where: str = "the Optuna storage") -> set[str]:
         raise ConfigError(f"{where} {url!r} cannot be opened: {first}") from None
 
 
-def study_url_of(study: optuna.Study) -> str:
-    """The RDB URL a study's storage was opened with (through Optuna's storage cache)."""
-    storage = study._storage
-    storage = getattr(storage, "_backend", storage)  # optuna's _CachedStorage wraps the RDB
-    return storage.url
-
-
 def open_storage(url: str) -> optuna.storages.RDBStorage:
     return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 30}})
 
@@ -89,20 +89,15 @@ class SweepSearch(OptunaSearch):
     so a trial ASHA stopped after one epoch enters TPE as finished; here a trial that ends
     before `max_epochs` without an error is PRUNED (Optuna keeps the values it reported each
     epoch and ranks it by how far it got). A diverged trial (it reports `diverged`) stays
-    COMPLETE with the worst value, so TPE learns to avoid it."""
+    COMPLETE with the worst value, so TPE learns to avoid it. What this needs of Ray's
+    class beyond its public API is in `sweep.compat.ray_optuna`."""
 
-    def __init__(self, *, max_epochs: int, warm_start: list | None = None, **kwargs) -> None:
+    def __init__(self, *, max_epochs: int, study_url: str | None = None, **kwargs) -> None:
         self._max_epochs = max_epochs
-        self._warm_start = list(warm_start or [])
+        self._study_url = study_url  # where the study is: pickled instead of the storage
         self._last_step: dict[str, int] = {}  # the last epoch reported per running trial
-        super().__init__(**kwargs)
-
-    def _setup_study(self, mode):
-        super()._setup_study(mode)
-        if self._warm_start and not self._ot_study.trials:  # a resumed study has them already
-            for trial in self._warm_start:
-                self._ot_study.add_trial(trial)
-            log.info("warm start: %d earlier trials added to the study", len(self._warm_start))
+        storage = open_storage(study_url) if study_url else None
+        super().__init__(storage=storage, **kwargs)
 
     # Ray's OptunaSearch.save pickles its whole __dict__ (and Tune pickles the searcher into
     # tuner.pkl), the study's open RDB storage and each running optuna.Trial's handle on it
@@ -110,33 +105,19 @@ class SweepSearch(OptunaSearch):
     # folder moved. Pickled here without them (the study named by URL and name) and reopened
     # where it is now (`restore_study_at`) when unpickled.
     def __getstate__(self) -> dict:
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_ot_study", "_storage")}
-        if self._ot_study is not None:
-            state["_study_url"] = study_url_of(self._ot_study)
-            state["_study_name"] = self._ot_study.study_name
-        state["_ot_trials"] = {
-            tid: {k: v for k, v in t.__dict__.items() if k not in ("study", "storage")}
-            for tid, t in self._ot_trials.items()
-        }
-        return state
+        return searcher_state(self)
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
-        trials = state.pop("_ot_trials", {})
-        url, name = state.pop("_study_url", None), state.pop("_study_name", None)
-        self.__dict__.update(state)
-        self._storage, self._ot_study, self._ot_trials = None, None, {}
-        if url is None:
-            return
-        self._storage = open_storage(_RESTORE_URL or url)
-        self._ot_study = optuna.load_study(
-            study_name=name, storage=self._storage, sampler=self._sampler
-        )
-        for tid, fields in trials.items():
-            ot_trial = optuna.trial.Trial.__new__(optuna.trial.Trial)
-            ot_trial.__dict__.update(fields)
-            ot_trial.study, ot_trial.storage = self._ot_study, self._ot_study._storage
-            self._ot_trials[tid] = ot_trial
+        study = None
+        if state.get("_study_url") is not None and state.get("_study_name"):
+            state["_study_url"] = _RESTORE_URL or state["_study_url"]  # where it is now
+            study = optuna.load_study(
+                study_name=state["_study_name"],
+                storage=open_storage(state["_study_url"]),
+                sampler=state.get("_sampler"),
+            )
+        set_searcher_state(self, state, study)
 
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
@@ -153,10 +134,11 @@ class SweepSearch(OptunaSearch):
         else:  # saved by Ray's own save (an earlier version of ours)
             super().restore(checkpoint_path)
         self.__dict__.setdefault("_last_step", {})
-        known = {t.number for t in self._ot_trials.values()}
-        for t in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study = searcher_study(self)
+        known = {t.number for t in searcher_trials(self).values()}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.number not in known:
-                self._ot_study.tell(t.number, state=TrialState.FAIL)
+                study.tell(t.number, state=TrialState.FAIL)
                 log.info("optuna: trial %d was asked after Tune's last save; marked FAIL", t.number)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
@@ -164,6 +146,8 @@ class SweepSearch(OptunaSearch):
         self._last_step[trial_id] = int(result.get(TRAINING_ITERATION, 0))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        trials, told = searcher_trials(self), searcher_completed(self)
+        open_here = trial_id in trials and trial_id not in told
         # Tune hands the result that made the scheduler stop a trial to on_trial_complete
         # only (not on_trial_result): record it as that epoch's value first.
         step = int((result or {}).get(TRAINING_ITERATION, 0))
@@ -171,11 +155,10 @@ class SweepSearch(OptunaSearch):
             not error
             and result
             and self.metric in result
-            and trial_id in self._ot_trials
-            and trial_id not in self._completed_trials
+            and open_here
             and step > self._last_step.get(trial_id, 0)
         ):
-            self._ot_trials[trial_id].report(result[self.metric], step)
+            trials[trial_id].report(result[self.metric], step)
         self._last_step.pop(trial_id, None)
         stopped_early = (
             not error
@@ -183,14 +166,31 @@ class SweepSearch(OptunaSearch):
             and not result.get("diverged")
             and int(result.get(TRAINING_ITERATION, self._max_epochs)) < self._max_epochs
         )
-        if stopped_early and trial_id in self._ot_trials and trial_id not in self._completed_trials:
+        if stopped_early and open_here:
             try:
-                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.PRUNED)
+                searcher_study(self).tell(trials[trial_id], state=TrialState.PRUNED)
             except Exception as e:  # a trial that reported nothing: Optuna refuses PRUNED
                 log.warning("searcher: could not record trial %s as pruned: %s", trial_id, e)
-            self._completed_trials.add(trial_id)
+            told.add(trial_id)
             return
         super().on_trial_complete(trial_id, result, error)
+
+
+def in_distribution(dist, value) -> bool:
+    """Whether `value` is one `dist` can sample (Optuna's own check is private): a listed
+    choice, or a number within the bounds and on the step."""
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        try:
+            dist.to_internal_repr(value)
+        except ValueError:
+            return False
+        return True
+    if not dist.low <= value <= dist.high:
+        return False
+    if dist.step is None:
+        return True
+    k = (value - dist.low) / dist.step
+    return abs(k - round(k)) < 1e-8
 
 
 def warm_start_trials(spec: SweepSpec, storage_url: str, sweeps: list[str]) -> list:
@@ -214,9 +214,7 @@ def warm_start_trials(spec: SweepSpec, storage_url: str, sweeps: list[str]) -> l
         for t in study.get_trials(deepcopy=False, states=WARM_STATES):
             params = {k: v for k, v in t.params.items() if k in dists}
             dropped |= set(t.params) - set(params)
-            outside = [
-                k for k, v in params.items() if not dists[k]._contains(dists[k].to_internal_repr(v))
-            ]
+            outside = [k for k, v in params.items() if not in_distribution(dists[k], v)]
             if outside or (t.state == TrialState.COMPLETE and t.value is None):
                 skipped += 1
                 continue
@@ -256,17 +254,36 @@ def replace_old_study(storage_url: str, name: str) -> None:
     print(f"optuna: an earlier study named {name} is now {keep}; this sweep starts a new one")
 
 
+def start_study(storage_url: str, spec: SweepSpec, warm_start: list) -> None:
+    """Create the sweep's study in its storage with the warm-start trials in it, before the
+    searcher opens it (OptunaSearch loads an existing study of its name)."""
+    direction = "maximize" if spec.mode == "max" else "minimize"
+    study = optuna.create_study(
+        storage=open_storage(storage_url),
+        study_name=spec.name,
+        direction=direction,
+        load_if_exists=True,
+    )
+    if study.trials:  # a resumed study has them already
+        return
+    study.add_trials(warm_start)
+    log.info("warm start: %d earlier trials added to the study", len(warm_start))
+
+
 def build_searcher(
     spec: SweepSpec, storage_url: str | None = None, warm_start: list | None = None
 ) -> ConcurrencyLimiter:
+    if warm_start:
+        if not storage_url:
+            raise ValueError("a warm start needs the study's storage")
+        start_study(storage_url, spec, warm_start)
     searcher = SweepSearch(
         max_epochs=spec.max_epochs,
-        warm_start=warm_start,
+        study_url=storage_url,
         space=spec.define_by_run,
         metric=spec.metric,
         mode=spec.mode,
         sampler=spec.sampler(),
         study_name=spec.name,
-        storage=open_storage(storage_url) if storage_url else None,
     )
-    return ConcurrencyLimiter(searcher, max_concurrent=spec.max_concurrent)
+    return ConcurrencyLimiter(searcher, max_concurrent=spec.budget.max_concurrent)

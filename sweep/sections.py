@@ -245,15 +245,15 @@ def _allowed_at(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def read_sections(raw: Any, source: str) -> SpaceFile:
-    """`raw` (a parsed YAML document) as typed sections, or a SpaceError naming the file, the
-    key path and what is allowed (one line per problem)."""
+def read_sections(raw: Any, source: str, model: type[SpaceFile] = SpaceFile) -> SpaceFile:
+    """`raw` (a parsed YAML document) as typed sections (`model`: SpaceFile or a subclass),
+    or a SpaceError naming the file, the key path and what is allowed (one line per problem)."""
     if not isinstance(raw, dict):
         raise SpaceError(
             f"{source}: the top level must be a mapping with keys {', '.join(TOP_KEYS)}"
         )
     try:
-        return SpaceFile.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as err:
         lines = []
         for e in err.errors():

@@ -12,9 +12,10 @@ from __future__ import annotations
 import copy
 import itertools
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import PrivateAttr
 
 from nrfer.config import (
     ConfigError,
@@ -27,37 +28,31 @@ from nrfer.config import (
 )
 from nrfer.models.backbone import check_backbone_name
 from sweep.params import Param, SpaceError, _err, parse_param, shown
-from sweep.sections import Tracking, read_sections
+from sweep.sections import SpaceFile, read_sections
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
 SEARCHABLE_DATA = ("data.sr.method", "data.sr.scale", "data.sr.weights")
 
 
-@dataclass
-class SweepSpec:
-    name: str
-    metric: str
-    mode: str
-    seed: int
-    data: dict
-    fixed: dict
-    params: list[Param]
-    early_stopping: dict  # {name: asha | fifo, max_epochs, grace_period, reduction_factor}
-    num_samples: int
-    max_concurrent: int
-    time_budget_s: float | None
-    resources: dict
-    source: str = ""
-    registered_model: str | None = None  # the Model Registry name for reproduce-best
-    searcher: str = "tpe"  # tpe | random (the baseline of bench/search_efficiency.py)
-    reuse_workers: bool = True  # run the next trial in a finished trial's worker process
-    max_failures: int = 2  # Ray retries of a crashed trial (from its last checkpoint)
-    # MLflow system metrics of each trial's run: {system_metrics: bool, ..._interval_s}
-    tracking: dict = field(default_factory=lambda: Tracking().model_dump())
+class SweepSpec(SpaceFile):
+    """A space file as the sweep runs it: the typed sections of `sweep.sections` (each key
+    once, with its default: `spec.budget.num_samples`, `spec.early_stopping.grace_period`,
+    ...), the searched parameters parsed (`params`) and the file it came from (`source`)."""
+
+    _params: list[Param] = PrivateAttr(default_factory=list)
+    _source: str = PrivateAttr("space")
+
+    @property
+    def params(self) -> list[Param]:
+        return self._params
+
+    @property
+    def source(self) -> str:
+        return self._source
 
     @property
     def max_epochs(self) -> int:
-        return int(self.early_stopping["max_epochs"])
+        return self.early_stopping.max_epochs
 
     def base_config(self) -> dict:
         """The trial config shared by all trials (data + fixed + epochs = max_epochs)."""
@@ -87,7 +82,9 @@ class SweepSpec:
 
         if self.searcher == "random":
             return optuna.samplers.RandomSampler(seed=self.seed)
-        return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=min(4, self.num_samples))
+        return optuna.samplers.TPESampler(
+            seed=self.seed, n_startup_trials=min(4, self.budget.num_samples)
+        )
 
     def define_by_run(self, trial) -> None:
         """Optuna define-by-run: declares the parameters, in file order, skipping inactive ones."""
@@ -97,29 +94,14 @@ class SweepSpec:
                 chosen[p.key] = p.suggest(trial)
 
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "metric": self.metric,
-            "mode": self.mode,
-            "seed": self.seed,
-            "data": self.data,
-            "fixed": self.fixed,
-            "early_stopping": self.early_stopping,
-            "search": {
-                p.key: {p.kind: p.args, **({"when": p.when} if p.when else {})} for p in self.params
-            },
-            "budget": {
-                "num_samples": self.num_samples,
-                "max_concurrent": self.max_concurrent,
-                "time_budget_s": self.time_budget_s,
-                "reuse_workers": self.reuse_workers,
-                "max_failures": self.max_failures,
-            },
-            "resources": self.resources,
-            "tracking": self.tracking,
-            "registered_model": self.registered_model,
-            "searcher": self.searcher,
+        """The spec as plain data, every default filled in: what the sweep's state file keeps
+        (a resume compares it) and the parent run logs."""
+        out = self.model_dump()
+        out["early_stopping"] = self.early_stopping.model_dump(exclude_none=True)
+        out["search"] = {
+            p.key: {p.kind: p.args, **({"when": p.when} if p.when else {})} for p in self.params
         }
+        return out
 
 
 def apply_params(base: dict, params: dict[str, Any], source: str = "trial") -> TrialConfig:
@@ -166,7 +148,7 @@ def _renamed_scheduler(raw: dict, source: str) -> dict:
 def parse_space(raw: Any, source: str = "space") -> SweepSpec:
     if isinstance(raw, dict):
         raw = _renamed_scheduler(raw, source)
-    top = read_sections(raw, source)
+    top = read_sections(raw, source, SweepSpec)
     search = top.search
     params = [parse_param(source, str(k), v) for k, v in search.items()]
     keys = [p.key for p in params]
@@ -201,26 +183,8 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
                         f"{bad[0]!r} is not one of {dep_param.args}",
                     )
 
-    spec = SweepSpec(
-        name=top.name,
-        metric=top.metric,
-        mode=top.mode,
-        seed=top.seed,
-        data=top.data,
-        fixed=top.fixed,
-        params=params,
-        early_stopping=top.early_stopping.model_dump(exclude_none=True),
-        num_samples=top.budget.num_samples,
-        max_concurrent=top.budget.max_concurrent,
-        time_budget_s=top.budget.time_budget_s,
-        reuse_workers=top.budget.reuse_workers,
-        max_failures=top.budget.max_failures,
-        resources=top.resources.model_dump(),
-        tracking=top.tracking.model_dump(),
-        source=source,
-        registered_model=top.registered_model,
-        searcher=top.searcher,
-    )
+    spec = top
+    spec._params, spec._source = params, source
     # The data are read once, in the driver: of the data section only the SR stage may vary
     # (its caches are built before trials start), and only among listed choices.
     for p in params:
@@ -285,12 +249,12 @@ def _warn_rung_in_warmup(spec: SweepSpec) -> None:
     not the config: measured on the demo's curves (bench/NOTES.md), grace 1 of 4 epochs with
     a 1-epoch warmup never found what FIFO + random finds."""
     stop = spec.early_stopping
-    if stop["name"] != "asha" or any(p.key == "scheduler.warmup_epochs" for p in spec.params):
+    if stop.name != "asha" or any(p.key == "scheduler.warmup_epochs" for p in spec.params):
         return
     warmup = spec.trial_config({}).scheduler.warmup_epochs
-    if warmup and stop["grace_period"] <= warmup:
+    if warmup and stop.grace_period <= warmup:
         warnings.warn(
-            f"{spec.source}: early_stopping.grace_period {stop['grace_period']} <= "
+            f"{spec.source}: early_stopping.grace_period {stop.grace_period} <= "
             f"fixed.scheduler.warmup_epochs {warmup}: ASHA's first rung would rank trials "
             "while their learning rate is still warming up; set grace_period above the "
             "warmup (bench/NOTES.md, search replay)",

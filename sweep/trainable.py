@@ -73,14 +73,12 @@ def run_trial(
     trial_id = context.get_trial_id()
     logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
     name = run_name(trial_number(context.get_trial_name()), params, trial_id)
-    run_id = logger.start(cfg.flat(), params, name)
+    run_id = logger.start(config=cfg.flat(), sampled=params, name=name)
     if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
         data = apply_sr(data, cfg.data.sr, show_progress=False)
         logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
     logger.log_input(identity(data, base=tracking.get("dataset")))
-    system = tracking.get("system_metrics") or {}  # the space's tracking section
-    if system.get("system_metrics"):
-        interval = system["system_metrics_interval_s"]
+    if interval := tracking.get("system_metrics_interval_s"):  # the space's tracking section
         start_monitor(run_id, tracking["uri"], interval, resumed=resume is not None)
     peak = PeakMemory(resolve_device(cfg.train.device))
     history: list[dict] = []

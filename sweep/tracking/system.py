@@ -15,45 +15,23 @@ import resource
 import sys
 from pathlib import Path
 
+from sweep.compat.mlflow_system import trial_monitor
+
 log = logging.getLogger("nrfer.sweep")
 _CURRENT: dict = {}  # the monitor of the trial this worker process runs now
 
 
 def start_monitor(run_id: str, uri: str, interval_s: float, resumed: bool):
     """Start MLflow's system-metrics monitor on `run_id` (stopping the one a previous trial
-    left in this reused worker). Returns it, or None when it cannot run here."""
+    left in this reused worker; `sweep.compat.mlflow_system` says how it differs from
+    MLflow's own). Returns it, or None when it cannot run here."""
     stop_monitor()
     try:
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+        monitor = trial_monitor(run_id, uri, interval_s, resumed)
     except ImportError as e:  # psutil missing
         log.warning("no system metrics: %s", e)
         return None
-
-    class _Monitor(SystemMetricsMonitor):
-        """Each sample goes out as it is taken (a trial the scheduler stops never reaches
-        `finish`, and samples still buffered then would be lost), and `finish` publishes
-        the samples taken since the last interval (MLflow's drops them: a trial shorter
-        than one interval would have none)."""
-
-        def publish_metrics(self, metrics):
-            super().publish_metrics(metrics)
-            self.mlflow_logger.flush()
-
-        def finish(self):
-            if self._process is None:
-                return
-            self._shutdown_event.set()
-            self._process.join()
-            self._process = None
-            if metrics := self.aggregate_metrics():
-                self.publish_metrics(metrics)
-
-    try:
-        monitor = _Monitor(
-            run_id, sampling_interval=interval_s, resume_logging=resumed, tracking_uri=uri
-        )
-        monitor.start()
-    except Exception as e:  # system metrics must never stop a trial
+    except Exception as e:  # system metrics never stop a trial (a CompatError names its shim)
         log.warning("no system metrics for run %s: %s", run_id, e)
         return None
     _CURRENT["monitor"] = monitor

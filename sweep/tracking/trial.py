@@ -68,11 +68,14 @@ class TrialLogger:
 
     def start(
         self,
-        params: dict[str, Any],
+        *,
+        config: dict[str, Any],
         sampled: dict[str, Any],
         name: str | None = None,
     ) -> str | None:
-        """Find or create the trial's run, named `name` (default: the trial id)."""
+        """Find or create the trial's run, named `name` (default: the trial id): `config`
+        (the trial's flat config) logged as its params, the keys of `sampled` (what the
+        searcher chose) as its tag nrfer.sampled."""
         ctx = self.context
 
         def find_or_create() -> str:
@@ -96,13 +99,13 @@ class TrialLogger:
                 TRIAL_ID: self.trial_id,
                 "mlflow.parentRunId": ctx["parent_id"],
                 "mlflow.runName": name or self.trial_id,
-                "nrfer.sampled": ",".join(sorted(sampled)),
+                "nrfer.sampled": ",".join(sorted(sampled)),  # the keys; values are params
                 "nrfer.node_ip": node_ip(),
                 "nrfer.worker_pid": str(os.getpid()),
                 "nrfer.restarts": "0",
             }
             run_id = self.client.create_run(ctx["experiment_id"], tags=tags).info.run_id
-            items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+            items = [Param(k, str(v)[:6000]) for k, v in config.items()]
             for i in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[i : i + 100])
             return run_id

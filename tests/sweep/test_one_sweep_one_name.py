@@ -255,7 +255,9 @@ def test_a_trial_waits_out_a_short_tracking_outage_at_start(tmp_path):
     back.start()
     ctx = {"uri": uri, "experiment_id": exp, "parent_id": parent, "sweep_id": "outage", "instance": "i1"}  # fmt: skip
     t0 = time.monotonic()
-    run_id = TrialLogger(ctx, "t1").start({"optim.lr": 0.1}, {"optim.lr": 0.1}, "t01")
+    run_id = TrialLogger(ctx, "t1").start(
+        config={"optim.lr": 0.1}, sampled={"optim.lr": 0.1}, name="t01"
+    )
     back.join()
     assert run_id and time.monotonic() - t0 >= 5.5
     run = MlflowClient(uri).get_run(run_id)

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from sweep.search import SweepSearch, open_storage, warm_start_trials
+from sweep.search import SweepSearch, open_storage, start_study, warm_start_trials
 from sweep.space import parse_space
 
 SPACE = {
@@ -27,17 +27,23 @@ SPACE = {
 }
 
 
-def searcher(cls, spec, url, **kw):
-    s = cls(
+def searcher(cls, spec, url, warm_start=None, **kw):
+    """Ray's OptunaSearch on the study at `url`, or ours as the driver builds it (the
+    warm-start trials put in the study first)."""
+    if cls is SweepSearch:
+        if warm_start:
+            start_study(url, spec, warm_start)
+        kw["study_url"] = url
+    else:
+        kw["storage"] = open_storage(url)
+    return cls(
         space=spec.define_by_run,
         metric="val_acc",
         mode="max",
         sampler=spec.sampler(),
         study_name=spec.name,
-        storage=open_storage(url),
         **kw,
     )
-    return s
 
 
 def play(s, trial_id: str, values: list[float], **last) -> None:

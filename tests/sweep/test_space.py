@@ -148,12 +148,14 @@ def test_asha_rung_inside_the_lr_warmup_warns():
 
 def test_shipped_spaces_load_and_sample():
     demo = load_space("demo.yaml")
-    assert demo.name == "demo" and demo.early_stopping["name"] == "asha" and demo.num_samples == 8
+    assert (
+        demo.name == "demo" and demo.early_stopping.name == "asha" and demo.budget.num_samples == 8
+    )
     assert len(sample_configs(demo, 3)) == 3
     paper = load_space("ferplus_vit.yaml")
     keys = {p.key for p in paper.params}
     assert {"model.backbone", "model.resizer.n", "loss.gamma", "optim.lr"} <= keys
-    assert paper.data["dataset"] == "ferplus" and paper.resources["gpu"] == 0.5
+    assert paper.data["dataset"] == "ferplus" and paper.resources.gpu == 0.5
     with pytest.raises(SpaceError, match="not found"):
         load_space("nope.yaml")
     assert {(s.method, s.scale) for s in paper.sr_settings()} == {
@@ -163,7 +165,7 @@ def test_shipped_spaces_load_and_sample():
 
 def test_paper_best_fixes_the_papers_setting():
     spec = load_space("paper_best.yaml")
-    assert spec.num_samples == 1 and spec.max_epochs == 100
+    assert spec.budget.num_samples == 1 and spec.max_epochs == 100
     cfg = spec.trial_config({"train.seed": 0})
     assert cfg.model.backbone == "swin_base_patch4_window7_224"
     assert cfg.model.stn == "paper" and cfg.model.resizer.enabled and cfg.model.pretrained == "hub"
@@ -216,7 +218,7 @@ def test_top_level_scheduler_is_the_deprecated_name_of_early_stopping():
         DeprecationWarning, match="t.yaml: the top-level key 'scheduler' is deprecated"
     ):
         spec = parse_space({**old, "search": {"optim.lr": {"choice": [0.01]}}}, "t.yaml")
-    assert spec.early_stopping["max_epochs"] == 3 and "scheduler" not in spec.to_dict()
+    assert spec.early_stopping.max_epochs == 3 and "scheduler" not in spec.to_dict()
     both = {**BASE, "scheduler": {"name": "fifo"}}
     with pytest.raises(SpaceError, match="t.yaml: scheduler: give early_stopping only"):
         parse_space(both, "t.yaml")

@@ -136,5 +136,5 @@ def test_the_mutation_test_reached_every_field():
         import pytest
 
         pytest.skip("run together with test_one_wrong_field_in_a_valid_space_is_named")
-    assert parse_space(VALID, "prop.yaml").num_samples == 4
+    assert parse_space(VALID, "prop.yaml").budget.num_samples == 4
     assert len(reached) >= len(FIELDS) - 2, sorted(set(FIELDS) - set(reached))
