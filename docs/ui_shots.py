@@ -96,7 +96,7 @@ def ui_state(exp_id: str, parent_id: str, columns: list[str]) -> dict[str, str]:
 
 def pages(client, sweep: str | None) -> tuple[dict[str, str], dict[str, str]]:
     """(name -> URL path after '#', the UI state to start from)."""
-    from sweep.best import find_sweep
+    from sweep.reproduce import find_sweep
 
     parent = find_sweep(client, sweep)
     exp_id, parent_id = parent.info.experiment_id, parent.info.run_id

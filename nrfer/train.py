@@ -19,9 +19,9 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -196,6 +196,33 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return seed * 1_000_003 + epoch
 
 
+@dataclass
+class Setup:
+    """What one training run works with, built once by `setup`."""
+
+    config: TrialConfig
+    data: FERData
+    device: torch.device
+    paths: RunPaths
+    splits: dict[str, DeviceSplit]  # train / val / test on the training device
+    model: torch.nn.Module
+    step_model: torch.nn.Module  # `model` compiled (train.compile), sharing its parameters
+    loss_fn: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+
+
+@dataclass
+class Progress:
+    """Where training stands: what a checkpoint keeps and a resume continues from."""
+
+    start_epoch: int = 0
+    best_val_acc: float = -1.0
+    best_epoch: int = -1
+    history: list[dict] = field(default_factory=list)
+    best_model: dict | None = None  # the best weights on the CPU, for last.pt
+
+
 def fit(
     config: TrialConfig,
     data: FERData | None = None,
@@ -213,7 +240,20 @@ def fit(
     force_resume: continue `resume` even when its config differs from `config` (by default
     that is a ConfigError naming every key that changed).
     """
-    # Setup: threads, seed, device, outputs.
+    run = setup(config, data, out_dir)
+    progress = Progress() if resume is None else restore(run, resume, force_resume)
+    # Epochs: train, validate, checkpoint (last always, best when val improves), report.
+    for epoch in range(progress.start_epoch, config.train.epochs):
+        metrics = run_epoch(run, progress, epoch)
+        save_last(run, progress, epoch)
+        if callback is not None and callback(metrics, run.paths):
+            break
+    return finish(run, progress, evaluate_test)
+
+
+def setup(config: TrialConfig, data: FERData | None, out_dir: str | Path | None) -> Setup:
+    """Threads, seed, device and outputs; then the data (read unless given), the model, the
+    loss, the optimiser and its LR schedule."""
     tc = config.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -224,7 +264,6 @@ def fit(
     paths.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     save_config(config, paths.config)
 
-    # Data, model, loss, optimiser.
     data = data if data is not None else load_data(config.data)
     for name in ("train", "val"):
         if len(data.split(name)) == 0:
@@ -239,101 +278,126 @@ def fit(
     scheduler = build_lr_schedule(optimizer, config.scheduler, tc.epochs)
     sample = splits["train"].batch(torch.arange(min(2, len(splits["train"])), device=device))
     step_model = maybe_compile(model, tc.compile, sample)  # shares `model`'s parameters
+    return Setup(
+        config, data, device, paths, splits, model, step_model, loss_fn, optimizer, scheduler
+    )
 
-    start_epoch, best_val_acc, best_epoch, history = 0, -1.0, -1, []
-    best_model: dict | None = None
-    if resume is not None:
-        state = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=device)
-        where = "--resume checkpoint" if isinstance(resume, dict) else f"--resume {resume}"
-        require(state, "resume", where)
-        check_resume_config(state, config, resume, force_resume)
-        load_into(model, state["model"], where, "model")
-        load_into(optimizer, state["optimizer"], where, "optimizer")
-        load_into(scheduler, state["scheduler"], where, "LR schedule")
-        start_epoch, best_val_acc, best_epoch = (
-            state["epoch"] + 1,
-            state["best_val_acc"],
-            state["best_epoch"],
-        )
-        history = list(state.get("history", []))
-        best_model = state.get("best_model")
-        if state.get("best_model") is not None:
-            save_checkpoint(best_state(state["best_model"], best_epoch, config, data), paths.best)
 
-    # Epochs: train, validate, checkpoint (last always, best when val improves), report.
-    for epoch in range(start_epoch, tc.epochs):
-        t0 = time.perf_counter()
-        seed = epoch_seed(tc.seed, epoch)
-        torch.manual_seed(seed)  # dropout / drop-path draws of this epoch
-        if config.scheduler.step_at == "epoch_start":
-            step_schedule_early(scheduler)
-        train_m = train_one_epoch(
-            step_model, splits["train"], loss_fn, optimizer, config, seed, data.label_mode
-        )
-        lr = optimizer.param_groups[0]["lr"]
-        if config.scheduler.step_at == "epoch_end":
-            scheduler.step()
-        val = evaluate(step_model, splits["val"], loss_fn, config, data.num_classes)
-        if not np.isfinite(train_m["train_loss"]):
-            raise FloatingPointError(
-                f"epoch {epoch}: training loss is {train_m['train_loss']} (diverged)"
-            )
-        improved = val["acc"] > best_val_acc
-        if improved:
-            best_val_acc, best_epoch = val["acc"], epoch
-            # kept in memory for last.pt, instead of re-reading best.pt every epoch
-            best_model = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            save_checkpoint(best_state(model.state_dict(), epoch, config, data), paths.best)
-            write_previews(paths.previews, model, data, val["confusion"], device)
-        metrics = {
-            "epoch": epoch,
-            **train_m,
-            "val_loss": val["loss"],
-            "val_acc": val["acc"],
-            "val_macro_f1": val["macro_f1"],
-            "lr": lr,
-            "best_val_acc": best_val_acc,
-            "best_epoch": best_epoch,
-            "improved": improved,
-            "epoch_time_s": time.perf_counter() - t0,
-        }
-        history.append(metrics)
-        save_checkpoint(
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "epoch": epoch,
-                "best_val_acc": best_val_acc,
-                "best_epoch": best_epoch,
-                "history": history,
-                "best_model": best_model,
-                "config": config.to_dict(),
-                "config_sha256": fingerprint(config.to_dict()),
-            },
-            paths.last,
-        )
-        if callback is not None and callback(metrics, paths):
-            break
+def restore(run: Setup, resume: str | Path | dict, force_resume: bool) -> Progress:
+    """Model, optimiser and LR schedule from `resume` (a checkpoint or its loaded dict) of
+    this config; its best weights become this run's best.pt again."""
+    state = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=run.device)
+    where = "--resume checkpoint" if isinstance(resume, dict) else f"--resume {resume}"
+    require(state, "resume", where)
+    check_resume_config(state, run.config, resume, force_resume)
+    load_into(run.model, state["model"], where, "model")
+    load_into(run.optimizer, state["optimizer"], where, "optimizer")
+    load_into(run.scheduler, state["scheduler"], where, "LR schedule")
+    progress = Progress(
+        start_epoch=state["epoch"] + 1,
+        best_val_acc=state["best_val_acc"],
+        best_epoch=state["best_epoch"],
+        history=list(state.get("history", [])),
+        best_model=state.get("best_model"),
+    )
+    if progress.best_model is not None:
+        best = best_state(progress.best_model, progress.best_epoch, run.config, run.data)
+        save_checkpoint(best, run.paths.best)
+    return progress
 
-    result = {
-        "best_val_acc": best_val_acc,
-        "best_epoch": best_epoch,
-        "class_names": list(data.class_names),
-        "epochs_run": len(history),
-        "history": history,
-        "compiled": step_model is not model,  # train.compile took effect (no eager fallback)
-        "out_dir": str(paths.out),
-        "paths": paths.to_dict(),
+
+def run_epoch(run: Setup, progress: Progress, epoch: int) -> dict:
+    """Train one epoch, validate, and keep the weights (best.pt, previews) when validation
+    accuracy improved; returns the epoch's metrics (also appended to the history)."""
+    config, t0 = run.config, time.perf_counter()
+    seed = epoch_seed(config.train.seed, epoch)
+    torch.manual_seed(seed)  # dropout / drop-path draws of this epoch
+    if config.scheduler.step_at == "epoch_start":
+        step_schedule_early(run.scheduler)
+    train_m = train_one_epoch(
+        run.step_model,
+        run.splits["train"],
+        run.loss_fn,
+        run.optimizer,
+        config,
+        seed,
+        run.data.label_mode,
+    )
+    lr = run.optimizer.param_groups[0]["lr"]
+    if config.scheduler.step_at == "epoch_end":
+        run.scheduler.step()
+    val = evaluate(run.step_model, run.splits["val"], run.loss_fn, config, run.data.num_classes)
+    if not np.isfinite(train_m["train_loss"]):
+        raise FloatingPointError(
+            f"epoch {epoch}: training loss is {train_m['train_loss']} (diverged)"
+        )
+    improved = val["acc"] > progress.best_val_acc
+    if improved:
+        progress.best_val_acc, progress.best_epoch = val["acc"], epoch
+        # kept in memory for last.pt, instead of re-reading best.pt every epoch
+        weights = run.model.state_dict()
+        progress.best_model = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
+        save_checkpoint(best_state(weights, epoch, config, run.data), run.paths.best)
+        write_previews(run.paths.previews, run.model, run.data, val["confusion"], run.device)
+    metrics = {
+        "epoch": epoch,
+        **train_m,
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "val_macro_f1": val["macro_f1"],
+        "lr": lr,
+        "best_val_acc": progress.best_val_acc,
+        "best_epoch": progress.best_epoch,
+        "improved": improved,
+        "epoch_time_s": time.perf_counter() - t0,
     }
-    if evaluate_test:  # once, with the best-by-validation weights
-        model.load_state_dict(load_checkpoint(paths.best, map_location=device)["model"])
-        test = evaluate(model, splits["test"], loss_fn, config, data.num_classes)
+    progress.history.append(metrics)
+    return metrics
+
+
+def save_last(run: Setup, progress: Progress, epoch: int) -> None:
+    """last.pt: everything a resume after `epoch` needs."""
+    save_checkpoint(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "epoch": epoch,
+            "best_val_acc": progress.best_val_acc,
+            "best_epoch": progress.best_epoch,
+            "history": progress.history,
+            "best_model": progress.best_model,
+            "config": run.config.to_dict(),
+            "config_sha256": fingerprint(run.config.to_dict()),
+        },
+        run.paths.last,
+    )
+
+
+def finish(run: Setup, progress: Progress, evaluate_test: bool) -> dict:
+    """The run's summary (result.json); with `evaluate_test`, the test split evaluated once,
+    with the best-by-validation weights."""
+    result = {
+        "best_val_acc": progress.best_val_acc,
+        "best_epoch": progress.best_epoch,
+        "class_names": list(run.data.class_names),
+        "epochs_run": len(progress.history),
+        "history": progress.history,
+        "compiled": run.step_model is not run.model,  # train.compile took effect
+        "out_dir": str(run.paths.out),
+        "paths": run.paths.to_dict(),
+    }
+    if evaluate_test:
+        best = load_checkpoint(run.paths.best, map_location=run.device)["model"]
+        run.model.load_state_dict(best)
+        test = evaluate(
+            run.model, run.splits["test"], run.loss_fn, run.config, run.data.num_classes
+        )
         result["test_acc"] = test["acc"]
         result["test_macro_f1"] = test["macro_f1"]
         result["test_per_class_recall"] = test["per_class_recall"]
         result["test_confusion"] = test["confusion"]
-    paths.result.write_text(json.dumps(result, indent=1))
+    run.paths.result.write_text(json.dumps(result, indent=1))
     return result
 
 

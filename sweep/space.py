@@ -151,38 +151,7 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
     top = read_sections(raw, source, SweepSpec)
     search = top.search
     params = [parse_param(source, str(k), v) for k, v in search.items()]
-    keys = [p.key for p in params]
-    for i, p in enumerate(params):
-        for dep, vals in p.when.items():
-            if dep not in keys:
-                raise _err(
-                    source,
-                    f"search.{p.key}.when.{dep}",
-                    f"no such parameter; conditions may name: {', '.join(k for k in keys if k != p.key) or 'none'}",
-                )
-            if keys.index(dep) >= i:
-                raise _err(
-                    source,
-                    f"search.{p.key}.when.{dep}",
-                    "a condition must name a parameter listed before this one",
-                )
-            dep_param = params[keys.index(dep)]
-            if dep_param.kind != "choice":  # a sampled number never equals a listed value
-                raise _err(
-                    source,
-                    f"search.{p.key}.when.{dep}",
-                    f"{dep} is searched with {dep_param.kind}; conditions must name a choice "
-                    f"parameter (its dependant would never be sampled)",
-                )
-            if dep_param.kind == "choice":
-                bad = [v for v in vals if v not in dep_param.args]
-                if bad:
-                    raise _err(
-                        source,
-                        f"search.{p.key}.when.{dep}",
-                        f"{bad[0]!r} is not one of {dep_param.args}",
-                    )
-
+    check_conditions(source, params)
     spec = top
     spec._params, spec._source = params, source
     # The data are read once, in the driver: of the data section only the SR stage may vary
@@ -222,6 +191,41 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             raise _err(source, where, str(e)) from None
     _warn_rung_in_warmup(spec)
     return spec
+
+
+def check_conditions(source: str, params: list[Param]) -> None:
+    """Each `when:` names a choice parameter listed before it, and values it can take."""
+    keys = [p.key for p in params]
+    for i, p in enumerate(params):
+        for dep, vals in p.when.items():
+            if dep not in keys:
+                raise _err(
+                    source,
+                    f"search.{p.key}.when.{dep}",
+                    f"no such parameter; conditions may name: {', '.join(k for k in keys if k != p.key) or 'none'}",
+                )
+            if keys.index(dep) >= i:
+                raise _err(
+                    source,
+                    f"search.{p.key}.when.{dep}",
+                    "a condition must name a parameter listed before this one",
+                )
+            dep_param = params[keys.index(dep)]
+            if dep_param.kind != "choice":  # a sampled number never equals a listed value
+                raise _err(
+                    source,
+                    f"search.{p.key}.when.{dep}",
+                    f"{dep} is searched with {dep_param.kind}; conditions must name a choice "
+                    f"parameter (its dependant would never be sampled)",
+                )
+            if dep_param.kind == "choice":
+                bad = [v for v in vals if v not in dep_param.args]
+                if bad:
+                    raise _err(
+                        source,
+                        f"search.{p.key}.when.{dep}",
+                        f"{bad[0]!r} is not one of {dep_param.args}",
+                    )
 
 
 def _check_choice_kept(source: str, p, value: Any, kept: Any) -> None:
