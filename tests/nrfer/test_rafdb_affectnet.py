@@ -184,3 +184,30 @@ def test_predictor_applies_the_training_sr_stage(rafdb_root, tmp_path):
     want = upscale(np.stack(faces)[:, None], 2, "lanczos") / 255.0
     assert np.allclose(x.numpy(), want, atol=1e-6)  # the 24 px faces, x2 lanczos, as in training
     assert pred.predict_proba(faces).shape == (3, 7)
+
+
+@pytest.mark.parametrize("dataset", ["rafdb", "affectnet"])
+def test_registry_facts_are_what_the_reader_gives(dataset, rafdb_root, affectnet_root):
+    """The dry run builds models from the registry's facts without reading data: they must
+    be what the reader returns (classes in order, 1 channel), also through input_shape."""
+    from nrfer.config import make_config
+    from nrfer.data import DATASETS, load_data
+    from sweep.plan import input_shape
+
+    root = rafdb_root if dataset == "rafdb" else affectnet_root
+    cfg = make_config({"data": {"dataset": dataset, "root": str(root), "image_size": 24}})
+    data = load_data(cfg.data, sr=False)
+    facts = DATASETS.props(dataset)
+    assert tuple(data.class_names) == tuple(facts["class_names"])
+    assert data.train.images.shape[1] == facts["channels"] == 1
+    assert input_shape(cfg) == tuple(data.train.images.shape[1:])
+    assert facts["root"] == "folder"
+
+
+def test_every_dataset_entry_states_its_facts():
+    from nrfer.data import DATASETS, EMOTIONS
+
+    for name in DATASETS.names():
+        facts = DATASETS.props(name)
+        assert set(facts) == {"class_names", "channels", "root"}, name
+        assert set(facts["class_names"]) <= set(EMOTIONS) and facts["channels"] in (1, None)
