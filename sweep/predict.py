@@ -28,10 +28,12 @@ def fetch_model(model: str, uri: str | None = None) -> Path:
     # a server that is away: a few seconds, not MLflow's minutes of silent retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    mlflow.set_tracking_uri(check_tracking_uri(tracking_uri(uri), "--tracking-uri"))
-    mlflow.set_registry_uri(mlflow.get_tracking_uri())
-    try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
+    store = check_tracking_uri(tracking_uri(uri), "--tracking-uri")
+    try:  # the store named here only: MLflow's process-wide URIs stay as they were
+        path = mlflow.artifacts.download_artifacts(
+            artifact_uri=model, tracking_uri=store, registry_uri=store
+        )
+        return Path(path)
     except Exception as e:  # MlflowException, connection errors
         raise ValueError(f"cannot fetch {model} from MLflow: {first_line(e, 300)}") from None
 

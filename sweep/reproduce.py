@@ -222,6 +222,7 @@ def reproduce(
     the best mean val accuracy, report val and test of every candidate, register the winner's
     best seed (by val)."""
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)  # the model is registered in the sweep's store
     client = MlflowClient(uri)
     parent = find_sweep(client, sweep)
     sweep_id = parent.data.tags[SWEEP_ID]

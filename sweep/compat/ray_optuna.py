@@ -97,7 +97,12 @@ def trial_fields(trial: optuna.Trial) -> dict[str, Any]:
     return {k: v for k, v in trial.__dict__.items() if k not in ("study", "storage")}
 
 
-@shim("optuna", "see trial_fields", _probe_trial)
+@shim(
+    "optuna",
+    "optuna.Trial's constructor calls the sampler's before_trial again, so a running trial "
+    "cannot be rebuilt as it was from public API",
+    _probe_trial,
+)
 def trial_from_fields(fields: dict[str, Any], study: optuna.Study) -> optuna.Trial:
     """The optuna.Trial of `trial_fields` on `study`, as it was when it was saved."""
     trial = optuna.trial.Trial.__new__(optuna.trial.Trial)

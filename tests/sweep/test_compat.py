@@ -16,6 +16,7 @@ from helpers import REPO
 from sweep.compat import CHECKED_ON, SHIMS, CompatError, verify_all
 from sweep.compat.guard import Shim, check, installed, series
 from sweep.compat.ray_tune import asha_num_stopped, asha_rungs
+from sweep.local_ray import keep_secrets_out_of_runtime_envs
 
 # The framework internals the shims use: no file of sweep/ outside compat/ may name them.
 INTERNALS = {
@@ -45,6 +46,8 @@ INTERNALS = {
 def test_every_shim_probes_clean_on_the_installed_versions():
     assert len(SHIMS) >= 12  # the room is loaded: ASHA, Tuner, ray.init, OptunaSearch, MLflow
     assert {s.package for s in SHIMS.values()} == {"ray", "optuna", "mlflow"}
+    assert verify_all() == {}
+    keep_secrets_out_of_runtime_envs()  # what starting Ray does: the probes still pass after
     assert verify_all() == {}
 
 
