@@ -264,7 +264,7 @@ def start_study(storage_url: str, spec: SweepSpec, warm_start: list) -> None:
         direction=direction,
         load_if_exists=True,
     )
-    if study.trials:  # a resumed study has them already
+    if study.trials:  # never twice into one study (a new sweep's study starts empty)
         return
     study.add_trials(warm_start)
     log.info("warm start: %d earlier trials added to the study", len(warm_start))

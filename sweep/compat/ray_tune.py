@@ -131,6 +131,5 @@ def _probe_init_args() -> None:
 )
 def local_node_args(ip: str, temp_dir: str | Path) -> dict[str, str]:
     """ray.init's private keyword arguments for a new local node on `ip` with its session
-    files under `temp_dir`."""
-    _probe_init_args()  # ray.init would accept and ignore an unknown private argument
+    files under `temp_dir` (ray.init refuses an argument it no longer reads)."""
     return {"_node_ip_address": ip, "_temp_dir": str(temp_dir)}
