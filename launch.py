@@ -71,6 +71,11 @@ def _launch(args) -> int:
     from sweep.space import SpaceError, load_space, resolve_space_path
 
     spec = load_space(args.space)
+    if args.num_samples is not None and spec.is_study:
+        raise SpaceError(
+            f"--num-samples: {spec.source} is a study, which runs each of its cells once per "
+            f"seed ({spec.budget.num_samples} runs)"
+        )
     if args.num_samples is not None:
         spec.budget.num_samples = args.num_samples
     if args.max_concurrent is not None:
@@ -112,6 +117,9 @@ def _launch(args) -> int:
         print(str(e))
         return 0
     print_leaderboard(summary, spec.metric)
+    if "study_table" in summary:
+        print(f"\n{summary['study_table']}")
+        print(f"(again, or while a study runs: python -m sweep.study table --sweep {spec.name})")
     return exit_code(summary)
 
 

@@ -1,4 +1,5 @@
-"""Classification metrics from a confusion matrix: accuracy, macro-F1, per-class recall.
+"""Classification metrics from a confusion matrix: accuracy, macro-F1, mean class accuracy,
+per-class recall.
 
 Computed from counts over the whole split (sample-weighted), never as a mean of batch means.
 """
@@ -31,6 +32,8 @@ def summarize(conf: torch.Tensor) -> dict:
     return {
         "acc": float(tp.sum() / total) if total > 0 else 0.0,
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        # the mean of per-class recall over the classes present (a.k.a. balanced accuracy)
+        "mean_class_acc": float(recall[present].mean()) if present.any() else 0.0,
         "per_class_recall": recall.tolist(),
         "confusion": conf.long().tolist(),
         "n": int(total),

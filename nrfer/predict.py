@@ -92,14 +92,7 @@ class Predictor:
     def from_path(
         cls, path: str | Path, device: str = "cpu", sr_weights: str | Path | None = None
     ) -> Predictor:
-        path = Path(path)
-        if path.is_dir():
-            candidates = [
-                path / "checkpoint" / "best.pt",
-                path / "best.pt",
-                path / "artifacts" / "best.pt",
-            ]
-            path = next((c for c in candidates if c.is_file()), candidates[0])
+        path = model_file(path)
         return cls(load_checkpoint(path), device, sr_weights, str(path))
 
     def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
@@ -152,6 +145,16 @@ class Predictor:
         return np.concatenate(out)
 
 
+def model_file(path: str | Path) -> Path:
+    """A model's best.pt: the file given, or the one in a training folder, its checkpoint
+    folder or a downloaded MLflow model (artifacts/)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    candidates = [path / "checkpoint" / "best.pt", path / "best.pt", path / "artifacts" / "best.pt"]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
 MIN_SIDE = 16  # below this a face has no expression left to read: the answer is a guess
 
 
@@ -183,11 +186,11 @@ def is_model_uri(model: str) -> bool:
     return "://" in model or model.startswith(("models:/", "runs:/"))
 
 
-def local_model(model: str) -> Path:
+def local_model(model: str, command: str = "sweep.predict") -> Path:
     """`--model` of this command: a local path; an MLflow URI names the command that reads it."""
     if is_model_uri(model):
         raise ValueError(
-            "an MLflow model URI; python -m sweep.predict fetches it (same arguments, plus "
+            f"an MLflow model URI; python -m {command} fetches it (same arguments, plus "
             "--tracking-uri)"
         )
     return Path(model)

@@ -40,6 +40,7 @@ from nrfer.data import DataFormatError, FERData, load_data, prior_from_votes
 from nrfer.data.labels import ferplus_prior
 from nrfer.device import resolve_device
 from nrfer.engine import DeviceSplit, evaluate, train_one_epoch
+from nrfer.evaluate import predict_batches, save_predictions, scores
 from nrfer.losses import LOSSES, uses_prior
 from nrfer.models import build_model
 from nrfer.optim import build_lr_schedule, build_optimizer
@@ -81,6 +82,10 @@ class RunPaths:
     @property
     def pretrained(self) -> Path:  # what loading model.pretrained did (when it is set)
         return self.out / "pretrained.json"
+
+    @property
+    def test_predictions(self) -> Path:  # per-image test probabilities (nrfer.evaluate)
+        return self.out / "test_predictions.npz"
 
     def to_dict(self) -> dict[str, str]:
         names = ("checkpoint_dir", "best", "last", "previews", "config", "result")
@@ -388,17 +393,34 @@ def finish(run: Setup, progress: Progress, evaluate_test: bool) -> dict:
         "paths": run.paths.to_dict(),
     }
     if evaluate_test:
-        best = load_checkpoint(run.paths.best, map_location=run.device)["model"]
-        run.model.load_state_dict(best)
-        test = evaluate(
-            run.model, run.splits["test"], run.loss_fn, run.config, run.data.num_classes
-        )
-        result["test_acc"] = test["acc"]
-        result["test_macro_f1"] = test["macro_f1"]
-        result["test_per_class_recall"] = test["per_class_recall"]
-        result["test_confusion"] = test["confusion"]
+        result.update(test_once(run))
     run.paths.result.write_text(json.dumps(result, indent=1))
     return result
+
+
+def test_once(run: Setup) -> dict:
+    """The test split, once, with the best-by-validation weights, through the evaluation
+    `python -m nrfer.evaluate` runs (so both give the same numbers); the per-image
+    probabilities are kept in test_predictions.npz (studies compare them)."""
+    best = load_checkpoint(run.paths.best, map_location=run.device)["model"]
+    run.model.load_state_dict(best)
+    test, bs = run.splits["test"], run.config.train.eval_batch_size
+    batches = (
+        test.batch(torch.arange(i, min(i + bs, len(test)), device=run.device))
+        for i in range(0, len(test), bs)
+    )
+    probs = predict_batches(run.model, batches, run.config)
+    labels = run.data.test.labels
+    s = scores(probs, labels, run.data.class_names)
+    save_predictions(run.paths.test_predictions, probs, labels, run.data.class_names)
+    return {
+        "test_acc": s["acc"],
+        "test_macro_f1": s["macro_f1"],
+        "test_mean_class_acc": s["mean_class_acc"],
+        "test_per_class_recall": list(s["per_class_recall"].values()),
+        "test_confusion": s["confusion"],
+        "test_predictions": str(run.paths.test_predictions),
+    }
 
 
 def check_resume_config(state: dict, config: TrialConfig, source, force: bool) -> None:

@@ -39,6 +39,7 @@ from sweep.search import (
     warm_start_trials,
 )
 from sweep.space import SweepSpec, parse_space
+from sweep.study import render, study_table, write_tables
 from sweep.tracking import (
     SweepTracker,
     TrialStatusCallback,
@@ -61,11 +62,13 @@ TUNE_ENV = {
 }
 
 
-def build_sr_caches(spec: SweepSpec, base: dict, data: FERData) -> dict[str, dict]:
+def build_sr_caches(
+    spec: SweepSpec, base: dict, data: FERData, label_mode: str | None = None
+) -> dict[str, dict]:
     """Build (or reuse) the SR cache of every SR setting a trial may ask for, once, before
     any trial runs: trials then only read them. Returns cache folder -> manifest."""
     builds = {}
-    for sr in spec.sr_settings(base):
+    for sr in spec.sr_settings(base, label_mode):
         folder, manifest, built = ensure_sr(data, sr)
         print(f"SR cache {sr.method} x{sr.scale}: {'built' if built else 'reused'} {folder}")
         builds[str(folder)] = manifest
@@ -80,6 +83,44 @@ def data_identities(data: FERData, sr_builds: dict[str, dict]) -> list[dict]:
         sr_identity(base, m["method"], m["scale"], m, m["outputs"]["train"]["shape"][2:])
         for m in sr_builds.values()
     ]
+
+
+def load_datasets(spec: SweepSpec, base: dict) -> tuple[dict, dict, dict]:
+    """The data once per label mode the trials use (a study may compare them), before SR
+    (each trial applies its SR stage from the caches built here). Returns (label mode ->
+    FERData, SR cache folder -> manifest, label mode -> [data identity, its SR stages])."""
+    data, builds, identities = {}, {}, {}
+    for mode in spec.label_modes():
+        raw = {**base, "data": {**base["data"], "label_mode": mode}}
+        data[mode] = load_data(make_config(raw, spec.source).data, sr=False)
+        mode_builds = build_sr_caches(spec, base, data[mode], mode)
+        builds.update(mode_builds)
+        identities[mode] = data_identities(data[mode], mode_builds)
+    return data, builds, identities
+
+
+def load_eval_sets(spec: SweepSpec) -> dict | None:
+    """A study's extra evaluation sets, each read once here: name -> the split, its class
+    names and the TTA (each run evaluates its best weights on them)."""
+    if not spec.is_study or not spec.study.eval_sets:
+        return None
+    out = {}
+    for ev in spec.study.eval_sets:
+        raw = absolute_paths(
+            {"data": {"dataset": ev.dataset, "root": ev.root, **ev.settings}}, Path.cwd()
+        )
+        data = load_data(
+            make_config(raw, f"{spec.source}: study.eval_sets.{ev.name}").data, sr=False
+        )
+        out[ev.name] = {
+            "split": data.split(ev.split),
+            "class_names": data.class_names,
+            "tta": ev.tta,
+        }
+        print(
+            f"study: evaluation set {ev.name}: {data.source} {ev.split} ({len(out[ev.name]['split'])} faces)"
+        )
+    return out
 
 
 def check_storage(storage: Path) -> None:
@@ -227,16 +268,15 @@ def _run_sweep(
     init_ray(address, verbose)
     check_resources(spec)
     t0 = time.perf_counter()
-    data = load_data(make_config(base, spec.source).data, sr=False)  # each trial applies its SR
-    sr_builds = build_sr_caches(spec, base, data)
-    datasets = data_identities(data, sr_builds)
+    data, sr_builds, datasets = load_datasets(spec, base)
+    eval_data = load_eval_sets(spec)
     data_s = time.perf_counter() - t0
     # from here on a killed driver leaves something to --resume
     sweep_state.write_state(exp_dir, run.spec_dict, sweep_state.RUNNING, instance=run.instance)
     tracker, ended = start_tracking(run, exp_dir, space_file, datasets, resume)
 
     # Tuner: the trainable with the shared data, the callback that closes trial runs.
-    trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir)
+    trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir, eval_data)
     callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric, ended)]
     searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
     tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
@@ -296,23 +336,45 @@ def prepare(
     # The Optuna study: kept in an RDB storage under the sweep's name (optuna-dashboard reads
     # it; --resume continues it), started from earlier sweeps' trials with --warm-start.
     study_url = study_storage_url(uri, exp_dir, optuna_storage)
+    check_experiment(uri, spec.name)  # one deleted in the UI: said now, not after Ray
+    if spec.is_study:  # a grid: no Optuna study, nothing to warm-start
+        if warm_start:
+            raise ConfigError(
+                f"--warm-start: {spec.source} is a study (searcher: grid), which runs every "
+                "cell; a warm start is for a search"
+            )
+        warm = []
+    else:
+        warm = prepare_search(spec, study_url, restore, resume, warm_start, optuna_storage)
+    if restore:
+        sweep_state.check_resume_files(exp_dir, spec.early_stopping.name)
+    return Prepared(spec, spec_dict, restore, instance, uri, study_url, warm)
+
+
+def prepare_search(
+    spec: SweepSpec,
+    study_url: str,
+    restore: bool,
+    resume: bool,
+    warm_start: list[str] | None,
+    optuna_storage: str | None,
+) -> list:
+    """The Optuna study of a search: checked where a resume expects it, an old one of the
+    name set aside for a new sweep; returns the warm-start trials."""
     if restore:  # the study must be where the sweep left it (checked before it is opened)
         check_study(study_url, spec.name)
     study_names(study_url, "--optuna-storage" if optuna_storage else "the Optuna study file")
     if resume and warm_start:
         raise ConfigError("--warm-start starts a new sweep; a resumed sweep keeps its study")
     warm = warm_start_trials(spec, study_url, warm_start) if warm_start else []
-    check_experiment(uri, spec.name)  # one deleted in the UI: said now, not after Ray
-    if restore:
-        sweep_state.check_resume_files(exp_dir, spec.early_stopping.name)
-    else:
+    if not restore:
         replace_old_study(study_url, spec.name)
     restore_study_at(study_url if restore else None)  # where the study is now
-    return Prepared(spec, spec_dict, restore, instance, uri, study_url, warm)
+    return warm
 
 
 def start_tracking(
-    run: Prepared, exp_dir: Path, space_file: Path, datasets: list[dict], resume: bool
+    run: Prepared, exp_dir: Path, space_file: Path, datasets: dict, resume: bool
 ) -> tuple[SweepTracker, sweep_state.EndedTrials]:
     """The sweep's parent run (a resume's, reopened) and the record of ended trials; on a
     resume, the runs the killed driver left open are closed and those of trials Tune never
@@ -323,7 +385,7 @@ def start_tracking(
         run.spec_dict,
         space_file,
         str(exp_dir),
-        datasets,
+        [d for ids in datasets.values() for d in ids],
         f"Sweep {spec.name} ({space_file.name}): running, up to {spec.budget.num_samples} trials",
     )
     ended = sweep_state.EndedTrials(exp_dir)
@@ -345,10 +407,16 @@ def start_tracking(
 
 
 def make_trainable(
-    spec: SweepSpec, base: dict, data: FERData, tracker: SweepTracker, datasets, exp_dir: Path
+    spec: SweepSpec,
+    base: dict,
+    data: dict,
+    tracker: SweepTracker,
+    datasets,
+    exp_dir: Path,
+    eval_data: dict | None = None,
 ):
-    """`run_trial` with what every trial shares (the config, the data through Ray's object
-    store, the tracking context) and the resources one trial asks for."""
+    """`run_trial` with what every trial shares (the config, the data per label mode through
+    Ray's object store, the tracking context) and the resources one trial asks for."""
     system = spec.tracking
     return tune.with_resources(
         tune.with_parameters(
@@ -356,10 +424,14 @@ def make_trainable(
             base=base,
             data=data,
             launch_dir=str(Path.cwd()),
+            eval_data=eval_data,
             tracking={
                 **tracker.context(),
                 "record_dir": str(exp_dir / METRIC_RECORDS),
-                "dataset": datasets[0],  # each trial adds its SR stage
+                # per label mode: the data before SR (each trial adds its SR stage)
+                "dataset": {mode: ids[0] for mode, ids in datasets.items()},
+                # a study: each run is tested once, its cell tagged; extra evaluation sets
+                "study": spec.study.model_dump() if spec.is_study else None,
                 # seconds between MLflow system-metrics samples; None: none recorded
                 "system_metrics_interval_s": (
                     system.system_metrics_interval_s if system.system_metrics else None
@@ -382,6 +454,7 @@ def summarize(
         names = {tid: r.data.tags.get("mlflow.runName", tid) for tid, r in runs.items()}
         ranked, importance = write_report(results, spec, run_ids, Path(tmp), names)
         best = ranked[0] if ranked else None
+        table = study_results(spec, tracker, Path(tmp)) if spec.is_study else None
         metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
         if best:
             metrics[f"best_{spec.metric}"] = best[spec.metric]
@@ -398,4 +471,15 @@ def summarize(
         "importance": importance,
         "wall_s": wall,
         "results": results,  # Ray's ResultGrid, for callers that want every trial
+        **(table or {}),
     }
+
+
+def study_results(spec: SweepSpec, tracker: SweepTracker, out: Path) -> dict:
+    """A study's table (sweep.study) from its runs in MLflow, written into `out` (the
+    parent run's report) and returned as {"study_table": markdown, "study_cells": cells}."""
+    parent = tracker.client.get_run(tracker.parent_id)
+    _, cells = study_table(tracker.client, parent, spec)
+    tables = render(spec, cells)
+    write_tables(out, tables)
+    return {"study_table": tables["md"], "study_cells": cells}

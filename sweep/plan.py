@@ -97,9 +97,23 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
         f"resources: {r.cpu} CPU + {r.gpu} GPU per trial -> {n_max * r.cpu} CPU + "
         f"{n_max * r.gpu} GPU at full concurrency"
     )
-    samples = sample_configs(spec, max(n, 12))
+    if spec.is_study:  # every cell is run: every cell's model is checked
+        study, samples = spec.study, spec.cells()
+        print(
+            f"study: {len(samples)} cells x {len(study.seeds)} seeds {study.seeds} = "
+            f"{spec.budget.num_samples} runs, each tested once; table rows {study.rows}, "
+            f"baseline {study.baseline or 'none'}"
+            + (
+                f", extra evaluation sets {[e.name for e in study.eval_sets]}"
+                if study.eval_sets
+                else ""
+            )
+        )
+        label = "cell"
+    else:
+        samples, label = sample_configs(spec, max(n, 12)), "sample"
     for i, cfg in enumerate(samples[:n], start=1):
-        print(f"sample {i}: {json.dumps(cfg, sort_keys=True)}")
-    print(f"models of {len(samples)} samples, each built and run on a dummy batch:")
+        print(f"{label} {i}: {json.dumps(cfg, sort_keys=True)}")
+    print(f"models of {len(samples)} {label}s, each built and run on a dummy batch:")
     for line in check_models(spec, samples):
         print(line)

@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 from ray.tune.result import TRAINING_ITERATION
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from nrfer.config import ConfigError
@@ -270,9 +270,58 @@ def start_study(storage_url: str, spec: SweepSpec, warm_start: list) -> None:
     log.info("warm start: %d earlier trials added to the study", len(warm_start))
 
 
+class GridSearch(Searcher):
+    """A study's searcher: hands out `runs` (each a cell's values plus train.seed) in order,
+    each once, then says FINISHED. Its state (how far it got, which trial has which run) is
+    saved with Tune's experiment state, so a resumed study neither repeats nor skips a run:
+    Tune continues the unfinished trials from their checkpoints and asks for the rest."""
+
+    def __init__(self, runs: list[dict], metric: str, mode: str) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.runs = [dict(r) for r in runs]
+        self.next = 0
+        self.assigned: dict[str, int] = {}  # trial id -> index in runs
+
+    def suggest(self, trial_id: str) -> dict | None:
+        if trial_id in self.assigned:
+            return dict(self.runs[self.assigned[trial_id]])
+        if self.next >= len(self.runs):
+            return Searcher.FINISHED
+        self.assigned[trial_id] = self.next
+        self.next += 1
+        return dict(self.runs[self.next - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        pass  # nothing is learned: every run is decided up front
+
+    def get_state(self) -> dict:
+        return {"runs": self.runs, "next": self.next, "assigned": dict(self.assigned)}
+
+    def set_state(self, state: dict) -> None:
+        if state["runs"] != self.runs:
+            raise ConfigError(
+                "--resume: the study's saved grid differs from its space file's; resume with "
+                "the file it was started with"
+            )
+        self.next, self.assigned = int(state["next"]), dict(state["assigned"])
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
+
+
 def build_searcher(
     spec: SweepSpec, storage_url: str | None = None, warm_start: list | None = None
 ) -> ConcurrencyLimiter:
+    if spec.is_study:
+        return ConcurrencyLimiter(
+            GridSearch(spec.grid(), spec.metric, spec.mode),
+            max_concurrent=spec.budget.max_concurrent,
+        )
     if warm_start:
         if not storage_url:
             raise ValueError("a warm start needs the study's storage")

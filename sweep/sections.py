@@ -14,7 +14,7 @@ from nrfer.registry import suggest
 from sweep.params import SpaceError, shown
 
 METRICS = ("val_acc", "val_macro_f1", "val_loss")
-SEARCHERS = ("tpe", "random")
+SEARCHERS = ("tpe", "random", "grid")  # grid: every cell of the choices (a study)
 EARLY_STOPPING_KEYS = {
     "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
     "fifo": ("name", "max_epochs"),
@@ -139,6 +139,45 @@ class Tracking(_Section):
     system_metrics_interval_s: _number_at_least(1) = 10  # seconds between samples
 
 
+def _seeds(v: Any) -> list[int]:
+    """study.seeds: a count N (seeds 0..N-1) or the list of seeds."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not 1 <= v <= 100:
+            raise ValueError(f"expected a count of 1..100 seeds or a list of seeds, got {v}")
+        return list(range(v))
+    if isinstance(v, list) and v:
+        for s in v:
+            if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
+                raise ValueError(f"a seed must be an integer in 0..{MAX_SEED}, got {shown(s)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a seed is listed twice in {shown(v)}")
+        return list(v)
+    raise ValueError(f"expected a count of seeds or a non-empty list of seeds, got {shown(v)}")
+
+
+class EvalSet(_Section):
+    """An extra evaluation set of a study: each run's best weights evaluated on its `split`
+    (a column of the table)."""
+
+    name: _model_name("column name")
+    dataset: _model_name("dataset name")
+    root: str | None = None
+    split: _one_of(("train", "val", "test")) = "test"
+    tta: _one_of(("none", "flip")) = "none"
+    settings: dict = {}  # other data.* keys (image_size, image_folder, ...)
+
+
+class Study(_Section):
+    """`searcher: grid` as an experiment: every cell of the searched choices (`when:`
+    honoured) x `seeds`, each run to its full epochs, epoch chosen on val, test once; the
+    table's rows are the `rows` parameter and each cell is compared with its `baseline`."""
+
+    seeds: Annotated[list[int], PlainValidator(_seeds)] = [0, 1, 2]
+    rows: str | None = None  # a searched key (default: the first)
+    baseline: dict | None = None  # searched key -> value: the cell each other is compared to
+    eval_sets: list[EvalSet] = []
+
+
 SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")
 
 
@@ -170,6 +209,7 @@ class SpaceFile(_Section):
     budget: Budget = Budget()
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
+    study: Study | None = None
     registered_model: _model_name("model name") | None = None
 
     @model_validator(mode="before")
@@ -178,6 +218,7 @@ class SpaceFile(_Section):
         if not isinstance(raw, dict):
             return raw
         raw = {k: v for k, v in raw.items() if v is not None or k in ("name", "registered_model")}
+        raw = _study_defaults(raw)
         for key, what in (
             ("data", "a mapping of data settings"),
             ("fixed", "a mapping of trial-config sections"),
@@ -216,6 +257,25 @@ class SpaceFile(_Section):
         if self.mode is None:
             self.mode = "min" if self.metric == "val_loss" else "max"
         return self
+
+
+def _study_defaults(raw: dict) -> dict:
+    """A `study:` section means a grid (a grid without one runs each cell with seeds 0..2),
+    and no early stopping unless the file asks for it: every run goes to its full epochs."""
+    if "study" not in raw and raw.get("searcher") != "grid":
+        return raw
+    raw = dict(raw)
+    if raw.setdefault("searcher", "grid") != "grid":
+        raise ValueError(
+            f"searcher: a study runs every cell (searcher: grid), got {shown(raw['searcher'])}"
+        )
+    raw.setdefault("study", {})
+    stop = raw.get("early_stopping")
+    if stop is None:
+        raw["early_stopping"] = {"name": "fifo"}
+    elif isinstance(stop, dict) and "name" not in stop:
+        raw["early_stopping"] = {"name": "fifo", **stop}
+    return raw
 
 
 def _clashes(a: dict, b: dict, prefix: str) -> list[tuple[str, Any, Any]]:

@@ -27,11 +27,15 @@ from nrfer.config import (
     set_by_path,
 )
 from nrfer.models.backbone import check_backbone_name
+from nrfer.registry import suggest
 from sweep.params import Param, SpaceError, _err, parse_param, shown
 from sweep.sections import SpaceFile, read_sections
 
 SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
-SEARCHABLE_DATA = ("data.sr.method", "data.sr.scale", "data.sr.weights")
+# data keys a trial may vary: each distinct dataset (label mode) is read once, each SR cache
+# built once, by the driver before trials start
+SEARCHABLE_DATA = ("data.label_mode", "data.sr.method", "data.sr.scale", "data.sr.weights")
+SEED_KEY = "train.seed"
 
 
 class SweepSpec(SpaceFile):
@@ -62,18 +66,68 @@ class SweepSpec(SpaceFile):
     def trial_config(self, params: dict[str, Any]) -> TrialConfig:
         return apply_params(self.base_config(), params, self.source)
 
-    def sr_settings(self, base: dict | None = None) -> list:
+    def sr_settings(self, base: dict | None = None, label_mode: str | None = None) -> list:
         """Every distinct SR stage a trial may ask for (method none left out): the product
-        of the data.sr.* choices over the shared config."""
-        searched = [p for p in self.params if p.key in SEARCHABLE_DATA]
+        of the data.sr.* choices over the shared config (of one label mode when given)."""
+        searched = [p for p in self.params if p.key in SEARCHABLE_DATA[1:]]
         base = self.base_config() if base is None else base
+        fixed = {} if label_mode is None else {"data.label_mode": label_mode}
         found = {}
         for combo in itertools.product(*(p.args for p in searched)):
             chosen = dict(zip([p.key for p in searched], combo, strict=True))
-            sr = apply_params(base, chosen, self.source).data.sr
+            sr = apply_params(base, {**fixed, **chosen}, self.source).data.sr
             if sr.method != "none":
                 found[(sr.method, sr.scale, sr.weights)] = sr
         return list(found.values())
+
+    def label_modes(self) -> list[str]:
+        """The label modes trials train with: data.label_mode's choices, else the one set."""
+        for p in self.params:
+            if p.key == "data.label_mode":
+                return list(p.args)
+        return [self.trial_config({}).data.label_mode]
+
+    @property
+    def is_study(self) -> bool:
+        return self.searcher == "grid"
+
+    def cells(self) -> list[dict[str, Any]]:
+        """A study's cells: every combination of the searched choices, in file order, a
+        parameter taking part only where its `when:` holds (resizer.n only with the
+        resizer on)."""
+        out: list[dict[str, Any]] = [{}]
+        for p in self.params:
+            out = [
+                {**cell, p.key: v} if p.active(cell) else cell
+                for cell in out
+                for v in (p.args if p.active(cell) else [None])
+            ]
+        return out
+
+    def grid(self) -> list[dict[str, Any]]:
+        """What a study runs: each cell once per seed (all cells of the first seed first, so
+        a half-run study already has every cell), `train.seed` set."""
+        return [{**cell, SEED_KEY: s} for s in self.study.seeds for cell in self.cells()]
+
+    def baseline_of(self, cell: dict[str, Any]) -> dict[str, Any] | None:
+        """The cell `cell` is compared with: itself with the baseline's values (its
+        dependants following: inactive keys dropped), None when it is a baseline itself."""
+        base = self.study.baseline if self.study else None
+        if not base:
+            return None
+        wanted = {**cell, **base}
+        out: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(out):
+                if p.key not in wanted:
+                    raise _err(
+                        self.source,
+                        f"study.baseline.{p.key}",
+                        f"needed by the baseline of cell {cell_label(cell)} (its condition "
+                        "holds there); give its value in study.baseline",
+                    )
+                out[p.key] = wanted[p.key]
+        return None if out == cell else out
 
     def sampler(self):
         """The Optuna sampler of `searcher` (tpe | random), seeded: sweeps and --dry-run
@@ -97,6 +151,8 @@ class SweepSpec(SpaceFile):
         """The spec as plain data, every default filled in: what the sweep's state file keeps
         (a resume compares it) and the parent run logs."""
         out = self.model_dump()
+        if out["study"] is None:  # a sweep's state reads as it did before studies
+            del out["study"]
         out["early_stopping"] = self.early_stopping.model_dump(exclude_none=True)
         out["search"] = {
             p.key: {p.kind: p.args, **({"when": p.when} if p.when else {})} for p in self.params
@@ -189,8 +245,63 @@ def parse_space(raw: Any, source: str = "space") -> SweepSpec:
             check_backbone_name(name)
         except ValueError as e:
             raise _err(source, where, str(e)) from None
+    if spec.is_study:
+        check_study(spec)
     _warn_rung_in_warmup(spec)
     return spec
+
+
+def cell_label(cell: dict[str, Any]) -> str:
+    """A cell as a short label: its values, keys shortened to their last part."""
+    return ", ".join(f"{k.rsplit('.', 1)[-1]}={shown(v, 40)}" for k, v in cell.items()) or "(one)"
+
+
+def check_study(spec: SweepSpec) -> None:
+    """A study's grid: choices only, its seeds from study.seeds, rows and baseline naming
+    searched keys and listed values; the budget becomes every cell once per seed."""
+    source, keys = spec.source, [p.key for p in spec.params]
+    for p in spec.params:
+        if p.kind != "choice":
+            raise _err(
+                source,
+                f"search.{p.key}",
+                f"a grid (study) runs listed values only: give {{choice: [...]}}, got {p.kind}",
+            )
+        if p.key == SEED_KEY:
+            raise _err(source, f"search.{SEED_KEY}", "a study's seeds are study.seeds")
+    if not keys:
+        raise _err(source, "search", "a study needs at least one parameter to compare")
+    study = spec.study
+    if study.rows is None:
+        study.rows = keys[0]
+    elif study.rows not in keys:
+        raise _err(
+            source, "study.rows", f"{study.rows!r} is not searched; {suggest(study.rows, keys)}"
+        )
+    for key, value in (study.baseline or {}).items():
+        if key not in keys:
+            raise _err(source, f"study.baseline.{key}", f"not searched; {suggest(key, keys)}")
+        choices = next(p.args for p in spec.params if p.key == key)
+        if value not in choices:
+            raise _err(source, f"study.baseline.{key}", f"{shown(value)} is not one of {choices}")
+    for cell in spec.cells():
+        spec.baseline_of(cell)  # a baseline every cell can be compared with
+    for ev in study.eval_sets:
+        try:
+            make_config({"data": {"dataset": ev.dataset, "root": ev.root, **ev.settings}}, source)
+        except ConfigError as e:
+            raise _err(source, f"study.eval_sets.{ev.name}", str(e)) from None
+    if len({ev.name for ev in study.eval_sets}) != len(study.eval_sets):
+        raise _err(source, "study.eval_sets", "two sets share a name")
+    runs = len(spec.grid())
+    if "num_samples" in spec.budget.model_fields_set and spec.budget.num_samples != runs:
+        raise _err(
+            source,
+            "budget.num_samples",
+            f"a study runs every cell once per seed ({len(spec.cells())} cells x "
+            f"{len(study.seeds)} seeds = {runs}); leave it out",
+        )
+    spec.budget.num_samples = runs
 
 
 def check_conditions(source: str, params: list[Param]) -> None:

@@ -35,3 +35,24 @@ def tiny_space(
         "budget": budget,
         "resources": {"cpu": 1},
     }
+
+
+def write_rafdb(root, n_per_class: int = 3):
+    """RAF-DB's released layout: EmoLabel/list_patition_label.txt + Image/aligned/*.jpg."""
+    import numpy as np
+    from PIL import Image
+
+    (root / "EmoLabel").mkdir(parents=True)
+    (root / "Image" / "aligned").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    lines = []
+    for split in ("train", "test"):
+        for label in range(1, 8):  # RAF-DB's 1..7
+            for i in range(n_per_class):
+                name = f"{split}_{label}{i:04d}.jpg"
+                face = rng.integers(0, 256, (100, 100, 3), dtype=np.uint8)
+                aligned = root / "Image" / "aligned" / name.replace(".jpg", "_aligned.jpg")
+                Image.fromarray(face).save(aligned)
+                lines.append(f"{name} {label}")
+    (root / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
+    return root

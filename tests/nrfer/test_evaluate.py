@@ -1,0 +1,110 @@
+"""nrfer.evaluate: the same numbers as training's test, cross-dataset class mapping by name,
+flip TTA, and what it writes."""
+
+import json
+
+import numpy as np
+import pytest
+
+from helpers import write_rafdb
+from nrfer.config import make_config
+from nrfer.data import EMOTIONS
+from nrfer.data.rafdb_affectnet import CLASSES_7
+from nrfer.evaluate import main, map_classes, scores
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_config_dict):
+    """A FER+ (synthetic) model trained 2 epochs, its result.json with the test it took."""
+    from nrfer.train import fit
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    raw = {**tiny_config_dict, "train": {**tiny_config_dict["train"], "epochs": 2}}
+    result = fit(make_config(raw), out_dir=out)
+    return out, result
+
+
+def run_json(capsys, *args) -> dict:
+    assert main([*args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_accuracy_equals_the_training_runs_own_test(trained, capsys, tmp_path):
+    out, result = trained
+    report = run_json(capsys, "--model", str(out), "--out", str(tmp_path / "ev"))
+    assert report["acc"] == result["test_acc"]
+    assert report["macro_f1"] == result["test_macro_f1"]
+    assert report["mean_class_acc"] == result["test_mean_class_acc"]
+    assert report["confusion"] == result["test_confusion"]
+    # the same per-image predictions as the run kept
+    ours = np.load(tmp_path / "ev" / "predictions.npz")
+    kept = np.load(result["test_predictions"])
+    assert report["n"] == len(kept["labels"]) > 100
+    assert (ours["probs"].argmax(1) == kept["probs"].argmax(1)).all()
+    assert (ours["labels"] == kept["labels"]).all()
+    # confusion numbers and per-class recall agree with the predictions written
+    rows = (tmp_path / "ev" / "confusion.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + len(EMOTIONS)
+    assert sum(int(v) for r in rows[1:] for v in r.split(",")[1:]) == report["n"]
+    assert (tmp_path / "ev" / "confusion.png").stat().st_size > 1000
+    lines = (tmp_path / "ev" / "predictions.csv").read_text().strip().splitlines()
+    assert len(lines) == report["n"] + 1
+    again = scores(ours["probs"].astype(np.float32), ours["labels"].astype(np.int64), EMOTIONS)
+    assert again["acc"] == pytest.approx(report["acc"])
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["acc"] == report["acc"]
+
+
+def test_flip_tta_averages_face_and_mirror(trained, capsys, tmp_path):
+    """With flip TTA a face and its mirror get the same probabilities (the mean of both)."""
+    from nrfer.checkpoint import load_checkpoint
+    from nrfer.data.types import FERSplit
+    from nrfer.evaluate import evaluate_state
+
+    out, _ = trained
+    state = load_checkpoint(out / "checkpoint" / "best.pt")
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (6, 1, 48, 48), dtype=np.uint8)
+    labels = np.arange(6) % 8
+
+    def probs(images, tta):
+        split = FERSplit(images, labels, np.eye(8, dtype=np.float32)[labels])
+        return evaluate_state(state, split, EMOTIONS, tta=tta)[1]
+
+    flip, mirrored = probs(faces, "flip"), probs(faces[..., ::-1].copy(), "flip")
+    np.testing.assert_allclose(flip, mirrored, atol=1e-5)
+    plain, plain_mirror = probs(faces, "none"), probs(faces[..., ::-1].copy(), "none")
+    np.testing.assert_allclose(flip, (plain + plain_mirror) / 2, atol=1e-5)
+    assert not np.allclose(plain, plain_mirror, atol=1e-4)  # so the test can fail
+    np.testing.assert_allclose(flip.sum(1), 1, atol=1e-5)
+
+
+def test_a_ferplus_model_evaluates_on_rafdb_with_its_7_classes(trained, capsys, tmp_path):
+    out, _ = trained
+    root = write_rafdb(tmp_path / "RAF-DB")
+    report = run_json(
+        capsys, "--model", str(out), "--dataset", "rafdb", "--root", str(root), "--tta", "flip"
+    )
+    assert report["class_names"] == list(CLASSES_7) and len(report["class_names"]) == 7
+    assert report["dropped_model_classes"] == ["contempt"]
+    assert report["n"] == 21 and len(report["confusion"]) == 7
+    assert set(report["per_class_recall"]) == set(CLASSES_7)
+    assert main(["--model", str(out), "--dataset", "rafdb", "--root", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert "model class contempt has no rafdb class: its logit is dropped" in text
+
+
+def test_classes_map_by_name_and_an_unlearned_class_is_an_error():
+    m = map_classes(["Happy", "neutral", "Sad"], ["neutral", "happiness", "sadness"])
+    assert m.columns == (1, 0, 2) and m.dropped == ()
+    m = map_classes(EMOTIONS, CLASSES_7)
+    assert m.dropped == ("contempt",) and len(m.columns) == 7 and not m.identity
+    assert map_classes(EMOTIONS, EMOTIONS).identity
+    with pytest.raises(ValueError, match="'contempt', which the model never learned"):
+        map_classes(CLASSES_7, EMOTIONS, "dataset ferplus")
+
+
+def test_bad_model_and_uri_name_what_to_do(capsys, tmp_path):
+    assert main(["--model", "models:/nrfer@champion"]) == 2
+    assert "python -m sweep.evaluate" in capsys.readouterr().err
+    assert main(["--model", str(tmp_path / "missing.pt")]) == 2
+    assert "missing.pt" in capsys.readouterr().err

@@ -1,0 +1,398 @@
+"""Studies: the grid (every valid cell once per seed), the table from MLflow (means, stds,
+failed cells, McNemar on the stored predictions), a real study end to end with an extra
+evaluation set, and a killed study resumed without rerunning finished runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from helpers import REPO, TINY_VIT, write_rafdb
+from sweep.significance import mcnemar_exact, mean_std, welch_interval
+from sweep.space import SpaceError, parse_space
+
+GRID = {
+    "model.backbone": {"choice": ["vit_tiny_patch16_224", "vit_small_patch16_224"]},
+    "model.resizer.enabled": {"choice": [False, True]},
+    "model.resizer.n": {"choice": [4, 8], "when": {"model.resizer.enabled": True}},
+    "loss.name": {"choice": ["ce", "ls", "pdls", "fpdls"]},
+    "loss.alpha": {"choice": [0.7, 0.9], "when": {"loss.name": ["pdls", "fpdls"]}},
+}
+
+
+def study_space(search=GRID, study=None, **extra) -> dict:
+    return {
+        "name": "study",
+        "fixed": {"model": {"backbone_args": dict(TINY_VIT)}},
+        "search": search,
+        "study": {"seeds": 3, "baseline": {"model.resizer.enabled": False}, **(study or {})},
+        **extra,
+    }
+
+
+def test_the_grid_is_every_valid_cell_once_per_seed():
+    spec = parse_space(study_space(), "grid.yaml")
+    cells = spec.cells()
+    # backbone 2 x resizer (off | on with n 4, 8) 3 x loss (ce, ls | pdls, fpdls x alpha 2) 6
+    assert len(cells) == 2 * 3 * 6 == 36
+    assert len({json.dumps(c, sort_keys=True) for c in cells}) == 36
+    for c in cells:  # conditions honoured: a key only where its when: holds
+        assert ("model.resizer.n" in c) == c["model.resizer.enabled"]
+        assert ("loss.alpha" in c) == (c["loss.name"] in ("pdls", "fpdls"))
+    grid = spec.grid()
+    assert len(grid) == 36 * 3 == spec.budget.num_samples
+    assert [r["train.seed"] for r in grid] == [0] * 36 + [1] * 36 + [2] * 36
+    assert [{k: v for k, v in r.items() if k != "train.seed"} for r in grid[36:72]] == cells
+    assert spec.early_stopping.name == "fifo" and spec.searcher == "grid"
+    assert spec.study.rows == "model.backbone"
+    # each cell's baseline: the resizer off, every other axis the same
+    base = spec.baseline_of(
+        {**cells[0], "model.resizer.enabled": True, "model.resizer.n": 8, "loss.name": "ce"}
+    )
+    assert base == {
+        "model.backbone": "vit_tiny_patch16_224",
+        "model.resizer.enabled": False,
+        "loss.name": "ce",
+    }
+    assert spec.baseline_of(base) is None
+    again = parse_space(spec.to_dict(), "state")  # a resume reads the spec it saved
+    assert again.grid() == grid and again.to_dict() == spec.to_dict()
+    assert parse_space(study_space(study={"seeds": [5, 9]}), "g").grid()[-1]["train.seed"] == 9
+
+
+def test_the_grid_searcher_hands_out_each_run_once_and_resumes(tmp_path):
+    from ray.tune.search import Searcher
+
+    from sweep.search import GridSearch
+
+    runs = parse_space(study_space(), "g").grid()
+    first = GridSearch(runs, "val_acc", "max")
+    got = [first.suggest(f"t{i}") for i in range(50)]
+    first.save(str(tmp_path / "grid.pkl"))
+    second = GridSearch(runs, "val_acc", "max")
+    second.restore(str(tmp_path / "grid.pkl"))
+    assert second.suggest("t3") == got[3]  # a trial Tune asks again keeps its run
+    got += [second.suggest(f"t{i}") for i in range(50, len(runs))]
+    assert got == runs and second.suggest("t999") == Searcher.FINISHED
+    other = GridSearch(runs[:-1], "val_acc", "max")
+    with pytest.raises(ValueError, match="saved grid differs"):
+        other.restore(str(tmp_path / "grid.pkl"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"search": {**GRID, "optim.lr": {"loguniform": [1e-4, 1e-2]}}}, "search.optim.lr: a grid"),
+        ({"search": {**GRID, "train.seed": {"choice": [0, 1]}}}, "study.seeds"),
+        ({"study": {"rows": "loss.nam"}}, "study.rows: 'loss.nam' is not searched"),
+        ({"study": {"baseline": {"model.resizer.enabled": "no"}}}, "is not one of"),
+        ({"study": {"baseline": {"optim.lr": 0.1}}}, "study.baseline.optim.lr: not searched"),
+        (
+            {"study": {"baseline": {"model.resizer.enabled": True}}},
+            "study.baseline.model.resizer.n",
+        ),
+        ({"study": {"seeds": 0}}, "study.seeds"),
+        ({"study": {"seeds": [1, 1]}}, "listed twice"),
+        ({"budget": {"num_samples": 10}}, "36 cells x 3 seeds = 108"),
+        ({"searcher": "tpe"}, "searcher: a study runs every cell"),
+        ({"study": {"eval_sets": [{"name": "x", "dataset": "rafdbb"}]}}, "rafdbb"),
+    ],
+)
+def test_a_bad_study_names_the_key(change, message):
+    raw = study_space()
+    for key, value in change.items():
+        raw[key] = {**raw[key], **value} if key == "study" else value
+    with pytest.raises(SpaceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_space(raw, "bad.yaml")
+
+
+# --- the table from a real MLflow store -----------------------------------------------------
+
+
+def fake_study(tmp_path):
+    """A study's runs written into a real SQLite MLflow store, with hand-set metrics and
+    test predictions: cell resizer-on beats the baseline on 30 faces; one cell failed."""
+    from mlflow.tracking import MlflowClient
+
+    from nrfer.evaluate import save_predictions
+    from sweep.study import CELL_TAG, SEED_TAG
+    from sweep.tracking import INSTANCE, ROLE
+
+    search = {
+        "model.resizer.enabled": {"choice": [False, True]},
+        "loss.name": {"choice": ["ce", "fpdls"]},
+    }
+    spec = parse_space(study_space(search, {"seeds": 2}, name="fake"), "fake.yaml")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    exp = client.create_experiment("fake", artifact_location=str(tmp_path / "artifacts"))
+    parent = client.create_run(exp, tags={INSTANCE: "i1", ROLE: "sweep"})
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 8, 200)
+    values = {}
+    for seed in (0, 1):
+        right = {}
+        for i, cell in enumerate(spec.cells()):
+            tags = {INSTANCE: "i1", ROLE: "trial", CELL_TAG: json.dumps(cell, sort_keys=True)}
+            run = client.create_run(exp, tags={**tags, SEED_TAG: str(seed)}).info.run_id
+            if cell == {"model.resizer.enabled": True, "loss.name": "fpdls"}:
+                client.set_terminated(run, "FAILED")  # crashed: no numbers
+                continue
+            n_right = 100 + 30 * cell["model.resizer.enabled"] + 5 * seed + i
+            pred = labels.copy()
+            pred[n_right:] = (labels[n_right:] + 1) % 8  # right on the first n_right faces
+            right[i] = n_right
+            metrics = {
+                "best_val_acc": 0.5 + 0.01 * i + 0.003 * seed,
+                "test_acc": n_right / 200,
+                "test_macro_f1": 0.4 + 0.01 * seed,
+                "test_mean_class_acc": 0.45 + 0.02 * seed,
+            }
+            for k, v in metrics.items():
+                client.log_metric(run, k, v, step=2)
+                values.setdefault((i, k), []).append(v)
+            probs = np.eye(8, dtype=np.float32)[pred]
+            path = save_predictions(
+                tmp_path / f"p-{run}" / "test.npz", probs, labels, [str(k) for k in range(8)]
+            )
+            client.log_artifact(run, str(path), "predictions")
+            client.set_terminated(run, "FINISHED")
+    return spec, client, client.get_run(parent.info.run_id), values, labels
+
+
+def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_path):
+    from sweep.study import render, study_table
+
+    spec, client, parent, values, labels = fake_study(tmp_path)
+    _, cells = study_table(client, parent, spec)
+    assert [c.cell for c in cells] == spec.cells()
+    for i, c in enumerate(cells[:3]):
+        assert c.n == 2 and c.seeds == [0, 1] and c.status == "ok"
+        for key in ("best_val_acc", "test_acc", "test_macro_f1", "test_mean_class_acc"):
+            assert c.stat(key) == pytest.approx(mean_std(values[(i, key)]))
+    failed = cells[3]
+    assert failed.n == 0 and failed.failed == 2 and failed.shown("test_acc") == "failed"
+    # cell 2 (resizer on, ce) against its baseline cell 0 (resizer off, ce)
+    on = cells[2]
+    assert on.baseline == {"model.resizer.enabled": False, "loss.name": "ce"}
+    assert on.diff == pytest.approx(
+        welch_interval(values[(2, "test_acc")], values[(0, "test_acc")])
+    )
+    # seed s: on is right on 132 + 5s faces, off on 100 + 5s: b = 32, c = 0 per seed
+    assert on.mcnemar["seeds"] == {0: mcnemar_exact(32, 0), 1: mcnemar_exact(32, 0)}
+    assert (on.mcnemar["b"], on.mcnemar["c"]) == (64, 0)
+    assert on.mcnemar["pooled"] == mcnemar_exact(64, 0)
+    assert cells[0].baseline is None and cells[3].mcnemar is None
+    tables = render(spec, cells)
+    md, tex, csv_text = tables["md"], tables["latex"], tables["csv"]
+    assert "| off | ce | 2/2 |" in md and "failed" in md and "2 failed" in md
+    m, s = mean_std(values[(2, "test_acc")])
+    assert f"{100 * m:.2f} ± {100 * s:.2f}" in md
+    d, lo, hi = (100 * x for x in on.diff)
+    assert f"{d:+.2f} (95% CI {lo:+.2f}..{hi:+.2f})" in md
+    assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
+    rows = [r.split(",") for r in csv_text.strip().splitlines()]
+    head = rows[0]
+    on_row = dict(zip(head, rows[3], strict=True))
+    assert float(on_row["test_acc_mean"]) == pytest.approx(m, abs=1e-6)
+    assert float(on_row["mcnemar_p_pooled"]) == pytest.approx(mcnemar_exact(64, 0), rel=1e-5)
+    failed_row = dict(zip(head, rows[4], strict=True))
+    assert failed_row["test_acc_mean"] == "" and failed_row["status"] == "2 failed"
+
+
+# --- real studies ----------------------------------------------------------------------------
+
+
+def tiny_study(synthetic_root, name="study", epochs=2, eval_root=None) -> dict:
+    study = {"seeds": 2, "baseline": {"model.resizer.enabled": False}}
+    if eval_root is not None:
+        study["eval_sets"] = [{"name": "rafdb", "dataset": "rafdb", "root": str(eval_root)}]
+    return {
+        "name": name,
+        "data": {"dataset": "synthetic", "root": str(synthetic_root)},
+        "fixed": {
+            "model": {"backbone": "vit_tiny_patch16_224", "backbone_args": dict(TINY_VIT)},
+            "train": {"batch_size": 64, "device": "cpu", "epochs": epochs},
+        },
+        "search": {
+            "model.resizer.enabled": {"choice": [False, True]},
+            "model.resizer.n": {"choice": [4], "when": {"model.resizer.enabled": True}},
+        },
+        "study": study,
+        "tracking": {"system_metrics": False},
+        "budget": {"max_concurrent": 2},
+        "resources": {"cpu": 1},
+    }
+
+
+def study_runs(client, name):
+    exp = client.get_experiment_by_name(name)
+    runs = client.search_runs([exp.experiment_id])
+    return [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
+
+
+def cell_seed(run) -> tuple[str, str]:
+    return run.data.tags["nrfer.study.cell"], run.data.tags["nrfer.study.seed"]
+
+
+@pytest.mark.slow
+def test_a_real_study_tests_each_run_once_and_tabulates_it(
+    run_tiny_sweep, synthetic_root, tmp_path
+):
+    from mlflow.tracking import MlflowClient
+
+    from nrfer.evaluate import load_predictions
+
+    rafdb = write_rafdb(tmp_path / "RAF-DB", n_per_class=2)
+    summary = run_tiny_sweep(tiny_study(synthetic_root, eval_root=rafdb))
+    assert summary["num_trials"] == 4 and summary["num_errors"] == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = study_runs(client, "study")
+    assert len(runs) == 4
+    assert sorted(cell_seed(r) for r in runs) == sorted(
+        (json.dumps(c, sort_keys=True), str(s))
+        for s in (0, 1)
+        for c in [
+            {"model.resizer.enabled": False},
+            {"model.resizer.enabled": True, "model.resizer.n": 4},
+        ]
+    )
+    for r in runs:
+        assert r.info.status == "FINISHED"
+        assert r.data.params["train.seed"] == r.data.tags["nrfer.study.seed"]
+        # test once, at the epoch chosen on val
+        history = client.get_metric_history(r.info.run_id, "test_acc")
+        assert len(history) == 1
+        best_epoch = max(
+            range(2),
+            key=lambda e: (client.get_metric_history(r.info.run_id, "val_acc")[e].value, -e),
+        )
+        assert history[0].step == best_epoch
+        assert 0 <= r.data.metrics["eval_rafdb_acc"] <= 1
+        files = {a.path for a in client.list_artifacts(r.info.run_id, "predictions")}
+        assert files == {"predictions/test.npz", "predictions/rafdb.npz"}
+        pred = load_predictions(
+            client.download_artifacts(r.info.run_id, "predictions/test.npz", str(tmp_path))
+        )
+        acc = float((pred["probs"].argmax(1) == pred["labels"]).mean())
+        assert acc == pytest.approx(r.data.metrics["test_acc"])
+        rafdb_pred = load_predictions(
+            client.download_artifacts(r.info.run_id, "predictions/rafdb.npz", str(tmp_path))
+        )
+        assert rafdb_pred["probs"].shape == (14, 7)
+    # the table: each cell's mean +- std is its runs' metrics
+    cells = summary["study_cells"]
+    for c in cells:
+        mine = [r for r in runs if json.loads(r.data.tags["nrfer.study.cell"]) == c.cell]
+        assert c.n == 2
+        by_seed = sorted(mine, key=lambda r: r.data.tags["nrfer.study.seed"])
+        for key in ("best_val_acc", "test_acc", "test_macro_f1", "test_mean_class_acc"):
+            want = [r.data.metrics[key] for r in by_seed]
+            assert c.values[key] == want and c.stat(key) == pytest.approx(mean_std(want))
+    on = cells[1]
+    assert on.mcnemar is not None and set(on.mcnemar["seeds"]) == {0, 1}
+    assert "rafdb" in summary["study_table"]
+    parent = next(
+        r
+        for r in client.search_runs([client.get_experiment_by_name("study").experiment_id])
+        if r.data.tags.get("nrfer.role") == "sweep"
+    )
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/study_table.md", "report/study_table.tex", "report/study_table.csv"} <= report
+    # the on-demand command prints the same table
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sweep.study",
+            "table",
+            "--sweep",
+            "study",
+            "--tracking-uri",
+            f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "--format",
+            "csv",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.strip().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("model.resizer.enabled,model.resizer.n,n_seeds")
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_without_rerunning_finished_runs(synthetic_root, tmp_path):
+    """SIGKILL the driver (and its Ray) once Tune has saved two finished runs; --resume runs
+    the rest: every cell x seed exactly once, the finished runs untouched."""
+    from mlflow.tracking import MlflowClient
+
+    space = tmp_path / "study.yaml"
+    raw = tiny_study(synthetic_root, epochs=3)
+    raw["budget"] = {"max_concurrent": 1}
+    space.write_text(yaml.safe_dump(raw))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp_dir = tmp_path / "storage" / "study"
+
+    def launch(*extra, log="log0.txt"):
+        cmd = [
+            sys.executable,
+            "launch.py",
+            "--space",
+            str(space),
+            "--storage",
+            str(tmp_path / "storage"),
+            "--tracking-uri",
+            uri,
+            *extra,
+        ]
+        return subprocess.Popen(
+            cmd,
+            cwd=REPO,
+            stdout=open(tmp_path / log, "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def tune_status() -> list[str]:
+        files = sorted(exp_dir.glob("experiment_state-*.json"))
+        try:
+            data = json.loads(files[-1].read_text()) if files else {"trial_data": []}
+        except (OSError, json.JSONDecodeError):
+            return []
+        return [json.loads(t)["status"] for t, _ in data["trial_data"]]
+
+    proc = launch()
+    deadline = time.time() + 300
+    while tune_status().count("TERMINATED") < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, (tmp_path / "log0.txt").read_text()[-3000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    client = MlflowClient(uri)
+    before = {
+        r.info.run_id: (cell_seed(r), r.info.end_time)
+        for r in study_runs(client, "study")
+        if r.info.status == "FINISHED"
+    }
+    assert len(before) >= 2
+    resumed = launch("--resume", log="log1.txt")
+    assert resumed.wait(timeout=400) == 0, (tmp_path / "log1.txt").read_text()[-3000:]
+    runs = study_runs(client, "study")
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    assert len({cell_seed(r) for r in runs}) == 4  # every cell x seed once
+    after = {r.info.run_id: (cell_seed(r), r.info.end_time) for r in runs}
+    for run_id, was in before.items():  # finished runs neither rerun nor touched
+        assert after[run_id] == was
+        history = client.get_metric_history(run_id, "test_acc")
+        assert len(history) == 1
+    text = (tmp_path / "log1.txt").read_text()
+    assert "2/2" in text and "McNemar" in text
