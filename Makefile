@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search load-test clean
+.PHONY: setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search load-test clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,16 @@ demo: setup
 
 sweep: setup
 	$(BIN)/python launch.py --space $(SPACE) $(SWEEP_ARGS)
+
+# The demo study: 2 backbones x resizer on/off x 2 losses x 2 seeds, test once per run, the
+# table with CIs and McNemar vs the resizer-off cells (search_spaces/demo_study.yaml).
+demo-study: setup
+	$(BIN)/python launch.py --space demo_study.yaml $(SWEEP_ARGS)
+
+STUDY ?= demo-study
+FORMAT ?= md
+study-table: setup
+	$(BIN)/python -m sweep.study table --sweep $(STUDY) --format $(FORMAT) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
 
 SEEDS ?= 3
 reproduce-best: setup

@@ -31,7 +31,6 @@ from nrfer.config import TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
 from nrfer.train import fit
 from nrfer.viz import confusion_image
-from sweep.serving import log_and_register
 from sweep.tracking import INSTANCE, ROLE, SWEEP_ID, check_tracking_uri, log_metrics, tracking_uri
 from sweep.tracking.store import move_credentials_to_env
 
@@ -160,10 +159,12 @@ def log_seed_run(client, experiment_id, sweep_id, rep_id, rank, seed, r, n_candi
     ]
     metrics += [
         Metric(k, float(r[k]), 0, 0)
-        for k in ("test_acc", "test_macro_f1", "best_val_acc", "best_epoch")
+        for k in ("test_acc", "test_macro_f1", "test_mean_class_acc", "best_val_acc", "best_epoch")
     ]
     log_metrics(client, run.info.run_id, metrics)
     client.log_artifact(run.info.run_id, r["paths"]["best"], "checkpoint")
+    # the per-image test probabilities (nrfer.evaluate's), as a study's runs keep them
+    client.log_artifact(run.info.run_id, r["test_predictions"], "predictions")
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -395,6 +396,8 @@ def register(
     val_acc = [r["best_val_acc"] for r in winner.results]
     best_seed = int(np.argmax(val_acc))
     result = winner.results[best_seed]
+    from sweep.serving import log_and_register  # mlflow.pyfunc: imported when registering
+
     version = log_and_register(
         Path(result["paths"]["best"]), result["class_names"], name, seed_runs[best_seed]
     )

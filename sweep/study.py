@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sweep.significance import disagreements, mcnemar_exact, mean_std, welch_interval
 
 CELL_TAG, SEED_TAG = "nrfer.study.cell", "nrfer.study.seed"
@@ -157,7 +155,7 @@ def compare(spec, cells: list[Cell], predictions) -> None:
                 mine["probs"].argmax(1), theirs["probs"].argmax(1), mine["labels"]
             )
             per_seed[seed] = mcnemar_exact(b, cc)
-            sign[seed] = "+" if b > cc else "-" if b < cc else "="
+            sign[seed] = "cell" if b > cc else "base" if b < cc else "tie"
             b_all, c_all = b_all + b, c_all + cc
         if per_seed:
             c.mcnemar = {
@@ -165,7 +163,7 @@ def compare(spec, cells: list[Cell], predictions) -> None:
                 "b": b_all,
                 "c": c_all,
                 "seeds": per_seed,
-                "favours": sign,  # per seed: + the cell right more often, - the baseline
+                "favours": sign,  # per seed: who is right on more of the disputed faces
             }
 
 
@@ -182,9 +180,9 @@ def value_text(v: Any) -> str:
 
 
 def significance_text(c: Cell) -> tuple[str, str]:
-    """('+0.60 (95% CI -0.10..+1.30)', 'p=0.04 (seeds 0.1+, 0.21+)') in points ('+' after a
-    seed's p: the cell was right on more of the faces the two disagree on, '-': the
-    baseline was), or '' for a baseline cell or one without the numbers."""
+    """('+0.60 (95% CI -0.10..+1.30)', 'p=0.04 (seeds 0.1 cell, 0.21 cell)') in points
+    (after each seed's p, who was right on more of the faces the two disagree on: the
+    cell, the baseline, or a tie), or '' for a baseline cell or one without the numbers."""
     if c.baseline is None:
         return "baseline", ""
     diff = ""
@@ -196,7 +194,7 @@ def significance_text(c: Cell) -> tuple[str, str]:
     p = ""
     if c.mcnemar:
         signs = c.mcnemar["favours"]
-        seeds = ", ".join(f"{v:.2g}{signs[s]}" for s, v in c.mcnemar["seeds"].items())
+        seeds = ", ".join(f"{v:.2g} {signs[s]}" for s, v in c.mcnemar["seeds"].items())
         p = f"p={c.mcnemar['pooled']:.2g} (seeds {seeds})"
     return diff, p
 
@@ -343,8 +341,6 @@ def run_predictions(client, folder: Path):
     """run id -> its test predictions (None when the run has none), downloaded once."""
     from nrfer.evaluate import load_predictions
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file
-
     def get(run_id: str):
         try:
             path = client.download_artifacts(run_id, PREDICTIONS, str(folder))
@@ -355,15 +351,29 @@ def run_predictions(client, folder: Path):
     return get
 
 
+def sweep_spec(client, run_id: str) -> dict:
+    """The spec a sweep was started with, from its parent run: the JSON copy (file order,
+    which a study's grid follows), else the YAML one of sweeps logged before it existed."""
+    import yaml
+
+    from sweep.tracking.sweep_run import SPEC_JSON
+
+    try:
+        return json.loads(Path(client.download_artifacts(run_id, SPEC_JSON)).read_text())
+    except Exception:  # an older sweep: its keys sorted
+        path = client.download_artifacts(run_id, "space/resolved_spec.yaml")
+        return yaml.safe_load(Path(path).read_text())
+
+
 def study_table(client, parent, spec=None) -> tuple[Any, list[Cell]]:
     """The study of sweep run `parent`: its spec (as it was started) and its cells."""
     from sweep.space import parse_space
     from sweep.tracking import INSTANCE, ROLE
     from sweep.tracking.store import find_runs
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file
     if spec is None:
-        path = client.download_artifacts(parent.info.run_id, "space/resolved_spec.yaml")
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = sweep_spec(client, parent.info.run_id)
         spec = parse_space(raw, f"sweep {parent.data.tags.get('mlflow.runName', '')}")
     if not spec.is_study:
         raise ValueError(

@@ -69,6 +69,9 @@ def package_versions() -> dict[str, str]:
     }
 
 
+SPEC_JSON = "space/resolved_spec.json"
+
+
 class SweepTracker:
     """Driver side: the experiment and the parent run."""
 
@@ -115,6 +118,8 @@ class SweepTracker:
         self.parent_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         self.client.log_artifact(self.parent_id, str(space_file), "space")
         self.client.log_dict(self.parent_id, spec_dict, "space/resolved_spec.yaml")
+        # in file order (the YAML copy's keys are sorted): a study's grid is in this order
+        self.client.log_dict(self.parent_id, spec_dict, SPEC_JSON)
         if datasets:
             self.client.log_inputs(self.parent_id, [dataset_input(d) for d in datasets])
         return self.parent_id

@@ -115,8 +115,12 @@ def test_every_distribution_and_conditionals_compile_to_define_by_run():
         ({**BASE, "fixed": [1]}, "fixed: expected a mapping of trial-config sections"),
         ([1, 2], "top level must be a mapping"),
         (
-            space(**{"data.label_mode": {"choice": ["majority", "probability"]}}),
-            r"search.data.label_mode: the data are read once .* data.sr.method",
+            space(**{"data.val_fraction": {"choice": [0.1, 0.2]}}),
+            r"search.data.val_fraction: the data are read once .* data.label_mode, data.sr.method",
+        ),
+        (
+            space(**{"data.label_mode": {"uniform": [0, 1]}}),
+            r"search.data.label_mode: must be a choice",
         ),
         (
             space(**{"data.sr.scale": {"int": [2, 8]}}),

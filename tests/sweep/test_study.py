@@ -132,6 +132,9 @@ def fake_study(tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.create_experiment("fake", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(exp, tags={INSTANCE: "i1", ROLE: "sweep"})
+    # as the driver logs the spec: a YAML copy (keys sorted) and the JSON one (file order)
+    client.log_dict(parent.info.run_id, spec.to_dict(), "space/resolved_spec.yaml")
+    client.log_dict(parent.info.run_id, spec.to_dict(), "space/resolved_spec.json")
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 8, 200)
     values = {}
@@ -169,8 +172,11 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
     from sweep.study import render, study_table
 
     spec, client, parent, values, labels = fake_study(tmp_path)
-    _, cells = study_table(client, parent, spec)
+    read, cells = study_table(client, parent)  # the spec as the parent run has it
+    assert read.to_dict() == spec.to_dict()
+    # in file order (resizer, then loss), not the YAML copy's sorted order
     assert [c.cell for c in cells] == spec.cells()
+    assert list(cells[0].cell) == ["model.resizer.enabled", "loss.name"]
     for i, c in enumerate(cells[:3]):
         assert c.n == 2 and c.seeds == [0, 1] and c.status == "ok"
         for key in ("best_val_acc", "test_acc", "test_macro_f1", "test_mean_class_acc"):
@@ -396,3 +402,50 @@ def test_a_killed_study_resumes_without_rerunning_finished_runs(synthetic_root, 
         assert len(history) == 1
     text = (tmp_path / "log1.txt").read_text()
     assert "2/2" in text and "McNemar" in text
+
+
+@pytest.mark.slow
+def test_label_mode_is_an_axis_each_dataset_read_once(run_tiny_sweep, synthetic_root, tmp_path):
+    """data.label_mode as a study axis: the driver reads the data once per mode, each run
+    trains on its own mode's labels and logs that dataset."""
+    from mlflow.tracking import MlflowClient
+
+    raw = tiny_study(synthetic_root, name="modes", epochs=1)
+    raw["search"] = {"data.label_mode": {"choice": ["majority", "crossentropy"]}}
+    raw["study"] = {"seeds": 1}
+    summary = run_tiny_sweep(raw)
+    assert summary["num_trials"] == 2 and summary["num_errors"] == 0
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = study_runs(client, "modes")
+    modes = {}
+    for r in runs:
+        (dataset,) = [d.dataset for d in r.inputs.dataset_inputs]
+        modes[r.data.params["data.label_mode"]] = json.loads(dataset.profile)
+        assert "test_acc" in r.data.metrics
+    assert set(modes) == {"majority", "crossentropy"}
+    assert {p["label_mode"] for p in modes.values()} == {"majority", "crossentropy"}
+    parent = next(
+        r
+        for r in client.search_runs([client.get_experiment_by_name("modes").experiment_id])
+        if r.data.tags.get("nrfer.role") == "sweep"
+    )
+    assert len(parent.inputs.dataset_inputs) == 2  # one dataset per label mode
+    assert [c.n for c in summary["study_cells"]] == [1, 1]
+
+
+def test_a_study_refuses_a_warm_start_and_num_samples(tmp_path, synthetic_root, capsys):
+    import launch
+
+    space = tmp_path / "study.yaml"
+    space.write_text(yaml.safe_dump(tiny_study(synthetic_root)))
+    common = ["--space", str(space), "--storage", str(tmp_path / "s")]
+    common += ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    assert launch.main([*common, "--num-samples", "3"]) == 2
+    assert (
+        "is a study, which runs each of its cells once per seed (4 runs)" in capsys.readouterr().err
+    )
+    assert launch.main([*common, "--warm-start", "demo"]) == 2
+    assert "--warm-start: " in capsys.readouterr().err
+    assert not (tmp_path / "s" / "study").exists() or not any(
+        (tmp_path / "s" / "study").glob("experiment_state*")
+    )
