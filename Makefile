@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search load-test clean
+.PHONY: help setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search load-test clean
 
-setup: $(STAMP)
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+setup: $(STAMP)  ## .venv with the project (editable) and its dev extras
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,72 +21,72 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-test: setup
+test: setup  ## the whole suite (the README's test command)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-fast: setup
+test-fast: setup  ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: setup
+lint: setup  ## ruff check + format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-train-demo: setup
-	$(BIN)/python -m nrfer.train --config nrfer/configs/demo.yaml --out runs/train-demo
+train-demo: setup  ## train one demo model (nrfer train)
+	$(BIN)/nrfer train --config nrfer/configs/demo.yaml --out runs/train-demo
 
 SPACE ?= demo.yaml
 SWEEP_ARGS ?=
-demo: setup
-	$(BIN)/python launch.py --space demo.yaml $(SWEEP_ARGS)
+demo: setup  ## the demo sweep: 8 tiny trials on synthetic FER+, ASHA, MLflow in ./mlflow.db
+	$(BIN)/nrfer sweep --space demo $(SWEEP_ARGS)
 
-sweep: setup
-	$(BIN)/python launch.py --space $(SPACE) $(SWEEP_ARGS)
+sweep: setup  ## a sweep of SPACE=... (SWEEP_ARGS=... for more options)
+	$(BIN)/nrfer sweep --space $(SPACE) $(SWEEP_ARGS)
 
 # The demo study: 2 backbones x resizer on/off x 2 losses x 2 seeds, test once per run, the
 # table with CIs and McNemar vs the resizer-off cells (search_spaces/demo_study.yaml).
-demo-study: setup
-	$(BIN)/python launch.py --space demo_study.yaml $(SWEEP_ARGS)
+demo-study: setup  ## the demo study: 8 cells x 2 seeds, test once each, the table
+	$(BIN)/nrfer sweep --space demo_study $(SWEEP_ARGS)
 
 STUDY ?= demo-study
 FORMAT ?= md
-study-table: setup
-	$(BIN)/python -m sweep.study table --sweep $(STUDY) --format $(FORMAT) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
+study-table: setup  ## a study's table (STUDY=..., FORMAT=md|latex|csv)
+	$(BIN)/nrfer study table --sweep $(STUDY) --format $(FORMAT) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
 
 SEEDS ?= 3
-reproduce-best: setup
-	$(BIN)/python -m sweep.best --seeds $(SEEDS) $(if $(TOP),--top $(TOP)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
+reproduce-best: setup  ## retrain the best trial with SEEDS seeds (SWEEP=, TOP=), test once, register
+	$(BIN)/nrfer best --seeds $(SEEDS) $(if $(TOP),--top $(TOP)) $(if $(SWEEP),--sweep $(SWEEP)) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI))
 
 # Benchmarks (not tests): each prints a table and merges its rows into bench/results.json.
-bench: setup
+bench: setup  ## the benchmarks (bench/NOTES.md)
 	$(BIN)/python bench/input_pipeline.py
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/train_step.py --models demo_vit --channels-last
 	$(BIN)/python bench/sweep_bench.py all
 
 # Search strategies on recorded learning curves (bench/search_replay.py; record once, replay).
-bench-search: setup
+bench-search: setup  ## search strategies replayed on recorded curves
 	test -f bench/search_replay_curves.json || $(BIN)/python bench/search_replay.py record
 	$(BIN)/python bench/search_replay.py run
 
 # 50 one-epoch trials, 2 at a time: no run lost, driver memory; vs a new worker per trial.
-load-test: setup
+load-test: setup  ## 50 one-epoch trials: no run lost, driver memory
 	$(BIN)/python bench/load_test.py --compare
 
 # The MLflow UI on loopback only; see the README before exposing it.
 UI_PORT ?= 5000
-ui: setup
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 --port $(UI_PORT)
+ui: setup  ## the MLflow UI on ./mlflow.db (TRACKING_URI=, SWEEP=), opened on the trials
+	$(BIN)/nrfer ui --port $(UI_PORT) $(if $(TRACKING_URI),--tracking-uri $(TRACKING_URI)) $(if $(SWEEP),--sweep $(SWEEP))
 
 # Screenshots of the MLflow UI on the latest sweep (headless chromium: apt-get install chromium).
-ui-shots: setup
-	$(BIN)/python docs/ui_shots.py --tracking-uri sqlite:///mlflow.db $(if $(SWEEP),--sweep $(SWEEP))
+ui-shots: setup  ## screenshots of the MLflow UI (headless chromium)
+	$(BIN)/python docs/ui_shots.py --tracking-uri $(or $(TRACKING_URI),sqlite:///mlflow.db) $(if $(SWEEP),--sweep $(SWEEP))
 
 # The Optuna studies of the sweeps (one per sweep name), on loopback only.
 DASHBOARD_PORT ?= 8080
 OPTUNA_STORAGE ?= sqlite:///optuna.db
-dashboard: setup
+dashboard: setup  ## optuna-dashboard on the sweeps' studies
 	$(BIN)/python -c "import optuna_dashboard" 2>/dev/null || $(BIN)/python -m pip install -q -e '.[dashboard]'
-	$(BIN)/optuna-dashboard $(OPTUNA_STORAGE) --host 127.0.0.1 --port $(DASHBOARD_PORT)
+	$(BIN)/nrfer dashboard --optuna-storage $(OPTUNA_STORAGE) --port $(DASHBOARD_PORT)
 
-clean:
+clean:  ## remove runs/ and pytest's cache
 	rm -rf runs .pytest_cache

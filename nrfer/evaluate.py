@@ -17,7 +17,6 @@ of each face and its mirror. A model in MLflow (models:/NAME@champion) is
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from collections.abc import Iterable
@@ -27,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nrfer.commands import TTA
 from nrfer.engine import autocast
 from nrfer.metrics import confusion_update, summarize
 
-TTA = ("none", "flip")
 # other spellings of our class names in released label files and model cards
 ALIASES = {
     "happy": "happiness",
@@ -289,33 +288,6 @@ def print_report(report: dict) -> None:
         print(f"  outputs in {Path(report['outputs']['metrics']).parent}")
 
 
-def build_parser(
-    model_help: str = "best.pt or a training output folder",
-) -> argparse.ArgumentParser:
-    from nrfer.data import SPLITS
-
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", required=True, help=model_help)
-    parser.add_argument("--dataset", help="a dataset name (default: the model's own data)")
-    parser.add_argument("--root", help="the dataset's folder (data.root)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="a data setting, e.g. --set image_size=48 or --set data.label_mode=majority",
-    )
-    parser.add_argument("--split", default="test", choices=SPLITS)
-    parser.add_argument("--tta", default="none", choices=TTA, help="flip: face + mirror")
-    parser.add_argument("--out", help="folder for metrics, confusion matrix and predictions")
-    parser.add_argument("--json", action="store_true", help="print the report as one JSON")
-    parser.add_argument("--device", default="cpu")
-    return parser
-
-
 def run(args, resolve) -> int:
     from nrfer.cli import one_line
 
@@ -333,10 +305,13 @@ def run(args, resolve) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from nrfer.cli import run_command
+    from nrfer.commands import evaluate_parser
     from nrfer.predict import local_model
 
     return run_command(
-        build_parser(), lambda args: run(args, lambda m: local_model(m, "sweep.evaluate")), argv
+        evaluate_parser(__doc__),
+        lambda args: run(args, lambda m: local_model(m, "sweep.evaluate")),
+        argv,
     )
 
 

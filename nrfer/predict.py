@@ -13,7 +13,6 @@ training input size, or to the pre-SR size and then through the same SR stage). 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -26,7 +25,8 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from nrfer.checkpoint import load_checkpoint, load_into, require
-from nrfer.cli import one_line, positive_int, run_command
+from nrfer.cli import one_line, run_command
+from nrfer.commands import is_model_uri, predict_parser
 from nrfer.config import make_config
 from nrfer.data.types import DataFormatError, image_to_uint8
 from nrfer.device import resolve_device
@@ -53,7 +53,7 @@ def checked_input_shape(shape, source: str) -> tuple[int, int, int]:
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
-BATCH = 64  # images per forward pass in predict_proba and the command line
+BATCH = 64  # images per forward pass in predict_proba (the command's --batch-size default)
 
 
 class Predictor:
@@ -181,11 +181,6 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
-def is_model_uri(model: str) -> bool:
-    """An MLflow model URI (models:/, runs:/, a scheme://) rather than a local path."""
-    return "://" in model or model.startswith(("models:/", "runs:/"))
-
-
 def local_model(model: str, command: str = "sweep.predict") -> Path:
     """`--model` of this command: a local path; an MLflow URI names the command that reads it."""
     if is_model_uri(model):
@@ -196,24 +191,8 @@ def local_model(model: str, command: str = "sweep.predict") -> Path:
     return Path(model)
 
 
-def build_parser(
-    model_help: str = "best.pt or a training output folder",
-) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--model", required=True, help=model_help)
-    parser.add_argument("--json", action="store_true", help="one JSON object per image")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument(
-        "--batch-size", type=positive_int, default=BATCH, help="images per forward pass"
-    )
-    parser.add_argument("images", nargs="+")
-    return parser
-
-
 def main(argv: list[str] | None = None) -> int:
-    return run_command(build_parser(), lambda args: predict_files(args, local_model), argv)
+    return run_command(predict_parser(__doc__), lambda args: predict_files(args, local_model), argv)
 
 
 def predict_files(args, resolve: Callable[[str], Path]) -> int:

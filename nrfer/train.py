@@ -12,7 +12,6 @@ sweep passes one that reports to Ray Tune and MLflow, the CLI one that prints.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
@@ -28,6 +27,7 @@ import torch
 
 from nrfer.checkpoint import load_checkpoint, load_into, require, save_checkpoint
 from nrfer.cli import check_out_dir, run_command
+from nrfer.commands import train_parser
 from nrfer.config import (
     ConfigError,
     TrialConfig,
@@ -464,26 +464,7 @@ def print_epoch(metrics: dict, _paths: RunPaths) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--config", help="trial config YAML (defaults for every key left out)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one key, e.g. --set model.resizer.n=32 (repeatable)",
-    )
-    parser.add_argument("--out", help="output folder (default runs/train-<time>)")
-    parser.add_argument("--resume", help="checkpoint file or folder to continue from")
-    parser.add_argument(
-        "--force-resume",
-        action="store_true",
-        help="continue --resume even if the config differs from the checkpoint's",
-    )
-    return run_command(parser, _train, argv)
+    return run_command(train_parser(__doc__), _train, argv)
 
 
 def _train(args) -> int:
@@ -491,8 +472,17 @@ def _train(args) -> int:
     out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
     check_out_dir(out, "--out")
     t0 = time.perf_counter()
+    print(f"reading {config.data.dataset} data ...", flush=True)
+    data = load_data(config.data)  # SR caches are built (with their own progress line)
+    sizes = ", ".join(f"{len(data.split(s))} {s}" for s in ("train", "val", "test"))
+    print(
+        f"data: {sizes} faces of {data.train.images.shape[1:]} ({time.perf_counter() - t0:.0f} s); "
+        f"training {config.model.backbone} for {config.train.epochs} epochs ...",
+        flush=True,
+    )
     result = fit(
         config,
+        data=data,
         callback=print_epoch,
         resume=args.resume,
         out_dir=out,

@@ -26,6 +26,7 @@ from nrfer.data.identity import identity, sr_identity
 from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
+from sweep.console import Console, quiet
 from sweep.local_ray import init_ray
 from sweep.report import write_report
 from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
@@ -258,6 +259,8 @@ def _run_sweep(
     `resume` finds the sweep finished (nothing is touched)."""
     for k, v in TUNE_ENV.items():  # read by Tune when the Tuner runs
         os.environ.setdefault(k, v)
+    if verbose == 0:
+        quiet()
     exp_dir = storage_dir(storage) / spec.name
     run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
     spec = run.spec
@@ -278,6 +281,10 @@ def _run_sweep(
     # Tuner: the trainable with the shared data, the callback that closes trial runs.
     trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir, eval_data)
     callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric, ended)]
+    if verbose == 0:  # our lines instead of Tune's tables (1: its tables, 2: and logs)
+        callbacks.append(
+            Console(spec.budget.num_samples, spec.metric, spec.mode, spec.max_epochs, len(ended))
+        )
     searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
     tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
 
@@ -463,6 +470,8 @@ def summarize(
         "sweep": spec.name,
         "parent_run_id": parent,
         "tracking_uri": tracker.uri,
+        "experiment_id": tracker.experiment_id,
+        "instance": tracker.instance,
         "num_trials": len(results),
         "num_errors": results.num_errors,
         "unfinished": unfinished,

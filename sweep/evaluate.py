@@ -11,19 +11,21 @@ PATH, or a local best.pt / training folder as nrfer.evaluate takes. The store is
 from __future__ import annotations
 
 from nrfer.cli import run_command
-from nrfer.evaluate import build_parser, run
-from sweep.predict import fetch_model
+from nrfer.commands import evaluate_parser
+
+
+def parser():
+    return evaluate_parser(__doc__, mlflow=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a best.pt")
-    parser.add_argument(
-        "--tracking-uri", help="the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)"
-    )
-    parser.description = __doc__
-    return run_command(
-        parser, lambda args: run(args, lambda m: fetch_model(m, args.tracking_uri)), argv
-    )
+    def body(args) -> int:
+        from nrfer.evaluate import run  # torch: after parsing
+        from sweep.predict import fetch_model
+
+        return run(args, lambda m: fetch_model(m, args.tracking_uri))
+
+    return run_command(parser(), body, argv)
 
 
 if __name__ == "__main__":

@@ -70,6 +70,8 @@ def init_ray(address: str | None = None, verbose: int = 1, **ray_args) -> bool:
         ray.init(
             include_dashboard=False,
             log_to_driver=verbose > 1,
+            # quiet: not Ray's start-up INFO lines nor its token-authentication notice
+            logging_level=logging.ERROR if verbose == 0 else logging.INFO,
             **local_node_args(LOCAL_RAY_IP, private_temp_dir()),
             **ray_args,
         )

@@ -14,9 +14,7 @@ import os
 from pathlib import Path
 
 from nrfer.cli import run_command
-from nrfer.errors import first_line
-from nrfer.predict import build_parser, is_model_uri, predict_files
-from sweep.tracking.store import check_tracking_uri, tracking_uri
+from nrfer.commands import is_model_uri, predict_parser
 
 
 def fetch_model(model: str, uri: str | None = None) -> Path:
@@ -25,9 +23,13 @@ def fetch_model(model: str, uri: str | None = None) -> Path:
         return Path(model)
     import mlflow
 
+    from nrfer.errors import first_line
+    from sweep.tracking.store import check_tracking_uri, tracking_uri
+
     # a server that is away: a few seconds, not MLflow's minutes of silent retries
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store = check_tracking_uri(tracking_uri(uri), "--tracking-uri")
     try:  # the store named here only: MLflow's process-wide URIs stay as they were
         path = mlflow.artifacts.download_artifacts(
@@ -38,15 +40,17 @@ def fetch_model(model: str, uri: str | None = None) -> Path:
         raise ValueError(f"cannot fetch {model} from MLflow: {first_line(e, 300)}") from None
 
 
+def parser():
+    return predict_parser(__doc__, mlflow=True)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("models:/NAME@ALIAS, models:/NAME/VERSION, runs:/..., or a best.pt")
-    parser.add_argument(
-        "--tracking-uri", help="the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)"
-    )
-    parser.description = __doc__
-    return run_command(
-        parser, lambda args: predict_files(args, lambda m: fetch_model(m, args.tracking_uri)), argv
-    )
+    def body(args) -> int:
+        from nrfer.predict import predict_files  # torch: after parsing
+
+        return predict_files(args, lambda m: fetch_model(m, args.tracking_uri))
+
+    return run_command(parser(), body, argv)
 
 
 if __name__ == "__main__":

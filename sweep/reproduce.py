@@ -12,7 +12,6 @@ nested under the sweep's parent run; the best seed (by val) is registered as a m
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ import yaml
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from nrfer.cli import check_out_dir, positive_int, run_command
+from nrfer.cli import check_out_dir, run_command
 from nrfer.config import TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
 from nrfer.train import fit
@@ -110,9 +109,31 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
     return out, spec
 
 
-def train_seed(config: dict, seed: int, data: FERData, out_dir: str) -> dict:
+def train_seed(
+    config: dict, seed: int, data: FERData, out_dir: str, show_epochs: bool = False
+) -> dict:
     raw = {**config, "train": {**config["train"], "seed": seed}}
-    return fit(make_config(raw, f"seed {seed}"), data=data, out_dir=out_dir, evaluate_test=True)
+    epochs = raw["train"].get("epochs", "?")
+
+    def show(m: dict, _paths) -> None:
+        print(
+            f"seed {seed}: epoch {m['epoch'] + 1}/{epochs} val_acc {m['val_acc']:.4f} "
+            f"({m['epoch_time_s']:.0f} s)",
+            flush=True,
+        )
+
+    cfg = make_config(raw, f"seed {seed}")
+    return fit(
+        cfg, data=data, out_dir=out_dir, evaluate_test=True, callback=show if show_epochs else None
+    )
+
+
+def seed_done(seed: int, r: dict) -> None:
+    print(
+        f"seed {seed}: done, val {r['best_val_acc']:.4f} (epoch {r['best_epoch'] + 1}), "
+        f"test {r['test_acc']:.4f}",
+        flush=True,
+    )
 
 
 def run_seeds(
@@ -123,8 +144,13 @@ def run_seeds(
     use_ray = parallel == "yes" or (
         parallel == "auto" and len(seeds) > 1 and (os.cpu_count() or 1) >= 2 * cpus
     )
+    epochs = config["train"].get("epochs", "?")
     if not use_ray:
-        return [train_seed(config, s, data, str(out / f"seed-{s}")) for s in seeds]
+        results = []
+        for s in seeds:
+            results.append(train_seed(config, s, data, str(out / f"seed-{s}"), show_epochs=True))
+            seed_done(s, results[-1])
+        return results
     import ray
 
     from sweep.local_ray import init_ray
@@ -133,7 +159,14 @@ def run_seeds(
     try:
         task = ray.remote(num_cpus=cpus)(train_seed)
         data_ref = ray.put(data)
-        return ray.get([task.remote(config, s, data_ref, str(out / f"seed-{s}")) for s in seeds])
+        print(f"training seeds {seeds} in parallel through Ray, {epochs} epochs each ...")
+        refs = {task.remote(config, s, data_ref, str(out / f"seed-{s}")): s for s in seeds}
+        results, waiting = {}, list(refs)
+        while waiting:  # a line per seed as it finishes
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            results[refs[ready[0]]] = ray.get(ready[0])
+            seed_done(refs[ready[0]], results[refs[ready[0]]])
+        return [results[s] for s in seeds]
     finally:
         if started:
             ray.shutdown()
@@ -412,32 +445,9 @@ def register(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--sweep", help="sweep name (MLflow experiment); default: the most recent sweep"
-    )
-    parser.add_argument("--seeds", type=positive_int, default=3)
-    parser.add_argument(
-        "--top",
-        type=positive_int,
-        default=1,
-        help="retrain the K best trials (by val) with --seeds seeds each; the winner is the best "
-        "mean val accuracy",
-    )
-    parser.add_argument(
-        "--tracking-uri", help="default $MLFLOW_TRACKING_URI or sqlite:///mlflow.db"
-    )
-    parser.add_argument(
-        "--out", default=None, help="output folder (default runs/reproduce-<sweep>)"
-    )
-    parser.add_argument("--parallel", choices=("auto", "yes", "no"), default="auto")
-    parser.add_argument(
-        "--model-name",
-        help="registered model name (default: the space's registered_model, else nrfer-<sweep>)",
-    )
-    return run_command(parser, _reproduce, argv)
+    from sweep.commands import best_parser
+
+    return run_command(best_parser(__doc__), _reproduce, argv)
 
 
 def _reproduce(args) -> int:

@@ -31,7 +31,8 @@ from nrfer.registry import suggest
 from sweep.params import Param, SpaceError, _err, parse_param, shown
 from sweep.sections import SpaceFile, read_sections
 
-SPACES_DIR = Path(__file__).resolve().parents[1] / "search_spaces"
+# the shipped spaces, package data of `sweep` (search_spaces/ in a checkout links here)
+SPACES_DIR = Path(__file__).resolve().parent / "spaces"
 # data keys a trial may vary: each distinct dataset (label mode) is read once, each SR cache
 # built once, by the driver before trials start
 SEARCHABLE_DATA = ("data.label_mode", "data.sr.method", "data.sr.scale", "data.sr.weights")
@@ -170,16 +171,17 @@ def apply_params(base: dict, params: dict[str, Any], source: str = "trial") -> T
 
 
 def resolve_space_path(name: str | Path) -> Path:
-    """A bare name is looked up in search_spaces/; a path is used as it is."""
+    """A path is used as it is; a bare name (`demo` or `demo.yaml`) is one of the shipped
+    spaces (search_spaces/ in a checkout, package data once installed)."""
     path = Path(name)
     if path.is_file():
         return path
-    candidate = SPACES_DIR / path.name
-    if not path.parent.parts and candidate.is_file():
-        return candidate
+    for candidate in (SPACES_DIR / path.name, SPACES_DIR / f"{path.name}.yaml"):
+        if not path.parent.parts and candidate.is_file():
+            return candidate
     known = sorted(p.name for p in SPACES_DIR.glob("*.yaml"))
     raise SpaceError(
-        f"search space {str(name)!r} not found (as a path, or in {SPACES_DIR}: {', '.join(known)})"
+        f"search space {str(name)!r} not found (as a path, or shipped: {', '.join(known)})"
     )
 
 
@@ -378,7 +380,36 @@ def _warn_rung_in_warmup(spec: SweepSpec) -> None:
         )
 
 
-def load_space(name: str | Path) -> SweepSpec:
+def apply_overrides(raw: Any, overrides: list[str], source: str) -> Any:
+    """`--set key=value` on a space file's YAML: dotted keys into its sections
+    (budget.num_samples, fixed.train.epochs); under `search.` the rest is one parameter's key
+    (search.optim.lr={loguniform: [1e-4, 1e-2]})."""
+    if not overrides:
+        return raw
+    if not isinstance(raw, dict):
+        return raw  # parse_space says what is wrong with the file
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise SpaceError(f"--set {item!r}: expected key.path=value")
+        value = parse_yaml(text, f"--set {item!r}", SpaceError) if text else None
+        where = f"--set {item!r}"
+        if key.startswith("search."):
+            search = raw.setdefault("search", {})
+            if not isinstance(search, dict):
+                raise SpaceError(f"{source}: search: expected a mapping")
+            search[key.removeprefix("search.")] = value
+            continue
+        try:
+            set_by_path(raw, key, value, where=where)
+        except ConfigError as e:
+            raise SpaceError(str(e)) from None
+    return raw
+
+
+def load_space(name: str | Path, overrides: list[str] | None = None) -> SweepSpec:
     path = resolve_space_path(name)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -387,6 +418,8 @@ def load_space(name: str | Path) -> SweepSpec:
     except OSError as e:
         raise SpaceError(f"{path}: cannot be read ({e.strerror})") from None
     try:
-        return parse_space(parse_yaml(text, str(path), SpaceError), str(path))
+        raw = apply_overrides(parse_yaml(text, str(path), SpaceError), overrides or [], str(path))
+        source = f"{path} + --set" if overrides else str(path)
+        return parse_space(raw, source)
     except RecursionError:
         raise SpaceError(f"{path}: nested too deep to be a space file") from None

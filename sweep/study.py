@@ -14,7 +14,6 @@ exact test on the paired per-image test predictions, per seed and pooled over se
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -390,19 +389,9 @@ def study_table(client, parent, spec=None) -> tuple[Any, list[Cell]]:
 
 def main(argv: list[str] | None = None) -> int:
     from nrfer.cli import run_command
+    from sweep.commands import study_parser
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    table = sub.add_parser("table", help="print (and write) a study's table")
-    table.add_argument("--sweep", required=True, help="the study's name (its space file's name)")
-    table.add_argument(
-        "--tracking-uri", help="the MLflow store (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)"
-    )
-    table.add_argument("--format", choices=FORMATS, default="md", help="what to print")
-    table.add_argument("--out", help="also write study_table.md/.tex/.csv into this folder")
-    return run_command(parser, print_table, argv)
+    return run_command(study_parser(__doc__), print_table, argv)
 
 
 def print_table(args) -> int:

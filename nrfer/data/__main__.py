@@ -7,28 +7,16 @@ python -m nrfer.data --dataset synthetic --summary
 
 from __future__ import annotations
 
-import argparse
 import json
 
 from nrfer.cli import run_command
+from nrfer.commands import data_parser
 from nrfer.config import make_config
-from nrfer.data import DATASETS, load_data
-from nrfer.data.labels import LABEL_MODES
+from nrfer.data import load_data
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m nrfer.data",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--dataset", required=True, choices=DATASETS.names())
-    parser.add_argument("--root", help="the dataset's folder (synthetic: where it is cached)")
-    parser.add_argument("--label-file", help="folders layout: the label CSV")
-    parser.add_argument("--mode", default="majority", choices=LABEL_MODES)
-    parser.add_argument(
-        "--summary", action="store_true", help="print split sizes as one JSON object (default)"
-    )
+    parser = data_parser(__doc__)
     return run_command(parser, _summary, argv)
 
 

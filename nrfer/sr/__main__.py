@@ -4,20 +4,11 @@ An up-to-date cache is reused; one whose manifest does not match its sources is 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from nrfer.cli import check_out_dir, positive_int, run_command
-from nrfer.sr.apply import METHODS
-
-
-def add_data_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--root", help="the dataset folder (default: the synthetic FER+ cache)")
-    ap.add_argument(
-        "--dataset", default=None, help="ferplus | folders | rafdb | affectnet | synthetic"
-    )
-    ap.add_argument("--label-mode", default="majority")
+from nrfer.cli import check_out_dir, run_command
+from nrfer.commands import sr_parser
 
 
 def read_data(args):
@@ -33,15 +24,7 @@ def read_data(args):
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m nrfer.sr", description=__doc__)
-    add_data_args(ap)
-    ap.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
-    ap.add_argument("--method", choices=METHODS, default="bicubic")
-    ap.add_argument("--weights", help="method model: a TorchScript file or our SR weights")
-    ap.add_argument("--out", required=True, help="the cache folder")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=positive_int, default=256)
-    return run_command(ap, _build, argv)
+    return run_command(sr_parser(__doc__), _build, argv)
 
 
 def _build(args) -> int:

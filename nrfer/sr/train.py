@@ -95,10 +95,10 @@ def train_sr(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nrfer.sr.__main__ import add_data_args
+    from nrfer.commands import add_sr_data
 
     ap = argparse.ArgumentParser(prog="python -m nrfer.sr.train", description=__doc__)
-    add_data_args(ap)
+    add_sr_data(ap)
     ap.add_argument("--scale", type=int, choices=(2, 4, 8), default=4)
     ap.add_argument("--out", required=True, help="the weights file to write (.pt)")
     ap.add_argument("--steps", type=positive_int, default=2000)

@@ -1,0 +1,1 @@
+"""nrfer: the FER training library (PyTorch + timm; no Ray, no MLflow)."""

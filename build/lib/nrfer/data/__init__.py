@@ -1,0 +1,104 @@
+"""FER data: readers for the real formats and a synthetic FER+ generator, all -> FERData."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nrfer.data.ferplus import read_ferplus
+from nrfer.data.ferplus_folders import is_ferplus_tree, read_ferplus_folders
+from nrfer.data.folders import read_folders
+from nrfer.data.rafdb_affectnet import CLASSES_7, read_affectnet, read_rafdb
+from nrfer.data.synthetic import ensure_synthetic
+from nrfer.data.types import (
+    EMOTIONS,
+    NUM_CLASSES,
+    SPLITS,
+    DataFormatError,
+    FERData,
+    FERSplit,
+    prior_from_votes,
+)
+from nrfer.registry import Registry
+
+__all__ = [
+    "DATASETS",
+    "EMOTIONS",
+    "NUM_CLASSES",
+    "SPLITS",
+    "DataFormatError",
+    "FERData",
+    "FERSplit",
+    "load_data",
+    "prior_from_votes",
+    "synthetic_root",
+]
+
+# Each entry's facts, known before any file is read (the dry run's model check and the
+# launcher's pre-flight use them): `class_names` in output order, `channels` of the images
+# (None: as the image files are; FER+ folders hold grayscale PNGs), `root` what data.root
+# names ("folder"; "ferplus": fer2013.csv + fer2013new.csv, or Microsoft's folders; None:
+# optional, a cache folder).
+DATASETS: Registry = Registry("dataset")
+
+
+def synthetic_root(cfg) -> Path:
+    s = cfg.synthetic
+    return Path(cfg.root or f"data/synthetic-{s.seed}-{s.n_train}-{s.n_val}-{s.n_test}")
+
+
+@DATASETS.register("synthetic", class_names=EMOTIONS, channels=1, root=None)
+def _synthetic(cfg) -> FERData:
+    s = cfg.synthetic
+    root = ensure_synthetic(synthetic_root(cfg), s.seed, s.n_train, s.n_val, s.n_test)
+    data = read_ferplus(root, cfg.label_mode)
+    data.source = f"synthetic:{root}"
+    return data
+
+
+def _microsoft_tree(cfg) -> bool:
+    """A root holding Microsoft's FER2013Train/ ... folders and no CSV of another layout:
+    read as `ferplus_folders` whatever FER+ dataset name was given."""
+    root = Path(cfg.root)
+    return is_ferplus_tree(root) and not (
+        (root / "fer2013.csv").is_file() or (cfg.dataset == "folders" and any(root.glob("*.csv")))
+    )
+
+
+@DATASETS.register("ferplus", class_names=EMOTIONS, channels=1, root="ferplus")
+def _ferplus(cfg) -> FERData:
+    if _microsoft_tree(cfg):
+        return _ferplus_folders(cfg)
+    return read_ferplus(cfg.root, cfg.label_mode)
+
+
+@DATASETS.register("ferplus_folders", class_names=EMOTIONS, channels=1, root="folder")
+def _ferplus_folders(cfg) -> FERData:
+    return read_ferplus_folders(cfg.root, cfg.label_mode, cfg.label_file)
+
+
+@DATASETS.register("folders", class_names=EMOTIONS, channels=None, root="folder")
+def _folders(cfg) -> FERData:
+    if _microsoft_tree(cfg):
+        return _ferplus_folders(cfg)
+    return read_folders(cfg.root, cfg.label_mode, cfg.label_file)
+
+
+@DATASETS.register("rafdb", class_names=CLASSES_7, channels=1, root="folder")
+def _rafdb(cfg) -> FERData:
+    return read_rafdb(cfg.root, cfg.image_folder, cfg.image_size, cfg.val_fraction, cfg.split_seed)
+
+
+@DATASETS.register("affectnet", class_names=EMOTIONS, channels=1, root="folder")
+def _affectnet(cfg) -> FERData:
+    return read_affectnet(cfg.root, cfg.image_size, cfg.val_fraction, cfg.split_seed)
+
+
+def load_data(cfg, sr: bool = True) -> FERData:
+    """cfg: nrfer.config.DataConfig. With `sr` (and data.sr.method set), the images are the
+    super-resolved ones from the SR cache (built on first use)."""
+    data = DATASETS.get(cfg.dataset)(cfg)
+    if sr and cfg.sr.method != "none":
+        from nrfer.sr import apply_sr  # torch: imported only when an SR stage is on
+
+        data = apply_sr(data, cfg.sr)
+    return data

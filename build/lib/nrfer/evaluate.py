@@ -1,0 +1,319 @@
+"""Evaluate a trained model on a split of a dataset: the one evaluation of training's test,
+studies, reproduce-best and this command.
+
+    python -m nrfer.evaluate --model runs/demo/checkpoint/best.pt            # its own test split
+    python -m nrfer.evaluate --model best.pt --dataset rafdb --root data/RAF-DB --tta flip --json
+
+Prints accuracy, mean class accuracy (the mean of per-class recall), macro-F1 and per-class
+recall, and writes to --out: metrics.json, confusion.csv + confusion.png (counts), and the
+per-image predictions (predictions.csv and predictions.npz with the class probabilities).
+Without --dataset the model is evaluated on the data it was trained on (its config's data
+section). Another dataset's classes are matched to the model's by name: a model class the
+dataset lacks (FER+'s contempt in RAF-DB) has its logit dropped, and said so; a dataset
+class the model never learned is an error naming it. --tta flip averages the probabilities
+of each face and its mirror. A model in MLflow (models:/NAME@champion) is
+`python -m sweep.evaluate`, the same command with MLflow at the sweep layer.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nrfer.commands import TTA
+from nrfer.engine import autocast
+from nrfer.metrics import confusion_update, summarize
+
+# other spellings of our class names in released label files and model cards
+ALIASES = {
+    "happy": "happiness",
+    "sad": "sadness",
+    "angry": "anger",
+    "surprised": "surprise",
+    "fearful": "fear",
+    "disgusted": "disgust",
+    "contemptuous": "contempt",
+}
+
+
+def canonical(name: str) -> str:
+    key = str(name).strip().lower()
+    return ALIASES.get(key, key)
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """Which model output answers each dataset class (`columns[i]`: the model's column for
+    dataset class i) and the model classes the dataset lacks (their logits are dropped)."""
+
+    columns: tuple[int, ...]
+    dropped: tuple[str, ...]
+
+    @property
+    def identity(self) -> bool:
+        return not self.dropped and self.columns == tuple(range(len(self.columns)))
+
+
+def map_classes(model_names, data_names, where: str = "the dataset") -> ClassMap:
+    """Dataset classes matched to the model's by name (see ALIASES)."""
+    index = {canonical(n): i for i, n in enumerate(model_names)}
+    missing = [n for n in data_names if canonical(n) not in index]
+    if missing:
+        raise ValueError(
+            f"{where} has class {missing[0]!r}, which the model never learned (the model's "
+            f"classes: {', '.join(model_names)}); evaluate on a dataset of those classes"
+        )
+    columns = tuple(index[canonical(n)] for n in data_names)
+    dropped = tuple(n for i, n in enumerate(model_names) if i not in columns)
+    return ClassMap(columns, dropped)
+
+
+@torch.inference_mode()
+def predict_batches(
+    model: torch.nn.Module,
+    batches: Iterable[torch.Tensor],
+    cfg,
+    tta: str = "none",
+    columns: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """Class probabilities [N, K] of float [0, 1] image batches, as training evaluates
+    (eval mode, its channels_last and autocast): a softmax over the kept `columns` of the
+    logits (all when None); with tta 'flip', the mean of the face's and its mirror's."""
+    if tta not in TTA:
+        raise ValueError(f"--tta {tta!r}: expected one of {', '.join(TTA)}")
+    was_training = model.training
+    model.eval()
+    cols = None if columns is None else list(columns)
+    out = []
+    for x in batches:
+        views = [x, x.flip(-1)] if tta == "flip" else [x]
+        probs = 0
+        for v in views:
+            if cfg.train.channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+            with autocast(v.device, cfg.train.amp):
+                logits = model(v).float()
+            if cols is not None:
+                logits = logits[:, cols]
+            probs = probs + torch.softmax(logits, 1)
+        out.append((probs / len(views)).cpu().numpy())
+    model.train(was_training)
+    k = len(cols) if cols is not None else None
+    return np.concatenate(out) if out else np.zeros((0, k or 0), np.float32)
+
+
+def scores(probs: np.ndarray, labels: np.ndarray, class_names) -> dict:
+    """Accuracy, mean class accuracy, macro-F1, per-class recall (by name) and the confusion
+    matrix (rows: true class) of the predictions argmax(probs)."""
+    k = len(class_names)
+    conf = torch.zeros(k, k, dtype=torch.long)
+    if len(labels):
+        confusion_update(conf, torch.from_numpy(probs.argmax(1)), torch.from_numpy(labels))
+    s = summarize(conf)
+    return {
+        "acc": s["acc"],
+        "mean_class_acc": s["mean_class_acc"],
+        "macro_f1": s["macro_f1"],
+        "per_class_recall": dict(zip(class_names, s["per_class_recall"], strict=True)),
+        "confusion": s["confusion"],
+        "n": s["n"],
+    }
+
+
+def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray, class_names) -> Path:
+    """The per-image predictions as a small .npz (float16 probabilities: 16 bytes per FER+
+    face): what significance tests compare without retraining."""
+    from nrfer.files import atomic_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path, "wb") as f:
+        np.savez_compressed(
+            f,
+            probs=probs.astype(np.float16),
+            labels=labels.astype(np.int16),
+            class_names=np.array(list(class_names)),
+        )
+    return path
+
+
+def load_predictions(path: str | Path) -> dict:
+    with np.load(path, allow_pickle=False) as z:
+        return {
+            "probs": z["probs"].astype(np.float32),
+            "labels": z["labels"].astype(np.int64),
+            "class_names": [str(n) for n in z["class_names"]],
+        }
+
+
+# --- the command ------------------------------------------------------------------------
+
+
+def data_config(state: dict, args) -> tuple:
+    """The data to evaluate on: the model's own (its config's data section) unless --dataset
+    names another; --set keys of the data section on top. Returns (DataConfig, label)."""
+    from nrfer.config import make_config, parse_overrides
+
+    trained = state["config"]["data"]
+    own = args.dataset is None or (
+        args.dataset == trained.get("dataset") and args.root in (None, trained.get("root"))
+    )
+    raw = {k: v for k, v in trained.items() if k != "sr"} if own else {"dataset": args.dataset}
+    if args.root:
+        raw["root"] = args.root
+    overrides = parse_overrides(args.overrides)  # data keys, with or without "data."
+    raw = {
+        **raw,
+        **{k: v for k, v in overrides.items() if k != "data"},
+        **overrides.get("data", {}),
+    }
+    cfg = make_config({"data": raw}, "--dataset/--set").data
+    return cfg, ("its training data" if own else cfg.dataset)
+
+
+def evaluate_state(
+    state: dict,
+    split,
+    class_names,
+    *,
+    tta: str = "none",
+    device: str = "cpu",
+    source: str = "checkpoint",
+    where: str = "the dataset",
+) -> tuple[dict, np.ndarray]:
+    """A model checkpoint's state (best.pt) on `split` (a FERSplit of raw faces, classes
+    `class_names`): its scores and the per-image probabilities in the dataset's classes."""
+    from nrfer.predict import Predictor
+
+    predictor = Predictor(state, device, source=source)
+    cmap = map_classes(predictor.class_names, class_names, where)
+    model, config = predictor.model, predictor.config
+    if config.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    bs = config.train.eval_batch_size
+    batches = (
+        predictor.preprocess(list(split.images[i : i + bs])) for i in range(0, len(split), bs)
+    )
+    probs = predict_batches(model, batches, config, tta, None if cmap.identity else cmap.columns)
+    report = {
+        "tta": tta,
+        "class_names": list(class_names),
+        "dropped_model_classes": list(cmap.dropped),
+        **scores(probs, split.labels, class_names),
+    }
+    return report, probs
+
+
+def evaluate_model(args, model_path: Path) -> dict:
+    """Evaluate the model file `model_path` as `args` says; returns the report."""
+    from nrfer.checkpoint import load_checkpoint
+    from nrfer.data import load_data
+    from nrfer.predict import model_file
+
+    model_path = model_file(model_path)
+    state = load_checkpoint(model_path)
+    cfg, label = data_config(state, args)
+    data = load_data(cfg, sr=False)  # raw faces: the predictor applies the model's SR
+    split = data.split(args.split)
+    if len(split) == 0:
+        raise ValueError(f"{data.source}: the {args.split} split is empty")
+    scored, probs = evaluate_state(
+        state,
+        split,
+        data.class_names,
+        tta=args.tta,
+        device=args.device,
+        source=str(model_path),
+        where=f"dataset {cfg.dataset}",
+    )
+    report = {
+        "model": str(model_path),
+        "dataset": cfg.dataset,
+        "data": data.source,
+        "evaluated_on": label,
+        "split": args.split,
+        **scored,
+    }
+    if args.out:
+        report["outputs"] = write_outputs(Path(args.out), report, probs, split.labels)
+    return report
+
+
+def write_outputs(out: Path, report: dict, probs: np.ndarray, labels: np.ndarray) -> dict:
+    from nrfer.viz import confusion_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = report["class_names"]
+    files = {
+        "metrics": out / "metrics.json",
+        "confusion_csv": out / "confusion.csv",
+        "confusion_png": out / "confusion.png",
+        "predictions_csv": out / "predictions.csv",
+        "predictions_npz": out / "predictions.npz",
+    }
+    with open(files["confusion_csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted", *names])
+        for name, row in zip(names, report["confusion"], strict=True):
+            w.writerow([name, *row])
+    confusion_image(report["confusion"], names).save(files["confusion_png"])
+    with open(files["predictions_csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["index", "label", "predicted", *(f"p_{n}" for n in names)])
+        for i, (p, y) in enumerate(zip(probs, labels, strict=True)):
+            w.writerow([i, names[y], names[int(p.argmax())], *(f"{v:.5f}" for v in p)])
+    save_predictions(files["predictions_npz"], probs, labels, names)
+    paths = {k: str(v) for k, v in files.items()}
+    files["metrics"].write_text(json.dumps({**report, "outputs": paths}, indent=1))
+    return paths
+
+
+def print_report(report: dict) -> None:
+    print(
+        f"{report['model']} on {report['dataset']} {report['split']} "
+        f"({report['n']} faces, {report['evaluated_on']}, tta {report['tta']}): "
+        f"acc {report['acc']:.4f}  mean class acc {report['mean_class_acc']:.4f}  "
+        f"macro-F1 {report['macro_f1']:.4f}"
+    )
+    for name in report["dropped_model_classes"]:
+        print(f"  model class {name} has no {report['dataset']} class: its logit is dropped")
+    recall = "  ".join(f"{n} {r:.3f}" for n, r in report["per_class_recall"].items())
+    print(f"  per-class recall: {recall}")
+    if "outputs" in report:
+        print(f"  outputs in {Path(report['outputs']['metrics']).parent}")
+
+
+def run(args, resolve) -> int:
+    from nrfer.cli import one_line
+
+    try:
+        path = resolve(args.model)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--model {args.model}: {one_line(e)}") from None
+    report = evaluate_model(args, path)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items()}))
+    else:
+        print_report(report)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nrfer.cli import run_command
+    from nrfer.commands import evaluate_parser
+    from nrfer.predict import local_model
+
+    return run_command(
+        evaluate_parser(__doc__),
+        lambda args: run(args, lambda m: local_model(m, "sweep.evaluate")),
+        argv,
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

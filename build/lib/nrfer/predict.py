@@ -1,0 +1,246 @@
+"""Predict expressions for image files with a trained model.
+
+    python -m nrfer.predict --model runs/demo/checkpoint/best.pt face1.png face2.jpg
+    python -m nrfer.predict --model runs/demo --json faces/*.png
+
+--model takes a best.pt checkpoint (self-contained: weights, config, class names, input
+shape) or a training output folder. A model in MLflow (models:/NAME@champion, the alias
+reproduce-best sets; models:/NAME/VERSION; runs:/...) is `python -m sweep.predict`, the
+same command with MLflow at the sweep layer (nrfer never imports it).
+Images of any size and colour are converted as in training (grayscale, resized to the
+training input size, or to the pre-SR size and then through the same SR stage). A bad path or an undecodable image is an error for that image only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from nrfer.checkpoint import load_checkpoint, load_into, require
+from nrfer.cli import one_line, run_command
+from nrfer.commands import is_model_uri, predict_parser
+from nrfer.config import make_config
+from nrfer.data.types import DataFormatError, image_to_uint8
+from nrfer.device import resolve_device
+from nrfer.models import build_model
+
+MAX_SIDE = 4096  # a face a model was trained on is far smaller (FER+ x8 SR: 384 px)
+
+
+def checked_input_shape(shape, source: str) -> tuple[int, int, int]:
+    """A checkpoint's `input_shape` as (channels, height, width), refused when it is not 1 or
+    3 channels of at most MAX_SIDE px a side (a tampered one made predict allocate 40 GB)."""
+    ok = (
+        isinstance(shape, list | tuple)
+        and len(shape) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in shape)
+        and shape[0] in (1, 3)
+        and all(8 <= v <= MAX_SIDE for v in shape[1:])
+    )
+    if not ok:
+        raise ValueError(
+            f"{source}: input_shape {str(shape)[:60]} is not [1 or 3 channels, height, width] "
+            f"with sides of 8..{MAX_SIDE} px; the checkpoint is damaged or not ours"
+        )
+    return int(shape[0]), int(shape[1]), int(shape[2])
+
+
+BATCH = 64  # images per forward pass in predict_proba (the command's --batch-size default)
+
+
+class Predictor:
+    """A trained model plus its preprocessing: images in, class probabilities out."""
+
+    def __init__(
+        self,
+        state: dict,
+        device: str = "cpu",
+        sr_weights: str | Path | None = None,
+        source: str = "checkpoint",
+    ) -> None:
+        """sr_weights: the SR model file to use for `data.sr.method: model` (a registered
+        model carries its own copy); default: the path the training config names."""
+        require(state, "model", source)
+        self.config = make_config(state["config"], "checkpoint config")
+        self.class_names = list(state["class_names"])
+        self.channels, self.height, self.width = checked_input_shape(state["input_shape"], source)
+        self.device = resolve_device(device, "--device")
+        # the checkpoint holds every weight: the backbone's pretrained file is not needed
+        self.config.model.pretrained = None
+        self.model = build_model(
+            self.config.model, len(self.class_names), (self.height, self.width)
+        )
+        load_into(self.model, state["model"], source, "model")
+        self.model.to(self.device).eval()
+        # Trained on super-resolved faces: resize to the pre-SR size, then the same SR.
+        self.sr = self.config.data.sr
+        self.sr_model = None
+        if self.sr.method == "model":
+            from nrfer.sr.net import load_sr_model
+
+            self.sr_model = load_sr_model(sr_weights or self.sr.weights, self.device)
+
+    @classmethod
+    def from_path(
+        cls, path: str | Path, device: str = "cpu", sr_weights: str | Path | None = None
+    ) -> Predictor:
+        path = model_file(path)
+        return cls(load_checkpoint(path), device, sr_weights, str(path))
+
+    def preprocess(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8/float images (H, W), (H, W, 3|4) or (C, H, W) in 0..255 -> [N, C, h, w] in [0, 1]."""
+        out = []
+        for img in images:
+            x = torch.as_tensor(np.asarray(img, dtype=np.float32))
+            if x.ndim == 2:
+                x = x[None]
+            elif x.ndim == 3 and x.shape[-1] in (3, 4) and x.shape[0] not in (1, 3):
+                x = x[..., :3].permute(2, 0, 1)
+            if x.ndim != 3 or x.shape[0] not in (1, 3, 4):
+                raise ValueError(
+                    f"an image must be (H, W), (H, W, 3) or (C, H, W), got shape {tuple(x.shape)}"
+                )
+            x = x[:3]
+            if self.channels == 1 and x.shape[0] == 3:  # ITU-R 601 luma, as PIL's convert("L")
+                x = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None]
+            elif self.channels == 3 and x.shape[0] == 1:
+                x = x.expand(3, -1, -1)
+            scale = 1 if self.sr.method == "none" else self.sr.scale
+            size = (self.height // scale, self.width // scale)
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(
+                    x[None], size=size, mode="bilinear", align_corners=False, antialias=True
+                )[0]
+            out.append(x.clamp(0, 255))
+        batch = torch.stack(out)
+        if self.sr.method != "none":
+            from nrfer.sr import upscale
+
+            u8 = batch.round().to(torch.uint8).numpy()
+            batch = torch.from_numpy(
+                upscale(u8, self.sr.scale, self.sr.method, self.sr_model, self.device)
+            ).float()
+        return (batch / 255).to(self.device)
+
+    @torch.inference_mode()
+    def predict_proba(self, images: list[np.ndarray], batch_size: int = BATCH) -> np.ndarray:
+        """Class probabilities [N, K], `batch_size` images at a time (memory stays bounded
+        whatever N is)."""
+        if not images:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        out = [
+            torch.softmax(self.model(self.preprocess(images[i : i + batch_size])).float(), 1)
+            .cpu()
+            .numpy()
+            for i in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(out)
+
+
+def model_file(path: str | Path) -> Path:
+    """A model's best.pt: the file given, or the one in a training folder, its checkpoint
+    folder or a downloaded MLflow model (artifacts/)."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    candidates = [path / "checkpoint" / "best.pt", path / "best.pt", path / "artifacts" / "best.pt"]
+    return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+MIN_SIDE = 16  # below this a face has no expression left to read: the answer is a guess
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as uint8 (H, W) or (H, W, 3); 16-bit images scaled to 8 bits."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            if im.mode == "F":
+                raise DataFormatError(f"{path}: floating-point images are not supported")
+            img = image_to_uint8(im)
+    except Image.DecompressionBombError as e:
+        raise DataFormatError(f"{path}: refused, too many pixels for one face ({e})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise DataFormatError(f"{path}: cannot be decoded as an image: {e}") from None
+    if min(img.shape[:2]) < MIN_SIDE:
+        warnings.warn(
+            f"{path}: {img.shape[1]}x{img.shape[0]} px is below {MIN_SIDE} px a side; faces were "
+            "trained at 48x48, so this answer says little",
+            stacklevel=2,
+        )
+    return img
+
+
+def local_model(model: str, command: str = "sweep.predict") -> Path:
+    """`--model` of this command: a local path; an MLflow URI names the command that reads it."""
+    if is_model_uri(model):
+        raise ValueError(
+            f"an MLflow model URI; python -m {command} fetches it (same arguments, plus "
+            "--tracking-uri)"
+        )
+    return Path(model)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command(predict_parser(__doc__), lambda args: predict_files(args, local_model), argv)
+
+
+def predict_files(args, resolve: Callable[[str], Path]) -> int:
+    """Print a prediction per image of `args.images` with the model `resolve(args.model)`
+    names; an image that cannot be read is an error for that image only (exit 1)."""
+    try:
+        predictor = Predictor.from_path(resolve(args.model), args.device)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--model {args.model}: {one_line(e)}") from None
+    failed = 0
+    for start in range(0, len(args.images), args.batch_size):  # read and run a batch at a time
+        readable = []
+        for path in args.images[start : start + args.batch_size]:
+            try:
+                readable.append((path, read_image(path)))
+            except DataFormatError as e:
+                failed += 1
+                print(f"error: {e}", file=sys.stderr)
+        try:
+            probs = predictor.predict_proba([img for _, img in readable], args.batch_size)
+        except ValueError:  # a bad shape in the batch: one at a time names the image
+            probs = None
+        for k, (path, img) in enumerate(readable):
+            if probs is None:
+                try:
+                    row = predictor.predict_proba([img])[0]
+                except ValueError as e:
+                    failed += 1
+                    print(f"error: {path}: {e}", file=sys.stderr)
+                    continue
+            else:
+                row = probs[k]
+            _print_prediction(args, predictor, path, row)
+    return 1 if failed else 0
+
+
+def _print_prediction(args, predictor: Predictor, path: str, probs: np.ndarray) -> None:
+    top = int(probs.argmax())
+    if not args.json:
+        print(f"{path}: {predictor.class_names[top]} ({probs[top]:.3f})")
+        return
+    probabilities = dict(zip(predictor.class_names, map(float, probs), strict=True))
+    print(
+        json.dumps(
+            {"image": path, "label": predictor.class_names[top], "probabilities": probabilities}
+        )
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""The command-line parsers of the sweep layer's commands (best, study, ui, dashboard),
+apart from the code they run: building one imports argparse only, so `nrfer X --help`
+answers at once. The sweep command's own parser is in sweep.launch (as light)."""
+
+from __future__ import annotations
+
+import argparse
+
+from nrfer.cli import positive_int
+
+URI_HELP = "the MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
+
+
+def _parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def best_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    parser.add_argument(
+        "--sweep", help="the sweep's name (its MLflow experiment); default: the most recent sweep"
+    )
+    parser.add_argument("--seeds", type=positive_int, default=3)
+    parser.add_argument(
+        "--top",
+        type=positive_int,
+        default=1,
+        help="retrain the K best trials (by val) with --seeds seeds each; the winner is the best "
+        "mean val accuracy",
+    )
+    parser.add_argument("--tracking-uri", help=URI_HELP)
+    parser.add_argument(
+        "--out", default=None, help="output folder (default runs/reproduce-<sweep>)"
+    )
+    parser.add_argument("--parallel", choices=("auto", "yes", "no"), default="auto")
+    parser.add_argument(
+        "--model-name",
+        help="registered model name (default: the space's registered_model, else nrfer-<sweep>)",
+    )
+    return parser
+
+
+def study_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    sub = parser.add_subparsers(dest="command", required=True)
+    table = sub.add_parser("table", help="print (and write) a study's table")
+    table.add_argument("--sweep", required=True, help="the study's name (its space file's name)")
+    table.add_argument("--tracking-uri", help=URI_HELP)
+    table.add_argument("--format", choices=("md", "latex", "csv"), default="md")
+    table.add_argument("--out", help="also write study_table.md/.tex/.csv into this folder")
+    return parser
+
+
+def ui_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    parser.add_argument("--tracking-uri", help=URI_HELP)
+    parser.add_argument("--sweep", help="the sweep to open (default: the most recent sweep)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--port", type=positive_int, default=5000)
+    parser.add_argument(
+        "--no-browser", action="store_true", help="print the link only, open no browser"
+    )
+    return parser
+
+
+def dashboard_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    parser.add_argument(
+        "--optuna-storage",
+        default="sqlite:///optuna.db",
+        help="the studies' RDB URL (default sqlite:///optuna.db, next to ./mlflow.db)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--port", type=positive_int, default=8080)
+    return parser

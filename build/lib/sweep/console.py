@@ -1,0 +1,155 @@
+"""What a sweep prints while it runs: one line per trial event (started, an epoch, stopped
+early, finished, failed) with its run name and metric, and a status line (done / running /
+pending of N, elapsed, ETA, best so far). On a terminal the status line stays at the bottom,
+redrawn in place; in a log file it is printed after each trial ends. Ray Tune's own tables
+are behind `--verbose`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from ray import tune
+from ray.tune.result import TRAINING_ITERATION
+
+from sweep.tracking.ui import run_name, trial_number
+
+
+def quiet() -> None:
+    """The default terminal: Ray's, MLflow's and Optuna's INFO lines and Tune's own output
+    engine off (its experiment box, TensorBoard hint and trial tables); warnings and errors
+    still show. `--verbose` skips this."""
+    import optuna
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's legacy reporter: silent at 0
+    for name in ("ray", "ray.tune", "ray.train", "mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
+
+
+class Console(tune.Callback):
+    """Tune callback printing the sweep's progress (see the module docstring)."""
+
+    def __init__(
+        self,
+        total: int,
+        metric: str,
+        mode: str,
+        max_epochs: int,
+        ended: int = 0,
+        stream=None,
+        redraw_s: float = 5.0,
+    ) -> None:
+        self.total, self.metric, self.mode, self.max_epochs = total, metric, mode, max_epochs
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.monotonic()
+        self.done_before = ended  # trials a resumed sweep had already ended
+        self.done = 0
+        self.ended: set[str] = set()
+        self.best: tuple[float, str] | None = None
+        self.names: dict[str, str] = {}
+        self.last_status = 0.0
+        self.redraw_s = redraw_s
+        self.status_shown = False
+
+    # --- Tune's hooks -------------------------------------------------------------------
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        name = run_name(trial_number(str(trial)), dict(trial.config or {}), trial.trial_id)
+        self.names[trial.trial_id] = name
+        self.event(f"{name}: started")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        epoch = int(result.get(TRAINING_ITERATION, 0))
+        value = result.get(self.metric)
+        if value is None:
+            return
+        self.event(f"{self.name(trial)}: epoch {epoch}/{self.max_epochs} {self.metric} {value:.4f}")
+        self.note_best(value, trial)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        result = trial.last_result or {}
+        epochs = int(result.get(TRAINING_ITERATION, 0))
+        value = result.get(self.metric)
+        self.done += 1
+        self.ended.add(trial.trial_id)
+        if result.get("diverged"):
+            how = "failed: the loss diverged"
+        elif epochs < self.max_epochs:
+            how = f"stopped early after epoch {epochs}"
+        else:
+            how = "finished"
+        shown = f" {self.metric} {value:.4f}" if value is not None else ""
+        self.event(f"{self.name(trial)}: {how}{shown}", status=True, trials=trials)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.done += 1
+        self.ended.add(trial.trial_id)
+        self.event(
+            f"{self.name(trial)}: failed (traceback on its MLflow run, artifact error/)",
+            status=True,
+            trials=trials,
+        )
+
+    def on_step_end(self, iteration, trials, **info):
+        if self.tty and time.monotonic() - self.last_status >= self.redraw_s:
+            self.show_status(trials)
+
+    def on_experiment_end(self, trials, **info):
+        if self.tty and self.status_shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    # --- printing -----------------------------------------------------------------------
+
+    def name(self, trial) -> str:
+        return self.names.get(trial.trial_id) or str(trial)
+
+    def note_best(self, value: float, trial) -> None:
+        better = self.best is None or (
+            value > self.best[0] if self.mode == "max" else value < self.best[0]
+        )
+        if better:
+            self.best = (float(value), self.name(trial).split(" ")[0])
+
+    def status(self, trials) -> str:
+        running = sum(t.status == "RUNNING" and t.trial_id not in self.ended for t in trials)
+        done = self.done_before + self.done
+        pending = max(self.total - done - running, 0)
+        elapsed = time.monotonic() - self.start
+        eta = (
+            f"ETA {clock(elapsed / self.done * (self.total - done))}"
+            if self.done and done < self.total
+            else "ETA -"
+        )
+        best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
+        return (
+            f"[{done}/{self.total} done, {running} running, {pending} pending | "
+            f"{clock(elapsed)} elapsed, {eta}{' | ' + best if best else ''}]"
+        )
+
+    def show_status(self, trials) -> None:
+        self.stream.write(f"\r\033[K{self.status(trials)}")
+        self.stream.flush()
+        self.status_shown, self.last_status = True, time.monotonic()
+
+    def event(self, line: str, status: bool = False, trials=None) -> None:
+        if self.tty:
+            self.stream.write(f"\r\033[K{line}\n")
+            if trials is not None:
+                self.show_status(trials)
+        else:
+            self.stream.write(f"{line}\n")
+            if status and trials is not None:
+                self.stream.write(f"{self.status(trials)}\n")
+        self.stream.flush()

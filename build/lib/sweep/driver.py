@@ -1,0 +1,492 @@
+"""The sweep driver: Ray Tune (OptunaSearch TPE + ASHA/FIFO) over nrfer trials, tracked in MLflow.
+
+The dataset is read once here and handed to every trial through Ray's object store
+(`tune.with_parameters`); each trial (`sweep.trainable.run_trial`) runs `nrfer.train.fit`
+and reports every epoch's metrics and checkpoint to Tune and its MLflow run. `--resume`
+restores Tune's state, ASHA's rung records (`sweep.scheduler`) and the sweep's parent run.
+A sweep is its name and its storage folder: the driver holds its lock for its whole life
+and only ever touches the runs of its own instance (`sweep.resume`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+from ray import tune
+
+from nrfer.config import ConfigError, absolute_paths, make_config
+from nrfer.data import FERData, load_data
+from nrfer.data.identity import identity, sr_identity
+from nrfer.sr import ensure_sr
+from sweep import resume as sweep_state
+from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
+from sweep.console import Console, quiet
+from sweep.local_ray import init_ray
+from sweep.report import write_report
+from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
+from sweep.search import (
+    build_searcher,
+    check_study,
+    replace_old_study,
+    restore_study_at,
+    study_names,
+    study_storage_url,
+    warm_start_trials,
+)
+from sweep.space import SweepSpec, parse_space
+from sweep.study import render, study_table, write_tables
+from sweep.tracking import (
+    SweepTracker,
+    TrialStatusCallback,
+    check_tracking_uri,
+    replay_records,
+    tracking_uri,
+)
+from sweep.tracking.store import check_experiment, move_credentials_to_env
+from sweep.tracking.ui import tune_trial_name
+from sweep.trainable import run_trial
+
+METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
+# Tune saves its experiment state (which trials finished) at most every 10 s by default; a
+# driver killed in that window would rerun a trial that had just finished. Tune also
+# snapshots after every trial checkpoint (num_to_keep=1) and warns each time on short
+# epochs; the snapshot is what makes a killed driver resumable, so keep it quiet.
+TUNE_ENV = {
+    "TUNE_GLOBAL_CHECKPOINT_S": "2",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+}
+
+
+def build_sr_caches(
+    spec: SweepSpec, base: dict, data: FERData, label_mode: str | None = None
+) -> dict[str, dict]:
+    """Build (or reuse) the SR cache of every SR setting a trial may ask for, once, before
+    any trial runs: trials then only read them. Returns cache folder -> manifest."""
+    builds = {}
+    for sr in spec.sr_settings(base, label_mode):
+        folder, manifest, built = ensure_sr(data, sr)
+        print(f"SR cache {sr.method} x{sr.scale}: {'built' if built else 'reused'} {folder}")
+        builds[str(folder)] = manifest
+    return builds
+
+
+def data_identities(data: FERData, sr_builds: dict[str, dict]) -> list[dict]:
+    """What the sweep's trials train on (nrfer.data.identity): the data as read, then each
+    SR stage built for them; logged as the runs' dataset inputs."""
+    base = identity(data)
+    return [base] + [
+        sr_identity(base, m["method"], m["scale"], m, m["outputs"]["train"]["shape"][2:])
+        for m in sr_builds.values()
+    ]
+
+
+def load_datasets(spec: SweepSpec, base: dict) -> tuple[dict, dict, dict]:
+    """The data once per label mode the trials use (a study may compare them), before SR
+    (each trial applies its SR stage from the caches built here). Returns (label mode ->
+    FERData, SR cache folder -> manifest, label mode -> [data identity, its SR stages])."""
+    data, builds, identities = {}, {}, {}
+    for mode in spec.label_modes():
+        raw = {**base, "data": {**base["data"], "label_mode": mode}}
+        data[mode] = load_data(make_config(raw, spec.source).data, sr=False)
+        mode_builds = build_sr_caches(spec, base, data[mode], mode)
+        builds.update(mode_builds)
+        identities[mode] = data_identities(data[mode], mode_builds)
+    return data, builds, identities
+
+
+def load_eval_sets(spec: SweepSpec) -> dict | None:
+    """A study's extra evaluation sets, each read once here: name -> the split, its class
+    names and the TTA (each run evaluates its best weights on them)."""
+    if not spec.is_study or not spec.study.eval_sets:
+        return None
+    out = {}
+    for ev in spec.study.eval_sets:
+        raw = absolute_paths(
+            {"data": {"dataset": ev.dataset, "root": ev.root, **ev.settings}}, Path.cwd()
+        )
+        data = load_data(
+            make_config(raw, f"{spec.source}: study.eval_sets.{ev.name}").data, sr=False
+        )
+        out[ev.name] = {
+            "split": data.split(ev.split),
+            "class_names": data.class_names,
+            "tta": ev.tta,
+        }
+        print(
+            f"study: evaluation set {ev.name}: {data.source} {ev.split} ({len(out[ev.name]['split'])} faces)"
+        )
+    return out
+
+
+def check_storage(storage: Path) -> None:
+    """Fail before any trial runs when results could not be written."""
+    try:
+        storage.mkdir(parents=True, exist_ok=True)
+        probe = storage / ".nrfer-write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"storage path {storage} is not writable: {e}") from None
+    if shutil.disk_usage(storage).free < 200 * 2**20:
+        raise ConfigError(f"storage path {storage} has under 200 MiB free")
+
+
+def check_resources(spec: SweepSpec) -> None:
+    total = ray.cluster_resources()
+    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
+        need = getattr(spec.resources, key)
+        if need > total.get(name, 0):
+            raise ConfigError(
+                f"{spec.source}: resources.{key}: a trial asks for {need} {name}, "
+                f"the Ray cluster has {total.get(name, 0)}"
+            )
+
+
+def resolve_base_config(spec: SweepSpec) -> dict:
+    """The config every trial starts from, with every file and folder it names made absolute
+    (Ray runs each trial in a folder of its own; relative paths mean where launch.py ran)."""
+    base = absolute_paths(spec.base_config(), Path.cwd())
+    base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources.cpu))}
+    data_cfg = make_config(base, spec.source).data
+    base["data"] = {
+        **base.get("data", {}),
+        "sr": {
+            **base["data"].get("sr", {}),
+            "cache_dir": str(Path(data_cfg.sr.cache_dir).resolve()),
+        },
+    }
+    return base
+
+
+def make_tuner(
+    spec: SweepSpec,
+    trainable,
+    exp_dir: Path,
+    callbacks: list,
+    restore: bool,
+    verbose: int = 1,
+    searcher=None,
+) -> tune.Tuner:
+    """A new Tuner, or the killed sweep's, restored with its searcher and trial states."""
+    if restore:
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
+        set_restored_callbacks(tuner, callbacks)  # the pickled ones hold the killed driver's
+        scheduler = restored_scheduler(tuner)
+        if isinstance(scheduler, ResumableASHA):  # its records are in this sweep folder now
+            scheduler.state_file = Path(exp_dir) / STATE_FILE
+        return tuner
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=searcher or build_searcher(spec),
+            scheduler=build_early_stopping(spec, exp_dir),
+            metric=spec.metric,
+            mode=spec.mode,
+            num_samples=spec.budget.num_samples,
+            time_budget_s=spec.budget.time_budget_s,
+            # a new worker process costs seconds of imports (torch, timm, mlflow) per trial
+            reuse_actors=spec.budget.reuse_workers,
+            trial_name_creator=tune_trial_name,  # t01_<id>, t02_<id>, ...: run names start so
+        ),
+        run_config=tune.RunConfig(
+            name=exp_dir.name,
+            storage_path=str(exp_dir.parent),
+            callbacks=callbacks,
+            failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            verbose=verbose,
+        ),
+    )
+
+
+def _unfinished(spec: SweepSpec, wall_s: float, ended: int) -> int:
+    """Trials still to run when fit() returned: > 0 after an interrupt (SIGINT), which Tune
+    answers by saving its state and returning early. `ended`: the trials Tune ended (the
+    callback's record, `sweep.resume.EndedTrials`; Tune itself marks an interrupted trial
+    TERMINATED as well), whatever the MLflow store holds. A spent time budget is not an
+    interrupt."""
+    if spec.budget.time_budget_s and wall_s >= spec.budget.time_budget_s:
+        return 0
+    return max(spec.budget.num_samples - ended, 0)
+
+
+@dataclass
+class Prepared:
+    """A sweep checked and ready to start: what runs (the spec; a resume's as it was
+    started), whether Tune's state is restored, and where it is tracked."""
+
+    spec: SweepSpec
+    spec_dict: dict  # spec.to_dict(): the state file's and the parent run's copy
+    restore: bool  # Tune's state is there: restore it (else a new Tuner)
+    instance: str  # the sweep's identity (kept by a resume)
+    uri: str  # MLflow tracking URI, credentials moved to the environment
+    study_url: str  # the Optuna study's storage
+    warm: list  # warm-start trials for a new study
+
+
+def storage_dir(storage: str | None) -> Path:
+    return Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
+
+
+def run_sweep(spec: SweepSpec, space_file: Path, **kwargs) -> dict:
+    """Run (or resume) a sweep; returns its summary (keywords: see `_run_sweep`). The sweep's
+    lock (`sweep.resume.SweepLock`) is held from the first check to the last write, so a
+    second driver of the same name and storage is refused, naming this one."""
+    with sweep_state.SweepLock(storage_dir(kwargs.get("storage")), spec.name):
+        return _run_sweep(spec, space_file, **kwargs)
+
+
+def _run_sweep(
+    spec: SweepSpec,
+    space_file: Path,
+    *,
+    storage: str | None = None,
+    address: str | None = None,
+    uri: str | None = None,
+    resume: bool = False,
+    force_resume: bool = False,
+    verbose: int = 1,
+    warm_start: list[str] | None = None,
+    optuna_storage: str | None = None,
+) -> dict:
+    """Run (or resume) a sweep; returns its summary. Raises sweep.resume.SweepFinished when
+    `resume` finds the sweep finished (nothing is touched)."""
+    for k, v in TUNE_ENV.items():  # read by Tune when the Tuner runs
+        os.environ.setdefault(k, v)
+    if verbose == 0:
+        quiet()
+    exp_dir = storage_dir(storage) / spec.name
+    run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
+    spec = run.spec
+
+    # Setup: Ray first (a trial larger than the cluster is refused before minutes of SR
+    # caching), the data once in the driver, the parent run.
+    base = resolve_base_config(spec)
+    init_ray(address, verbose)
+    check_resources(spec)
+    t0 = time.perf_counter()
+    data, sr_builds, datasets = load_datasets(spec, base)
+    eval_data = load_eval_sets(spec)
+    data_s = time.perf_counter() - t0
+    # from here on a killed driver leaves something to --resume
+    sweep_state.write_state(exp_dir, run.spec_dict, sweep_state.RUNNING, instance=run.instance)
+    tracker, ended = start_tracking(run, exp_dir, space_file, datasets, resume)
+
+    # Tuner: the trainable with the shared data, the callback that closes trial runs.
+    trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir, eval_data)
+    callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric, ended)]
+    if verbose == 0:  # our lines instead of Tune's tables (1: its tables, 2: and logs)
+        callbacks.append(
+            Console(spec.budget.num_samples, spec.metric, spec.mode, spec.max_epochs, len(ended))
+        )
+    searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
+    tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
+
+    status = "FAILED"
+    try:
+        t1 = time.perf_counter()
+        results = tuner.fit()
+        wall = time.perf_counter() - t1
+        callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
+        summary = summarize(spec, tracker, results, wall, space_file.name, len(ended))
+        summary.update(
+            storage=str(exp_dir),
+            data_load_s=data_s,
+            sr_caches=sr_builds,
+            optuna_storage=run.study_url,
+            warm_start_trials=len(run.warm),
+        )
+        status = "KILLED" if summary["unfinished"] else "FINISHED"
+        sweep_state.write_state(
+            exp_dir,
+            run.spec_dict,
+            sweep_state.INTERRUPTED if summary["unfinished"] else sweep_state.FINISHED,
+            instance=run.instance,
+            parent_run_id=tracker.parent_id,
+            num_trials=summary["num_trials"],
+        )
+        return summary
+    finally:
+        replay_records(exp_dir / METRIC_RECORDS, run.uri)
+        tracker.close_open_trials("KILLED")
+        tracker.end_parent(status)
+
+
+def prepare(
+    spec: SweepSpec,
+    exp_dir: Path,
+    uri: str | None,
+    resume: bool,
+    force_resume: bool,
+    warm_start: list[str] | None,
+    optuna_storage: str | None,
+) -> Prepared:
+    """Every input checked before Ray starts, each error naming its file: the sweep state
+    (a resume runs the spec it was started with), the storage, the tracking URI, the Optuna
+    study, the warm start, the experiment and a resume's files."""
+    restore, spec_dict = sweep_state.prepare(exp_dir, spec.to_dict(), resume, force_resume)
+    # this sweep's identity: kept by a resume, new for a new sweep even with an old name
+    instance = (sweep_state.read_state(exp_dir) or {}).get("instance") if resume else None
+    instance = instance or sweep_state.new_instance()
+    check_storage(exp_dir.parent)
+    # a URI MLflow cannot use fails now, not after the data load; credentials in it move to
+    # MLflow's environment variables, so the URI printed, pickled and logged carries none
+    uri = move_credentials_to_env(check_tracking_uri(tracking_uri(uri), "--tracking-uri"))
+    if spec_dict != spec.to_dict():  # --force-resume: the sweep continues as it was started
+        spec = parse_space(spec_dict, spec.source)
+    # The Optuna study: kept in an RDB storage under the sweep's name (optuna-dashboard reads
+    # it; --resume continues it), started from earlier sweeps' trials with --warm-start.
+    study_url = study_storage_url(uri, exp_dir, optuna_storage)
+    check_experiment(uri, spec.name)  # one deleted in the UI: said now, not after Ray
+    if spec.is_study:  # a grid: no Optuna study, nothing to warm-start
+        if warm_start:
+            raise ConfigError(
+                f"--warm-start: {spec.source} is a study (searcher: grid), which runs every "
+                "cell; a warm start is for a search"
+            )
+        warm = []
+    else:
+        warm = prepare_search(spec, study_url, restore, resume, warm_start, optuna_storage)
+    if restore:
+        sweep_state.check_resume_files(exp_dir, spec.early_stopping.name)
+    return Prepared(spec, spec_dict, restore, instance, uri, study_url, warm)
+
+
+def prepare_search(
+    spec: SweepSpec,
+    study_url: str,
+    restore: bool,
+    resume: bool,
+    warm_start: list[str] | None,
+    optuna_storage: str | None,
+) -> list:
+    """The Optuna study of a search: checked where a resume expects it, an old one of the
+    name set aside for a new sweep; returns the warm-start trials."""
+    if restore:  # the study must be where the sweep left it (checked before it is opened)
+        check_study(study_url, spec.name)
+    study_names(study_url, "--optuna-storage" if optuna_storage else "the Optuna study file")
+    if resume and warm_start:
+        raise ConfigError("--warm-start starts a new sweep; a resumed sweep keeps its study")
+    warm = warm_start_trials(spec, study_url, warm_start) if warm_start else []
+    if not restore:
+        replace_old_study(study_url, spec.name)
+    restore_study_at(study_url if restore else None)  # where the study is now
+    return warm
+
+
+def start_tracking(
+    run: Prepared, exp_dir: Path, space_file: Path, datasets: dict, resume: bool
+) -> tuple[SweepTracker, sweep_state.EndedTrials]:
+    """The sweep's parent run (a resume's, reopened) and the record of ended trials; on a
+    resume, the runs the killed driver left open are closed and those of trials Tune never
+    saved deleted (they run again)."""
+    spec = run.spec
+    tracker = SweepTracker(run.uri, spec.name, spec.name, run.instance)
+    parent = tracker.start_parent(
+        run.spec_dict,
+        space_file,
+        str(exp_dir),
+        [d for ids in datasets.values() for d in ids],
+        f"Sweep {spec.name} ({space_file.name}): running, up to {spec.budget.num_samples} trials",
+    )
+    ended = sweep_state.EndedTrials(exp_dir)
+    if resume:
+        tracker.close_open_trials("KILLED")  # runs the killed driver left open
+        known = sweep_state.tune_trial_ids(exp_dir) if run.restore else set()
+        if n := tracker.delete_orphan_trial_runs(known):
+            print(f"resume: {n} trial run(s) started after Tune's last saved state deleted")
+        if not ended.path.is_file():  # a sweep started before the record existed
+            runs = tracker.trial_runs().items()
+            ended.add(*(t for t, r in runs if r.info.status in ("FINISHED", "FAILED")))
+        ended.keep_only(known)  # an ended trial Tune never saved runs again
+    else:
+        ended.keep_only(set())
+    sweep_state.write_state(
+        exp_dir, run.spec_dict, sweep_state.RUNNING, instance=run.instance, parent_run_id=parent
+    )
+    return tracker, ended
+
+
+def make_trainable(
+    spec: SweepSpec,
+    base: dict,
+    data: dict,
+    tracker: SweepTracker,
+    datasets,
+    exp_dir: Path,
+    eval_data: dict | None = None,
+):
+    """`run_trial` with what every trial shares (the config, the data per label mode through
+    Ray's object store, the tracking context) and the resources one trial asks for."""
+    system = spec.tracking
+    return tune.with_resources(
+        tune.with_parameters(
+            run_trial,
+            base=base,
+            data=data,
+            launch_dir=str(Path.cwd()),
+            eval_data=eval_data,
+            tracking={
+                **tracker.context(),
+                "record_dir": str(exp_dir / METRIC_RECORDS),
+                # per label mode: the data before SR (each trial adds its SR stage)
+                "dataset": {mode: ids[0] for mode, ids in datasets.items()},
+                # a study: each run is tested once, its cell tagged; extra evaluation sets
+                "study": spec.study.model_dump() if spec.is_study else None,
+                # seconds between MLflow system-metrics samples; None: none recorded
+                "system_metrics_interval_s": (
+                    system.system_metrics_interval_s if system.system_metrics else None
+                ),
+            },
+        ),
+        {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
+    )
+
+
+def summarize(
+    spec: SweepSpec, tracker: SweepTracker, results, wall: float, source: str, ended: int
+) -> dict:
+    """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent."""
+    parent = tracker.parent_id
+    runs = tracker.trial_runs()
+    unfinished = _unfinished(spec, wall, ended)
+    run_ids = {tid: r.info.run_id for tid, r in runs.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        names = {tid: r.data.tags.get("mlflow.runName", tid) for tid, r in runs.items()}
+        ranked, importance = write_report(results, spec, run_ids, Path(tmp), names)
+        best = ranked[0] if ranked else None
+        table = study_results(spec, tracker, Path(tmp)) if spec.is_study else None
+        metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
+        if best:
+            metrics[f"best_{spec.metric}"] = best[spec.metric]
+        tracker.finish(Path(tmp), metrics, best, spec.metric, source or spec.source)
+    return {
+        "sweep": spec.name,
+        "parent_run_id": parent,
+        "tracking_uri": tracker.uri,
+        "num_trials": len(results),
+        "num_errors": results.num_errors,
+        "unfinished": unfinished,
+        "best": best,
+        "leaderboard": ranked[:5],
+        "importance": importance,
+        "wall_s": wall,
+        "results": results,  # Ray's ResultGrid, for callers that want every trial
+        **(table or {}),
+    }
+
+
+def study_results(spec: SweepSpec, tracker: SweepTracker, out: Path) -> dict:
+    """A study's table (sweep.study) from its runs in MLflow, written into `out` (the
+    parent run's report) and returned as {"study_table": markdown, "study_cells": cells}."""
+    parent = tracker.client.get_run(tracker.parent_id)
+    _, cells = study_table(tracker.client, parent, spec)
+    tables = render(spec, cells)
+    write_tables(out, tables)
+    return {"study_table": tables["md"], "study_cells": cells}

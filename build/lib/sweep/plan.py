@@ -1,0 +1,119 @@
+"""`launch.py --dry-run`: the parameters, the resource plan and a few sampled configs."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+
+from nrfer.data import DATASETS
+from nrfer.errors import first_line
+from sweep.space import SpaceError, SweepSpec
+
+
+def sample_configs(spec: SweepSpec, n: int = 3) -> list[dict]:
+    """Sample from the define-by-run space with the sweep's own seeded sampler."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", sampler=spec.sampler())
+    out = []
+    for _ in range(n):
+        trial = study.ask()
+        spec.define_by_run(trial)
+        spec.trial_config(trial.params)  # each sample must build a valid trial config
+        out.append(dict(trial.params))
+    return out
+
+
+def input_shape(cfg) -> tuple[int, int, int]:
+    """The (C, H, W) a trial's model will see, without reading the data: the dataset's
+    channels (its registry entry; image folders as FER+'s, 1) x 48x48 (`data.image_size`
+    when set), times the SR scale."""
+    d = cfg.data
+    side = d.image_size or 48
+    if d.sr.method != "none":
+        side *= d.sr.scale
+    return DATASETS.props(d.dataset)["channels"] or 1, side, side
+
+
+def check_models(spec: SweepSpec, samples: list[dict]) -> list[str]:
+    """Build each distinct model of `samples` (random init: weights are checked apart) and
+    push one batch of two dummy images through it; a model that cannot is a SpaceError
+    naming the sample. Returns one line per model checked."""
+    import torch
+
+    from nrfer.models import build_model
+
+    seen, lines = set(), []
+    for i, params in enumerate(samples, start=1):
+        cfg = spec.trial_config(params)
+        cfg.model.pretrained = None
+        shape = input_shape(cfg)
+        key = json.dumps([cfg.model.model_dump(), shape], sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        classes = len(DATASETS.props(cfg.data.dataset)["class_names"])
+        try:
+            model = build_model(cfg.model, classes, shape[1:]).eval()
+            with torch.no_grad():
+                out = model(torch.rand(2, *shape))
+            if tuple(out.shape) != (2, classes):
+                raise ValueError(f"the model answered with shape {tuple(out.shape)}")
+        except Exception as e:  # shape mismatches, junk backbone_args, ...
+            first = first_line(e, 300)
+            raise SpaceError(
+                f"{spec.source}: sample {i} ({json.dumps(params, sort_keys=True)}) builds a model "
+                f"that fails on a {shape[0]}x{shape[1]}x{shape[2]} input: {first}"
+            ) from None
+        n_params = sum(p.numel() for p in model.parameters())
+        m = cfg.model
+        resizer = f"resizer n={m.resizer.n}" if m.resizer.enabled else "no resizer"
+        lines.append(
+            f"  {m.backbone}, {resizer}, stn {m.stn or 'off'}, head {m.head}, on "
+            f"{shape[0]}x{shape[1]}x{shape[2]}: ok "
+            f"({n_params / 1e6:.1f} M parameters)"
+        )
+    return lines
+
+
+def print_plan(spec: SweepSpec, n: int = 3) -> None:
+    print(f"sweep {spec.name!r} from {spec.source}: {spec.metric} ({spec.mode}), seed {spec.seed}")
+    print(f"parameters ({len(spec.params)}):")
+    for p in spec.params:
+        cond = f"  when {p.when}" if p.when else ""
+        print(f"  {p.key:32s} {p.kind:10s} {p.args}{cond}")
+    s = spec.early_stopping
+    sched = (
+        f"ASHA(grace {s.grace_period}, reduction {s.reduction_factor}, max {s.max_epochs} epochs)"
+        if s.name == "asha"
+        else f"FIFO({s.max_epochs} epochs)"
+    )
+    print(f"early stopping: {sched}")
+    print(
+        f"budget: {spec.budget.num_samples} trials, {spec.budget.max_concurrent} at a time, time budget {spec.budget.time_budget_s or 'none'}"
+    )
+    r, n_max = spec.resources, spec.budget.max_concurrent
+    print(
+        f"resources: {r.cpu} CPU + {r.gpu} GPU per trial -> {n_max * r.cpu} CPU + "
+        f"{n_max * r.gpu} GPU at full concurrency"
+    )
+    if spec.is_study:  # every cell is run: every cell's model is checked
+        study, samples = spec.study, spec.cells()
+        print(
+            f"study: {len(samples)} cells x {len(study.seeds)} seeds {study.seeds} = "
+            f"{spec.budget.num_samples} runs, each tested once; table rows {study.rows}, "
+            f"baseline {study.baseline or 'none'}"
+            + (
+                f", extra evaluation sets {[e.name for e in study.eval_sets]}"
+                if study.eval_sets
+                else ""
+            )
+        )
+        label = "cell"
+    else:
+        samples, label = sample_configs(spec, max(n, 12)), "sample"
+    for i, cfg in enumerate(samples[:n], start=1):
+        print(f"{label} {i}: {json.dumps(cfg, sort_keys=True)}")
+    print(f"models of {len(samples)} {label}s, each built and run on a dummy batch:")
+    for line in check_models(spec, samples):
+        print(line)

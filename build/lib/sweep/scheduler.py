@@ -1,0 +1,162 @@
+"""Early stopping for a sweep: ASHA whose rung records survive a killed driver, or FIFO.
+
+Tune checkpoints the searcher, not the scheduler, so a resumed sweep would forget which
+trials ASHA compared at each rung. `ResumableASHA` writes its rung records to a YAML file
+beside the sweep after every change and reads them back when Tune hands it the metric on
+resume. Only the records are kept (not the scheduler's whole state: Tune sets `metric` and
+`mode` again on every start, and a restored value makes it refuse to run). A trial that
+crashes or diverges is recorded at the rung it would have reached next with the worst
+value of the metric, as the ASHA paper counts a failed configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from nrfer.files import write_atomic
+from sweep.compat.ray_tune import (
+    asha_bracket_of,
+    asha_num_stopped,
+    asha_rungs,
+    asha_score_sign,
+    asha_time_attr,
+)
+
+log = logging.getLogger("nrfer.sweep")
+# YAML, not .json: on resume Tune copies every .json/.pkl of the sweep folder to its staging
+# folder and back on each sync, which would put an old copy of the records over new ones.
+STATE_FILE = "nrfer_asha_rungs.yaml"
+STATE_VERSION = 1
+# The worst value each sweep metric can take: what a failed trial is recorded with. Finite,
+# because ASHA's cut-off interpolates between records (an infinity would make it NaN).
+METRIC_WORST = {"val_acc": 0.0, "val_macro_f1": 0.0, "val_loss": 1.0e6}
+
+
+def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
+    """ASHA (its rung records kept in `exp_dir`) or FIFO, as the space file says."""
+    s = spec.early_stopping
+    if s.name == "asha":
+        return ResumableASHA(
+            Path(exp_dir) / STATE_FILE,
+            time_attr="training_iteration",
+            max_t=s.max_epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+class ResumableASHA(ASHAScheduler):
+    """ASHA that persists its rung records (`state_file`, YAML) and restores them on resume."""
+
+    def __init__(self, state_file: str | Path, **asha_args: Any) -> None:
+        super().__init__(**asha_args)
+        self.state_file = Path(state_file)
+        self._failed: dict[str, tuple[int, float]] = {}  # trial -> (bracket, milestone) marked
+        self._saved = ""
+
+    # Tune calls this on every start, a resumed one too: the moment to read the records back.
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        ok = super().set_search_properties(metric, mode, **spec)
+        if ok and self.state_file.is_file():
+            self.load_records(self.state_file)
+        return ok
+
+    def rung_records(self) -> dict:
+        """The records as plain data: each rung's scores in the order trials arrived there,
+        a score being metric x (+1 for max, -1 for min)."""
+        return {
+            "version": STATE_VERSION,
+            "metric": self.metric,
+            "mode": {1.0: "max", -1.0: "min"}.get(asha_score_sign(self)),
+            "num_stopped": asha_num_stopped(self),
+            "failed": {t: list(v) for t, v in self._failed.items()},
+            "brackets": [
+                [{"milestone": m, "scores": dict(recorded)} for m, recorded in rungs]
+                for rungs in asha_rungs(self)
+            ],
+        }
+
+    def load_records(self, path: Path) -> None:
+        state = yaml.safe_load(Path(path).read_text())
+        mine = [[m for m, _ in rungs] for rungs in asha_rungs(self)]
+        theirs = [[r["milestone"] for r in b] for b in state["brackets"]]
+        if state.get("version") != STATE_VERSION or mine != theirs:
+            raise ValueError(
+                f"{path}: ASHA rung records for milestones {theirs} cannot be restored into "
+                f"a scheduler with milestones {mine}"
+            )
+        for rungs, saved in zip(asha_rungs(self), state["brackets"], strict=True):
+            for (_, recorded), rung in zip(rungs, saved, strict=True):
+                recorded.clear()
+                recorded.update({t: float(v) for t, v in rung["scores"].items()})
+        asha_num_stopped(self, int(state.get("num_stopped", 0)))
+        self._failed = {t: (int(b), float(m)) for t, (b, m) in state.get("failed", {}).items()}
+        self._saved = yaml.safe_dump(self.rung_records(), sort_keys=False)
+        n = sum(len(r["scores"]) for b in state["brackets"] for r in b)
+        log.info("ASHA: restored %d rung records from %s", n, path)
+
+    def save_records(self) -> None:
+        text = yaml.safe_dump(self.rung_records(), sort_keys=False)
+        if text == self._saved:
+            return
+        try:
+            write_atomic(self.state_file, text)
+            self._saved = text
+        except OSError as e:  # losing this file costs early-stopping knowledge, not results
+            log.warning("could not save ASHA's rung records to %s: %s", self.state_file, e)
+
+    def _mark_failed(self, trial_id: str) -> None:
+        """Record a failed trial with the worst score at the first rung it has not reached."""
+        index = asha_bracket_of(self, trial_id) or 0
+        worst = asha_score_sign(self) * METRIC_WORST.get(self.metric, 0.0)
+        for milestone, recorded in reversed(asha_rungs(self)[index]):  # lowest milestone first
+            if trial_id not in recorded:
+                recorded[trial_id] = worst
+                self._failed[trial_id] = (index, milestone)
+                return
+
+    # Tune's hooks: ASHA's decisions, then the records saved.
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        failed = self._failed.pop(trial.trial_id, None)
+        if failed is not None:  # a failed trial is retried: its worst-value mark goes
+            index, milestone = failed
+            for m, recorded in asha_rungs(self)[index]:
+                if m == milestone:
+                    recorded.pop(trial.trial_id, None)
+            self.save_records()
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        action = super().on_trial_result(tune_controller, trial, result)
+        self.save_records()
+        return action
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        if result and result.get("diverged"):
+            iteration = result.get(asha_time_attr(self))
+            index = asha_bracket_of(self, trial.trial_id)
+            # the diverged report itself counts where it landed on a rung; else mark the next
+            on_rung = index is not None and any(
+                m == iteration and trial.trial_id in rec for m, rec in asha_rungs(self)[index]
+            )
+            if not on_rung:
+                self._mark_failed(trial.trial_id)
+        super().on_trial_complete(tune_controller, trial, result)
+        self.save_records()
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        super().on_trial_error(tune_controller, trial)
+        self._mark_failed(trial.trial_id)
+        self.save_records()
+
+    def __getstate__(self) -> dict:
+        # Tune pickles the scheduler into tuner.pkl; the file cache is not state
+        state = self.__dict__.copy()
+        state["_saved"] = ""
+        return state

@@ -1,0 +1,333 @@
+"""The space file's top level as typed sections: each key once, with its type, default and
+bounds. `search` and `fixed` stay plain mappings here (sweep.params and the trial config
+check them); `read_sections` turns pydantic's errors into our `file: key.path: ...` lines."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, model_validator
+
+from nrfer.config import MAX_SEED
+from nrfer.registry import suggest
+from sweep.params import SpaceError, shown
+
+METRICS = ("val_acc", "val_macro_f1", "val_loss")
+SEARCHERS = ("tpe", "random", "grid")  # grid: every cell of the choices (a study)
+EARLY_STOPPING_KEYS = {
+    "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
+    "fifo": ("name", "max_epochs"),
+}
+
+
+def _int_at_least(low: int, high: int | None = None):
+    def check(v: Any) -> int:
+        if not isinstance(v, int) or isinstance(v, bool) or v < low or (high and v > high):
+            bound = f" >= {low}" if high is None else f" in {low}..{high}"
+            raise ValueError(f"expected an integer{bound}, got {shown(v)}")
+        return v
+
+    return Annotated[int, PlainValidator(check)]
+
+
+def _number_at_least(low: float, strict: bool = False):
+    def check(v: Any) -> float:
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, int | float)
+            or v != v
+            or v
+            in (
+                float("inf"),
+                float("-inf"),
+            )
+        ):
+            raise ValueError(f"expected a number, got {shown(v)}")
+        if v < low or (strict and v == low):
+            raise ValueError(f"must be {'>' if strict else '>='} {low}, got {v}")
+        return v
+
+    return Annotated[float, PlainValidator(check)]
+
+
+def _one_of(allowed: tuple[str, ...]):
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or v not in allowed:
+            raise ValueError(f"{shown(v)} is not one of {', '.join(allowed)}")
+        return v
+
+    return Annotated[str, PlainValidator(check)]
+
+
+def _flag(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise ValueError(f"expected true or false, got {shown(v)}")
+    return v
+
+
+def _model_name(what: str):
+    def check(v: Any) -> str:
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"expected a non-empty {what}, got {shown(v)}")
+        return v
+
+    return Annotated[str, PlainValidator(check)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, v: Any) -> Any:
+        if v is None:
+            return {}
+        if not isinstance(v, dict):
+            raise ValueError(f"expected a mapping, got {shown(v)}")
+        return v
+
+
+class EarlyStopping(_Section):
+    """ASHA stops weak trials at rungs grace_period * reduction_factor^k; FIFO runs all."""
+
+    name: _one_of(tuple(EARLY_STOPPING_KEYS)) = "asha"
+    max_epochs: _int_at_least(1) = 10
+    grace_period: _int_at_least(1) | None = None
+    reduction_factor: _int_at_least(2) | None = None
+
+    @model_validator(mode="after")
+    def _fits_the_scheduler(self) -> EarlyStopping:
+        allowed = EARLY_STOPPING_KEYS[self.name]
+        for key in sorted(self.model_fields_set - set(allowed)):
+            raise ValueError(f"{key}: not used by {self.name}; allowed: {', '.join(allowed)}")
+        if self.name == "asha":
+            self.grace_period = self.grace_period or 1
+            self.reduction_factor = self.reduction_factor or 2
+            if self.grace_period > self.max_epochs:
+                raise ValueError(
+                    f"grace_period: {self.grace_period} > max_epochs {self.max_epochs}"
+                )
+        return self
+
+
+class Budget(_Section):
+    num_samples: _int_at_least(1) = 8
+    max_concurrent: _int_at_least(1) = 2
+    time_budget_s: _number_at_least(0, strict=True) | None = None
+    reuse_workers: Annotated[bool, PlainValidator(_flag)] = True  # reuse a worker process
+    max_failures: _int_at_least(0) = 2  # Ray retries of a crashed trial
+
+
+class Resources(_Section):
+    """What one trial asks of the Ray cluster."""
+
+    cpu: _number_at_least(0, strict=True) = 1
+    gpu: _number_at_least(0) = 0
+
+    @model_validator(mode="after")
+    def _whole_gpus_above_one(self) -> Resources:
+        if self.gpu > 1 and self.gpu != int(self.gpu):
+            raise ValueError(f"gpu: fractions are allowed below 1 only, got {self.gpu}")
+        return self
+
+
+class Tracking(_Section):
+    """What each trial's MLflow run records besides its metrics."""
+
+    system_metrics: Annotated[bool, PlainValidator(_flag)] = True  # MLflow's CPU/GPU/memory
+    system_metrics_interval_s: _number_at_least(1) = 10  # seconds between samples
+
+
+def _seeds(v: Any) -> list[int]:
+    """study.seeds: a count N (seeds 0..N-1) or the list of seeds."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if not 1 <= v <= 100:
+            raise ValueError(f"expected a count of 1..100 seeds or a list of seeds, got {v}")
+        return list(range(v))
+    if isinstance(v, list) and v:
+        for s in v:
+            if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
+                raise ValueError(f"a seed must be an integer in 0..{MAX_SEED}, got {shown(s)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a seed is listed twice in {shown(v)}")
+        return list(v)
+    raise ValueError(f"expected a count of seeds or a non-empty list of seeds, got {shown(v)}")
+
+
+class EvalSet(_Section):
+    """An extra evaluation set of a study: each run's best weights evaluated on its `split`
+    (a column of the table)."""
+
+    name: _model_name("column name")
+    dataset: _model_name("dataset name")
+    root: str | None = None
+    split: _one_of(("train", "val", "test")) = "test"
+    tta: _one_of(("none", "flip")) = "none"
+    settings: dict = {}  # other data.* keys (image_size, image_folder, ...)
+
+
+class Study(_Section):
+    """`searcher: grid` as an experiment: every cell of the searched choices (`when:`
+    honoured) x `seeds`, each run to its full epochs, epoch chosen on val, test once; the
+    table's rows are the `rows` parameter and each cell is compared with its `baseline`."""
+
+    seeds: Annotated[list[int], PlainValidator(_seeds)] = [0, 1, 2]
+    rows: str | None = None  # a searched key (default: the first)
+    baseline: dict | None = None  # searched key -> value: the cell each other is compared to
+    eval_sets: list[EvalSet] = []
+
+
+SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")
+
+
+def check_sweep_name(v: Any) -> str:
+    """A sweep name is a folder under --storage and an MLflow experiment: letters, digits and
+    _ . + = -, starting with a letter or digit, at most 100 characters (so no '..', slashes,
+    quotes or spaces)."""
+    if not isinstance(v, str) or not SWEEP_NAME.fullmatch(v) or ".." in v:
+        raise ValueError(
+            f"{shown(v)} is not a usable sweep name (it names the MLflow experiment and the "
+            "folder under --storage): a non-empty name of letters, digits and _ . + = -, "
+            "starting with a letter or digit, without '..', at most 100 characters"
+        )
+    return v
+
+
+class SpaceFile(_Section):
+    """The top level of a space file (see sweep.space for what each part means)."""
+
+    name: Annotated[str, PlainValidator(check_sweep_name)]
+    metric: _one_of(METRICS) = "val_acc"
+    mode: _one_of(("max", "min")) | None = None  # default: min for val_loss, else max
+    seed: _int_at_least(0, MAX_SEED) = 0
+    searcher: _one_of(SEARCHERS) = "tpe"
+    data: dict = {}
+    fixed: dict = {}
+    search: dict = {}
+    early_stopping: EarlyStopping = EarlyStopping()
+    budget: Budget = Budget()
+    resources: Resources = Resources()
+    tracking: Tracking = Tracking()
+    study: Study | None = None
+    registered_model: _model_name("model name") | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_other_sections(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        raw = {k: v for k, v in raw.items() if v is not None or k in ("name", "registered_model")}
+        raw = _study_defaults(raw)
+        for key, what in (
+            ("data", "a mapping of data settings"),
+            ("fixed", "a mapping of trial-config sections"),
+            ("search", "a mapping of parameter -> distribution"),
+        ):
+            if key in raw and not isinstance(raw[key], dict):
+                raise ValueError(f"{key}: expected {what}, got {shown(raw[key])}")
+        # max_epochs defaults to the fixed trial config's train.epochs; both, disagreeing, is
+        # an error (trials run max_epochs: the other would be replaced without a word)
+        stop = raw.get("early_stopping") or {}
+        train = (raw.get("fixed") or {}).get("train")
+        epochs = train.get("epochs") if isinstance(train, dict) else None
+        if isinstance(stop, dict) and "epochs" in (train or {}) and "max_epochs" in stop:
+            if epochs != stop["max_epochs"]:
+                raise ValueError(
+                    f"fixed.train.epochs {shown(epochs)} and early_stopping.max_epochs "
+                    f"{shown(stop['max_epochs'])} disagree; trials run max_epochs epochs: "
+                    "give one of them"
+                )
+        if isinstance(stop, dict) and "max_epochs" not in stop and isinstance(train, dict):
+            if isinstance(epochs, int) and not isinstance(epochs, bool) and epochs >= 1:
+                raw["early_stopping"] = {**stop, "max_epochs": epochs}
+        fixed_data = (raw.get("fixed") or {}).get("data")
+        if isinstance(fixed_data, dict) and isinstance(raw.get("data"), dict):
+            clash = _clashes(fixed_data, raw["data"], "data")
+            if clash:
+                raise ValueError(
+                    f"fixed.{clash[0][0]} {shown(clash[0][1])} and {clash[0][0]} "
+                    f"{shown(clash[0][2])} disagree (the top-level data section would win "
+                    "silently); set data in one place"
+                )
+        return raw
+
+    @model_validator(mode="after")
+    def _mode_follows_metric(self) -> SpaceFile:
+        if self.mode is None:
+            self.mode = "min" if self.metric == "val_loss" else "max"
+        return self
+
+
+def _study_defaults(raw: dict) -> dict:
+    """A `study:` section means a grid (a grid without one runs each cell with seeds 0..2),
+    and no early stopping unless the file asks for it: every run goes to its full epochs."""
+    if "study" not in raw and raw.get("searcher") != "grid":
+        return raw
+    raw = dict(raw)
+    if raw.setdefault("searcher", "grid") != "grid":
+        raise ValueError(
+            f"searcher: a study runs every cell (searcher: grid), got {shown(raw['searcher'])}"
+        )
+    raw.setdefault("study", {})
+    stop = raw.get("early_stopping")
+    if stop is None:
+        raw["early_stopping"] = {"name": "fifo"}
+    elif isinstance(stop, dict) and "name" not in stop:
+        raw["early_stopping"] = {"name": "fifo", **stop}
+    return raw
+
+
+def _clashes(a: dict, b: dict, prefix: str) -> list[tuple[str, Any, Any]]:
+    """(dotted key, a's value, b's value) for every leaf both set to different values."""
+    out = []
+    for k in a.keys() & b.keys():
+        key = f"{prefix}.{k}"
+        if isinstance(a[k], dict) and isinstance(b[k], dict):
+            out += _clashes(a[k], b[k], key)
+        elif a[k] != b[k]:
+            out.append((key, a[k], b[k]))
+    return sorted(out, key=lambda c: c[0])
+
+
+TOP_KEYS = tuple(SpaceFile.model_fields)
+
+
+def _allowed_at(loc: tuple) -> list[str]:
+    """The keys the model accepts at `loc` (the section of an unknown key)."""
+    model: type[BaseModel] = SpaceFile
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        sub = getattr(field, "annotation", None)
+        if not (isinstance(sub, type) and issubclass(sub, BaseModel)):
+            return []
+        model = sub
+    return list(model.model_fields)
+
+
+def read_sections(raw: Any, source: str, model: type[SpaceFile] = SpaceFile) -> SpaceFile:
+    """`raw` (a parsed YAML document) as typed sections (`model`: SpaceFile or a subclass),
+    or a SpaceError naming the file, the key path and what is allowed (one line per problem)."""
+    if not isinstance(raw, dict):
+        raise SpaceError(
+            f"{source}: the top level must be a mapping with keys {', '.join(TOP_KEYS)}"
+        )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        lines = []
+        for e in err.errors():
+            loc = tuple(str(p) for p in e["loc"])
+            path = ".".join(loc)
+            if e["type"] == "extra_forbidden":
+                hint = suggest(loc[-1], _allowed_at(loc[:-1]))
+                lines.append(f"{source}: {path}: unknown key; {hint}")
+            elif e["type"] == "missing":
+                lines.append(f"{source}: {path}: required ({_REQUIRED.get(path, 'missing')})")
+            else:
+                msg = e["msg"].removeprefix("Value error, ")
+                lines.append(f"{source}: {path}: {msg}" if path else f"{source}: {msg}")
+        raise SpaceError("\n".join(lines)) from None
+
+
+_REQUIRED = {"name": "a sweep name: the MLflow experiment and the folder under --storage"}

@@ -1,0 +1,109 @@
+"""The registered model: an MLflow pyfunc around nrfer.predict.Predictor (preprocessing included).
+
+Input: a tensor of grayscale faces [N, H, W] with values 0..255, any H and W (48x48 FER+
+faces, or larger images, resized as in training). Output: one row per face with the
+probability of each class and the top `label`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema, TensorSpec
+
+from nrfer.checkpoint import CheckpointError, load_checkpoint
+from nrfer.predict import Predictor
+
+MODEL_CODE = Path(__file__).with_name("serving_model.py")
+
+
+MAX_REQUEST_ENV = "NRFER_SERVE_MAX_IMAGES"
+MAX_REQUEST = 4096  # faces per request, default; predictions run 64 at a time
+
+
+def max_request() -> int:
+    """The most faces one request may hold ($NRFER_SERVE_MAX_IMAGES, default 4096)."""
+    return int(os.environ.get(MAX_REQUEST_ENV, MAX_REQUEST))
+
+
+class FERPyfunc(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        self.predictor = Predictor.from_path(
+            context.artifacts["checkpoint"], sr_weights=context.artifacts.get("sr_weights")
+        )
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        if isinstance(model_input, dict):  # a named tensor input
+            (model_input,) = model_input.values()
+        if isinstance(model_input, pd.DataFrame):  # e.g. dataframe_split of flattened faces
+            model_input = model_input.to_numpy()
+        images = np.asarray(model_input)
+        if images.ndim == 2:  # one face
+            images = images[None]
+        if len(images) > max_request():
+            raise ValueError(
+                f"a request of {len(images)} faces is over the limit of {max_request()} "
+                f"({MAX_REQUEST_ENV}); split it into smaller requests"
+            )
+        probs = self.predictor.predict_proba(list(images))  # in batches: bounded memory
+        names = self.predictor.class_names
+        frame = pd.DataFrame(probs.astype(np.float64), columns=names)
+        frame["label"] = [names[i] for i in probs.argmax(axis=1)]
+        return frame
+
+
+# Models registered before the rename load their code by this name: keep it.
+FERModel = FERPyfunc
+
+
+def signature(class_names: list[str]) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1, -1))]),
+        outputs=Schema([ColSpec("double", c) for c in class_names] + [ColSpec("string", "label")]),
+    )
+
+
+def model_artifacts(checkpoint: Path) -> dict[str, str]:
+    """The files the served model needs: the checkpoint, and the SR weights it was trained
+    with when its SR stage is a learned model."""
+    artifacts = {"checkpoint": str(checkpoint)}
+    sr = load_checkpoint(checkpoint)["config"]["data"]["sr"]
+    if sr["method"] == "model":
+        weights = Path(sr["weights"])
+        if not weights.is_file():
+            raise CheckpointError(
+                f"{checkpoint} was trained with SR weights {weights}, which are gone; the model "
+                "cannot be registered without them"
+            )
+        artifacts["sr_weights"] = str(weights)
+    return artifacts
+
+
+def log_and_register(checkpoint: Path, class_names: list[str], model_name: str, run_id: str) -> str:
+    """Log the pyfunc under `run_id` and register it; returns the new model version. A model
+    trained on learned-SR faces carries its SR weights too (the trainer's path is not where
+    the model is served)."""
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(MODEL_CODE),  # models from code: nothing is pickled
+            artifacts=model_artifacts(checkpoint),
+            signature=signature(class_names),
+            registered_model_name=model_name,
+            pip_requirements=[
+                "torch",
+                "timm",
+                "numpy",
+                "pillow",
+                "pandas",
+                "mlflow",
+                "pydantic",
+                "pyyaml",
+            ],
+        )
+    return str(info.registered_model_version)

@@ -1,0 +1,3 @@
+from sweep.tracking.replay import main
+
+raise SystemExit(main())

@@ -1,0 +1,319 @@
+"""The driver side: the sweep's parent run, and the callback that closes the trial runs their
+trials cannot close themselves (stopped by ASHA, crashed), so no run is left RUNNING."""
+
+from __future__ import annotations
+
+import functools
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from nrfer.train import RunPaths
+from sweep.tracking.store import (
+    DIVERGED,
+    EPOCH_KEYS,
+    FINAL_ATTEMPTS,
+    INSTANCE,
+    ROLE,
+    SWEEP_ID,
+    TRIAL_ID,
+    find_runs,
+    log_metrics,
+    logged_steps,
+    read_history,
+    with_retries,
+)
+from sweep.tracking.ui import (
+    DESCRIPTION,
+    EXPERIMENT_KIND,
+    dataset_input,
+    sweep_description,
+    trial_description,
+)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def package_versions() -> dict[str, str]:
+    import optuna
+    import ray
+    import timm
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "ray": ray.__version__,
+        "optuna": optuna.__version__,
+        "mlflow": mlflow.__version__,
+        "python": platform.python_version(),
+    }
+
+
+SPEC_JSON = "space/resolved_spec.json"
+
+
+class SweepTracker:
+    """Driver side: the experiment and the parent run."""
+
+    def __init__(self, uri: str, experiment: str, sweep_id: str, instance: str) -> None:
+        self.uri, self.sweep_id, self.instance = uri, sweep_id, instance
+        mlflow.set_tracking_uri(uri)
+        self.client = MlflowClient(uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        # the UI opens a training experiment on its runs (else on the GenAI traces overview)
+        self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
+        self.parent_id: str | None = None
+
+    def start_parent(
+        self,
+        spec_dict: dict,
+        space_file: Path,
+        storage: str,
+        datasets: list[dict] = (),
+        description: str = "",
+    ) -> str:
+        """The sweep's run, named after the sweep; `datasets` (nrfer.data.identity) are the
+        data its trials train on, logged as dataset inputs."""
+        found = find_runs(self.client, self.experiment_id, {ROLE: "sweep", INSTANCE: self.instance})
+        if found:  # a resumed sweep continues its own parent run, never another sweep's
+            self.parent_id = found[0].info.run_id
+            self.client.update_run(self.parent_id, status="RUNNING")
+            self.client.set_tag(self.parent_id, "nrfer.storage", storage)  # it may have moved
+            return self.parent_id
+        # an earlier sweep of this name keeps its parent; this one is listed beside it
+        earlier = find_runs(
+            self.client, self.experiment_id, {ROLE: "sweep", SWEEP_ID: self.sweep_id}
+        )
+        tags = {
+            ROLE: "sweep",
+            SWEEP_ID: self.sweep_id,
+            INSTANCE: self.instance,
+            "mlflow.runName": self.sweep_id + (f"-{len(earlier) + 1}" if earlier else ""),
+            DESCRIPTION: description,
+            "nrfer.git_commit": git_commit(),
+            "nrfer.storage": storage,
+            **{f"nrfer.version.{k}": v for k, v in package_versions().items()},
+        }
+        self.parent_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        self.client.log_artifact(self.parent_id, str(space_file), "space")
+        self.client.log_dict(self.parent_id, spec_dict, "space/resolved_spec.yaml")
+        # in file order (the YAML copy's keys are sorted): a study's grid is in this order
+        self.client.log_dict(self.parent_id, spec_dict, SPEC_JSON)
+        if datasets:
+            self.client.log_inputs(self.parent_id, [dataset_input(d) for d in datasets])
+        return self.parent_id
+
+    def context(self) -> dict:
+        """What a trial needs to log to its nested run (passed to workers)."""
+        return {
+            "uri": self.uri,
+            "experiment_id": self.experiment_id,
+            "parent_id": self.parent_id,
+            "sweep_id": self.sweep_id,
+            "instance": self.instance,
+        }
+
+    def trial_runs(self, attempts: int = FINAL_ATTEMPTS) -> dict[str, Any]:
+        """trial_id -> run, for this sweep instance only. Waits out an MLflow outage (about
+        two minutes of backoff) like a finishing trial does: the end of a sweep needs the runs."""
+        tags = {INSTANCE: self.instance, ROLE: "trial"}
+        runs = with_retries(
+            lambda: find_runs(self.client, self.experiment_id, tags),
+            "list the trial runs",
+            attempts,
+            quiet=attempts == 1,
+        )
+        if runs is None:
+            raise RuntimeError(
+                f"MLflow at {self.uri} did not answer for minutes; the sweep's state is saved: "
+                "continue with --resume when it is back"
+            )
+        return {r.data.tags[TRIAL_ID]: r for r in runs}
+
+    def close_open_trials(self, status: str = "KILLED") -> int:
+        """Close every trial run of this sweep instance still RUNNING (after a crash or an
+        interrupt)."""
+        n = 0
+        for run in self.trial_runs().values():
+            if run.info.status == "RUNNING":
+                self.client.set_terminated(run.info.run_id, status)
+                n += 1
+        return n
+
+    def delete_orphan_trial_runs(self, known: set[str]) -> int:
+        """Delete the trial runs of trials Tune has no record of: a killed driver can start
+        a trial (and its run) after Tune last saved its state; the resumed sweep samples
+        that trial again under a new id, so its old run would be a duplicate. Only runs of
+        this instance: a run of another sweep of the same name is never touched."""
+        orphans = [r for t, r in self.trial_runs().items() if t not in known]
+        for run in orphans:
+            self.client.delete_run(run.info.run_id)
+        return len(orphans)
+
+    def finish(
+        self,
+        report_dir: Path,
+        metrics: dict[str, float],
+        best: dict | None,
+        metric: str,
+        source: str,
+    ) -> None:
+        """The sweep's outcome on the parent run: the report files, its summary metrics,
+        which trial (and run) was best, and a one-line description."""
+        for f in sorted(report_dir.iterdir()):
+            self.client.log_artifact(self.parent_id, str(f), "report")
+        runs = self.trial_runs()
+        if best:
+            best_run = runs.get(best["trial_id"])
+            run_id = best_run.info.run_id if best_run else ""
+            self.client.set_tag(self.parent_id, "nrfer.best_trial_run_id", run_id)
+            self.client.set_tag(self.parent_id, "nrfer.best_trial_id", best["trial_id"])
+        for k, v in metrics.items():
+            self.client.log_metric(self.parent_id, k, float(v))
+        counts = {
+            "stopped early": sum(
+                r.data.tags.get("nrfer.stopped_early") == "true" for r in runs.values()
+            ),
+            "diverged": sum(r.data.tags.get("nrfer.diverged") == "true" for r in runs.values()),
+            "failed": sum(
+                r.data.tags.get("nrfer.failed") == "true"
+                and r.data.tags.get("nrfer.diverged") != "true"
+                for r in runs.values()
+            ),
+        }
+        text = sweep_description(self.sweep_id, source, len(runs), best, metric, counts)
+        self.client.set_tag(self.parent_id, DESCRIPTION, text)
+
+    def end_parent(self, status: str) -> None:
+        if self.parent_id:
+            with_retries(
+                lambda: self.client.set_terminated(self.parent_id, status),
+                "close the parent run",
+                FINAL_ATTEMPTS,
+            )
+
+
+class TrialStatusCallback(tune.Callback):
+    """Driver side: closes the runs that their trials could not close themselves."""
+
+    def __init__(
+        self, tracker: SweepTracker, max_epochs: int, metric: str = "val_acc", ended=None
+    ) -> None:
+        self.tracker, self.max_epochs, self.metric = tracker, max_epochs, metric
+        self.ended = ended  # sweep.resume.EndedTrials: Tune's ends, recorded whatever MLflow does
+        self.pending: dict[str, tuple] = {}  # runs not closed while MLflow was away
+
+    def _run(self, trial):
+        return self.tracker.trial_runs(attempts=1).get(trial.trial_id)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        if self.ended is not None:
+            self.ended.add(trial.trial_id)
+        self._close(self._complete, trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if self.ended is not None:
+            self.ended.add(trial.trial_id)
+        self._close(self._error, trial)
+
+    def _close(self, how, trial) -> None:
+        """A few quick tries (the sweep goes on meanwhile); kept for `flush_pending` if
+        MLflow is away."""
+        if with_retries(lambda: how(trial), f"close the run of {trial.trial_id}", 3) is None:
+            self.pending[trial.trial_id] = (how, trial)
+        else:
+            self.pending.pop(trial.trial_id, None)
+
+    def flush_pending(self) -> int:
+        """At the end of the sweep: close the runs an outage left open, waiting it out like a
+        finishing trial does. Returns how many are still open."""
+        for trial_id, (how, trial) in list(self.pending.items()):
+            close = functools.partial(how, trial)
+            done = with_retries(close, f"close the run of {trial_id}", FINAL_ATTEMPTS)
+            if done is not None:
+                del self.pending[trial_id]
+        return len(self.pending)
+
+    def _log_unlogged_epochs(self, trial, run_id: str) -> None:
+        """A trial logs an epoch after Tune takes its checkpoint; when Tune stops the trial
+        there (ASHA, max epochs) or it dies, the epochs its checkpoint holds are logged here."""
+        ckpt = trial.checkpoint
+        rows = read_history(ckpt.path) if ckpt is not None and ckpt.path else []
+        if not rows:
+            return
+        client = self.tracker.client
+        have = logged_steps(client, run_id)
+        now = int(time.time() * 1000)
+        missing = [
+            Metric(k, float(row[k]), now, int(row["epoch"]))
+            for row in rows
+            for k in EPOCH_KEYS
+            if (k, int(row["epoch"])) not in have
+        ]
+        log_metrics(client, run_id, missing)
+
+    def _describe(self, run, trial, how: str) -> None:
+        result = trial.last_result or {}
+        if how == "finished" and result.get("diverged"):
+            how = "diverged"
+        text = trial_description(result, self.metric, self.max_epochs, how)
+        self.tracker.client.set_tag(run.info.run_id, DESCRIPTION, text)
+
+    def _complete(self, trial) -> None:
+        run = self._run(trial)
+        if run is None:
+            return
+        epochs = int((trial.last_result or {}).get("training_iteration", 0))
+        stopped = run.info.status == "RUNNING" and epochs < self.max_epochs
+        self._describe(run, trial, "stopped" if stopped else "finished")
+        if run.info.status != "RUNNING":
+            return
+        client, run_id = self.tracker.client, run.info.run_id
+        self._log_unlogged_epochs(trial, run_id)
+        # Still RUNNING after the trial ended: the scheduler stopped it early.
+        client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
+        ckpt = trial.checkpoint
+        best = Path(ckpt.path, RunPaths.BEST) if ckpt is not None and ckpt.path else None
+        if best is not None and best.is_file():
+            with_retries(
+                lambda: client.log_artifact(run_id, str(best), "checkpoint"), "upload best.pt"
+            )
+        client.set_terminated(run_id, "FINISHED")
+
+    def _error(self, trial) -> None:
+        run = self._run(trial)
+        if run is None:
+            return
+        client, run_id = self.tracker.client, run.info.run_id
+        self._describe(run, trial, "failed")
+        self._log_unlogged_epochs(trial, run_id)
+        error = Path(trial.error_file) if trial.error_file else None
+        if error is not None and error.is_file():
+            with_retries(
+                lambda: client.log_artifact(run_id, str(error), "error"), "upload traceback"
+            )
+            if DIVERGED in error.read_text(errors="replace"):
+                client.set_tag(run_id, "nrfer.diverged", "true")
+        client.set_tag(run_id, "nrfer.failed", "true")
+        client.set_terminated(run_id, "FAILED")

@@ -1,0 +1,110 @@
+"""What the MLflow UI shows of a sweep: the experiment's kind (so it opens on the training
+runs, not the GenAI traces overview), run names a person can read, one-line run
+descriptions, and the data each run trained on as an MLflow dataset input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from mlflow.entities import Dataset, DatasetInput, InputTag
+
+# MLflow 3's UI opens an experiment on the view its kind names; training work is this one
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+DESCRIPTION = "mlflow.note.content"  # the run's "Description" in the UI
+DATASET_CONTEXT = "mlflow.data.context"
+MAX_NAME = 60
+# a timm name reads as its family and size: swin_tiny_patch4_window7_224.ms_in1k -> swin_tiny
+_TIMM_TAIL = re.compile(r"(_(patch|window)\d+.*|_\d{3}(_.*)?|\..*)$")
+_GENERIC = {"enabled", "name", "method", "scale", "size", "n", "k"}
+
+
+def trial_number(trial_name: str) -> str | None:
+    """`t03` from a Tune trial name made by `tune_trial_name` (`t03_762caea9`)."""
+    m = re.match(r"(t\d+)_", trial_name or "")
+    return m.group(1) if m else None
+
+
+def tune_trial_name(trial) -> str:
+    """Tune's `trial_name_creator`: `t03_<trial id>`, numbered in the order the searcher
+    proposed the trials (Tune's experiment tag starts with that counter)."""
+    counter = str(getattr(trial, "experiment_tag", "")).split("_", 1)[0]
+    return f"t{int(counter):02d}_{trial.trial_id}" if counter.isdigit() else str(trial.trial_id)
+
+
+def short_value(v: Any) -> str:
+    if isinstance(v, float):
+        if v == 0 or not math.isfinite(v):
+            return str(v)
+        if 1e-2 <= abs(v) < 1e4:  # two significant digits: 0.7, 1.8, 1200
+            return f"{float(f'{v:.2g}'):g}"
+        mant, exp = f"{v:.1e}".split("e")
+        return f"{mant.removesuffix('.0')}e{int(exp)}"  # 3.1e-4, 1e-3
+    if isinstance(v, str):
+        return _TIMM_TAIL.sub("", v) or v
+    return str(v)
+
+
+def _label(key: str) -> str:
+    parts = key.split(".")
+    if parts[-1] in _GENERIC and len(parts) > 1:
+        return ".".join(parts[-2:]) if parts[-1] != "enabled" else parts[-2]
+    return parts[-1]
+
+
+def run_name(number: str | None, sampled: dict[str, Any], trial_id: str) -> str:
+    """`t03 swin_tiny fpdls lr=3.1e-4`: the number and what this trial's sampled values say
+    (a chosen name as itself, a true switch by its name, numbers as key=value), at most
+    MAX_NAME characters; the full config stays in the run's params."""
+    words = [number or trial_id]
+    for key, v in sampled.items():
+        if isinstance(v, bool):
+            if v:
+                words.append(_label(key))
+        elif isinstance(v, str):
+            words.append(short_value(v))
+        elif v is not None:
+            words.append(f"{_label(key)}={short_value(v)}")
+    name = " ".join(words)
+    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
+
+
+def trial_description(result: dict, metric: str, max_epochs: int, how: str) -> str:
+    """One line on a trial's outcome: `how` is finished | stopped | diverged | failed."""
+    epochs = int(result.get("training_iteration") or result.get("epoch") or 0)
+    best = result.get(f"best_{metric}", result.get(metric))
+    score = f"best {metric} {best:.4f}" if isinstance(best, int | float) else f"no {metric}"
+    if how == "stopped":
+        return f"{score}; stopped early by the scheduler after {epochs} of {max_epochs} epochs"
+    if how == "diverged":
+        return f"diverged (non-finite loss) in epoch {epochs} of {max_epochs}"
+    if how == "failed":
+        return f"failed after {epochs} of {max_epochs} epochs; see the error artifact"
+    return f"{score} over {epochs} of {max_epochs} epochs"
+
+
+def sweep_description(
+    name: str, source: str, n_trials: int, best: dict | None, metric: str, counts: dict
+) -> str:
+    head = f"Sweep {name} ({source}): {n_trials} trials"
+    done = ", ".join(f"{n} {what}" for what, n in counts.items() if n)
+    if best is None:
+        return f"{head}{f' ({done})' if done else ''}; no trial reported {metric}"
+    who = best.get("name") or best.get("trial_id")
+    return f"{head}{f' ({done})' if done else ''}; best {metric} {best[metric]:.4f}: {who}"
+
+
+def dataset_input(ident: dict, context: str = "training") -> DatasetInput:
+    """An MLflow dataset input from `nrfer.data.identity.identity(...)`."""
+    return DatasetInput(
+        Dataset(
+            name=ident["name"],
+            digest=ident["digest"],
+            source_type="local",
+            source=json.dumps({"uri": ident["source"]}),
+            profile=json.dumps(ident["profile"]),
+        ),
+        tags=[InputTag(DATASET_CONTEXT, context)],
+    )

@@ -1,0 +1,169 @@
+"""The Tune function trainable: one nrfer trial, reporting every epoch to Tune and MLflow.
+
+An epoch reaches MLflow only after `tune.report` has handed its checkpoint to Tune, so a
+killed sweep never logs an epoch that its resume will run again. What a kill leaves
+unlogged is in the checkpoint's `history.json`: the trial logs it when it resumes, and the
+driver logs it for a trial that the scheduler stopped (its report never returns).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from nrfer.checkpoint import load_checkpoint
+from nrfer.config import absolute_path
+from nrfer.data import FERData
+from nrfer.data.identity import identity
+from nrfer.device import resolve_device
+from nrfer.evaluate import evaluate_state, save_predictions
+from nrfer.models.pretrained import resolve_weights
+from nrfer.sr import apply_sr
+from nrfer.train import RunPaths, fit
+from sweep.scheduler import METRIC_WORST
+from sweep.space import SEED_KEY, apply_params
+from sweep.study import CELL_TAG, SEED_TAG
+from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
+from sweep.tracking.system import PeakMemory, start_monitor, stop_monitor
+from sweep.tracking.ui import run_name, trial_number
+
+RESULT_KEYS = (*EPOCH_KEYS, "epoch")
+STUDY_TEST_KEYS = ("test_acc", "test_macro_f1", "test_mean_class_acc")
+# the worst result (what a diverged trial reports): the searcher and ASHA rank it last
+WORST = {**METRIC_WORST, "best_val_acc": 0.0, "diverged": True}
+
+
+def epoch_row(metrics: dict) -> dict:
+    return {k: metrics[k] for k in RESULT_KEYS}
+
+
+def log_history(logger: TrialLogger, rows: list[dict]) -> None:
+    """Log the rows MLflow does not have yet (the logger skips steps it has)."""
+    for row in rows:
+        logger.log_epoch({k: row[k] for k in EPOCH_KEYS}, step=int(row["epoch"]))
+
+
+def log_pretrained(logger: TrialLogger, report: dict) -> None:
+    """What loading model.pretrained did, as tags of the trial's run (MLflow caps a tag's
+    value; the key lists are short: position embeddings, the head)."""
+    logger.set_tag("nrfer.pretrained.file", report["file"])
+    logger.set_tag("nrfer.pretrained.tensors", str(report["tensors"]))
+    logger.set_tag("nrfer.pretrained.resampled", ", ".join(report["resampled"]) or "none")
+    logger.set_tag("nrfer.pretrained.dropped", ", ".join(report["dropped"]) or "none")
+
+
+def log_study_results(logger: TrialLogger, result: dict, out: Path, eval_data: dict | None) -> Path:
+    """A study run's test, once (fit evaluated it with the best-by-val weights), and each
+    extra evaluation set of the study, as metrics at the chosen epoch; the per-image
+    predictions of each go to a folder uploaded as the run's `predictions` artifacts."""
+    folder = out / "predictions"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(result["test_predictions"], folder / "test.npz")
+    metrics = {k: result[k] for k in STUDY_TEST_KEYS}
+    if eval_data:
+        state = load_checkpoint(result["paths"]["best"])
+        for name, ev in eval_data.items():
+            report, probs = evaluate_state(
+                state, ev["split"], ev["class_names"], tta=ev["tta"], where=f"eval set {name}"
+            )
+            for key in ("acc", "mean_class_acc", "macro_f1"):
+                metrics[f"eval_{name}_{key}"] = report[key]
+            save_predictions(folder / f"{name}.npz", probs, ev["split"].labels, ev["class_names"])
+    logger.log_epoch(metrics, step=int(result["best_epoch"]))
+    logger.log_artifacts(folder, "predictions")
+    return folder
+
+
+def run_trial(
+    params: dict[str, Any],
+    base: dict,
+    data: dict[str, FERData],
+    tracking: dict,
+    launch_dir: str = ".",
+    eval_data: dict | None = None,
+) -> None:
+    """One trial; `params` holds the sampled values, `base` the shared config (its paths
+    already absolute), `data` the data per label mode, `launch_dir` where relative paths
+    among the sampled values point; in a study, `eval_data` the extra evaluation sets."""
+    cfg = apply_params(base, {k: absolute_path(k, v, launch_dir) for k, v in params.items()})
+    data = data[cfg.data.label_mode]
+    study = tracking.get("study")
+    resume = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # Ray retried this trial, or the sweep resumed: continue
+        with checkpoint.as_directory() as d:
+            resume = load_checkpoint(Path(d) / RunPaths.LAST)
+    for k, v in WORKER_HTTP_ENV.items():
+        os.environ.setdefault(k, v)
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
+    name = run_name(trial_number(context.get_trial_name()), params, trial_id)
+    run_id = logger.start(config=cfg.flat(), sampled=params, name=name)
+    if study:  # the table groups a study's runs by cell
+        cell = {k: v for k, v in params.items() if k != SEED_KEY}
+        logger.set_tag(CELL_TAG, json.dumps(cell, sort_keys=True))
+        logger.set_tag(SEED_TAG, str(cfg.train.seed))
+    if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
+        data = apply_sr(data, cfg.data.sr, show_progress=False)
+        logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
+    logger.log_input(identity(data, base=tracking["dataset"][cfg.data.label_mode]))
+    if interval := tracking.get("system_metrics_interval_s"):  # the space's tracking section
+        start_monitor(run_id, tracking["uri"], interval, resumed=resume is not None)
+    peak = PeakMemory(resolve_device(cfg.train.device))
+    history: list[dict] = []
+    if resume is not None:  # visible in the UI: this attempt continued after a lost worker
+        history = [epoch_row(m) for m in resume.get("history", [])]
+        log_history(logger, history)  # epochs checkpointed but not logged before the kill
+        logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
+    # where it runs: the GPUs Ray gave it (a fraction of one is shared) and what CUDA sees
+    logger.set_tag("nrfer.gpu_ids", ",".join(str(g) for g in ray.get_gpu_ids()))
+    logger.set_tag("nrfer.cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    logger.set_tag("nrfer.device", str(resolve_device(cfg.train.device)))
+    if cfg.model.pretrained:  # the file this trial's backbone starts from
+        logger.set_tag(
+            "nrfer.pretrained", str(resolve_weights(cfg.model.pretrained, cfg.model.backbone))
+        )
+    logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
+
+    def report(metrics: dict, paths: RunPaths) -> None:
+        if not history and paths.pretrained.is_file():  # once per attempt, before epoch 1
+            log_pretrained(logger, json.loads(paths.pretrained.read_text()))
+        history.append(epoch_row(metrics))
+        (paths.checkpoint_dir / HISTORY_FILE).write_text(json.dumps(history))
+        if metrics["improved"]:
+            logger.log_artifacts(paths.previews, "previews")
+        # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
+        logger.log_epoch(peak.read(), step=int(metrics["epoch"]))  # not in Tune's results
+        checkpoint = tune.Checkpoint.from_directory(str(paths.checkpoint_dir))
+        tune.report(epoch_row(metrics), checkpoint=checkpoint)
+        log_history(logger, history[-1:])
+
+    with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
+        try:
+            # a search compares configs on validation only; a study tests each run once
+            result = fit(
+                cfg,
+                data=data,
+                callback=report,
+                resume=resume,
+                out_dir=out,
+                evaluate_test=bool(study),
+            )
+        except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
+            logger.fail(traceback.format_exc(), diverged=True)
+            tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
+            return
+        finally:
+            stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial
+        if study:
+            log_study_results(logger, result, Path(out), eval_data)
+        logger.finish({"checkpoint": Path(result["paths"]["best"])})
