@@ -3,13 +3,12 @@
     python docs/ui_shots.py [--tracking-uri sqlite:///mlflow.db] [--sweep demo] [--out docs/ui]
 
 Starts `mlflow ui` on the store (127.0.0.1, a free port), waits until it answers, and drives
-headless Chromium (`apt-get install chromium`) over the DevTools protocol (docs/cdp.py): the
-UI's own browser state is set as a user's clicks would (Model training sidebar, assistant
-closed, the sweep expanded, useful columns), each page gets --wait-s seconds to render, and
-screenshots are saved of:
+headless Chromium (`apt-get install chromium`) over the DevTools protocol (docs/cdp.py) from
+a FRESH profile with nothing pre-set (what a new user has): each page is opened by the link
+`nrfer ui` prints (sweep.ui.runs_link: the model-training view, the sweep's trials, best
+first), gets --wait-s seconds to render, and screenshots are saved of:
 
-- runs.png: the sweep's experiment, opened on its training runs, the sweep's trials listed
-  under its parent run with their names, datasets and metrics;
+- runs.png: the sweep's experiment, opened on its trials with their names and datasets;
 - trial.png: the best trial's run page (description, dataset, params);
 - trial_metrics.png: the best trial's metric charts (val_acc, losses, peak memory);
 - trial_system.png: its system-metrics charts (MLflow's monitor);
@@ -21,7 +20,6 @@ Look at each picture before committing it: the UI changes between MLflow version
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -70,32 +68,8 @@ WIDEN_RUN_NAME = """(() => {
 })()"""
 
 
-def ui_state(exp_id: str, parent_id: str, columns: list[str]) -> dict[str, str]:
-    """What a user would have clicked, as the UI keeps it in the browser's localStorage: the
-    "Model training" sidebar, the assistant panel closed, the sweep's parent run expanded,
-    and the runs table showing the dataset, best_val_acc and the sampled parameters."""
-    page = {
-        "searchFilter": "",
-        "orderByKey": "attributes.start_time",
-        "orderByAsc": False,
-        "startTime": "ALL",
-        "lifecycleFilter": "Active",
-        "datasetsFilter": [],
-        "modelVersionFilter": "All Runs",
-        "selectedColumns": ["attributes.`Dataset`", *columns],
-        "runsExpanded": {parent_id: True},
-        "runsHiddenMode": "SHOW_ALL",
-    }
-    return {
-        "mlflow.workflowType_v1": json.dumps("machine_learning"),
-        "mlflow.assistant.panelOpen_v1": "false",
-        "mlflow.assistant.fab.autoOpenedOnFirstLoad_v1": "true",
-        f'MLflowLocalStorage-1.1-ExperimentPage-["{exp_id}"]-ReactComponentState': json.dumps(page),
-    }
-
-
-def pages(client, sweep: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """(name -> URL path after '#', the UI state to start from)."""
+def pages(client, sweep: str | None) -> dict[str, str]:
+    """name -> URL path after '#'."""
     from sweep.reproduce import find_sweep
 
     parent = find_sweep(client, sweep)
@@ -103,23 +77,20 @@ def pages(client, sweep: str | None) -> tuple[dict[str, str], dict[str, str]]:
     best = parent.data.tags.get("nrfer.best_trial_run_id")
     if not best:
         raise SystemExit(f"sweep {parent.info.run_name}: no best trial recorded (unfinished?)")
-    trials = client.search_runs(
-        [exp_id], f"tags.`mlflow.parentRunId` = '{parent_id}'", max_results=500
-    )
-    # the parameters every trial sampled (a conditional one shows its unused default in
-    # the trials where it was inactive: params hold the resolved config)
-    sets = [set(t.data.tags.get("nrfer.sampled", "").split(",")) - {""} for t in trials]
-    sampled = sorted(set.intersection(*sets)) if sets else []
-    columns = ["metrics.`best_val_acc`", *(f"params.`{k}`" for k in sampled)]
+    from sweep.tracking import INSTANCE
+    from sweep.ui import runs_link
+
     run = f"/experiments/{exp_id}/runs"
+    view = "?workflowType=machine_learning"
+    link = runs_link("", exp_id, parent.data.tags.get(INSTANCE)).removeprefix("/#")
     urls = {
-        "runs": run,
-        "trial": f"{run}/{best}",
-        "trial_metrics": f"{run}/{best}/model-metrics",
-        "trial_system": f"{run}/{best}/system-metrics",
-        "report": f"{run}/{parent_id}/artifacts/report/learning_curves.png",
+        "runs": link,
+        "trial": f"{run}/{best}{view}",
+        "trial_metrics": f"{run}/{best}/model-metrics{view}",
+        "trial_system": f"{run}/{best}/system-metrics{view}",
+        "report": f"{run}/{parent_id}/artifacts/report/learning_curves.png{view}",
     }
-    return urls, ui_state(exp_id, parent_id, columns)
+    return urls
 
 
 def main() -> int:
@@ -142,7 +113,7 @@ def main() -> int:
     uri = tracking_uri(args.tracking_uri)
     if shutil.which(args.chromium) is None:
         raise SystemExit(f"{args.chromium}: not found; install it (apt-get install chromium)")
-    urls, state = pages(MlflowClient(uri), args.sweep)
+    urls = pages(MlflowClient(uri), args.sweep)
     args.out.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"nrfer-ui-shots-{port}.log"
@@ -152,15 +123,11 @@ def main() -> int:
     try:
         base = f"http://127.0.0.1:{port}/#"
         steps = [("goto", base + "/"), ("wait", 3)]
-        steps += [
-            ("js", f"localStorage.setItem({json.dumps(k)}, {json.dumps(v)})")
-            for k, v in state.items()
-        ]
         for name, path in urls.items():
             if args.only and name not in args.only:
                 continue
             out = args.out / f"{name}.png"
-            # about:blank between pages: each loads afresh and reads the state above
+            # about:blank between pages: each loads afresh
             steps += [("goto", "about:blank"), ("goto", base + path), ("wait", args.wait_s)]
             if name == "runs":  # widen the Run Name column, as a reader would, by its edge
                 steps += [("drag", WIDEN_RUN_NAME), ("wait", 1)]

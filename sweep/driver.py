@@ -55,7 +55,7 @@ from sweep.trainable import run_trial
 METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
 # Tune saves its experiment state (which trials finished) at most every 10 s by default; a
 # driver killed in that window would rerun a trial that had just finished. Tune also
-# snapshots after every trial checkpoint (num_to_keep=1) and warns each time on short
+# snapshots after every trial checkpoint (see make_tuner) and warns each time on short
 # epochs; the snapshot is what makes a killed driver resumable, so keep it quiet.
 TUNE_ENV = {
     "TUNE_GLOBAL_CHECKPOINT_S": "2",
@@ -199,7 +199,12 @@ def make_tuner(
             storage_path=str(exp_dir.parent),
             callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # two, not one: with one, Tune deletes a trial's previous checkpoint as it
+            # registers the next and saves its experiment state (which names the trial's
+            # checkpoint) just after; a driver killed in between left a state naming a
+            # deleted checkpoint, and that trial could never be restored (seen in the suite's
+            # random-kill test). The saved state lags at most one checkpoint behind.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             verbose=verbose,
         ),
     )

@@ -162,9 +162,7 @@ def print_ui_pointer(summary: dict, spec, uri_option: str | None) -> None:
     link = runs_link(base, summary["experiment_id"], summary["instance"], order, spec.mode == "min")
     if not server:
         store = f" --tracking-uri {uri_option}" if uri_option else ""
-        print(
-            f"MLflow UI: nrfer ui --sweep {spec.name}{store}   (python -m sweep.ui in a checkout)"
-        )
+        print(f"MLflow UI: nrfer ui --sweep {spec.name}{store}")
     print(f"its trials: {link}")
 
 

@@ -436,6 +436,29 @@ def register(
     )
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_tag(rep_id, "nrfer.registered_model", f"{name}/{version}")
+    # what the Model Registry page says of this version: how it was chosen and its test
+    test = [r["test_acc"] for r in winner.results]
+    val = [r["best_val_acc"] for r in winner.results]
+    (tm, ts), (vm, vs) = mean_std(test), mean_std(val)
+    client.update_model_version(
+        name,
+        version,
+        description=(
+            f"Seed {best_seed} (best val {val_acc[best_seed]:.4f}) of {len(test)} retrained seeds "
+            f"of the sweep's best config by validation. Over the seeds: val {vm:.4f} +- {vs:.4f}, "
+            f"test {tm:.4f} +- {ts:.4f} (test evaluated once per seed, never used to choose). "
+            f"Input: grayscale faces, any size; output: probabilities of "
+            f"{', '.join(result['class_names'])}."
+        ),
+    )
+    for key, value in {
+        "test_acc_mean": f"{tm:.4f}",
+        "test_acc_std": f"{ts:.4f}",
+        "val_acc_mean": f"{vm:.4f}",
+        "seeds": str(len(test)),
+        "reproduce_run_id": rep_id,
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
     return {
         "registered_model": name,
         "model_version": version,

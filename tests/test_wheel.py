@@ -134,3 +134,29 @@ def test_the_light_parsers_choices_are_the_codes_own():
     assert commands.SPLITS == tuple(SPLITS)
     assert commands.SR_METHODS == tuple(METHODS)
     assert commands.TTA == ("none", "flip")
+
+
+def test_every_imported_package_is_declared():
+    """Each third-party package nrfer/ and sweep/ import is a dependency in pyproject.toml."""
+    import ast
+    import re
+
+    declared = set()
+    text = (REPO / "pyproject.toml").read_text()
+    deps = text.split("dependencies = [", 1)[1].split("\n]", 1)[0]
+    for line in deps.splitlines():
+        m = re.match(r'\s*"([A-Za-z0-9_.-]+)', line)
+        if m:
+            declared.add(m.group(1).lower().replace("-", "_"))
+    names = {"pillow": "PIL", "pyyaml": "yaml", "ray": "ray"}
+    importable = {names.get(d, d) for d in declared}
+    found = set()
+    for path in [*REPO.glob("nrfer/**/*.py"), *REPO.glob("sweep/**/*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    third_party = {m for m in found if m not in sys.stdlib_module_names} - {"nrfer", "sweep"}
+    optional = {"optuna_dashboard", "pynvml"}  # the dashboard and gpu extras
+    assert third_party - importable - optional == set()

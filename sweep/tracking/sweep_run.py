@@ -4,6 +4,7 @@ trials cannot close themselves (stopped by ASHA, crashed), so no run is left RUN
 from __future__ import annotations
 
 import functools
+import json
 import platform
 import subprocess
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 from ray import tune
 
@@ -72,6 +73,29 @@ def package_versions() -> dict[str, str]:
 SPEC_JSON = "space/resolved_spec.json"
 
 
+def space_params(spec: dict) -> list[Param]:
+    """The sweep's searched space and settings as the parent run's params (what the UI's
+    params table shows): `search.<key>` = its distribution, and the sweep's own settings."""
+    out = {
+        f"search.{key}": json.dumps(body, sort_keys=True)
+        for key, body in (spec.get("search") or {}).items()
+    }
+    stop = spec.get("early_stopping") or {}
+    out.update(
+        {
+            "metric": spec.get("metric"),
+            "mode": spec.get("mode"),
+            "searcher": spec.get("searcher"),
+            "early_stopping": json.dumps(stop, sort_keys=True),
+            "budget.num_samples": (spec.get("budget") or {}).get("num_samples"),
+            "budget.max_concurrent": (spec.get("budget") or {}).get("max_concurrent"),
+        }
+    )
+    if spec.get("study"):
+        out["study"] = json.dumps(spec["study"], sort_keys=True)
+    return [Param(k, str(v)[:6000]) for k, v in out.items() if v is not None]
+
+
 class SweepTracker:
     """Driver side: the experiment and the parent run."""
 
@@ -120,6 +144,7 @@ class SweepTracker:
         self.client.log_dict(self.parent_id, spec_dict, "space/resolved_spec.yaml")
         # in file order (the YAML copy's keys are sorted): a study's grid is in this order
         self.client.log_dict(self.parent_id, spec_dict, SPEC_JSON)
+        self.client.log_batch(self.parent_id, params=space_params(spec_dict))
         if datasets:
             self.client.log_inputs(self.parent_id, [dataset_input(d) for d in datasets])
         return self.parent_id

@@ -3,7 +3,7 @@ imports argparse only, so `--help` answers at once (torch, timm and the data rea
 after parsing). Each command's module (nrfer.train, nrfer.predict, ...) runs its parser.
 
 The few fixed choices listed here (splits, TTA, SR methods and scales) are checked against
-the code that owns them by tests/test_commands.py.
+the code that owns them by tests/test_wheel.py.
 """
 
 from __future__ import annotations

@@ -472,8 +472,17 @@ def _train(args) -> int:
     out = Path(args.out or f"runs/train-{time.strftime('%Y%m%d-%H%M%S')}")
     check_out_dir(out, "--out")
     t0 = time.perf_counter()
+    print(f"reading {config.data.dataset} data ...", flush=True)
+    data = load_data(config.data)  # SR caches are built (with their own progress line)
+    sizes = ", ".join(f"{len(data.split(s))} {s}" for s in ("train", "val", "test"))
+    print(
+        f"data: {sizes} faces of {data.train.images.shape[1:]} ({time.perf_counter() - t0:.0f} s); "
+        f"training {config.model.backbone} for {config.train.epochs} epochs ...",
+        flush=True,
+    )
     result = fit(
         config,
+        data=data,
         callback=print_epoch,
         resume=args.resume,
         out_dir=out,

@@ -50,8 +50,7 @@ class Console(tune.Callback):
         redraw_s: float = 5.0,
     ) -> None:
         self.total, self.metric, self.mode, self.max_epochs = total, metric, mode, max_epochs
-        self.stream = stream or sys.stdout
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._stream = stream  # None: sys.stdout at the time (Tune pickles its callbacks)
         self.start = time.monotonic()
         self.done_before = ended  # trials a resumed sweep had already ended
         self.done = 0
@@ -61,6 +60,17 @@ class Console(tune.Callback):
         self.last_status = 0.0
         self.redraw_s = redraw_s
         self.status_shown = False
+
+    @property
+    def stream(self):
+        return self._stream or sys.stdout
+
+    @property
+    def tty(self) -> bool:
+        return bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_stream": None}
 
     # --- Tune's hooks -------------------------------------------------------------------
 

@@ -146,8 +146,24 @@ def _launch(args) -> int:
     print_leaderboard(summary, spec.metric)
     if "study_table" in summary:
         print(f"\n{summary['study_table']}")
-        print(f"(again, or while a study runs: python -m sweep.study table --sweep {spec.name})")
+        print(f"again, or while a study runs: nrfer study table --sweep {spec.name}")
+    print_ui_pointer(summary, spec, args.tracking_uri)
     return exit_code(summary)
+
+
+def print_ui_pointer(summary: dict, spec, uri_option: str | None) -> None:
+    """The exact command that shows this sweep in the MLflow UI, and the page it opens."""
+    from sweep.ui import runs_link
+
+    uri = summary["tracking_uri"]
+    server = uri.startswith(("http://", "https://"))
+    base = uri if server else "http://127.0.0.1:5000"
+    order = "best_val_acc" if spec.metric == "val_acc" else spec.metric
+    link = runs_link(base, summary["experiment_id"], summary["instance"], order, spec.mode == "min")
+    if not server:
+        store = f" --tracking-uri {uri_option}" if uri_option else ""
+        print(f"MLflow UI: nrfer ui --sweep {spec.name}{store}")
+    print(f"its trials: {link}")
 
 
 # Exit codes scripts and schedulers can trust (README, "Exit codes").

@@ -109,9 +109,31 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
     return out, spec
 
 
-def train_seed(config: dict, seed: int, data: FERData, out_dir: str) -> dict:
+def train_seed(
+    config: dict, seed: int, data: FERData, out_dir: str, show_epochs: bool = False
+) -> dict:
     raw = {**config, "train": {**config["train"], "seed": seed}}
-    return fit(make_config(raw, f"seed {seed}"), data=data, out_dir=out_dir, evaluate_test=True)
+    epochs = raw["train"].get("epochs", "?")
+
+    def show(m: dict, _paths) -> None:
+        print(
+            f"seed {seed}: epoch {m['epoch'] + 1}/{epochs} val_acc {m['val_acc']:.4f} "
+            f"({m['epoch_time_s']:.0f} s)",
+            flush=True,
+        )
+
+    cfg = make_config(raw, f"seed {seed}")
+    return fit(
+        cfg, data=data, out_dir=out_dir, evaluate_test=True, callback=show if show_epochs else None
+    )
+
+
+def seed_done(seed: int, r: dict) -> None:
+    print(
+        f"seed {seed}: done, val {r['best_val_acc']:.4f} (epoch {r['best_epoch'] + 1}), "
+        f"test {r['test_acc']:.4f}",
+        flush=True,
+    )
 
 
 def run_seeds(
@@ -122,8 +144,13 @@ def run_seeds(
     use_ray = parallel == "yes" or (
         parallel == "auto" and len(seeds) > 1 and (os.cpu_count() or 1) >= 2 * cpus
     )
+    epochs = config["train"].get("epochs", "?")
     if not use_ray:
-        return [train_seed(config, s, data, str(out / f"seed-{s}")) for s in seeds]
+        results = []
+        for s in seeds:
+            results.append(train_seed(config, s, data, str(out / f"seed-{s}"), show_epochs=True))
+            seed_done(s, results[-1])
+        return results
     import ray
 
     from sweep.local_ray import init_ray
@@ -132,7 +159,14 @@ def run_seeds(
     try:
         task = ray.remote(num_cpus=cpus)(train_seed)
         data_ref = ray.put(data)
-        return ray.get([task.remote(config, s, data_ref, str(out / f"seed-{s}")) for s in seeds])
+        print(f"training seeds {seeds} in parallel through Ray, {epochs} epochs each ...")
+        refs = {task.remote(config, s, data_ref, str(out / f"seed-{s}")): s for s in seeds}
+        results, waiting = {}, list(refs)
+        while waiting:  # a line per seed as it finishes
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            results[refs[ready[0]]] = ray.get(ready[0])
+            seed_done(refs[ready[0]], results[refs[ready[0]]])
+        return [results[s] for s in seeds]
     finally:
         if started:
             ray.shutdown()
@@ -402,6 +436,29 @@ def register(
     )
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_tag(rep_id, "nrfer.registered_model", f"{name}/{version}")
+    # what the Model Registry page says of this version: how it was chosen and its test
+    test = [r["test_acc"] for r in winner.results]
+    val = [r["best_val_acc"] for r in winner.results]
+    (tm, ts), (vm, vs) = mean_std(test), mean_std(val)
+    client.update_model_version(
+        name,
+        version,
+        description=(
+            f"Seed {best_seed} (best val {val_acc[best_seed]:.4f}) of {len(test)} retrained seeds "
+            f"of the sweep's best config by validation. Over the seeds: val {vm:.4f} +- {vs:.4f}, "
+            f"test {tm:.4f} +- {ts:.4f} (test evaluated once per seed, never used to choose). "
+            f"Input: grayscale faces, any size; output: probabilities of "
+            f"{', '.join(result['class_names'])}."
+        ),
+    )
+    for key, value in {
+        "test_acc_mean": f"{tm:.4f}",
+        "test_acc_std": f"{ts:.4f}",
+        "val_acc_mean": f"{vm:.4f}",
+        "seeds": str(len(test)),
+        "reproduce_run_id": rep_id,
+    }.items():
+        client.set_model_version_tag(name, version, key, value)
     return {
         "registered_model": name,
         "model_version": version,

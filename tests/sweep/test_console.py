@@ -1,0 +1,64 @@
+"""What `nrfer sweep` prints by default: a line per trial event, the status line, the
+leaderboard and the UI link; none of Ray's boxes or other libraries' INFO lines."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from helpers import REPO, tiny_space
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, synthetic_root):
+    space = tiny_space(
+        "console",
+        synthetic_root,
+        search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
+        scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 2},
+        budget={"num_samples": 4, "max_concurrent": 2},
+    )
+    space["tracking"] = {"system_metrics": False}
+    path = tmp_path / "console.yaml"
+    path.write_text(yaml.safe_dump(space))
+    out = subprocess.run(
+        [
+            sys.executable, "launch.py", "--space", str(path),
+            "--storage", str(tmp_path / "storage"),
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+        ],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    lines = text.strip().splitlines()
+    names = sorted({m.group(1) for m in re.finditer(r"^(t0\d) .*: started$", text, re.M)})
+    assert names == ["t01", "t02", "t03", "t04"]
+    for t in names:  # each trial: one start, one end, an epoch line per epoch it ran
+        ends = re.findall(rf"^{t} .*: (finished|stopped early after epoch \d)", text, re.M)
+        epochs = re.findall(rf"^{t} .*: epoch (\d)/2 val_acc 0\.\d{{4}}$", text, re.M)
+        assert len(ends) == 1, (t, text)
+        assert epochs == (["1", "2"] if ends[0] == "finished" else ["1"]), (t, text)
+    status = re.findall(
+        r"^\[(\d)/4 done, (\d) running, (\d) pending \| .* elapsed, ETA", text, re.M
+    )
+    assert [s[0] for s in status] == ["1", "2", "3", "4"] and status[-1][1:] == ("0", "0")
+    assert "best val_acc 0." in text and "sweep console: 4 trials, 0 errors" in text
+    assert re.search(
+        r"^its trials: http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning",
+        text,
+        re.M,
+    )
+    assert "MLflow UI: nrfer ui --sweep console --tracking-uri sqlite:///" in text
+    for noise in (
+        "╭",
+        "TensorBoard",
+        "A new study created",
+        "Started a local Ray instance",
+        "INFO",
+    ):
+        assert noise not in text, noise
+    assert len(lines) < 45, text
