@@ -2,6 +2,8 @@
 as package data, from any folder; and every command's --help without the heavy imports."""
 
 import json
+import os
+import shutil
 import site
 import subprocess
 import sys
@@ -27,6 +29,20 @@ COMMANDS = (
 
 @pytest.mark.slow
 def test_the_wheel_installs_a_nrfer_command_that_runs_from_an_empty_folder(tmp_path):
+    # built from a copy of the tracked files: setuptools writes build/ beside its source
+    src = tmp_path / "src"
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, check=True, capture_output=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        target = src / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (REPO / name).is_symlink():
+            target.symlink_to(os.readlink(REPO / name))
+        else:
+            shutil.copy2(REPO / name, target)
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -34,7 +50,7 @@ def test_the_wheel_installs_a_nrfer_command_that_runs_from_an_empty_folder(tmp_p
             "-m",
             "pip",
             "wheel",
-            str(REPO),
+            str(src),
             "--no-deps",
             "--no-build-isolation",
             "-q",

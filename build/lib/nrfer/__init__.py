@@ -1,1 +1,0 @@
-"""nrfer: the FER training library (PyTorch + timm; no Ray, no MLflow)."""

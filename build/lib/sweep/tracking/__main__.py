@@ -1,3 +1,0 @@
-from sweep.tracking.replay import main
-
-raise SystemExit(main())
