@@ -230,6 +230,10 @@ class TrainConfig(_Section):
     # deterministic kernels (cuDNN deterministic, no benchmark, cuBLAS workspace, torch's
     # deterministic algorithms; ops without one, e.g. grid_sample's CUDA backward, warn)
     deterministic: bool = False
+    # last.pt (model + optimiser state, what a resume continues from) every N epochs and at
+    # the last: a ViT-B's is ~1 GB, written on the training thread; a resume after a kill
+    # runs the epochs since the last one again (their metrics are logged once)
+    checkpoint_every: int = Field(1, ge=1, le=10000)
 
     @field_validator("device")
     @classmethod

@@ -25,7 +25,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from nrfer.checkpoint import load_checkpoint, load_into, require, save_checkpoint
+from nrfer.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_into,
+    require,
+    save_checkpoint,
+)
 from nrfer.cli import check_out_dir, run_command
 from nrfer.commands import train_parser
 from nrfer.config import (
@@ -94,7 +100,7 @@ class RunPaths:
 
 Callback = Callable[[dict, RunPaths], "bool | None"]
 # Settings that say where a run executes, not what it computes: a resume may change them.
-RESUME_MAY_CHANGE = ("train.device", "train.num_threads", "train.compile")
+RESUME_MAY_CHANGE = ("train.device", "train.num_threads", "train.compile", "train.checkpoint_every")
 
 
 def build_loss(cfg: TrialConfig, data: FERData) -> torch.nn.Module:
@@ -142,13 +148,17 @@ def maybe_compile(model: torch.nn.Module, enabled: bool, sample: torch.Tensor) -
         return model
 
 
-def best_state(model_state: dict, epoch: int, config: TrialConfig, data: FERData) -> dict:
+def best_state(
+    model_state: dict, epoch: int, config: TrialConfig, data: FERData, val_acc: float
+) -> dict:
     """The best checkpoint is self-contained for prediction (nrfer.predict): weights, the
-    config that builds the model, the class names and the input shape it was trained on."""
+    config that builds the model, the class names and the input shape it was trained on;
+    its epoch and validation accuracy say which epoch it is (a resume reads them)."""
     return {
         "kind": "model",
         "model": model_state,
         "epoch": epoch,
+        "val_acc": float(val_acc),
         "config": config.to_dict(),
         "class_names": list(data.class_names),
         "input_shape": [int(d) for d in data.train.images.shape[1:]],
@@ -225,7 +235,6 @@ class Progress:
     best_val_acc: float = -1.0
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)
-    best_model: dict | None = None  # the best weights on the CPU, for last.pt
 
 
 def fit(
@@ -247,10 +256,14 @@ def fit(
     """
     run = setup(config, data, out_dir)
     progress = Progress() if resume is None else restore(run, resume, force_resume)
-    # Epochs: train, validate, checkpoint (last always, best when val improves), report.
-    for epoch in range(progress.start_epoch, config.train.epochs):
+    # Epochs: train, validate, checkpoint (best.pt when val improves, last.pt every
+    # train.checkpoint_every epochs and at the last), report.
+    every, epochs = config.train.checkpoint_every, config.train.epochs
+    for epoch in range(progress.start_epoch, epochs):
         metrics = run_epoch(run, progress, epoch)
-        save_last(run, progress, epoch)
+        metrics["checkpointed"] = (epoch + 1) % every == 0 or epoch == epochs - 1
+        if metrics["checkpointed"]:
+            save_last(run, progress, epoch)
         if callback is not None and callback(metrics, run.paths):
             break
     return finish(run, progress, evaluate_test)
@@ -290,7 +303,8 @@ def setup(config: TrialConfig, data: FERData | None, out_dir: str | Path | None)
 
 def restore(run: Setup, resume: str | Path | dict, force_resume: bool) -> Progress:
     """Model, optimiser and LR schedule from `resume` (a checkpoint or its loaded dict) of
-    this config; its best weights become this run's best.pt again."""
+    this config; its best weights are this run's best.pt (already there, or copied from
+    beside the resumed last.pt)."""
     state = resume if isinstance(resume, dict) else load_checkpoint(resume, map_location=run.device)
     where = "--resume checkpoint" if isinstance(resume, dict) else f"--resume {resume}"
     require(state, "resume", where)
@@ -303,12 +317,47 @@ def restore(run: Setup, resume: str | Path | dict, force_resume: bool) -> Progre
         best_val_acc=state["best_val_acc"],
         best_epoch=state["best_epoch"],
         history=list(state.get("history", [])),
-        best_model=state.get("best_model"),
     )
-    if progress.best_model is not None:
-        best = best_state(progress.best_model, progress.best_epoch, run.config, run.data)
-        save_checkpoint(best, run.paths.best)
+    restore_best(run, progress, state, resume)
     return progress
+
+
+def restore_best(run: Setup, progress: Progress, state: dict, resume) -> None:
+    """The best weights of a resumed run: best.pt in this run's folder (a sweep trial
+    continues in its own folder), else the one beside the resumed last.pt, else the copy
+    that last.pt files before Dec 2026 held. A best.pt newer than last.pt (a kill between
+    the two writes, or a resume from an older checkpoint) stands: it was the best by
+    validation when it was written, and the epochs after last.pt run again."""
+    if progress.best_epoch < 0:
+        return
+    here = run.paths.best
+    beside = None
+    if isinstance(resume, str | Path):
+        beside = (Path(resume) if Path(resume).is_dir() else Path(resume).parent) / RunPaths.BEST
+    source = here if here.is_file() else beside if beside and beside.is_file() else None
+    if source is None and state.get("best_model") is not None:
+        acc, epoch = progress.best_val_acc, progress.best_epoch
+        save_checkpoint(best_state(state["best_model"], epoch, run.config, run.data, acc), here)
+        return
+    looked = " or ".join(str(p) for p in (here, beside) if p is not None)
+    if source is None:
+        raise CheckpointError(
+            f"resume: the best weights (epoch {progress.best_epoch}) are not at {looked}; "
+            "resume from the folder the run wrote"
+        )
+    best = load_checkpoint(source, map_location="cpu")
+    epoch = int(best.get("epoch", -1))
+    newer = epoch > state["epoch"] and best.get("val_acc") is not None
+    if epoch != progress.best_epoch and not newer:
+        raise ConfigError(
+            f"resume: {source} holds epoch {epoch}, but the resumed checkpoint (epoch "
+            f"{state['epoch']}) has its best at epoch {progress.best_epoch}: they are not "
+            "from the same run"
+        )
+    if newer:
+        progress.best_val_acc, progress.best_epoch = float(best["val_acc"]), epoch
+    if source != here:
+        save_checkpoint(best, here)
 
 
 def run_epoch(run: Setup, progress: Progress, epoch: int) -> dict:
@@ -328,6 +377,7 @@ def run_epoch(run: Setup, progress: Progress, epoch: int) -> dict:
         seed,
         run.data.label_mode,
     )
+    train_s = time.perf_counter() - t0
     lr = run.optimizer.param_groups[0]["lr"]
     if config.scheduler.step_at == "epoch_end":
         run.scheduler.step()
@@ -339,10 +389,8 @@ def run_epoch(run: Setup, progress: Progress, epoch: int) -> dict:
     improved = val["acc"] > progress.best_val_acc
     if improved:
         progress.best_val_acc, progress.best_epoch = val["acc"], epoch
-        # kept in memory for last.pt, instead of re-reading best.pt every epoch
         weights = run.model.state_dict()
-        progress.best_model = {k: v.detach().to("cpu", copy=True) for k, v in weights.items()}
-        save_checkpoint(best_state(weights, epoch, config, run.data), run.paths.best)
+        save_checkpoint(best_state(weights, epoch, config, run.data, val["acc"]), run.paths.best)
         write_previews(run.paths.previews, run.model, run.data, val["confusion"], run.device)
     metrics = {
         "epoch": epoch,
@@ -354,7 +402,8 @@ def run_epoch(run: Setup, progress: Progress, epoch: int) -> dict:
         "best_val_acc": progress.best_val_acc,
         "best_epoch": progress.best_epoch,
         "improved": improved,
-        "epoch_time_s": time.perf_counter() - t0,
+        "epoch_time_s": time.perf_counter() - t0,  # train + validate + best.pt and previews
+        "images_per_s": len(run.splits["train"]) / max(train_s, 1e-9),  # training only
     }
     progress.history.append(metrics)
     return metrics
@@ -371,7 +420,6 @@ def save_last(run: Setup, progress: Progress, epoch: int) -> None:
             "best_val_acc": progress.best_val_acc,
             "best_epoch": progress.best_epoch,
             "history": progress.history,
-            "best_model": progress.best_model,
             "config": run.config.to_dict(),
             "config_sha256": fingerprint(run.config.to_dict()),
         },

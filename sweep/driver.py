@@ -29,6 +29,7 @@ from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.console import Console, quiet
 from sweep.local_ray import init_ray
 from sweep.report import write_report
+from sweep.retention import Retention, trial_score, work_dir
 from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
 from sweep.search import (
     build_searcher,
@@ -285,7 +286,13 @@ def _run_sweep(
 
     # Tuner: the trainable with the shared data, the callback that closes trial runs.
     trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir, eval_data)
-    callbacks = [TrialStatusCallback(tracker, spec.max_epochs, spec.metric, ended)]
+    retention = Retention(exp_dir, spec.tracking.keep_checkpoints, spec.mode)
+    status_callback = TrialStatusCallback(
+        tracker, spec.max_epochs, spec.metric, ended, retention, spec.mode
+    )
+    if resume:  # what the killed driver left of trials that ended (or that Tune never saved)
+        sweep_leftovers(exp_dir, status_callback, retention, spec, run.restore)
+    callbacks = [status_callback]
     if verbose == 0:  # our lines instead of Tune's tables (1: its tables, 2: and logs)
         callbacks.append(
             Console(spec.budget.num_samples, spec.metric, spec.mode, spec.max_epochs, len(ended))
@@ -321,6 +328,26 @@ def _run_sweep(
         replay_records(exp_dir / METRIC_RECORDS, run.uri)
         tracker.close_open_trials("KILLED")
         tracker.end_parent(status)
+
+
+def sweep_leftovers(
+    exp_dir: Path,
+    callback: TrialStatusCallback,
+    retention: Retention,
+    spec: SweepSpec,
+    restore: bool,
+) -> None:
+    """Before a resume: the retention of trials that ended while the killed driver could
+    not apply it (their best.pt considered for the top K, their checkpoints and work
+    folders deleted), and the work folders of trials Tune never saved."""
+    trials = tune.ExperimentAnalysis(str(exp_dir)).trials if restore else []
+    for trial in trials:
+        left = work_dir(exp_dir, trial.trial_id).exists() or any(
+            Path(trial.path).glob("checkpoint_*")
+        )
+        if trial.status == "TERMINATED" and left:
+            callback.retain(trial.trial_id, trial_score(trial, spec.metric, spec.mode), trial.path)
+    retention.sweep_orphans({t.trial_id for t in trials})
 
 
 def prepare(
@@ -440,6 +467,7 @@ def make_trainable(
             tracking={
                 **tracker.context(),
                 "record_dir": str(exp_dir / METRIC_RECORDS),
+                "exp_dir": str(exp_dir),  # each trial works in exp_dir/work/<trial id>
                 # per label mode: the data before SR (each trial adds its SR stage)
                 "dataset": {mode: ids[0] for mode, ids in datasets.items()},
                 # a study: each run is tested once, its cell tagged; extra evaluation sets

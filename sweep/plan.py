@@ -35,15 +35,71 @@ def input_shape(cfg) -> tuple[int, int, int]:
     return DATASETS.props(d.dataset)["channels"] or 1, side, side
 
 
-def check_models(spec: SweepSpec, samples: list[dict]) -> list[str]:
+def tensor_bytes(state) -> int:
+    """The bytes of every tensor in a (nested) state dict: what torch.save writes, give or
+    take its small header."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return state.numel() * state.element_size()
+    if isinstance(state, dict):
+        return sum(tensor_bytes(v) for v in state.values())
+    if isinstance(state, list | tuple):
+        return sum(tensor_bytes(v) for v in state)
+    return 0
+
+
+def checkpoint_bytes(model, cfg) -> tuple[int, int]:
+    """(best.pt, last.pt) bytes of one trial of `cfg`: the weights, and the weights plus
+    the optimiser's state after a step (AdamW: two slots per parameter, SGD: one)."""
+    import torch
+
+    from nrfer.optim import build_optimizer
+
+    optimizer = build_optimizer(model, cfg.optim)
+    shape = input_shape(cfg)
+    model.train()
+    model(torch.rand(2, *shape)).sum().backward()
+    optimizer.step()
+    weights = tensor_bytes(model.state_dict())
+    return weights, weights + tensor_bytes(optimizer.state_dict())
+
+
+def gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def disk_plan(spec: SweepSpec, sizes: list[tuple[int, int]]) -> list[str]:
+    """What the sweep will keep on disk, from the largest model's checkpoints
+    (sweep.retention): per running trial in --storage, and best.pt of the top K in MLflow."""
+    best, last = max(b for b, _ in sizes), max(la for _, la in sizes)
+    running = min(spec.budget.max_concurrent, spec.budget.num_samples)
+    # steady: Tune's two last checkpoints + best.pt; while one is written, the new last.pt
+    # (moved to Tune's copy) and Tune's third copy until it deletes the oldest
+    steady, peak = 2 * last + best, 4 * last + best
+    keep = spec.tracking.keep_checkpoints
+    kept = spec.budget.num_samples if keep is None else min(keep, spec.budget.num_samples)
+    return [
+        f"disk (largest model): best.pt {gib(best)}, last.pt {gib(last)} (weights + "
+        "optimiser state)",
+        f"  --storage: per running trial {gib(steady)} (peak {gib(peak)} while it "
+        f"checkpoints) x {running} at a time = {gib(running * peak)} at most; an ended trial "
+        f"keeps nothing, an errored one {gib(steady)} until --resume retries it",
+        f"  MLflow: best.pt of the top {kept} trial(s) = {gib(kept * best)} "
+        "(tracking.keep_checkpoints), plus each run's config, curves and previews (< 1 MiB)",
+    ]
+
+
+def check_models(spec: SweepSpec, samples: list[dict]) -> tuple[list[str], list[tuple[int, int]]]:
     """Build each distinct model of `samples` (random init: weights are checked apart) and
     push one batch of two dummy images through it; a model that cannot is a SpaceError
-    naming the sample. Returns one line per model checked."""
+    naming the sample. Returns one line per model checked, and each one's
+    (best.pt, last.pt) bytes."""
     import torch
 
     from nrfer.models import build_model
 
-    seen, lines = set(), []
+    seen, lines, sizes = set(), [], []
     for i, params in enumerate(samples, start=1):
         cfg = spec.trial_config(params)
         cfg.model.pretrained = None
@@ -66,6 +122,7 @@ def check_models(spec: SweepSpec, samples: list[dict]) -> list[str]:
                 f"that fails on a {shape[0]}x{shape[1]}x{shape[2]} input: {first}"
             ) from None
         n_params = sum(p.numel() for p in model.parameters())
+        sizes.append(checkpoint_bytes(model, cfg))
         m = cfg.model
         resizer = f"resizer n={m.resizer.n}" if m.resizer.enabled else "no resizer"
         lines.append(
@@ -73,7 +130,7 @@ def check_models(spec: SweepSpec, samples: list[dict]) -> list[str]:
             f"{shape[0]}x{shape[1]}x{shape[2]}: ok "
             f"({n_params / 1e6:.1f} M parameters)"
         )
-    return lines
+    return lines, sizes
 
 
 def print_plan(spec: SweepSpec, n: int = 3) -> None:
@@ -115,5 +172,6 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
     for i, cfg in enumerate(samples[:n], start=1):
         print(f"{label} {i}: {json.dumps(cfg, sort_keys=True)}")
     print(f"models of {len(samples)} {label}s, each built and run on a dummy batch:")
-    for line in check_models(spec, samples):
+    lines, sizes = check_models(spec, samples)
+    for line in lines + disk_plan(spec, sizes):
         print(line)

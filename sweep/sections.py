@@ -132,11 +132,24 @@ class Resources(_Section):
         return self
 
 
+def _keep(v: Any) -> int | None:
+    """tracking.keep_checkpoints: a count (0: none) or `all` (None)."""
+    if v == "all" or v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
+        return v
+    raise ValueError(f"expected a count >= 0 of trials or all, got {shown(v)}")
+
+
 class Tracking(_Section):
     """What each trial's MLflow run records besides its metrics."""
 
     system_metrics: Annotated[bool, PlainValidator(_flag)] = True  # MLflow's CPU/GPU/memory
     system_metrics_interval_s: _number_at_least(1) = 10  # seconds between samples
+    # the best.pt of the top K trials (by the sweep's metric) goes to their MLflow runs;
+    # the others' weights are deleted when they end (every run keeps its config, curves
+    # and previews); `all` keeps every trial's
+    keep_checkpoints: Annotated[int | None, PlainValidator(_keep)] = 3
 
 
 def _seeds(v: Any) -> list[int]:

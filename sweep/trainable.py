@@ -4,6 +4,11 @@ An epoch reaches MLflow only after `tune.report` has handed its checkpoint to Tu
 killed sweep never logs an epoch that its resume will run again. What a kill leaves
 unlogged is in the checkpoint's `history.json`: the trial logs it when it resumes, and the
 driver logs it for a trial that the scheduler stopped (its report never returns).
+
+A trial works in `<storage>/<sweep>/work/<trial_id>` (sweep.retention): the same folder
+for each attempt, so a retried or resumed trial finds its best.pt there; Tune's checkpoint
+holds last.pt (model, optimiser, schedule) and the history only, moved out of that folder
+for Tune to copy. The driver deletes the folder when the trial ends.
 """
 
 from __future__ import annotations
@@ -11,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,7 @@ from nrfer.evaluate import evaluate_state, save_predictions
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
 from nrfer.train import RunPaths, fit
+from sweep.retention import work_dir
 from sweep.scheduler import METRIC_WORST
 from sweep.space import SEED_KEY, apply_params
 from sweep.study import CELL_TAG, SEED_TAG
@@ -36,6 +41,8 @@ from sweep.tracking.system import PeakMemory, start_monitor, stop_monitor
 from sweep.tracking.ui import run_name, trial_number
 
 RESULT_KEYS = (*EPOCH_KEYS, "epoch")
+TIMING_KEYS = ("epoch_time_s", "images_per_s")  # logged to MLflow, not reported to Tune
+TUNE_DIR = "tune_checkpoint"  # in the work folder: what the next report hands to Tune
 STUDY_TEST_KEYS = ("test_acc", "test_macro_f1", "test_mean_class_acc")
 # the worst result (what a diverged trial reports): the searcher and ASHA rank it last
 WORST = {**METRIC_WORST, "best_val_acc": 0.0, "diverged": True}
@@ -138,32 +145,46 @@ def run_trial(
         if not history and paths.pretrained.is_file():  # once per attempt, before epoch 1
             log_pretrained(logger, json.loads(paths.pretrained.read_text()))
         history.append(epoch_row(metrics))
-        (paths.checkpoint_dir / HISTORY_FILE).write_text(json.dumps(history))
         if metrics["improved"]:
             logger.log_artifacts(paths.previews, "previews")
+        extra = {**peak.read(), **{k: metrics[k] for k in TIMING_KEYS}}
+        logger.log_epoch(extra, step=int(metrics["epoch"]))  # not in Tune's results
+        checkpoint = None
+        if metrics["checkpointed"]:  # last.pt moved (not copied) into the folder Tune copies
+            staged = paths.out / TUNE_DIR
+            shutil.rmtree(staged, ignore_errors=True)
+            staged.mkdir()
+            os.replace(paths.last, staged / RunPaths.LAST)
+            (staged / HISTORY_FILE).write_text(json.dumps(history))
+            checkpoint = tune.Checkpoint.from_directory(str(staged))
+        else:  # no checkpoint: a resume runs this epoch again anyway (logged once)
+            log_history(logger, history[-1:])
         # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
-        logger.log_epoch(peak.read(), step=int(metrics["epoch"]))  # not in Tune's results
-        checkpoint = tune.Checkpoint.from_directory(str(paths.checkpoint_dir))
         tune.report(epoch_row(metrics), checkpoint=checkpoint)
-        log_history(logger, history[-1:])
+        if checkpoint is not None:  # Tune has its copy
+            shutil.rmtree(paths.out / TUNE_DIR, ignore_errors=True)
+            log_history(logger, history[-1:])
 
-    with tempfile.TemporaryDirectory(prefix="nrfer-trial-") as out:
-        try:
-            # a search compares configs on validation only; a study tests each run once
-            result = fit(
-                cfg,
-                data=data,
-                callback=report,
-                resume=resume,
-                out_dir=out,
-                evaluate_test=bool(study),
-            )
-        except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
-            logger.fail(traceback.format_exc(), diverged=True)
-            tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
-            return
-        finally:
-            stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial
-        if study:
-            log_study_results(logger, result, Path(out), eval_data)
-        logger.finish({"checkpoint": Path(result["paths"]["best"])})
+    out = work_dir(tracking["exp_dir"], trial_id)
+    out.mkdir(parents=True, exist_ok=True)
+    # the driver removes `out` when the trial ends, whatever ends it
+    try:
+        # a search compares configs on validation only; a study tests each run once
+        result = fit(
+            cfg,
+            data=data,
+            callback=report,
+            resume=resume,
+            out_dir=out,
+            evaluate_test=bool(study),
+        )
+    except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
+        logger.fail(traceback.format_exc(), diverged=True)
+        tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
+        return
+    finally:
+        stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial
+    if study:
+        log_study_results(logger, result, out, eval_data)
+    # best.pt goes to MLflow from the driver, for the top K trials (sweep.retention)
+    logger.finish()

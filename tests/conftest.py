@@ -50,7 +50,7 @@ def tiny_config_dict(synthetic_root) -> dict:
 @pytest.fixture
 def run_tiny_sweep(tmp_path, monkeypatch):
     """Run a sweep of `space` (a dict) for real: the space written to tmp_path, the working
-    folder there (the SQLite store and its ./mlruns artifacts), a local Ray on loopback
+    folder there (the SQLite store, its artifacts in ./mlflow-artifacts), a local Ray on loopback
     (`ray_args` add to it, e.g. num_gpus), storage under tmp_path/storage. Returns the summary."""
 
     def run(space: dict, uri: str | None = None, **ray_args):

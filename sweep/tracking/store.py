@@ -135,9 +135,24 @@ def with_retries(
     return None
 
 
-def find_runs(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> list:
+def find_runs(
+    client: MlflowClient, experiment_id: str, tags: dict[str, str], limit: int | None = None
+) -> list:
+    """Every run with these tags (`limit`: at most that many), page by page: a search
+    returns at most one page, however many runs match."""
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    return client.search_runs([experiment_id], filter_string=query, max_results=5000)
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id],
+            filter_string=query,
+            max_results=min(limit or 1000, 1000),
+            page_token=token,
+        )
+        runs += page
+        token = page.token
+        if not token or (limit and len(runs) >= limit):
+            return runs[:limit] if limit else runs
 
 
 def read_history(ckpt_dir: str | Path) -> list[dict]:

@@ -13,10 +13,11 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from nrfer.train import RunPaths
+from sweep.retention import KEPT_TAG, Retention, trial_score
 from sweep.tracking.store import (
     DIVERGED,
     EPOCH_KEYS,
@@ -96,6 +97,17 @@ def space_params(spec: dict) -> list[Param]:
     return [Param(k, str(v)[:6000]) for k, v in out.items() if v is not None]
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store, in
+    `<store>-artifacts/` (`mlflow.db` -> `mlflow-artifacts/`), whatever folder the sweep
+    was started from (MLflow's default is ./mlruns of the current folder); a server's own
+    artifact store otherwise (None)."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / f"{db.stem}-artifacts").as_uri()
+
+
 class SweepTracker:
     """Driver side: the experiment and the parent run."""
 
@@ -104,10 +116,15 @@ class SweepTracker:
         mlflow.set_tracking_uri(uri)
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = exp.experiment_id if exp else self.client.create_experiment(experiment)
+        self.experiment_id = (
+            exp.experiment_id
+            if exp
+            else self.client.create_experiment(experiment, artifact_location=artifact_root(uri))
+        )
         # the UI opens a training experiment on its runs (else on the GenAI traces overview)
         self.client.set_experiment_tag(self.experiment_id, *EXPERIMENT_KIND)
         self.parent_id: str | None = None
+        self._run_ids: dict[str, str] = {}  # trial id -> run id, as found
 
     def start_parent(
         self,
@@ -176,6 +193,21 @@ class SweepTracker:
             )
         return {r.data.tags[TRIAL_ID]: r for r in runs}
 
+    def trial_run(self, trial_id: str):
+        """The run of one trial of this sweep instance (None: none yet), by its id once
+        known: one row per ended trial instead of a search of every trial run."""
+        run_id = self.trial_run_id(trial_id)
+        return self.client.get_run(run_id) if run_id else None
+
+    def trial_run_id(self, trial_id: str) -> str | None:
+        if trial_id not in self._run_ids:
+            tags = {INSTANCE: self.instance, ROLE: "trial", TRIAL_ID: trial_id}
+            found = find_runs(self.client, self.experiment_id, tags, limit=1)
+            if not found:
+                return None
+            self._run_ids[trial_id] = found[0].info.run_id
+        return self._run_ids[trial_id]
+
     def close_open_trials(self, status: str = "KILLED") -> int:
         """Close every trial run of this sweep instance still RUNNING (after a crash or an
         interrupt)."""
@@ -240,22 +272,81 @@ class SweepTracker:
 
 
 class TrialStatusCallback(tune.Callback):
-    """Driver side: closes the runs that their trials could not close themselves."""
+    """Driver side: closes the runs that their trials could not close themselves, and
+    applies the checkpoint retention (sweep.retention) to each trial that ends."""
 
     def __init__(
-        self, tracker: SweepTracker, max_epochs: int, metric: str = "val_acc", ended=None
+        self,
+        tracker: SweepTracker,
+        max_epochs: int,
+        metric: str = "val_acc",
+        ended=None,
+        retention: Retention | None = None,
+        mode: str = "max",
     ) -> None:
-        self.tracker, self.max_epochs, self.metric = tracker, max_epochs, metric
+        self.tracker, self.max_epochs, self.metric, self.mode = tracker, max_epochs, metric, mode
         self.ended = ended  # sweep.resume.EndedTrials: Tune's ends, recorded whatever MLflow does
+        self.retention = retention
         self.pending: dict[str, tuple] = {}  # runs not closed while MLflow was away
+        self.unretained: dict[str, tuple] = {}  # ended trials whose best.pt MLflow did not take
 
     def _run(self, trial):
-        return self.tracker.trial_runs(attempts=1).get(trial.trial_id)
+        return self.tracker.trial_run(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if self.ended is not None:
             self.ended.add(trial.trial_id)
         self._close(self._complete, trial)
+        self.retain(trial.trial_id, trial_score(trial, self.metric, self.mode), trial.path)
+
+    def retain(self, trial_id: str, score: float | None, trial_dir) -> None:
+        """The retention of an ended trial; while MLflow is away, its folder stays and the
+        end of the sweep (or its resume) tries again."""
+        if self.retention is None:
+            return
+        done = self.retention.end_trial(trial_id, score, trial_dir, self._upload, self._unupload)
+        if done is None:
+            self.unretained[trial_id] = (score, trial_dir)
+        else:
+            self.unretained.pop(trial_id, None)
+            self._tag(trial_id, "kept" if done else "deleted")
+
+    def _tag(self, trial_id: str, what: str) -> None:
+        run_id = self.tracker.trial_run_id(trial_id)
+        if run_id is None:
+            return
+        keep = self.retention.keep if self.retention else None
+        top = "every trial" if keep is None else f"the top {keep} by {self.metric}"
+        text = (
+            f"best.pt kept under checkpoint/ ({top})"
+            if what == "kept"
+            else f"best.pt not kept: outside {top} (tracking.keep_checkpoints)"
+        )
+        with_retries(lambda: self.tracker.client.set_tag(run_id, KEPT_TAG, text), "tag")
+
+    def _upload(self, best: Path) -> bool:
+        trial_id = best.parent.parent.name
+        run_id = self.tracker.trial_run_id(trial_id)
+        if run_id is None:
+            return False
+        client = self.tracker.client
+        done = with_retries(
+            lambda: client.log_artifact(run_id, str(best), "checkpoint"), "upload best.pt"
+        )
+        return bool(done)
+
+    def _unupload(self, trial_id: str) -> None:
+        run_id = self.tracker.trial_run_id(trial_id)
+        if run_id is None:
+            return
+        client = self.tracker.client
+
+        def drop() -> None:
+            uri = client.get_run(run_id).info.artifact_uri
+            get_artifact_repository(uri).delete_artifacts("checkpoint")
+
+        if with_retries(drop, f"delete the best.pt of {trial_id}") is not None:
+            self._tag(trial_id, "deleted")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self.ended is not None:
@@ -278,6 +369,8 @@ class TrialStatusCallback(tune.Callback):
             done = with_retries(close, f"close the run of {trial_id}", FINAL_ATTEMPTS)
             if done is not None:
                 del self.pending[trial_id]
+        for trial_id, (score, trial_dir) in list(self.unretained.items()):
+            self.retain(trial_id, score, trial_dir)
         return len(self.pending)
 
     def _log_unlogged_epochs(self, trial, run_id: str) -> None:
@@ -318,12 +411,6 @@ class TrialStatusCallback(tune.Callback):
         self._log_unlogged_epochs(trial, run_id)
         # Still RUNNING after the trial ended: the scheduler stopped it early.
         client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
-        ckpt = trial.checkpoint
-        best = Path(ckpt.path, RunPaths.BEST) if ckpt is not None and ckpt.path else None
-        if best is not None and best.is_file():
-            with_retries(
-                lambda: client.log_artifact(run_id, str(best), "checkpoint"), "upload best.pt"
-            )
         client.set_terminated(run_id, "FINISHED")
 
     def _error(self, trial) -> None:

@@ -142,3 +142,48 @@ def test_auto_device_falls_back_to_the_cpu_with_one_warning(monkeypatch):
     assert len(caught) == 1 and "CUDA_VISIBLE_DEVICES=1" in str(caught[0].message)
     with pytest.raises(ConfigError, match="train.device is 'cuda:0' but CUDA is not available"):
         train.resolve_device("cuda:0")
+
+
+def test_last_pt_holds_no_copy_of_the_best_and_a_resume_finds_it_beside(tiny_config_dict, tmp_path):
+    """last.pt (every train.checkpoint_every epochs and at the last) is the run state only;
+    best.pt says its epoch and val accuracy; a resume into another folder takes the best.pt
+    beside the resumed last.pt, and refuses one of another run."""
+    import shutil
+
+    import torch
+
+    raw = {**tiny_config_dict, "train": {**tiny_config_dict["train"], "checkpoint_every": 2}}
+    cfg = make_config(raw)
+    flags = []
+    part = tmp_path / "part" / "checkpoint"
+    fit(
+        cfg,
+        callback=lambda m, _: flags.append(m["checkpointed"]) or m["epoch"] == 1,
+        out_dir=part.parent,
+    )
+    assert flags == [False, True]
+    state = torch.load(part / "last.pt", weights_only=True)
+    best = torch.load(part / "best.pt", weights_only=True)
+    assert "best_model" not in state and state["epoch"] == 1
+    assert (best["epoch"], best["val_acc"]) == (state["best_epoch"], state["best_val_acc"])
+    weights = sum(t.numel() * t.element_size() for t in best["model"].values())
+    # weights + AdamW's two slots, no second copy of the weights (before: over 4x the weights)
+    assert (part / "last.pt").stat().st_size < 3.5 * weights  # + small-tensor headers
+
+    full = fit(cfg, out_dir=tmp_path / "full")
+    assert [h["checkpointed"] for h in full["history"]] == [False, True, True]
+    resumed = fit(cfg, resume=part / "last.pt", out_dir=tmp_path / "resumed")
+    assert (resumed["best_epoch"], resumed["test_acc"]) == (full["best_epoch"], full["test_acc"])
+    again = torch.load(tmp_path / "resumed" / "checkpoint" / "best.pt", weights_only=True)
+    assert again["epoch"] == full["best_epoch"]
+
+    other = tmp_path / "other" / "checkpoint"  # a best.pt that is not this run's
+    shutil.copytree(part, other)
+    torch.save({**best, "epoch": 1 - state["best_epoch"]}, other / "best.pt")
+    with pytest.raises(
+        ConfigError, match=rf"{other / 'best.pt'} holds epoch .* not from the same run"
+    ):
+        fit(cfg, resume=other / "last.pt", out_dir=tmp_path / "x")
+    (other / "best.pt").unlink()  # and none at all: said where it looked
+    with pytest.raises(ValueError, match=r"best weights \(epoch \d\) are not at .*other"):
+        fit(cfg, resume=other / "last.pt", out_dir=tmp_path / "y")

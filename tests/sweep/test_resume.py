@@ -3,6 +3,7 @@ FIFO: SIGINT (Tune saves its state and returns) and SIGKILL (the driver and its 
 die on the spot), then a sweep killed at random moments several times. Kill moments are
 chosen from Tune's saved experiment state, never from sleeps."""
 
+import getpass
 import json
 import os
 import random
@@ -50,6 +51,9 @@ class Sweep:
         from mlflow.tracking import MlflowClient
 
         self.tmp, self.space, self.launches, self.storage = tmp_path, space, 0, storage
+        # the temp folder of every process of the sweep: what is left there was leaked
+        self.tmpdir = tmp_path / "tmp"
+        self.tmpdir.mkdir(exist_ok=True)
         self.exp_dir = tmp_path / storage / "resume"
         self.client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
@@ -74,7 +78,13 @@ class Sweep:
         return subprocess.Popen(
             cmd,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={
+                **os.environ,
+                "PYTHONUNBUFFERED": "1",
+                "TMPDIR": str(self.tmpdir),
+                # Ray's own folder stays where it was (short: it holds Unix sockets)
+                "NRFER_RAY_TMP": f"/tmp/nrfer-ray-{os.getuid()}",
+            },
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: the local Ray it starts is in it
@@ -124,6 +134,7 @@ class Sweep:
         new_tmp.mkdir()
         for name in (self.storage, "mlflow.db", "optuna.db"):
             shutil.move(self.tmp / name, new_tmp / name)
+        # (the artifacts beside the store stay: the store holds their absolute paths)
         self.tmp, self.exp_dir = new_tmp, new_tmp / self.storage / "resume"
         self.client = MlflowClient(f"sqlite:///{new_tmp / 'mlflow.db'}")
 
@@ -171,7 +182,29 @@ class Sweep:
                     trial_id,
                     epochs,
                 )
+        self.assert_nothing_left(trials)
         return trials
+
+    def assert_nothing_left(self, trials: dict) -> None:
+        """Every trial ended: none of them left optimiser state, a work folder or a temp
+        folder, whatever killed the sweep; MLflow has the best.pt of the top 3."""
+        assert not list(self.exp_dir.rglob("checkpoint_*")), list(
+            self.exp_dir.rglob("checkpoint_*")
+        )
+        assert not list(self.exp_dir.glob("work/*")) and not list(self.exp_dir.rglob("*.pt"))
+        # Ray's lock files and torch's compile cache folder are theirs, small and reused
+        tools = {"_ray_lockfiles", f"torchinductor_{getpass.getuser()}"}
+        assert sorted({p.name for p in self.tmpdir.iterdir()} - tools) == []
+        assert sum(f.stat().st_size for f in self.tmpdir.rglob("*") if f.is_file()) < 2**20
+        kept = [
+            t
+            for t, r in trials.items()
+            if "checkpoint/best.pt"
+            in {a.path for a in self.client.list_artifacts(r.info.run_id, "checkpoint")}
+        ]
+        assert len(kept) == min(3, len(trials)), kept
+        tags = {r.data.tags.get("nrfer.checkpoint", "")[:12] for r in trials.values()}
+        assert tags <= {"best.pt kept", "best.pt not "}, tags
 
 
 # ASHA (the shipped sweep spaces) under both signals; FIFO (paper_best.yaml) under the

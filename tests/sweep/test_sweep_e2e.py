@@ -42,7 +42,8 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 3},
         budget={"num_samples": 4, "max_concurrent": 2},
     )
-    space["tracking"] = {"system_metrics_interval_s": 1}  # trials here last seconds
+    # trials here last seconds; MLflow keeps the best.pt of the top 2 of the 4 trials
+    space["tracking"] = {"system_metrics_interval_s": 1, "keep_checkpoints": 2}
     # pretrained weights by a path relative to where the sweep is launched (trials run in
     # folders of their own: the driver makes it absolute)
     space["fixed"]["model"]["pretrained"] = "weights/tiny.pth"
@@ -51,7 +52,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     backbone = timm.create_model("vit_tiny_patch16_224", num_classes=0, **TINY_VIT)
     torch.save(backbone.state_dict(), tmp_path / "weights" / "tiny.pth")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    summary = run_tiny_sweep(space, uri)  # works in tmp_path: ./weights, ./mlruns
+    summary = run_tiny_sweep(space, uri)  # works in tmp_path: ./weights
     assert summary["num_trials"] == 4 and summary["num_errors"] == 0
 
     client = MlflowClient(uri)
@@ -62,7 +63,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.status == "FINISHED"
-    best_by_run = {}
+    best_by_run, kept_by_run = {}, {}
     for child in children:
         run_id = child.info.run_id
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
@@ -81,10 +82,18 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         assert 1 <= len(history) <= 3 and [m.step for m in history] == list(range(len(history)))
         for name in ("train_loss", "val_loss", "val_macro_f1"):
             assert len(client.get_metric_history(run_id, name)) == len(history)
-        artifacts = {a.path for a in client.list_artifacts(run_id)} | {
-            a.path for a in client.list_artifacts(run_id, "checkpoint")
-        }
-        assert "checkpoint/best.pt" in artifacts
+        kept = "checkpoint/best.pt" in {a.path for a in client.list_artifacts(run_id, "checkpoint")}
+        tag = child.data.tags["nrfer.checkpoint"]
+        assert tag.startswith("best.pt kept" if kept else "best.pt not kept"), (kept, tag)
+        if kept:  # the weights of the trial's best epoch by validation
+            best = torch.load(
+                client.download_artifacts(run_id, "checkpoint/best.pt", str(tmp_path)),
+                weights_only=True,
+            )
+            vals = [m.value for m in client.get_metric_history(run_id, "val_acc")]
+            assert best["epoch"] == vals.index(max(vals))
+            assert best["val_acc"] == pytest.approx(max(vals))
+        kept_by_run[run_id] = kept
         assert {a.path for a in client.list_artifacts(run_id, "previews")} == {
             "previews/resizer_grid.png",
             "previews/val_confusion.png",
@@ -94,6 +103,18 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         best_by_run[run_id] = max(m.value for m in history)
     epochs = sorted(len(client.get_metric_history(c.info.run_id, "val_acc")) for c in children)
     assert epochs[0] < 3, f"ASHA should stop a trial early: {epochs}"
+    # retention: best.pt for 2 trials, none worse than a trial without; on disk, nothing of
+    # the ended trials (optimiser state, work folders), artifacts beside the store
+    assert sum(kept_by_run.values()) == 2
+    assert min(best_by_run[r] for r, k in kept_by_run.items() if k) >= max(
+        best_by_run[r] for r, k in kept_by_run.items() if not k
+    )
+    sweep_dir = tmp_path / "storage" / "e2e"
+    assert not list(sweep_dir.rglob("checkpoint_*")) and not list(sweep_dir.glob("work/*"))
+    assert not list(sweep_dir.rglob("*.pt"))
+    assert not (tmp_path / "mlruns").exists()
+    stored = sorted(p.name for p in (tmp_path / "mlflow-artifacts").rglob("best.pt"))
+    assert stored == ["best.pt", "best.pt"]
     best_run = max(best_by_run, key=best_by_run.get)
     assert parent.data.metrics["best_val_acc"] == pytest.approx(best_by_run[best_run])
     assert parent.data.tags["nrfer.best_trial_run_id"] in {
@@ -130,7 +151,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     space_files = {a.path for a in client.list_artifacts(parent.info.run_id, "space")}
     assert {"space/e2e.yaml", "space/resolved_spec.yaml"} <= space_files
     assert_no_secrets(
-        client, runs, [tmp_path / "mlflow.db", tmp_path / "mlruns", tmp_path / "storage"]
+        client, runs, [tmp_path / "mlflow.db", tmp_path / "mlflow-artifacts", tmp_path / "storage"]
     )
 
 
