@@ -47,12 +47,21 @@ VARIANTS = {
 
 
 def model_cfg(name: str, resizer: bool, stn: bool):
-    from nrfer.config import ModelConfig
-
+    """The model section to build: nrfer's validated ModelConfig, or (on a machine without
+    pydantic, as the GPU box of ../shared/GPU_NOTES.md) the same fields with its defaults."""
     base = MODELS.get(name, {"backbone": name, "resizer": {"n": 16, "r": 1}})
-    return ModelConfig(
-        **{**base, "stn": stn, "resizer": {**base.get("resizer", {}), "enabled": resizer}}
-    )
+    fields = {**base, "stn": stn, "resizer": {**base.get("resizer", {}), "enabled": resizer}}
+    try:
+        from nrfer.config import ModelConfig
+    except ImportError:  # no pydantic
+        from types import SimpleNamespace
+
+        res = SimpleNamespace(**{"interpolation": "bilinear", **fields["resizer"]})
+        defaults = {"backbone_args": {}, "pretrained": None, "input_size": None, "head": "linear"}
+        cfg = SimpleNamespace(**{**defaults, "head_hidden": 512, "dropout": 0.0, **fields})
+        cfg.resizer, cfg.timm_args = res, dict(cfg.backbone_args)
+        return cfg
+    return ModelConfig(**fields)
 
 
 def one(
@@ -149,7 +158,7 @@ def main(argv=None) -> list[dict]:
             )
         )
         return []
-    rows = []
+    rows, failed = [], []
     for name in args.models:
         batch = args.batch or (64 if name in MODELS else 8)
         base_t = None
@@ -174,6 +183,7 @@ def main(argv=None) -> list[dict]:
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode != 0:
                 print(out.stderr[-2000:], file=sys.stderr)
+                failed.append(f"{name} {variant} (exit {out.returncode})")
                 continue
             row = json.loads(out.stdout.strip().splitlines()[-1])
             base_t = row["step_s"] if variant == "backbone" else base_t
@@ -186,6 +196,9 @@ def main(argv=None) -> list[dict]:
         f"train step ({args.device}, amp {args.amp}, channels_last {args.channels_last}, compile {args.compile})",
         rows,
     )
+    if failed:  # nothing recorded: a table with holes would read as a result
+        print(f"FAILED: {len(failed)} of {len(failed) + len(rows)} rows: " + "; ".join(failed))
+        raise SystemExit(1)
     record(
         f"train_step_{args.device}_{args.amp}{'_cl' if args.channels_last else ''}{'_compile' if args.compile else ''}",
         rows,

@@ -37,6 +37,15 @@ STATE_VERSION = 1
 METRIC_WORST = {"val_acc": 0.0, "val_macro_f1": 0.0, "val_loss": 1.0e6}
 
 
+# libyaml's dumper where PyYAML has it: 5x faster on 640 trials' records (6 vs 30 ms), which
+# are written after every result that changes a rung
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump(records: dict) -> str:
+    return yaml.dump(records, Dumper=_DUMPER, sort_keys=False)
+
+
 def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
     """ASHA (its rung records kept in `exp_dir`) or FIFO, as the space file says."""
     s = spec.early_stopping
@@ -59,6 +68,7 @@ class ResumableASHA(ASHAScheduler):
         self.state_file = Path(state_file)
         self._failed: dict[str, tuple[int, float]] = {}  # trial -> (bracket, milestone) marked
         self._saved = ""
+        self._counted: tuple | None = None  # what save_records last saw (on_trial_result)
 
     # Tune calls this on every start, a resumed one too: the moment to read the records back.
     def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
@@ -97,12 +107,12 @@ class ResumableASHA(ASHAScheduler):
                 recorded.update({t: float(v) for t, v in rung["scores"].items()})
         asha_num_stopped(self, int(state.get("num_stopped", 0)))
         self._failed = {t: (int(b), float(m)) for t, (b, m) in state.get("failed", {}).items()}
-        self._saved = yaml.safe_dump(self.rung_records(), sort_keys=False)
+        self._saved = dump(self.rung_records())
         n = sum(len(r["scores"]) for b in state["brackets"] for r in b)
         log.info("ASHA: restored %d rung records from %s", n, path)
 
     def save_records(self) -> None:
-        text = yaml.safe_dump(self.rung_records(), sort_keys=False)
+        text = dump(self.rung_records())
         if text == self._saved:
             return
         try:
@@ -134,7 +144,15 @@ class ResumableASHA(ASHAScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         action = super().on_trial_result(tune_controller, trial, result)
-        self.save_records()
+        # ASHA only adds records (once per trial and rung) here: a count says whether the
+        # result changed them, without dumping every trial's records after each epoch
+        count = (
+            sum(len(rec) for rungs in asha_rungs(self) for _, rec in rungs),
+            asha_num_stopped(self),
+        )
+        if count != self._counted:
+            self.save_records()
+            self._counted = count
         return action
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
@@ -158,5 +176,5 @@ class ResumableASHA(ASHAScheduler):
     def __getstate__(self) -> dict:
         # Tune pickles the scheduler into tuner.pkl; the file cache is not state
         state = self.__dict__.copy()
-        state["_saved"] = ""
+        state["_saved"], state["_counted"] = "", None
         return state
