@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search load-test clean
+.PHONY: help setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long load-test clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -62,11 +62,20 @@ bench: setup  ## the benchmarks (bench/NOTES.md)
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/train_step.py --models demo_vit --channels-last
 	$(BIN)/python bench/sweep_bench.py all
+	$(BIN)/python bench/disk.py
+	$(BIN)/python bench/overhead.py --trials 10 40 160
 
 # Search strategies on recorded learning curves (bench/search_replay.py; record once, replay).
 bench-search: setup  ## search strategies replayed on recorded curves
 	test -f bench/search_replay_curves.json || $(BIN)/python bench/search_replay.py record
 	$(BIN)/python bench/search_replay.py run
+
+# The long curves (24 epochs, bench/replay_long.yaml), where successive halving can pay.
+bench-search-long: setup  ## search strategies on 24-epoch curves, 100 seeds, with CIs
+	test -f bench/search_replay_curves_24ep.json || $(BIN)/python bench/search_replay.py record \
+		--space bench/replay_long.yaml --n 48 --epochs 24 --seed 123 --out bench/search_replay_curves_24ep.json
+	$(BIN)/python bench/search_replay.py run --curves bench/search_replay_curves_24ep.json \
+		--reps 100 --grace 2 --rf 2 --name search_replay_24ep --plot bench/search_replay_24ep.png
 
 # 50 one-epoch trials, 2 at a time: no run lost, driver memory; vs a new worker per trial.
 load-test: setup  ## 50 one-epoch trials: no run lost, driver memory

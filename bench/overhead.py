@@ -186,6 +186,20 @@ def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict
             spent["callbacks"] += 1
 
     sweep_run.TrialStatusCallback.on_trial_complete = timed
+    from sweep import search
+
+    suggest = search.SweepSearch.suggest
+    asked = {"s": 0.0, "n": 0}
+
+    def timed_suggest(self, trial_id):  # our searcher on its SQLite study
+        t = time.perf_counter()
+        try:
+            return suggest(self, trial_id)
+        finally:
+            asked["s"] += time.perf_counter() - t
+            asked["n"] += 1
+
+    search.SweepSearch.suggest = timed_suggest
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"ours-{n}.yaml"
     path.write_text(yaml.safe_dump(space(n, epochs, concurrent, root)))
@@ -197,6 +211,7 @@ def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict
         )
     finally:
         sweep_run.TrialStatusCallback.on_trial_complete = original
+        search.SweepSearch.suggest = suggest
     total = time.perf_counter() - t0
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(f"ours-{n}")
@@ -226,6 +241,7 @@ def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict
         "total_s": total,
         "driver_callback_s_per_trial": spent["callback_s"] / max(spent["callbacks"], 1),
         "trial_outside_epochs_s": sum(outside) / max(len(outside), 1),
+        "suggest_s_per_trial": asked["s"] / max(asked["n"], 1),
     }
 
 

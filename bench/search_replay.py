@@ -58,14 +58,16 @@ def _train_one(job):
     return {"params": params, "curve": rows, "seconds": time.perf_counter() - t0}
 
 
-def record(n: int, epochs: int, workers: int, seed: int, out: Path = CURVES) -> None:
+def record(
+    n: int, epochs: int, workers: int, seed: int, out: Path = CURVES, space: str = "demo.yaml"
+) -> None:
     import multiprocessing as mp
 
     import optuna
 
     from sweep.space import load_space
 
-    spec = load_space("demo.yaml")
+    spec = load_space(space)
     spec.early_stopping.max_epochs = epochs
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
@@ -82,11 +84,11 @@ def record(n: int, epochs: int, workers: int, seed: int, out: Path = CURVES) -> 
         out.write_text(
             json.dumps(
                 {
-                    "space": "search_spaces/demo.yaml",
+                    "space": "search_spaces/demo.yaml" if space == "demo.yaml" else space,
                     "epochs": epochs,
                     "seed": seed,
                     "command": f"python bench/search_replay.py record --n {n} --epochs {epochs} "
-                    f"--workers {workers} --seed {seed} --out bench/{out.name}",
+                    f"--workers {workers} --seed {seed} --out bench/{out.name} --space {space}",
                     "wall_s": time.perf_counter() - t0,
                     "configs": configs,
                 },
@@ -145,7 +147,15 @@ ARMS = {  # name: (searcher, early stopping, prune-aware searcher)
     "ASHA + random": ("random", "asha", False),
     "ASHA + TPE (Ray: stopped = COMPLETE)": ("tpe", "asha", False),
     "ASHA + TPE (ours: stopped = PRUNED)": ("tpe", "asha", True),
+    # Ray's HyperBandScheduler pauses and resumes trials through Tune's controller, which
+    # the simulator does not have; its asynchronous form (ASHA over 3 brackets of different
+    # grace periods, Li et al. 2020) is the HyperBand arm here
+    "HyperBand (async, 3 brackets) + random": ("random", "hyperband", False),
+    "HyperBand (async, 3 brackets) + TPE (PRUNED)": ("tpe", "hyperband", True),
+    "median stopping + random": ("random", "median", False),
+    "median stopping + TPE (PRUNED)": ("tpe", "median", True),
 }
+SPACE = {"file": "demo.yaml"}  # the space of the recording being replayed (its "space" key)
 
 
 def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
@@ -160,7 +170,7 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
     from sweep.space import load_space
 
     searcher_name, stopping, prune_aware = ARMS[arm]
-    spec = load_space("demo.yaml")
+    spec = load_space(SPACE["file"])
     spec.seed, spec.searcher = seed, searcher_name
     spec.early_stopping = (
         EarlyStopping(name="asha", max_epochs=epochs, grace_period=grace, reduction_factor=rf)
@@ -178,16 +188,38 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
         space=spec.define_by_run, metric="val_acc", mode="max", sampler=sampler, **kwargs
     )
     limited = tune.search.ConcurrencyLimiter(searcher, max_concurrent=2)
-    scheduler = build_early_stopping(spec, Path(exp_dir))
+    if stopping == "hyperband":
+        scheduler = tune.schedulers.AsyncHyperBandScheduler(
+            time_attr="training_iteration",
+            max_t=epochs,
+            grace_period=grace,
+            reduction_factor=rf,
+            brackets=3,
+        )
+    elif stopping == "median":
+        scheduler = tune.schedulers.MedianStoppingRule(
+            time_attr="training_iteration", grace_period=grace, min_samples_required=3
+        )
+    else:
+        scheduler = build_early_stopping(spec, Path(exp_dir))
     scheduler.set_search_properties("val_acc", "max")
     return spec, limited, scheduler
 
 
 class _Trial:
-    """What ASHA reads of a Tune trial: its id."""
+    """What ASHA and the median rule read of a Tune trial: its id (one object per trial:
+    the median rule keys its records by the trial)."""
 
     def __init__(self, trial_id: str) -> None:
         self.trial_id = trial_id
+
+
+class _Controller:
+    """What the median rule asks Tune's controller: the trials waiting (none here: a
+    simulated trial that lacks comparisons goes on, as in Tune when nothing is pending)."""
+
+    def get_live_trials(self) -> list:
+        return []
 
 
 def simulate_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[float]:
@@ -205,6 +237,8 @@ def simulate_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[
         running: list = []  # heap of (finish time of its next epoch, n, trial id)
         state: dict[str, dict] = {}
         now, n = 0.0, 0
+        trials: dict[str, _Trial] = {}
+        ctl = _Controller()
 
         def fill() -> None:
             nonlocal n
@@ -215,7 +249,8 @@ def simulate_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[
                     return
                 n += 1
                 curve = min(curves, key=lambda c: distance(params, c["params"], spec))["curve"]
-                scheduler.on_trial_add(None, _Trial(tid))
+                trials[tid] = _Trial(tid)
+                scheduler.on_trial_add(ctl, trials[tid])
                 state[tid] = {"curve": curve, "epoch": 0}
                 heapq.heappush(running, (now + curve[0]["epoch_time_s"], n, tid))
 
@@ -232,9 +267,9 @@ def simulate_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[
             }
             seen.append(row["val_acc"])
             searcher.on_trial_result(tid, result)
-            action = scheduler.on_trial_result(None, _Trial(tid), result)
+            action = scheduler.on_trial_result(ctl, trials[tid], result)
             if action == TrialScheduler.STOP or st["epoch"] >= epochs:
-                scheduler.on_trial_complete(None, _Trial(tid), result)
+                scheduler.on_trial_complete(ctl, trials[tid], result)
                 searcher.on_trial_complete(tid, result)
                 del state[tid]
                 fill()
@@ -305,6 +340,9 @@ def run(
     arms: list[str],
     curves_file: Path,
     engine: str = "simulate",
+    seed_offset: int = 0,
+    name: str = "search_replay",
+    plot: Path = PLOT,
 ) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1000")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -319,6 +357,7 @@ def run(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recorded = json.loads(curves_file.read_text())
     curves, epochs = recorded["configs"], recorded["epochs"]
+    SPACE["file"] = recorded.get("space", "demo.yaml")
     budget = trials * epochs  # what FIFO + random spends
     if engine == "tune":
         init_ray(verbose=0, num_cpus=2)
@@ -329,22 +368,65 @@ def run(
         for arm in arms:
             t_arm = time.perf_counter()
             runs = [
-                anytime(sweep(curves, epochs, budget, arm, 1000 + r, grace, rf, startup), budget)
+                anytime(
+                    sweep(curves, epochs, budget, arm, 1000 + seed_offset + r, grace, rf, startup),
+                    budget,
+                )
                 for r in range(reps)
             ]
             curves_by_arm[arm] = np.stack(runs)
             print(f"{arm}: {reps} sweeps in {time.perf_counter() - t_arm:.0f}s", flush=True)
     finally:
         ray.shutdown()
-    summarize(curves_by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded, t0)
-    record_results("search_replay", LAST_ROWS, LAST_META)
+    LAST_META.update(
+        seed_offset=seed_offset, seeds=[1000 + seed_offset, 1000 + seed_offset + reps - 1]
+    )
+    summarize(curves_by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded, t0, plot)
+    record_results(name, LAST_ROWS, LAST_META)
 
 
 LAST_ROWS: list[dict] = []
 LAST_META: dict = {}
 
 
-def summarize(by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded, t0) -> None:
+def hit_fraction(runs: np.ndarray, target: float, budget: int) -> float:
+    """The fraction of the budget at which the median (over seeds) best-so-far first reaches
+    `target`; inf when it never does."""
+    ok = np.median(runs, axis=0) >= target - 1e-12
+    return (int(np.argmax(ok)) + 1) / budget if ok.any() else math.inf
+
+
+def bootstrap(runs: np.ndarray, target: float, budget: int, n: int = 1000) -> tuple:
+    """A 95% percentile-bootstrap interval of `hit_fraction` over the seeds (resampled with
+    replacement, as Syne Tune reports its anytime results); inf: not reached."""
+    rng = np.random.default_rng(0)
+    reps = runs.shape[0]
+    boots = [hit_fraction(runs[rng.integers(0, reps, reps)], target, budget) for _ in range(n)]
+    return (
+        float(np.percentile(boots, 2.5, method="lower")),
+        float(np.percentile(boots, 97.5, method="higher")),
+    )
+
+
+def spread(recorded: dict, target: float | None) -> str:
+    """How many recorded configs learn: their best val_acc's quantiles, and how many reach
+    `target` at all (a replay where 3 of 48 can is a lottery, not a search)."""
+    best = np.array([max(r["val_acc"] for r in c["curve"]) for c in recorded["configs"]])
+    q = np.percentile(best, [0, 25, 50, 75, 100])
+    reach = (
+        f"; {int((best >= target - 1e-12).sum())} of {len(best)} reach the target" if target else ""
+    )
+    return (
+        "recorded configs' best val_acc: min {:.3f}, q1 {:.3f}, median {:.3f}, q3 {:.3f}, max {:.3f}".format(
+            *q
+        )
+        + reach
+    )
+
+
+def summarize(
+    by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded, t0, plot=PLOT
+) -> None:
     base = by_arm.get("FIFO + random")
     target = float(np.median(base[:, -1])) if base is not None else None
     oracle = max(max(r["val_acc"] for r in c["curve"]) for c in recorded["configs"])
@@ -354,9 +436,13 @@ def summarize(by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded
         f"{oracle:.3f}); budget {budget} epochs = {trials} FIFO trials; {reps} seeds per arm; "
         f"ASHA grace {grace}, reduction {rf}; TPE startup {startup} {TPE_OPTIONS or ''}"
     )
+    print(spread(recorded, target))
     head = " | ".join(f"at {m} epochs: median [IQR]" for m in marks)
-    print(f"| arm | {head} | epochs to reach FIFO + random's final median |")
-    print("|---|" + "---|" * (len(marks) + 1))
+    print(
+        f"| arm | {head} | epochs to reach FIFO + random's final median | fraction of budget "
+        "[95% bootstrap CI] | seeds reaching it |"
+    )
+    print("|---|" + "---|" * (len(marks) + 3))
     LAST_ROWS.clear()
     for arm, runs in by_arm.items():
         cells, row = [], {"arm": arm}
@@ -373,8 +459,14 @@ def summarize(by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded
         )
         row["epochs_to_target"] = hit
         row["fraction_of_budget"] = hit / budget if hit else None
+        lo, hi = bootstrap(runs, target, budget) if target is not None else (math.inf,) * 2
+        row["fraction_ci95"] = [None if math.isinf(v) else v for v in (lo, hi)]
+        seeds_hit = float((runs[:, -1] >= target - 1e-12).mean()) if target is not None else None
+        row["seeds_reaching_target"] = seeds_hit
         reach = f"{hit} ({hit / budget:.2f} of {budget})" if hit else f"not within {budget}"
-        print(f"| {arm} | " + " | ".join(cells) + f" | {reach} |")
+        ci = "[" + ", ".join("never" if math.isinf(v) else f"{v:.2f}" for v in (lo, hi)) + "]"
+        frac = f"{hit / budget:.2f}" if hit else "never"
+        print(f"| {arm} | " + " | ".join(cells) + f" | {reach} | {frac} {ci} | {seeds_hit:.0%} |")
         LAST_ROWS.append(row)
     LAST_META.update(
         budget_epochs=budget,
@@ -406,11 +498,13 @@ def summarize(by_arm, budget, epochs, reps, trials, grace, rf, startup, recorded
             ax.axhline(target, color="grey", ls=":", label="FIFO + random final median")
         ax.set_xlabel("epochs spent")
         ax.set_ylabel("best val_acc found (median, IQR)")
-        ax.set_title(f"search on recorded demo-space curves ({reps} seeds per arm)")
-        ax.legend(fontsize=8, loc="lower right")
+        ax.set_title(
+            f"search on recorded curves, {epochs} epochs ({reps} seeds per arm; {SPACE['file']})"
+        )
+        ax.legend(fontsize=7, loc="lower right")
         fig.tight_layout()
-        fig.savefig(PLOT, dpi=110)
-        print(f"plot: {PLOT}")
+        fig.savefig(plot, dpi=110)
+        print(f"plot: {plot}")
     except ImportError:
         pass
 
@@ -426,6 +520,7 @@ def main() -> int:
     rec.add_argument("--workers", type=int, default=2)
     rec.add_argument("--seed", type=int, default=123)
     rec.add_argument("--out", type=Path, default=CURVES)
+    rec.add_argument("--space", default="demo.yaml", help="the space to sample configs of")
     rp = sub.add_parser("run")
     rp.add_argument("--reps", type=int, default=20)
     rp.add_argument("--trials", type=int, default=16, help="FIFO + random's trials (the budget)")
@@ -436,6 +531,9 @@ def main() -> int:
     rp.add_argument("--constant-liar", action="store_true", help="TPE: constant_liar=True")
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
     rp.add_argument("--curves", type=Path, default=CURVES)
+    rp.add_argument("--seed-offset", type=int, default=0, help="seeds 1000+K .. 1000+K+reps-1")
+    rp.add_argument("--name", default="search_replay", help="the bench/results.json section")
+    rp.add_argument("--plot", type=Path, default=PLOT)
     rp.add_argument(
         "--engine",
         choices=("simulate", "tune"),
@@ -445,7 +543,7 @@ def main() -> int:
     )
     args = ap.parse_args()
     if args.cmd == "record":
-        record(args.n, args.epochs, args.workers, args.seed, args.out)
+        record(args.n, args.epochs, args.workers, args.seed, args.out, args.space)
     else:
         from sweep.space import load_space
 
@@ -465,6 +563,9 @@ def main() -> int:
             args.arms,
             args.curves,
             args.engine,
+            args.seed_offset,
+            args.name,
+            args.plot,
         )
     return 0
 

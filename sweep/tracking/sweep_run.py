@@ -297,7 +297,11 @@ class TrialStatusCallback(tune.Callback):
         if self.ended is not None:
             self.ended.add(trial.trial_id)
         self._close(self._complete, trial)
-        self.retain(trial.trial_id, trial_score(trial, self.metric, self.mode), trial.path)
+        score = trial_score(trial, self.metric, self.mode)
+        if trial.trial_id in self.pending:  # its checkpoint holds epochs MLflow lacks: later
+            self.unretained[trial.trial_id] = (score, trial.path)
+        else:
+            self.retain(trial.trial_id, score, trial.path)
 
     def retain(self, trial_id: str, score: float | None, trial_dir) -> None:
         """The retention of an ended trial; while MLflow is away, its folder stays and the
@@ -370,7 +374,8 @@ class TrialStatusCallback(tune.Callback):
             if done is not None:
                 del self.pending[trial_id]
         for trial_id, (score, trial_dir) in list(self.unretained.items()):
-            self.retain(trial_id, score, trial_dir)
+            if trial_id not in self.pending:  # else its files wait for the resume
+                self.retain(trial_id, score, trial_dir)
         return len(self.pending)
 
     def _log_unlogged_epochs(self, trial, run_id: str) -> None:
