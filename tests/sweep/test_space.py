@@ -106,7 +106,7 @@ def test_every_distribution_and_conditionals_compile_to_define_by_run():
         ({**BASE, "tracking": {"system_metrics": "yes"}}, "tracking.system_metrics: expected true"),
         (
             {**BASE, "tracking": {"system_metric": False}},
-            "tracking.system_metric: unknown key; valid: system_metrics, system_metrics_interval_s",
+            "tracking.system_metric: unknown key; valid: keep_checkpoints, system_metrics, system_metrics_interval_s",
         ),
         (
             {**BASE, "tracking": {"system_metrics_interval_s": 0.1}},
