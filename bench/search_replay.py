@@ -548,8 +548,8 @@ def main() -> int:
         from sweep.space import load_space
 
         demo = load_space("demo.yaml").early_stopping
-        args.grace = args.grace or demo.get("grace_period", 1)
-        args.rf = args.rf or demo.get("reduction_factor", 2)
+        args.grace = args.grace or getattr(demo, "grace_period", None) or 1
+        args.rf = args.rf or getattr(demo, "reduction_factor", None) or 2
         if args.multivariate:
             TPE_OPTIONS.update(multivariate=True, group=True)
         if args.constant_liar:
