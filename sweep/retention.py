@@ -11,9 +11,9 @@ trials run.
   metric (`tracking.keep_checkpoints`, default 3, `all` for every trial). A trial pushed
   out of the top K by a better one loses its uploaded best.pt again. Its run keeps its
   config, curves and previews whatever happens.
-- The driver (at the start of a `--resume` and at the end) sweeps what a killed driver left:
-  the folders of trials Tune has as ended, and of trials Tune never saved (they run again
-  under new ids).
+- At the start of a `--resume` the driver sweeps what a killed driver left: it applies the
+  retention to trials Tune has as ended, and deletes the folders of trials Tune never
+  saved (they run again under new ids).
 
 The top K so far is kept in `<storage>/<sweep>/nrfer_kept_checkpoints.json`, so a resumed
 sweep goes on from it.
@@ -22,14 +22,12 @@ sweep goes on from it.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from nrfer.files import write_atomic
 
-log = logging.getLogger("nrfer.sweep")
 WORK = "work"
 KEPT_FILE = "nrfer_kept_checkpoints.json"
 KEPT_TAG = "nrfer.checkpoint"  # on each ended trial's run: kept / not kept, and why
@@ -47,24 +45,13 @@ def work_dir(exp_dir: str | Path, trial_id: str) -> Path:
     return Path(exp_dir) / WORK / trial_id
 
 
-def remove_tune_checkpoints(trial_dir: str | Path | None) -> int:
-    """Delete the `checkpoint_*` folders of an ended trial (model + optimiser state);
-    returns the bytes freed."""
+def remove_tune_checkpoints(trial_dir: str | Path | None) -> None:
+    """Delete the `checkpoint_*` folders of an ended trial (model + optimiser state)."""
     if not trial_dir or not Path(trial_dir).is_dir():
-        return 0
-    freed = 0
+        return
     for ckpt in Path(trial_dir).glob("checkpoint_*"):
         if ckpt.is_dir():
-            freed += folder_bytes(ckpt)
             shutil.rmtree(ckpt, ignore_errors=True)
-    return freed
-
-
-def folder_bytes(path: str | Path) -> int:
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
 
 
 class Retention:
