@@ -194,7 +194,11 @@ class Sweep:
         assert not list(self.exp_dir.glob("work/*")) and not list(self.exp_dir.rglob("*.pt"))
         # Ray's lock files and torch's compile cache folder are theirs, small and reused
         tools = {"_ray_lockfiles", f"torchinductor_{getpass.getuser()}"}
-        assert sorted({p.name for p in self.tmpdir.iterdir()} - tools) == []
+        # a SIGKILL inside a library's own TemporaryDirectory (MLflow's uploads) can leave
+        # an anonymous tmp* folder that no code of ours names: allowed, but counted in the
+        # byte bound below; every nrfer-named folder (a trial's) is a leak
+        left = {p.name for p in self.tmpdir.iterdir()} - tools
+        assert sorted(n for n in left if not n.startswith("tmp")) == [], left
         assert sum(f.stat().st_size for f in self.tmpdir.rglob("*") if f.is_file()) < 2**20
         kept = [
             t
