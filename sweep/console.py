@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Collection
 
 from ray import tune
 from ray.tune.result import TRAINING_ITERATION
@@ -45,14 +46,17 @@ class Console(tune.Callback):
         metric: str,
         mode: str,
         max_epochs: int,
-        ended: int = 0,
+        ended: Collection[str] = (),
+        completed: Collection[str] = (),
         stream=None,
         redraw_s: float = 5.0,
     ) -> None:
         self.total, self.metric, self.mode, self.max_epochs = total, metric, mode, max_epochs
         self._stream = stream  # None: sys.stdout at the time (Tune pickles its callbacks)
         self.start = time.monotonic()
-        self.done_before = ended  # trials a resumed sweep had already ended
+        self.counted = set(ended)  # trials a resumed sweep had already ended, and since
+        self.done_before = len(self.counted)
+        self.again = set(completed)  # completed before a kill; Tune's older state runs them
         self.done = 0
         self.ended: set[str] = set()
         self.best: tuple[float, str] | None = None
@@ -77,7 +81,8 @@ class Console(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         name = run_name(trial_number(str(trial)), dict(trial.config or {}), trial.trial_id)
         self.names[trial.trial_id] = name
-        self.event(f"{name}: started")
+        if trial.trial_id not in self.again:  # else it ends at once, as it had ended
+            self.event(f"{name}: started")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         epoch = int(result.get(TRAINING_ITERATION, 0))
@@ -91,8 +96,7 @@ class Console(tune.Callback):
         result = trial.last_result or {}
         epochs = int(result.get(TRAINING_ITERATION, 0))
         value = result.get(self.metric)
-        self.done += 1
-        self.ended.add(trial.trial_id)
+        self.count(trial)
         if result.get("diverged"):
             how = "failed: the loss diverged"
         elif epochs < self.max_epochs:
@@ -103,8 +107,7 @@ class Console(tune.Callback):
         self.event(f"{self.name(trial)}: {how}{shown}", status=True, trials=trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.done += 1
-        self.ended.add(trial.trial_id)
+        self.count(trial)
         self.event(
             f"{self.name(trial)}: failed (traceback on its MLflow run, artifact error/)",
             status=True,
@@ -121,6 +124,13 @@ class Console(tune.Callback):
             self.stream.flush()
 
     # --- printing -----------------------------------------------------------------------
+
+    def count(self, trial) -> None:
+        """One more trial ended (a failed trial a resume retried counts once)."""
+        self.ended.add(trial.trial_id)
+        if trial.trial_id not in self.counted:
+            self.counted.add(trial.trial_id)
+            self.done += 1
 
     def name(self, trial) -> str:
         return self.names.get(trial.trial_id) or str(trial)

@@ -29,7 +29,7 @@ from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.console import Console, quiet
 from sweep.local_ray import init_ray
 from sweep.report import write_report
-from sweep.retention import Retention, trial_score, work_dir
+from sweep.retention import WORK, Retention, trial_score, work_dir
 from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
 from sweep.search import (
     build_searcher,
@@ -295,7 +295,14 @@ def _run_sweep(
     callbacks = [status_callback]
     if verbose == 0:  # our lines instead of Tune's tables (1: its tables, 2: and logs)
         callbacks.append(
-            Console(spec.budget.num_samples, spec.metric, spec.mode, spec.max_epochs, len(ended))
+            Console(
+                spec.budget.num_samples,
+                spec.metric,
+                spec.mode,
+                spec.max_epochs,
+                ended.ids,
+                {t for t in ended.ids if ended.final(t) is not None},
+            )
         )
     searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
     tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
@@ -306,7 +313,7 @@ def _run_sweep(
         results = tuner.fit()
         wall = time.perf_counter() - t1
         callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
-        summary = summarize(spec, tracker, results, wall, space_file.name, len(ended))
+        summary = summarize(spec, tracker, results, wall, space_file.name, len(ended), exp_dir)
         summary.update(
             storage=str(exp_dir),
             data_load_s=data_s,
@@ -339,14 +346,17 @@ def sweep_leftovers(
 ) -> None:
     """Before a resume: the retention of trials that ended while the killed driver could
     not apply it (their best.pt considered for the top K, their checkpoints and work
-    folders deleted), and the work folders of trials Tune never saved."""
+    folders deleted), the deletions of pushed-out best.pt files it did not finish, and the
+    work folders of trials Tune never saved."""
     trials = tune.ExperimentAnalysis(str(exp_dir)).trials if restore else []
     for trial in trials:
         left = work_dir(exp_dir, trial.trial_id).exists() or any(
             Path(trial.path).glob("checkpoint_*")
         )
         if trial.status == "TERMINATED" and left:
-            callback.retain(trial.trial_id, trial_score(trial, spec.metric, spec.mode), trial.path)
+            score = trial_score(trial, spec.metric, spec.mode)
+            callback.retain(trial.trial_id, score, trial.path, saved=True)
+    retention.finish_evictions(callback)
     retention.sweep_orphans({t.trial_id for t in trials})
 
 
@@ -433,9 +443,10 @@ def start_tracking(
         known = sweep_state.tune_trial_ids(exp_dir) if run.restore else set()
         if n := tracker.delete_orphan_trial_runs(known):
             print(f"resume: {n} trial run(s) started after Tune's last saved state deleted")
-        if not ended.path.is_file():  # a sweep started before the record existed
-            runs = tracker.trial_runs().items()
-            ended.add(*(t for t, r in runs if r.info.status in ("FINISHED", "FAILED")))
+        if not ended.recorded:  # a sweep started before the record existed
+            for trial_id, r in tracker.trial_runs().items():
+                if r.info.status in ("FINISHED", "FAILED"):
+                    ended.add(trial_id, {} if r.info.status == "FINISHED" else None)
         ended.keep_only(known)  # an ended trial Tune never saved runs again
     else:
         ended.keep_only(set())
@@ -483,14 +494,24 @@ def make_trainable(
 
 
 def summarize(
-    spec: SweepSpec, tracker: SweepTracker, results, wall: float, source: str, ended: int
+    spec: SweepSpec,
+    tracker: SweepTracker,
+    results,
+    wall: float,
+    source: str,
+    ended: int,
+    exp_dir: Path,
 ) -> dict:
-    """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent."""
+    """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent.
+    The report is written in the sweep's work folder (a driver killed while writing it
+    leaves it there, inside --storage, and the resume's sweep of work folders deletes it)."""
     parent = tracker.parent_id
     runs = tracker.trial_runs()
     unfinished = _unfinished(spec, wall, ended)
     run_ids = {tid: r.info.run_id for tid, r in runs.items()}
-    with tempfile.TemporaryDirectory() as tmp:
+    work = Path(exp_dir) / WORK
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".report-", dir=work) as tmp:
         names = {tid: r.data.tags.get("mlflow.runName", tid) for tid, r in runs.items()}
         ranked, importance = write_report(results, spec, run_ids, Path(tmp), names)
         best = ranked[0] if ranked else None

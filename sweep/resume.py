@@ -9,6 +9,7 @@ of a finished sweep says so and touches nothing.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import socket
 import time
@@ -153,31 +154,79 @@ def prepare(exp_dir: Path, spec_dict: dict, resume: bool, force: bool = False) -
 
 
 class EndedTrials:
-    """The ids of the trials Tune ended (completed, stopped early, failed), kept in
-    `nrfer_ended.yaml` by the driver's callback: what "unfinished" is counted from, so the
-    count does not depend on the MLflow store (a deleted mlflow.db made it never reach 0)."""
+    """The trials Tune ended (completed, stopped early, failed), one small file each in
+    `nrfer_ended/` beside Tune's state, written by the driver's callback the moment Tune
+    ends a trial: what "unfinished" is counted from (so the count does not depend on the
+    MLflow store: a deleted mlflow.db made it never reach 0), and a completed trial's final
+    result. Tune saves its own state every few seconds, so a driver killed just after a
+    trial completed leaves Tune thinking it still runs: the resume runs it again, its
+    trainable returns at once (`completed`) and the driver gives it this final result back
+    (TrialStatusCallback.on_trial_start) instead of training it on."""
 
-    FILE = "nrfer_ended.yaml"
+    DIR = "nrfer_ended"
+    OLD_FILE = "nrfer_ended.yaml"  # a list of ids, from before the folder
 
     def __init__(self, exp_dir: Path) -> None:
-        self.path = Path(exp_dir) / self.FILE
-        loaded = yaml.safe_load(self.path.read_text()) if self.path.is_file() else None
-        self.ids: set[str] = set(loaded) if isinstance(loaded, list) else set()
+        self.dir = Path(exp_dir) / self.DIR
+        self.ids: set[str] = {p.stem for p in self.dir.glob("*.json")}
+        old = Path(exp_dir) / self.OLD_FILE
+        if old.is_file():  # their results are unknown; each counts as completed
+            loaded = yaml.safe_load(old.read_text())
+            for trial_id in loaded if isinstance(loaded, list) else []:
+                if str(trial_id) not in self.ids:
+                    self.add(str(trial_id), {})
+            old.unlink()
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def add(self, *trial_ids: str) -> None:
-        if set(trial_ids) - self.ids:
-            self.ids.update(trial_ids)
-            self._write()
+    @property
+    def recorded(self) -> bool:
+        """Whether this sweep has the record at all (one started before it has not)."""
+        return self.dir.is_dir()
+
+    def add(self, trial_id: str, result: dict | None = None) -> None:
+        """`trial_id` ended: completed with `result` (Tune's last result), or (None) failed.
+        A failed trial that a retry completes is rewritten."""
+        if trial_id in self.ids and (result is None or self.final(trial_id) is not None):
+            return
+        record = {"completed": result is not None, "result": _plain(result or {})}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.dir / f"{trial_id}.json", json.dumps(record))
+        self.ids.add(trial_id)
+
+    def final(self, trial_id: str) -> dict | None:
+        """The last result of a trial that completed (None: it failed, or has not ended)."""
+        return completed_result(self.dir.parent, trial_id)
 
     def keep_only(self, known: set[str]) -> None:
+        for trial_id in self.ids - known:
+            (self.dir / f"{trial_id}.json").unlink(missing_ok=True)
         self.ids &= known
-        self._write()
 
-    def _write(self) -> None:
-        write_atomic(self.path, yaml.safe_dump(sorted(self.ids)))
+
+def completed_result(exp_dir: str | Path, trial_id: str) -> dict | None:
+    """The final result EndedTrials recorded for a trial that completed; None if it did
+    not (no record, a failure, or a record a kill cut short)."""
+    path = Path(exp_dir) / EndedTrials.DIR / f"{trial_id}.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record["result"] if record.get("completed") else None
+
+
+def _plain(value):
+    """A Tune result as JSON: numpy scalars as numbers, anything else unknown as text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
 
 
 def check_resume_files(exp_dir: Path, early_stopping: str) -> None:

@@ -6,25 +6,28 @@ trials run.
   state) in the trial's folder. Both stay while the trial can still continue: running,
   interrupted (Ctrl+C, a killed driver) or errored (`--resume` retries it).
 - When a trial ends (finished, stopped by the scheduler, diverged) its optimiser state can
-  never be used again: its Tune checkpoints and its work folder are deleted, after its
-  best.pt went to its MLflow run if it is among the top K trials so far by the sweep's
-  metric (`tracking.keep_checkpoints`, default 3, `all` for every trial). A trial pushed
-  out of the top K by a better one loses its uploaded best.pt again. Its run keeps its
-  config, curves and previews whatever happens.
+  never be used again: its best.pt goes to its MLflow run if it is among the top K trials
+  so far by the sweep's metric (`tracking.keep_checkpoints`, default 3, `all` for every
+  trial), its run is tagged with which, and its Tune checkpoints and work folder are
+  deleted once Tune's saved state has it as ended (Tune saves it every 2 s at most; a
+  resume from an older state restores the trial from its checkpoint, see
+  sweep.resume.EndedTrials). A trial pushed out of the top K by a better one loses its
+  uploaded best.pt again. Its run keeps its config, curves and previews whatever happens.
 - At the start of a `--resume` the driver sweeps what a killed driver left: it applies the
-  retention to trials Tune has as ended, and deletes the folders of trials Tune never
-  saved (they run again under new ids).
+  retention to trials Tune has as ended, finishes the deletions of pushed-out best.pt
+  files, and deletes the folders of trials Tune never saved (they run again under new ids).
 
-The top K so far is kept in `<storage>/<sweep>/nrfer_kept_checkpoints.json`, so a resumed
-sweep goes on from it.
+The top K so far, and the pushed-out trials whose copy is not deleted yet, are kept in
+`<storage>/<sweep>/nrfer_kept_checkpoints.json`, each step written before the next, so a
+resumed sweep goes on from it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from nrfer.files import write_atomic
 
@@ -54,21 +57,38 @@ def remove_tune_checkpoints(trial_dir: str | Path | None) -> None:
             shutil.rmtree(ckpt, ignore_errors=True)
 
 
+class CheckpointStore(Protocol):
+    """Where kept best.pt files go (the trials' MLflow runs); each call says whether it was
+    done (False: MLflow is away, the retention tries again later)."""
+
+    def upload(self, trial_id: str, best: Path) -> bool: ...  # best.pt to the trial's run
+
+    def drop(self, trial_id: str) -> bool: ...  # delete it again (pushed out of the top K)
+
+    def tag(self, trial_id: str, kept: bool) -> bool: ...  # say on the run which it is
+
+
 class Retention:
     """The driver's record of the trials whose best.pt MLflow keeps: the top `keep` by the
-    sweep's metric (`keep` None: all)."""
+    sweep's metric (`keep` None: all), and the trials pushed out whose uploaded best.pt is
+    not deleted yet. Every step is written down before the next, so a driver killed (or an
+    MLflow outage) between any two leaves a record the resume finishes from: a trial's
+    files are deleted only after its run says whether its best.pt is kept."""
 
     def __init__(self, exp_dir: str | Path, keep: int | None, mode: str) -> None:
         self.exp_dir, self.keep, self.mode = Path(exp_dir), keep, mode
         self.path = self.exp_dir / KEPT_FILE
         self.kept: dict[str, float] = {}
+        self.evicting: list[str] = []  # pushed out; their best.pt is still in MLflow
         if self.path.is_file():
             try:
-                self.kept = {str(k): float(v) for k, v in json.loads(self.path.read_text()).items()}
-            except (ValueError, AttributeError) as e:
+                record = json.loads(self.path.read_text())
+                self.kept = {str(k): float(v) for k, v in record["kept"].items()}
+                self.evicting = [str(t) for t in record["evicting"]]
+            except (ValueError, AttributeError, KeyError, TypeError) as e:
                 raise ValueError(
-                    f"{self.path} is damaged ({e}); delete it to start the top-K record afresh "
-                    "(checkpoints already uploaded stay)"
+                    f"{self.path} is damaged ({type(e).__name__}: {e}); delete it to start "
+                    "the top-K record afresh (checkpoints already uploaded stay)"
                 ) from None
 
     def _better(self, a: float, b: float) -> bool:
@@ -77,6 +97,10 @@ class Retention:
     def _worst(self) -> str:
         key = min if self.mode == "max" else max
         return key(self.kept, key=lambda t: (self.kept[t], t))
+
+    def _write(self) -> None:
+        record = {"kept": self.kept, "evicting": self.evicting}
+        write_atomic(self.path, json.dumps(record, indent=1, sort_keys=True))
 
     def decide(self, trial_id: str, score: float | None) -> tuple[bool, str | None]:
         """Whether `trial_id` (its best value of the metric, None: diverged or none) joins
@@ -92,36 +116,44 @@ class Retention:
 
     def record(self, trial_id: str, score: float, evicted: str | None) -> None:
         self.kept[trial_id] = float(score)
-        self.kept.pop(evicted, None)
-        write_atomic(self.path, json.dumps(self.kept, indent=1, sort_keys=True))
+        if evicted is not None:
+            self.kept.pop(evicted, None)
+            self.evicting.append(evicted)
+        self._write()
 
-    def end_trial(
-        self,
-        trial_id: str,
-        score: float | None,
-        trial_dir: str | Path | None,
-        upload: Callable[[Path], bool],
-        unupload: Callable[[str], None],
-    ) -> bool | None:
-        """A trial ended for good: its best.pt uploaded if it is in the top K (`upload`
-        returns whether MLflow took it; a trial pushed out loses its copy through
-        `unupload`), then its Tune checkpoints and work folder deleted. Returns whether its
-        best.pt is kept; None when the upload failed (everything stays for a retry)."""
-        work = work_dir(self.exp_dir, trial_id)
-        best = work / "checkpoint" / "best.pt"
+    def finish_evictions(self, store: CheckpointStore) -> int:
+        """Delete the uploaded best.pt of each trial pushed out (a kill or an outage may have
+        kept an earlier try from it). Returns how many are still to delete."""
+        for trial_id in list(self.evicting):
+            if store.drop(trial_id):
+                self.evicting.remove(trial_id)
+                self._write()
+        return len(self.evicting)
+
+    def end_trial(self, trial_id: str, score: float | None, store: CheckpointStore) -> bool | None:
+        """A trial ended for good: its best.pt uploaded if it is in the top K (a trial it
+        pushes out loses its copy), and its run tagged with which. Returns whether its
+        best.pt is kept; None when MLflow did not take the upload or the tag (its files stay
+        for a retry, which decides the same). Its files go with `remove_files`, once Tune's
+        saved state has it as ended."""
+        best = work_dir(self.exp_dir, trial_id) / "checkpoint" / "best.pt"
         keep, evicted = self.decide(trial_id, score)
         if keep and trial_id not in self.kept:
             if not best.is_file():
                 keep = False
-            elif not upload(best):
+            elif not store.upload(trial_id, best):
                 return None
             else:
                 self.record(trial_id, score, evicted)
-                if evicted is not None:
-                    unupload(evicted)
-        remove_tune_checkpoints(trial_dir)
-        shutil.rmtree(work, ignore_errors=True)
+        self.finish_evictions(store)
+        if not store.tag(trial_id, keep):
+            return None
         return keep
+
+    def remove_files(self, trial_id: str, trial_dir: str | Path | None) -> None:
+        """An ended, retained trial's Tune checkpoints and work folder."""
+        remove_tune_checkpoints(trial_dir)
+        shutil.rmtree(work_dir(self.exp_dir, trial_id), ignore_errors=True)
 
     def sweep_orphans(self, known: set[str]) -> list[str]:
         """The work folders of trials Tune never saved (not in `known`: a killed driver
@@ -134,3 +166,10 @@ class Retention:
                     shutil.rmtree(folder, ignore_errors=True)
                     swept.append(folder.name)
         return swept
+
+
+def tune_state_time(exp_dir: str | Path) -> float:
+    """When Tune last saved the sweep's experiment state there (the mtime of its newest
+    experiment_state-*.json; 0.0: never): read again only when this changed."""
+    times = [p.stat().st_mtime for p in Path(exp_dir).glob("experiment_state-*.json")]
+    return max(times, default=0.0)

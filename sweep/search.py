@@ -126,7 +126,10 @@ class SweepSearch(OptunaSearch):
     def restore(self, checkpoint_path: str) -> None:
         """The searcher as saved, its study reopened where it is now. Tune's saved searcher
         can be older than the study: a trial asked for after the last save (then the driver
-        was killed) stays RUNNING in the study forever; it is marked FAIL."""
+        was killed) stays RUNNING in the study forever; it is marked FAIL. A trial told
+        after the last save (it ended, then the driver was killed before Tune saved that)
+        is one Tune reruns from its checkpoint: it is counted as told, and the study keeps
+        what it was told first (Optuna refuses any report to a finished trial)."""
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         if isinstance(state, dict) and "_study_url" in state:
@@ -135,19 +138,35 @@ class SweepSearch(OptunaSearch):
             super().restore(checkpoint_path)
         self.__dict__.setdefault("_last_step", {})
         study = searcher_study(self)
-        known = {t.number for t in searcher_trials(self).values()}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.number not in known:
-                study.tell(t.number, state=TrialState.FAIL)
-                log.info("optuna: trial %d was asked after Tune's last save; marked FAIL", t.number)
+        trials, told = searcher_trials(self), searcher_completed(self)
+        states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+        for tid, t in trials.items():
+            if tid not in told and states.get(t.number, TrialState.RUNNING).is_finished():
+                told.add(tid)
+                log.info(
+                    "optuna: trial %d (%s) was told %s after Tune's last save; kept as told",
+                    t.number,
+                    tid,
+                    states[t.number].name,
+                )
+        known = {t.number for t in trials.values()}
+        for number, state in states.items():
+            if state == TrialState.RUNNING and number not in known:
+                study.tell(number, state=TrialState.FAIL)
+                log.info("optuna: trial %d was asked after Tune's last save; marked FAIL", number)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in searcher_completed(self):  # a rerun of a trial the study has
+            return
         super().on_trial_result(trial_id, result)
         self._last_step[trial_id] = int(result.get(TRAINING_ITERATION, 0))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         trials, told = searcher_trials(self), searcher_completed(self)
-        open_here = trial_id in trials and trial_id not in told
+        if trial_id in told:  # told before a kill; Tune reran it (see restore)
+            self._last_step.pop(trial_id, None)
+            return
+        open_here = trial_id in trials
         # Tune hands the result that made the scheduler stop a trial to on_trial_complete
         # only (not on_trial_result): record it as that epoch's value first.
         step = int((result or {}).get(TRAINING_ITERATION, 0))

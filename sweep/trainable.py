@@ -9,6 +9,10 @@ A trial works in `<storage>/<sweep>/work/<trial_id>` (sweep.retention): the same
 for each attempt, so a retried or resumed trial finds its best.pt there; Tune's checkpoint
 holds last.pt (model, optimiser, schedule) and the history only, moved out of that folder
 for Tune to copy. The driver deletes the folder when the trial ends.
+
+A trial that completed before a killed driver could have Tune save that is run again by
+the resume (Tune's state has it running): its trainable returns at once, and the driver
+gives it back the result it ended with (sweep.resume.EndedTrials).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from nrfer.evaluate import evaluate_state, save_predictions
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
 from nrfer.train import RunPaths, fit
+from sweep.resume import completed_result
 from sweep.retention import work_dir
 from sweep.scheduler import METRIC_WORST
 from sweep.space import SEED_KEY, apply_params
@@ -100,6 +105,11 @@ def run_trial(
     """One trial; `params` holds the sampled values, `base` the shared config (its paths
     already absolute), `data` the data per label mode, `launch_dir` where relative paths
     among the sampled values point; in a study, `eval_data` the extra evaluation sets."""
+    context = tune.get_context()
+    trial_id = context.get_trial_id()
+    if completed_result(tracking["exp_dir"], trial_id) is not None:
+        return  # it completed before the driver was killed, after Tune's last saved state:
+        # the driver gives it its final result back (sweep.resume.EndedTrials)
     cfg = apply_params(base, {k: absolute_path(k, v, launch_dir) for k, v in params.items()})
     data = data[cfg.data.label_mode]
     study = tracking.get("study")
@@ -110,8 +120,6 @@ def run_trial(
             resume = load_checkpoint(Path(d) / RunPaths.LAST)
     for k, v in WORKER_HTTP_ENV.items():
         os.environ.setdefault(k, v)
-    context = tune.get_context()
-    trial_id = context.get_trial_id()
     logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
     name = run_name(trial_number(context.get_trial_name()), params, trial_id)
     run_id = logger.start(config=cfg.flat(), sampled=params, name=name)

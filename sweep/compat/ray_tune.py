@@ -1,10 +1,11 @@
 """Shims into Ray Tune and ray.init (checked on Ray 2.60): ASHA's rung records, a restored
-Tuner's callbacks and scheduler, Tune's copy of AWS keys into runtime envs, and ray.init's
+Tuner's callbacks and scheduler, the trial statuses of Tune's saved state, Tune's copy of AWS keys into runtime envs, and ray.init's
 node address and temp folder."""
 
 from __future__ import annotations
 
 import inspect
+import json
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,40 @@ def set_restored_callbacks(tuner: tune.Tuner, callbacks: list) -> None:
 def restored_scheduler(tuner: tune.Tuner) -> Any:
     """The scheduler a restored Tuner unpickled (its file paths are the killed driver's)."""
     return tuner._local_tuner._tune_config.scheduler
+
+
+# -- Tune's saved experiment state --------------------------------------------------------------
+def _probe_saved_state() -> None:
+    from ray.tune.execution.tune_controller import TuneController
+    from ray.tune.experiment import Trial
+
+    assert '"trial_data"' in inspect.getsource(TuneController.save_to_dir)
+    trial = Trial("nrfer_probe", stub=True, trial_id="probe1")
+    state = json.loads(trial.get_json_state()[0])
+    assert state["trial_id"] == "probe1" and state["status"] == Trial.PENDING, state
+
+
+@shim(
+    "ray",
+    "Tune has no cheap reader of its saved experiment state (ExperimentAnalysis reads every "
+    "trial's results), so the driver cannot tell which trials a resume would run again",
+    _probe_saved_state,
+)
+def saved_trial_statuses(exp_dir: str | Path) -> dict[str, str]:
+    """trial id -> status in Tune's newest saved experiment state in `exp_dir` ({}: none
+    yet, or one being written)."""
+    files = sorted(Path(exp_dir).glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return {}
+    try:
+        data = json.loads(files[-1].read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for trial_json, _ in data["trial_data"]:
+        state = json.loads(trial_json)
+        out[state["trial_id"]] = state["status"]
+    return out
 
 
 # -- Ray's start ---------------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from sweep.retention import KEPT_TAG, Retention, trial_score
+from sweep.compat.ray_tune import saved_trial_statuses
+from sweep.retention import KEPT_TAG, Retention, trial_score, tune_state_time
 from sweep.tracking.store import (
     DIVERGED,
     EPOCH_KEYS,
@@ -289,13 +290,22 @@ class TrialStatusCallback(tune.Callback):
         self.retention = retention
         self.pending: dict[str, tuple] = {}  # runs not closed while MLflow was away
         self.unretained: dict[str, tuple] = {}  # ended trials whose best.pt MLflow did not take
+        # retained trials whose files wait for a Tune state saved with them as ended (a resume
+        # from an older state runs them again, from their checkpoint): id -> Tune's folder
+        self.unsaved: dict[str, Any] = {}
+        self._state_seen = 0.0  # the mtime of the newest Tune state read
 
     def _run(self, trial):
         return self.tracker.trial_run(trial.trial_id)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if self.ended is not None:
-            self.ended.add(trial.trial_id)
+            # a trial that completed before a kill, which Tune (its saved state older than
+            # that) ran again: its trainable returned at once, and its result is the one it
+            # ended with, not the older one of its checkpoint (sweep.resume.EndedTrials)
+            if final := self.ended.final(trial.trial_id):
+                trial.update_last_result(dict(final))
+            self.ended.add(trial.trial_id, dict(trial.last_result or {}))
         self._close(self._complete, trial)
         score = trial_score(trial, self.metric, self.mode)
         if trial.trial_id in self.pending:  # its checkpoint holds epochs MLflow lacks: later
@@ -303,33 +313,59 @@ class TrialStatusCallback(tune.Callback):
         else:
             self.retain(trial.trial_id, score, trial.path)
 
-    def retain(self, trial_id: str, score: float | None, trial_dir) -> None:
+    def retain(self, trial_id: str, score: float | None, trial_dir, saved: bool = False) -> None:
         """The retention of an ended trial; while MLflow is away, its folder stays and the
-        end of the sweep (or its resume) tries again."""
+        end of the sweep (or its resume) tries again. Its files are deleted once Tune's
+        saved state has it as ended (`saved`: it has), see `on_step_end`."""
         if self.retention is None:
             return
-        done = self.retention.end_trial(trial_id, score, trial_dir, self._upload, self._unupload)
-        if done is None:
+        if self.retention.end_trial(trial_id, score, self) is None:
             self.unretained[trial_id] = (score, trial_dir)
+            return
+        self.unretained.pop(trial_id, None)
+        if saved:
+            self.retention.remove_files(trial_id, trial_dir)
         else:
-            self.unretained.pop(trial_id, None)
-            self._tag(trial_id, "kept" if done else "deleted")
+            self.unsaved[trial_id] = trial_dir
 
-    def _tag(self, trial_id: str, what: str) -> None:
+    def on_step_end(self, iteration, trials, **info):
+        """Delete the files of retained trials once Tune's saved state in the sweep folder
+        has them as ended (Tune saves it every 2 s at most; read when it changed)."""
+        if not self.unsaved:
+            return
+        saved = tune_state_time(self.retention.exp_dir)
+        if saved == self._state_seen:
+            return
+        self._state_seen = saved
+        statuses = saved_trial_statuses(self.retention.exp_dir)
+        for trial_id, trial_dir in list(self.unsaved.items()):
+            if statuses.get(trial_id) == "TERMINATED":
+                self.retention.remove_files(trial_id, trial_dir)
+                del self.unsaved[trial_id]
+
+    def remove_unsaved(self) -> None:
+        """After fit(): Tune saved its final state; every retained trial's files go."""
+        for trial_id, trial_dir in list(self.unsaved.items()):
+            self.retention.remove_files(trial_id, trial_dir)
+        self.unsaved.clear()
+
+    # The retention's CheckpointStore: the trials' MLflow runs (a trial without one has
+    # nothing to drop or tag; its best.pt has nowhere to go, so its files wait).
+    def tag(self, trial_id: str, kept: bool) -> bool:
         run_id = self.tracker.trial_run_id(trial_id)
         if run_id is None:
-            return
+            return True
         keep = self.retention.keep if self.retention else None
         top = "every trial" if keep is None else f"the top {keep} by {self.metric}"
         text = (
             f"best.pt kept under checkpoint/ ({top})"
-            if what == "kept"
+            if kept
             else f"best.pt not kept: outside {top} (tracking.keep_checkpoints)"
         )
-        with_retries(lambda: self.tracker.client.set_tag(run_id, KEPT_TAG, text), "tag")
+        done = with_retries(lambda: self.tracker.client.set_tag(run_id, KEPT_TAG, text), "tag")
+        return done is not None
 
-    def _upload(self, best: Path) -> bool:
-        trial_id = best.parent.parent.name
+    def upload(self, trial_id: str, best: Path) -> bool:
         run_id = self.tracker.trial_run_id(trial_id)
         if run_id is None:
             return False
@@ -337,24 +373,26 @@ class TrialStatusCallback(tune.Callback):
         done = with_retries(
             lambda: client.log_artifact(run_id, str(best), "checkpoint"), "upload best.pt"
         )
-        return bool(done)
+        return done is not None
 
-    def _unupload(self, trial_id: str) -> None:
+    def drop(self, trial_id: str) -> bool:
         run_id = self.tracker.trial_run_id(trial_id)
         if run_id is None:
-            return
+            return True
         client = self.tracker.client
 
-        def drop() -> None:
+        def drop() -> bool:
             uri = client.get_run(run_id).info.artifact_uri
             get_artifact_repository(uri).delete_artifacts("checkpoint")
+            return True
 
-        if with_retries(drop, f"delete the best.pt of {trial_id}") is not None:
-            self._tag(trial_id, "deleted")
+        if with_retries(drop, f"delete the best.pt of {trial_id}") is None:
+            return False
+        return self.tag(trial_id, False)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self.ended is not None:
-            self.ended.add(trial.trial_id)
+            self.ended.add(trial.trial_id, None)
         self._close(self._error, trial)
 
     def _close(self, how, trial) -> None:
@@ -376,13 +414,20 @@ class TrialStatusCallback(tune.Callback):
         for trial_id, (score, trial_dir) in list(self.unretained.items()):
             if trial_id not in self.pending:  # else its files wait for the resume
                 self.retain(trial_id, score, trial_dir)
+        if self.retention is not None:
+            self.retention.finish_evictions(self)
+        self.remove_unsaved()
         return len(self.pending)
 
     def _log_unlogged_epochs(self, trial, run_id: str) -> None:
         """A trial logs an epoch after Tune takes its checkpoint; when Tune stops the trial
-        there (ASHA, max epochs) or it dies, the epochs its checkpoint holds are logged here."""
+        there (ASHA, max epochs) or it dies, the epochs its checkpoint holds, and the one its
+        last result reports, are logged here."""
         ckpt = trial.checkpoint
         rows = read_history(ckpt.path) if ckpt is not None and ckpt.path else []
+        last = trial.last_result or {}
+        if "epoch" in last and all(k in last for k in EPOCH_KEYS) and not last.get("diverged"):
+            rows.append(last)  # (a trial run again after a kill: its checkpoint is older)
         if not rows:
             return
         client = self.tracker.client
@@ -408,9 +453,12 @@ class TrialStatusCallback(tune.Callback):
         if run is None:
             return
         epochs = int((trial.last_result or {}).get("training_iteration", 0))
-        stopped = run.info.status == "RUNNING" and epochs < self.max_epochs
+        # still open: the scheduler stopped it (its trainable never returned to close it);
+        # KILLED: a resume closed it, the driver having been killed before it could
+        still_open = run.info.status in ("RUNNING", "KILLED")
+        stopped = still_open and epochs < self.max_epochs
         self._describe(run, trial, "stopped" if stopped else "finished")
-        if run.info.status != "RUNNING":
+        if not still_open:
             return
         client, run_id = self.tracker.client, run.info.run_id
         self._log_unlogged_epochs(trial, run_id)

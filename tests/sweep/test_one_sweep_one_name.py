@@ -223,15 +223,33 @@ def test_an_experiment_deleted_in_the_ui_is_named(tmp_path):
 
 
 def test_ended_trials_are_kept_beside_tune_state(tmp_path):
-    from sweep.resume import EndedTrials
+    import numpy as np
+    import yaml
+
+    from sweep.resume import EndedTrials, completed_result
 
     ended = EndedTrials(tmp_path / "demo")
-    ended.add("t1", "t2")
-    ended.add("t2")
+    assert not ended.recorded
+    ended.add("t1", {"val_acc": np.float32(0.5), "training_iteration": 3, "config": {"a": 1}})
+    ended.add("t2", None)  # failed
+    ended.add("t2", None)
     assert len(EndedTrials(tmp_path / "demo")) == 2  # on disk, read back by a resume
     again = EndedTrials(tmp_path / "demo")
+    assert again.recorded and again.final("t2") is None
+    assert again.final("t1") == {"val_acc": 0.5, "training_iteration": 3, "config": {"a": 1}}
+    again.add("t2", {"val_acc": 0.6})  # a retry completed it
+    again.add("t2", None)  # a completed trial stays completed
+    assert completed_result(tmp_path / "demo", "t2") == {"val_acc": 0.6}
     again.keep_only({"t2", "t3"})  # t1 ended after Tune's last save: it runs again
     assert EndedTrials(tmp_path / "demo").ids == {"t2"}
+    assert completed_result(tmp_path / "demo", "t1") is None
+
+    # a sweep from before the folder: its list is read (each counted completed) and replaced
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / EndedTrials.OLD_FILE).write_text(yaml.safe_dump(["a", "b"]))
+    old = EndedTrials(tmp_path / "old")
+    assert old.ids == {"a", "b"} and old.final("a") == {}
+    assert not (tmp_path / "old" / EndedTrials.OLD_FILE).exists()
 
 
 def test_a_trial_waits_out_a_short_tracking_outage_at_start(tmp_path):

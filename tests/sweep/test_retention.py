@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from sweep.retention import KEPT_FILE, Retention, work_dir
+from sweep.retention import KEPT_FILE, Retention, tune_state_time, work_dir
 
 
 def trial_files(exp, trial_id: str) -> tuple:
@@ -22,14 +22,48 @@ def trial_files(exp, trial_id: str) -> tuple:
     return work, tune_dir
 
 
-@pytest.mark.parametrize("mode", ["max", "min"])
-def test_top_k_kept_the_rest_deleted_and_a_resume_goes_on(tmp_path, mode):
-    uploaded, dropped = [], []
+class Store:
+    """A CheckpointStore over a folder standing in for the runs' artifacts: what each trial
+    has uploaded, its tag, and switches that make a call fail as an MLflow outage does."""
 
-    def upload(best):
-        uploaded.append(best.parent.parent.name)
+    def __init__(self, root) -> None:
+        self.root, self.tags, self.down = root / "artifacts", {}, set()
+
+    def upload(self, trial_id, best) -> bool:
+        assert best == self.root.parent / "work" / trial_id / "checkpoint" / "best.pt"
+        if "upload" in self.down:
+            return False
+        (self.root / trial_id).mkdir(parents=True, exist_ok=True)
+        (self.root / trial_id / "best.pt").write_bytes(best.read_bytes())
         return True
 
+    def drop(self, trial_id) -> bool:
+        if "drop" in self.down:
+            return False
+        (self.root / trial_id / "best.pt").unlink(missing_ok=True)
+        return self.tag(trial_id, False)
+
+    def tag(self, trial_id, kept) -> bool:
+        if "tag" in self.down:
+            return False
+        self.tags[trial_id] = kept
+        return True
+
+    def held(self) -> set:
+        return {p.parent.name for p in self.root.glob("*/best.pt")}
+
+
+def end(r, store, trial_id, score, tune_dir=None):
+    """What the driver does for an ended trial: retain it, then (Tune's state saved) its files."""
+    kept = r.end_trial(trial_id, score, store)
+    if kept is not None:
+        r.remove_files(trial_id, tune_dir)
+    return kept
+
+
+@pytest.mark.parametrize("mode", ["max", "min"])
+def test_top_k_kept_the_rest_deleted_and_a_resume_goes_on(tmp_path, mode):
+    store = Store(tmp_path)
     sign = 1 if mode == "max" else -1
     scores = {"a": 0.5, "b": 0.7, "c": 0.6, "d": None, "e": 0.9, "f": 0.1}
     r = Retention(tmp_path, keep=2, mode=mode)
@@ -37,46 +71,86 @@ def test_top_k_kept_the_rest_deleted_and_a_resume_goes_on(tmp_path, mode):
     for trial_id, score in scores.items():
         work, tune_dir = trial_files(tmp_path, trial_id)
         s = None if score is None else sign * score
-        kept[trial_id] = r.end_trial(trial_id, s, tune_dir, upload, dropped.append)
+        kept[trial_id] = end(r, store, trial_id, s, tune_dir)
         # whatever the decision: no optimiser state and no work folder left
         assert not work.exists() and not list(tune_dir.glob("checkpoint_*"))
         assert (tune_dir / "result.json").is_file()  # Tune's own record stays
+        assert len(store.held()) <= 2
     # a, b uploaded; c pushes out a; d diverged (never); e pushes out c; f too low
-    assert uploaded == ["a", "b", "c", "e"] and dropped == ["a", "c"]
     assert kept == {"a": True, "b": True, "c": True, "d": False, "e": True, "f": False}
-    assert set(r.kept) == {"b", "e"}
-    assert json.loads((tmp_path / KEPT_FILE).read_text()) == {"b": sign * 0.7, "e": sign * 0.9}
+    assert store.held() == set(r.kept) == {"b", "e"}
+    assert store.tags == {"a": False, "b": True, "c": False, "d": False, "e": True, "f": False}
+    record = json.loads((tmp_path / KEPT_FILE).read_text())
+    assert record == {"kept": {"b": sign * 0.7, "e": sign * 0.9}, "evicting": []}
 
     # the resumed driver reads the record: a trial must beat the kept ones again
     again = Retention(tmp_path, keep=2, mode=mode)
     trial_files(tmp_path, "g")
-    assert again.end_trial("g", sign * 0.8, None, upload, dropped.append) is True
-    assert dropped[-1] == "b" and set(again.kept) == {"e", "g"}
+    assert end(again, store, "g", sign * 0.8) is True
+    assert store.held() == set(again.kept) == {"e", "g"}
 
 
-def test_a_failed_upload_keeps_everything_for_a_retry(tmp_path):
+def test_an_eviction_cut_short_is_finished_later(tmp_path):
+    """The trial pushed out keeps its best.pt in MLflow while deleting it fails (an outage,
+    or a driver killed between the record and the delete): the record says so, and a later
+    trial's end or the resumed driver deletes it; never more than K are left."""
+    store = Store(tmp_path)
+    r = Retention(tmp_path, keep=1, mode="max")
+    trial_files(tmp_path, "a")
+    trial_files(tmp_path, "b")
+    assert end(r, store, "a", 0.5) is True
+    store.down = {"drop"}
+    assert end(r, store, "b", 0.9) is True  # b in, a out; deleting a's copy fails
+    assert store.held() == {"a", "b"} and r.evicting == ["a"]
+    again = Retention(tmp_path, keep=1, mode="max")  # the killed driver's resume
+    assert again.kept == {"b": 0.9} and again.evicting == ["a"]
+    store.down = set()
+    assert again.finish_evictions(store) == 0
+    assert store.held() == {"b"} and store.tags["a"] is False
+    assert Retention(tmp_path, keep=1, mode="max").evicting == []
+
+
+def test_a_failed_upload_or_tag_keeps_everything_for_a_retry(tmp_path):
+    store = Store(tmp_path)
     r = Retention(tmp_path, keep=None, mode="max")  # all
     work, tune_dir = trial_files(tmp_path, "a")
-    assert r.end_trial("a", 0.5, tune_dir, lambda _: False, lambda _: None) is None
-    assert (work / "checkpoint" / "best.pt").is_file() and list(tune_dir.glob("checkpoint_*"))
-    assert r.end_trial("a", 0.5, tune_dir, lambda _: True, lambda _: None) is True
-    assert not work.exists() and r.kept == {"a": 0.5}
+    for down in ("upload", "tag"):
+        store.down = {down}
+        assert end(r, store, "a", 0.5, tune_dir) is None
+        assert (work / "checkpoint" / "best.pt").is_file() and list(tune_dir.glob("checkpoint_*"))
+    store.down = set()
+    assert end(r, store, "a", 0.5, tune_dir) is True  # the retry decides the same
+    assert not work.exists() and r.kept == {"a": 0.5} and store.tags == {"a": True}
 
 
 def test_keep_zero_uploads_nothing_and_orphans_are_swept(tmp_path):
+    store = Store(tmp_path)
+    store.down = {"upload"}  # never asked
     r = Retention(tmp_path, keep=0, mode="max")
     trial_files(tmp_path, "a")
-    assert r.end_trial("a", 1.0, None, lambda _: pytest.fail("uploaded"), None) is False
+    assert end(r, store, "a", 1.0) is False and store.tags == {"a": False}
     trial_files(tmp_path, "known")
     trial_files(tmp_path, "orphan")
     assert r.sweep_orphans({"known"}) == ["orphan"]
     assert [p.name for p in (tmp_path / "work").iterdir()] == ["known"]
 
 
+def test_tune_state_time_is_its_newest_saved_state(tmp_path):
+    import os
+
+    assert tune_state_time(tmp_path) == 0.0
+    for name, t in (("experiment_state-a.json", 100.0), ("experiment_state-b.json", 200.0)):
+        (tmp_path / name).write_text("{}")
+        os.utime(tmp_path / name, (t, t))
+    (tmp_path / "other.json").write_text("{}")
+    assert tune_state_time(tmp_path) == 200.0
+
+
 def test_a_damaged_record_names_the_file(tmp_path):
-    (tmp_path / KEPT_FILE).write_text("[1, 2")
-    with pytest.raises(ValueError, match=rf"{tmp_path / KEPT_FILE} is damaged"):
-        Retention(tmp_path, keep=3, mode="max")
+    for damaged in ("[1, 2", "[1, 2]", '{"kept": {"a": "x"}, "evicting": []}'):
+        (tmp_path / KEPT_FILE).write_text(damaged)
+        with pytest.raises(ValueError, match=rf"{tmp_path / KEPT_FILE} is damaged"):
+            Retention(tmp_path, keep=3, mode="max")
 
 
 def test_keep_checkpoints_in_the_space_file(tmp_path):

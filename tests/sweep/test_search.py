@@ -113,6 +113,32 @@ def test_the_study_survives_a_restore_and_stray_trials_are_closed(tmp_path):
     assert study.trials[1].intermediate_values == pytest.approx({1: 0.2, 2: 0.4, 3: 0.5, 4: 0.6})
 
 
+def test_a_trial_told_after_the_last_save_is_not_told_again(tmp_path):
+    """The window the random-kill test hit in CI: Tune saved the searcher with trial "b"
+    running, Optuna was told "b" ended (ASHA stopped it: PRUNED), and the driver was killed
+    before Tune saved again. The resumed Tune reruns "b" from its checkpoint; its results
+    must not be reported to a finished Optuna trial (Optuna refuses: the sweep died with
+    UpdateFinishedTrialError), and the study keeps what it was told first."""
+    spec = parse_space(SPACE, "s1.yaml")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    first = searcher(SweepSearch, spec, url, max_epochs=4)
+    assert first.suggest("b")
+    first.on_trial_result("b", {"val_acc": 0.2, "training_iteration": 1})
+    first.save(str(tmp_path / "searcher.pkl"))
+    first.on_trial_complete("b", {"val_acc": 0.25, "training_iteration": 2})  # then killed
+
+    again = searcher(SweepSearch, spec, url, max_epochs=4)
+    again.restore(str(tmp_path / "searcher.pkl"))
+    again.on_trial_result("b", {"val_acc": 0.26, "training_iteration": 2})
+    again.on_trial_result("b", {"val_acc": 0.3, "training_iteration": 3})
+    again.on_trial_complete("b", {"val_acc": 0.3, "training_iteration": 3})
+    play(again, "c", [0.4, 0.5, 0.6, 0.7])  # the searcher goes on asking and telling
+    study = optuna.load_study(study_name="s1", storage=url)
+    assert [t.state for t in study.trials] == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert study.trials[0].intermediate_values == pytest.approx({1: 0.2, 2: 0.25})
+    assert study.trials[1].value == pytest.approx(0.7)
+
+
 def test_a_moved_study_is_reopened_where_it_is_now(tmp_path):
     """The sweep folder and its store moved (and the old place gone): the searcher Tune
     restores, and the copy pickled in tuner.pkl, write to the study where it is now."""
