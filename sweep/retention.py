@@ -18,21 +18,26 @@ trials run.
   files, and deletes the folders of trials Tune never saved (they run again under new ids).
 
 The top K so far, and the pushed-out trials whose copy is not deleted yet, are kept in
-`<storage>/<sweep>/nrfer_kept_checkpoints.json`, each step written before the next, so a
+`<storage>/<sweep>/nrfer_kept_checkpoints.yaml`, each step written before the next, so a
 resumed sweep goes on from it.
 """
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Protocol
 
+import yaml
+
 from nrfer.files import write_atomic
 
 WORK = "work"
-KEPT_FILE = "nrfer_kept_checkpoints.json"
+# Not .json (nor .pkl): a restored Tuner copies the sweep folder's top-level .json and .pkl
+# files into its staging folder and syncs them back every few seconds, so such a file of
+# ours would be overwritten with its copy from the resume's start (seen: the top-K record
+# lost, 4 of K=3 best.pt kept)
+KEPT_FILE = "nrfer_kept_checkpoints.yaml"
 KEPT_TAG = "nrfer.checkpoint"  # on each ended trial's run: kept / not kept, and why
 
 
@@ -82,10 +87,10 @@ class Retention:
         self.evicting: list[str] = []  # pushed out; their best.pt is still in MLflow
         if self.path.is_file():
             try:
-                record = json.loads(self.path.read_text())
+                record = yaml.safe_load(self.path.read_text())
                 self.kept = {str(k): float(v) for k, v in record["kept"].items()}
                 self.evicting = [str(t) for t in record["evicting"]]
-            except (ValueError, AttributeError, KeyError, TypeError) as e:
+            except (ValueError, AttributeError, KeyError, TypeError, yaml.YAMLError) as e:
                 raise ValueError(
                     f"{self.path} is damaged ({type(e).__name__}: {e}); delete it to start "
                     "the top-K record afresh (checkpoints already uploaded stay)"
@@ -100,7 +105,7 @@ class Retention:
 
     def _write(self) -> None:
         record = {"kept": self.kept, "evicting": self.evicting}
-        write_atomic(self.path, json.dumps(record, indent=1, sort_keys=True))
+        write_atomic(self.path, yaml.safe_dump(record, sort_keys=True))
 
     def decide(self, trial_id: str, score: float | None) -> tuple[bool, str | None]:
         """Whether `trial_id` (its best value of the metric, None: diverged or none) joins
@@ -169,7 +174,11 @@ class Retention:
 
 
 def tune_state_time(exp_dir: str | Path) -> float:
-    """When Tune last saved the sweep's experiment state there (the mtime of its newest
-    experiment_state-*.json; 0.0: never): read again only when this changed."""
-    times = [p.stat().st_mtime for p in Path(exp_dir).glob("experiment_state-*.json")]
-    return max(times, default=0.0)
+    """The mtime of Tune's newest saved experiment state there (0.0: none yet): read again
+    only when this changed. Newest by name (its timestamp): a restored Tuner syncs the
+    older sessions' files back too, so their mtimes say nothing."""
+    files = sorted(Path(exp_dir).glob("experiment_state-*.json"))
+    try:
+        return files[-1].stat().st_mtime if files else 0.0
+    except OSError:
+        return 0.0

@@ -115,8 +115,9 @@ def _probe_saved_state() -> None:
 )
 def saved_trial_statuses(exp_dir: str | Path) -> dict[str, str]:
     """trial id -> status in Tune's newest saved experiment state in `exp_dir` ({}: none
-    yet, or one being written)."""
-    files = sorted(Path(exp_dir).glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
+    yet, or one being written). Newest by name (each session's file is named by its start
+    time; a restored Tuner syncs the older ones back too, so their mtimes say nothing)."""
+    files = sorted(Path(exp_dir).glob("experiment_state-*.json"))
     if not files:
         return {}
     try:

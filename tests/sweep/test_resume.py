@@ -192,6 +192,10 @@ class Sweep:
             self.exp_dir.rglob("checkpoint_*")
         )
         assert not list(self.exp_dir.glob("work/*")) and not list(self.exp_dir.rglob("*.pt"))
+        # a restored Tuner syncs its start-time copies of the top-level .json / .pkl files
+        # back: a record of ours there would be reverted (the top-K record was, once)
+        ours = [p.name for p in self.exp_dir.iterdir() if p.name.startswith("nrfer")]
+        assert not [n for n in ours if n.endswith((".json", ".pkl"))], ours
         # Ray's lock files and torch's compile cache folder are theirs, small and reused
         tools = {"_ray_lockfiles", f"torchinductor_{getpass.getuser()}"}
         # a SIGKILL inside a library's own TemporaryDirectory (MLflow's uploads) can leave

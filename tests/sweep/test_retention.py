@@ -1,9 +1,8 @@
 """The retention policy on real folders: the top K trials' best.pt go to MLflow, everything
 of an ended trial is deleted, a resumed sweep goes on from the recorded top K."""
 
-import json
-
 import pytest
+import yaml
 
 from sweep.retention import KEPT_FILE, Retention, tune_state_time, work_dir
 
@@ -80,7 +79,7 @@ def test_top_k_kept_the_rest_deleted_and_a_resume_goes_on(tmp_path, mode):
     assert kept == {"a": True, "b": True, "c": True, "d": False, "e": True, "f": False}
     assert store.held() == set(r.kept) == {"b", "e"}
     assert store.tags == {"a": False, "b": True, "c": False, "d": False, "e": True, "f": False}
-    record = json.loads((tmp_path / KEPT_FILE).read_text())
+    record = yaml.safe_load((tmp_path / KEPT_FILE).read_text())
     assert record == {"kept": {"b": sign * 0.7, "e": sign * 0.9}, "evicting": []}
 
     # the resumed driver reads the record: a trial must beat the kept ones again
@@ -136,14 +135,29 @@ def test_keep_zero_uploads_nothing_and_orphans_are_swept(tmp_path):
 
 
 def test_tune_state_time_is_its_newest_saved_state(tmp_path):
+    """Newest by its name (the session's start): a restored Tuner syncs older sessions'
+    files back, so an older one can have the newer mtime."""
     import os
 
     assert tune_state_time(tmp_path) == 0.0
-    for name, t in (("experiment_state-a.json", 100.0), ("experiment_state-b.json", 200.0)):
+    older, newer = (
+        "experiment_state-2026-12-03_14-58-05.json",
+        "experiment_state-2026-12-03_15-00-00.json",
+    )
+    for name, t in ((newer, 100.0), (older, 300.0)):
         (tmp_path / name).write_text("{}")
         os.utime(tmp_path / name, (t, t))
     (tmp_path / "other.json").write_text("{}")
-    assert tune_state_time(tmp_path) == 200.0
+    assert tune_state_time(tmp_path) == 100.0
+
+
+def test_no_record_of_ours_is_a_file_a_restored_tuner_syncs_back(tmp_path):
+    """Tune copies the sweep folder's top-level .json / .pkl files at a restore and syncs
+    its copies back every few seconds: a record of ours there would be reverted."""
+    from sweep.resume import EndedTrials
+
+    assert not KEPT_FILE.endswith((".json", ".pkl"))
+    assert "/" not in EndedTrials.DIR and not EndedTrials.DIR.endswith((".json", ".pkl"))
 
 
 def test_a_damaged_record_names_the_file(tmp_path):
