@@ -301,7 +301,7 @@ def _run_sweep(
                 spec.mode,
                 spec.max_epochs,
                 ended.ids,
-                {t for t in ended.ids if ended.final(t) is not None},
+                ended.completed(),
             )
         )
     searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)

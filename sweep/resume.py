@@ -161,7 +161,7 @@ class EndedTrials:
     result. Tune saves its own state every few seconds, so a driver killed just after a
     trial completed leaves Tune thinking it still runs: the resume runs it again, its
     trainable returns at once (`completed`) and the driver gives it this final result back
-    (TrialStatusCallback.on_trial_start) instead of training it on."""
+    (TrialStatusCallback.on_trial_complete) instead of training it on."""
 
     DIR = "nrfer_ended"
     OLD_FILE = "nrfer_ended.yaml"  # a list of ids, from before the folder
@@ -198,6 +198,10 @@ class EndedTrials:
     def final(self, trial_id: str) -> dict | None:
         """The last result of a trial that completed (None: it failed, or has not ended)."""
         return completed_result(self.dir.parent, trial_id)
+
+    def completed(self) -> set[str]:
+        """The trials recorded as completed (not failed)."""
+        return {t for t in self.ids if self.final(t) is not None}
 
     def keep_only(self, known: set[str]) -> None:
         for trial_id in self.ids - known:

@@ -31,6 +31,7 @@ from typing import Protocol
 import yaml
 
 from nrfer.files import write_atomic
+from sweep.compat.ray_tune import saved_state_file
 
 WORK = "work"
 # Not .json (nor .pkl): a restored Tuner copies the sweep folder's top-level .json and .pkl
@@ -175,10 +176,9 @@ class Retention:
 
 def tune_state_time(exp_dir: str | Path) -> float:
     """The mtime of Tune's newest saved experiment state there (0.0: none yet): read again
-    only when this changed. Newest by name (its timestamp): a restored Tuner syncs the
-    older sessions' files back too, so their mtimes say nothing."""
-    files = sorted(Path(exp_dir).glob("experiment_state-*.json"))
+    only when this changed."""
+    path = saved_state_file(exp_dir)
     try:
-        return files[-1].stat().st_mtime if files else 0.0
+        return path.stat().st_mtime if path is not None else 0.0
     except OSError:
         return 0.0

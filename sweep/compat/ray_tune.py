@@ -1,6 +1,6 @@
 """Shims into Ray Tune and ray.init (checked on Ray 2.60): ASHA's rung records, a restored
-Tuner's callbacks and scheduler, the trial statuses of Tune's saved state, Tune's copy of AWS keys into runtime envs, and ray.init's
-node address and temp folder."""
+Tuner's callbacks and scheduler, the trial statuses of Tune's saved state, Tune's copy of
+AWS keys into runtime envs, and ray.init's node address and temp folder."""
 
 from __future__ import annotations
 
@@ -97,6 +97,14 @@ def restored_scheduler(tuner: tune.Tuner) -> Any:
 
 
 # -- Tune's saved experiment state --------------------------------------------------------------
+def saved_state_file(exp_dir: str | Path) -> Path | None:
+    """Tune's newest saved experiment state in `exp_dir` (None: none yet). Newest by name:
+    each session's file is named by its start time, and a restored Tuner syncs the older
+    ones back too, so their mtimes say nothing."""
+    files = sorted(Path(exp_dir).glob("experiment_state-*.json"))
+    return files[-1] if files else None
+
+
 def _probe_saved_state() -> None:
     from ray.tune.execution.tune_controller import TuneController
     from ray.tune.experiment import Trial
@@ -115,13 +123,12 @@ def _probe_saved_state() -> None:
 )
 def saved_trial_statuses(exp_dir: str | Path) -> dict[str, str]:
     """trial id -> status in Tune's newest saved experiment state in `exp_dir` ({}: none
-    yet, or one being written). Newest by name (each session's file is named by its start
-    time; a restored Tuner syncs the older ones back too, so their mtimes say nothing)."""
-    files = sorted(Path(exp_dir).glob("experiment_state-*.json"))
-    if not files:
+    yet, or one being written)."""
+    path = saved_state_file(exp_dir)
+    if path is None:
         return {}
     try:
-        data = json.loads(files[-1].read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     out = {}

@@ -235,7 +235,7 @@ def test_ended_trials_are_kept_beside_tune_state(tmp_path):
     ended.add("t2", None)
     assert len(EndedTrials(tmp_path / "demo")) == 2  # on disk, read back by a resume
     again = EndedTrials(tmp_path / "demo")
-    assert again.recorded and again.final("t2") is None
+    assert again.recorded and again.final("t2") is None and again.completed() == {"t1"}
     assert again.final("t1") == {"val_acc": 0.5, "training_iteration": 3, "config": {"a": 1}}
     again.add("t2", {"val_acc": 0.6})  # a retry completed it
     again.add("t2", None)  # a completed trial stays completed
