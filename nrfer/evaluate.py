@@ -4,9 +4,11 @@ studies, reproduce-best and this command.
     python -m nrfer.evaluate --model runs/demo/checkpoint/best.pt            # its own test split
     python -m nrfer.evaluate --model best.pt --dataset rafdb --root data/RAF-DB --tta flip --json
 
-Prints accuracy, mean class accuracy (the mean of per-class recall), macro-F1 and per-class
-recall, and writes to --out: metrics.json, confusion.csv + confusion.png (counts), and the
-per-image predictions (predictions.csv and predictions.npz with the class probabilities).
+Prints accuracy, mean class accuracy (the mean of per-class recall), macro-F1, per-class
+recall and calibration (ECE over 15 confidence bins, NLL, and on data with annotator votes
+the mean total-variation distance to the vote distribution), and writes to --out:
+metrics.json, confusion.csv + confusion.png (counts), reliability.png (the reliability
+diagram), and the per-image predictions (predictions.csv and predictions.npz).
 Without --dataset the model is evaluated on the data it was trained on (its config's data
 section). Another dataset's classes are matched to the model's by name: a model class the
 dataset lacks (FER+'s contempt in RAF-DB) has its logit dropped, and said so; a dataset
@@ -28,7 +30,7 @@ import torch
 
 from nrfer.commands import TTA
 from nrfer.engine import autocast
-from nrfer.metrics import confusion_update, summarize
+from nrfer.metrics import calibration, confusion_update, reliability_bins, summarize
 
 # other spellings of our class names in released label files and model cards
 ALIASES = {
@@ -108,9 +110,11 @@ def predict_batches(
     return np.concatenate(out) if out else np.zeros((0, k or 0), np.float32)
 
 
-def scores(probs: np.ndarray, labels: np.ndarray, class_names) -> dict:
+def scores(probs: np.ndarray, labels: np.ndarray, class_names, votes=None) -> dict:
     """Accuracy, mean class accuracy, macro-F1, per-class recall (by name) and the confusion
-    matrix (rows: true class) of the predictions argmax(probs)."""
+    matrix (rows: true class) of the predictions argmax(probs); their calibration (ECE, NLL)
+    and, with the split's annotator `votes` (see `split_votes`), the mean total-variation
+    distance of the predicted distribution to the votes (`vote_tv`)."""
     k = len(class_names)
     conf = torch.zeros(k, k, dtype=torch.long)
     if len(labels):
@@ -123,7 +127,19 @@ def scores(probs: np.ndarray, labels: np.ndarray, class_names) -> dict:
         "per_class_recall": dict(zip(class_names, s["per_class_recall"], strict=True)),
         "confusion": s["confusion"],
         "n": s["n"],
+        **calibration(probs, labels, votes),
     }
+
+
+def split_votes(split, class_names) -> np.ndarray | None:
+    """The split's annotator votes when they count the dataset's classes (FER+ and the
+    synthetic set: the first 8 vote columns are its 8 classes, in order), else None."""
+    from nrfer.data.types import EMOTIONS
+
+    votes = getattr(split, "votes", None)
+    if votes is None or tuple(class_names) != EMOTIONS:
+        return None
+    return votes
 
 
 def save_predictions(path: Path, probs: np.ndarray, labels: np.ndarray, class_names) -> Path:
@@ -204,7 +220,7 @@ def evaluate_state(
         "tta": tta,
         "class_names": list(class_names),
         "dropped_model_classes": list(cmap.dropped),
-        **scores(probs, split.labels, class_names),
+        **scores(probs, split.labels, class_names, split_votes(split, class_names)),
     }
     return report, probs
 
@@ -241,11 +257,13 @@ def evaluate_model(args, model_path: Path) -> dict:
     }
     if args.out:
         report["outputs"] = write_outputs(Path(args.out), report, probs, split.labels)
+    else:
+        report["reliability_bins"] = reliability_bins(probs, split.labels)
     return report
 
 
 def write_outputs(out: Path, report: dict, probs: np.ndarray, labels: np.ndarray) -> dict:
-    from nrfer.viz import confusion_image
+    from nrfer.viz import confusion_image, reliability_image
 
     out.mkdir(parents=True, exist_ok=True)
     names = report["class_names"]
@@ -253,6 +271,7 @@ def write_outputs(out: Path, report: dict, probs: np.ndarray, labels: np.ndarray
         "metrics": out / "metrics.json",
         "confusion_csv": out / "confusion.csv",
         "confusion_png": out / "confusion.png",
+        "reliability_png": out / "reliability.png",
         "predictions_csv": out / "predictions.csv",
         "predictions_npz": out / "predictions.npz",
     }
@@ -262,6 +281,9 @@ def write_outputs(out: Path, report: dict, probs: np.ndarray, labels: np.ndarray
         for name, row in zip(names, report["confusion"], strict=True):
             w.writerow([name, *row])
     confusion_image(report["confusion"], names).save(files["confusion_png"])
+    report["reliability_bins"] = bins = reliability_bins(probs, labels)
+    title = f"{report['dataset']} {report['split']}"
+    reliability_image(bins, report["ece"], title).save(files["reliability_png"])
     with open(files["predictions_csv"], "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["index", "label", "predicted", *(f"p_{n}" for n in names)])
@@ -280,6 +302,10 @@ def print_report(report: dict) -> None:
         f"acc {report['acc']:.4f}  mean class acc {report['mean_class_acc']:.4f}  "
         f"macro-F1 {report['macro_f1']:.4f}"
     )
+    calib = f"  calibration: ECE {report['ece']:.4f} (15 bins)  NLL {report['nll']:.4f}"
+    if "vote_tv" in report:
+        calib += f"  TV to the annotators' votes {report['vote_tv']:.4f}"
+    print(calib)
     for name in report["dropped_model_classes"]:
         print(f"  model class {name} has no {report['dataset']} class: its logit is dropped")
     recall = "  ".join(f"{n} {r:.3f}" for n, r in report["per_class_recall"].items())

@@ -46,7 +46,7 @@ from nrfer.data import DataFormatError, FERData, load_data, prior_from_votes
 from nrfer.data.labels import ferplus_prior
 from nrfer.device import resolve_device
 from nrfer.engine import DeviceSplit, evaluate, train_one_epoch
-from nrfer.evaluate import predict_batches, save_predictions, scores
+from nrfer.evaluate import predict_batches, save_predictions, scores, split_votes
 from nrfer.losses import LOSSES, uses_prior
 from nrfer.models import build_model
 from nrfer.optim import build_lr_schedule, build_optimizer
@@ -459,12 +459,16 @@ def test_once(run: Setup) -> dict:
     )
     probs = predict_batches(run.model, batches, run.config)
     labels = run.data.test.labels
-    s = scores(probs, labels, run.data.class_names)
-    save_predictions(run.paths.test_predictions, probs, labels, run.data.class_names)
+    names = run.data.class_names
+    s = scores(probs, labels, names, split_votes(run.data.test, names))
+    save_predictions(run.paths.test_predictions, probs, labels, names)
     return {
         "test_acc": s["acc"],
         "test_macro_f1": s["macro_f1"],
         "test_mean_class_acc": s["mean_class_acc"],
+        "test_ece": s["ece"],
+        "test_nll": s["nll"],
+        **({"test_vote_tv": s["vote_tv"]} if "vote_tv" in s else {}),
         "test_per_class_recall": list(s["per_class_recall"].values()),
         "test_confusion": s["confusion"],
         "test_predictions": str(run.paths.test_predictions),

@@ -1,4 +1,5 @@
-"""Pictures of a model's state: a confusion matrix (matplotlib) and the resizer's view.
+"""Pictures of a model's state: a confusion matrix and a reliability diagram (matplotlib) and
+the resizer's view.
 
 Written next to the checkpoints whenever validation improves, so trackers can upload them.
 """
@@ -47,6 +48,42 @@ def confusion_image(
             )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class (row)")
     ax.set_title(f"confusion matrix: counts; {int(conf.sum())} faces", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def reliability_image(bins: list[dict], ece: float, title: str = "") -> Image.Image:
+    """A reliability diagram: per confidence bin, accuracy (bars) against the diagonal a
+    calibrated model would follow, the gap shaded, each bar's face count above it."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 5.0), dpi=100)
+    ax = fig.add_subplot()
+    width = bins[0]["high"] - bins[0]["low"]
+    for b in bins:
+        if not b["n"]:
+            continue
+        ax.bar(b["low"], b["accuracy"], width=width, align="edge", color="#4878cf", ec="white")
+        lo, hi = sorted((b["accuracy"], b["confidence"]))
+        ax.bar(b["low"], hi - lo, bottom=lo, width=width, align="edge", color="#d65f5f", alpha=0.35)
+        ax.text(b["low"] + width / 2, b["accuracy"] + 0.01, str(b["n"]), ha="center", fontsize=6)
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(
+        f"{title + ': ' if title else ''}ECE {100 * ece:.2f}% ({len(bins)} bins)", fontsize=10
+    )
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

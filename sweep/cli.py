@@ -75,7 +75,7 @@ COMMANDS: dict[str, Command] = {
         "sweep.best",
     ),
     "study": Command(
-        "a study's table (md / latex / csv), also while it runs",
+        "a study's table with its comparisons (md / latex / csv), also while it runs; the seeds a claim needs (plan)",
         _parser("sweep.commands", "study_parser", "sweep.study"),
         _run("sweep.study"),
         "sweep.study",
@@ -147,12 +147,16 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"error: unknown command {name!r}; {suggest(name, list(COMMANDS))}", file=sys.stderr)
         return 2
+    sys.argv[0] = f"nrfer {name}"  # argparse's usage and error lines name this command
     if "-h" in rest or "--help" in rest:  # help from the light parser alone
         parser = command.parser()
         parser.prog = f"nrfer {name}"
+        try:  # a subcommand's own help (nrfer study plan --help) where it has one
+            parser.parse_args(rest)
+        except SystemExit as e:
+            return int(e.code or 0)
         parser.print_help()
         return 0
-    sys.argv[0] = f"nrfer {name}"  # argparse's usage and error lines name this command
     return command.run(rest)
 
 

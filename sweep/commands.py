@@ -48,9 +48,54 @@ def study_parser(doc: str | None = None, prog: str | None = None) -> argparse.Ar
     table = sub.add_parser("table", help="print (and write) a study's table")
     table.add_argument("--sweep", required=True, help="the study's name (its space file's name)")
     table.add_argument("--tracking-uri", help=URI_HELP)
-    table.add_argument("--format", choices=("md", "latex", "csv"), default="md")
-    table.add_argument("--out", help="also write study_table.md/.tex/.csv into this folder")
+    table.add_argument(
+        "--format",
+        choices=("md", "latex", "csv", "compare-csv"),
+        default="md",
+        help="md: cells, comparisons and notes; latex: booktabs; csv: every number of every "
+        "cell; compare-csv: of every comparison (default md)",
+    )
+    table.add_argument(
+        "--out",
+        help="also write study_table.md/.tex/.csv and study_comparisons.csv into this folder",
+    )
+    plan = sub.add_parser(
+        "plan",
+        help="seeds a comparison needs to detect a difference, from the study's measured spread",
+    )
+    plan.add_argument("--sweep", required=True, help="the study's name (its space file's name)")
+    plan.add_argument("--tracking-uri", help=URI_HELP)
+    plan.add_argument(
+        "--delta",
+        type=_points,
+        default=1.0,
+        help="the difference to detect, in points (default 1.0)",
+    )
+    plan.add_argument("--power", type=_fraction, default=0.8, help="default 0.8")
+    plan.add_argument("--alpha", type=_fraction, default=0.05, help="two-sided; default 0.05")
     return parser
+
+
+def _points(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected points of accuracy, e.g. 0.5; got {text!r}"
+        ) from None
+    if not 0 < v <= 100:
+        raise argparse.ArgumentTypeError(f"expected points in (0, 100], got {text}")
+    return v
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
+    return v
 
 
 def ui_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:

@@ -159,7 +159,7 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
         print(
             f"study: {len(samples)} cells x {len(study.seeds)} seeds {study.seeds} = "
             f"{spec.budget.num_samples} runs, each tested once; table rows {study.rows}, "
-            f"baseline {study.baseline or 'none'}"
+            f"compared with {' and with '.join(map(str, study.baselines)) or 'no baseline'}"
             + (
                 f", extra evaluation sets {[e.name for e in study.eval_sets]}"
                 if study.eval_sets

@@ -183,12 +183,22 @@ class EvalSet(_Section):
 class Study(_Section):
     """`searcher: grid` as an experiment: every cell of the searched choices (`when:`
     honoured) x `seeds`, each run to its full epochs, epoch chosen on val, test once; the
-    table's rows are the `rows` parameter and each cell is compared with its `baseline`."""
+    table's rows are the `rows` parameter and each cell is compared with its baseline cell
+    under each entry of `baselines` (`baseline` and `compare`)."""
 
     seeds: Annotated[list[int], PlainValidator(_seeds)] = [0, 1, 2]
     rows: str | None = None  # a searched key (default: the first)
     baseline: dict | None = None  # searched key -> value: the cell each other is compared to
+    # more baselines, on any axis: a block of comparisons per entry (e.g. the resizer off,
+    # then the loss ce); `baseline`, when given, is the first block
+    compare: list[dict] = []
     eval_sets: list[EvalSet] = []
+
+    @property
+    def baselines(self) -> list[dict]:
+        """Every baseline the cells are compared with, `baseline` first, each once."""
+        out = [self.baseline] if self.baseline else []
+        return out + [c for c in self.compare if c and c not in out]
 
 
 SWEEP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]{0,99}")

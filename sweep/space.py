@@ -110,10 +110,15 @@ class SweepSpec(SpaceFile):
         a half-run study already has every cell), `train.seed` set."""
         return [{**cell, SEED_KEY: s} for s in self.study.seeds for cell in self.cells()]
 
-    def baseline_of(self, cell: dict[str, Any]) -> dict[str, Any] | None:
-        """The cell `cell` is compared with: itself with the baseline's values (its
-        dependants following: inactive keys dropped), None when it is a baseline itself."""
-        base = self.study.baseline if self.study else None
+    def baseline_of(
+        self, cell: dict[str, Any], base: dict[str, Any] | None = None, where: str = ""
+    ) -> dict[str, Any] | None:
+        """The cell `cell` is compared with under baseline `base` (default: the study's
+        first): itself with the baseline's values (its dependants following: inactive keys
+        dropped), None when it is that baseline itself."""
+        if base is None:
+            bases = self.study.baselines if self.study else []
+            base, where = (bases[0], "study.baseline") if bases else (None, where)
         if not base:
             return None
         wanted = {**cell, **base}
@@ -123,9 +128,9 @@ class SweepSpec(SpaceFile):
                 if p.key not in wanted:
                     raise _err(
                         self.source,
-                        f"study.baseline.{p.key}",
+                        f"{where or 'study.baseline'}.{p.key}",
                         f"needed by the baseline of cell {cell_label(cell)} (its condition "
-                        "holds there); give its value in study.baseline",
+                        "holds there); give its value in the baseline",
                     )
                 out[p.key] = wanted[p.key]
         return None if out == cell else out
@@ -280,14 +285,17 @@ def check_study(spec: SweepSpec) -> None:
         raise _err(
             source, "study.rows", f"{study.rows!r} is not searched; {suggest(study.rows, keys)}"
         )
-    for key, value in (study.baseline or {}).items():
-        if key not in keys:
-            raise _err(source, f"study.baseline.{key}", f"not searched; {suggest(key, keys)}")
-        choices = next(p.args for p in spec.params if p.key == key)
-        if value not in choices:
-            raise _err(source, f"study.baseline.{key}", f"{shown(value)} is not one of {choices}")
-    for cell in spec.cells():
-        spec.baseline_of(cell)  # a baseline every cell can be compared with
+    for where, base in baseline_entries(study):
+        if not isinstance(base, dict) or not base:
+            raise _err(source, where, f"expected {{searched key: value}}, got {shown(base)}")
+        for key, value in base.items():
+            if key not in keys:
+                raise _err(source, f"{where}.{key}", f"not searched; {suggest(key, keys)}")
+            choices = next(p.args for p in spec.params if p.key == key)
+            if value not in choices:
+                raise _err(source, f"{where}.{key}", f"{shown(value)} is not one of {choices}")
+        for cell in spec.cells():
+            spec.baseline_of(cell, base, where)  # a baseline every cell can be compared with
     for ev in study.eval_sets:
         try:
             make_config({"data": {"dataset": ev.dataset, "root": ev.root, **ev.settings}}, source)
@@ -304,6 +312,12 @@ def check_study(spec: SweepSpec) -> None:
             f"{len(study.seeds)} seeds = {runs}); leave it out",
         )
     spec.budget.num_samples = runs
+
+
+def baseline_entries(study) -> list[tuple[str, Any]]:
+    """(where in the file, baseline) for study.baseline and each study.compare entry."""
+    out = [("study.baseline", study.baseline)] if study.baseline is not None else []
+    return out + [(f"study.compare[{i}]", c) for i, c in enumerate(study.compare)]
 
 
 def check_conditions(source: str, params: list[Param]) -> None:

@@ -1,15 +1,17 @@
 """A study's table: a row per cell (val and test mean +- std over seeds, mean class
-accuracy, macro-F1, extra evaluation sets), each cell compared with its baseline cell, and
-the paper's layout (rows: one axis; columns: the others) as Markdown, LaTeX and CSV.
+accuracy, macro-F1, calibration, extra evaluation sets), then a block of comparisons per
+baseline (each cell against its baseline cell), and the paper's layout (rows: one axis;
+columns: the others) as Markdown, LaTeX and CSV.
 
     python -m sweep.study table --sweep demo-study                 # also while it runs
     python -m sweep.study table --sweep demo-study --format latex --out tables/
+    python -m sweep.study plan --sweep demo-study --delta 0.5      # seeds for 0.5 points
 
 Everything comes from the MLflow store (each run's metrics and its `predictions/test.npz`),
-so a table is recomputed without retraining. Significance against the baseline: the
-difference of mean test accuracy with a 95% Welch t-interval over seeds, and McNemar's
-exact test on the paired per-image test predictions, per seed and pooled over seeds
-(`sweep.significance`).
+so a table is recomputed without retraining. The comparisons (`sweep.comparisons`): the
+difference of mean test accuracy with a hierarchical bootstrap interval (seeds, then faces),
+the per-seed differences' t-interval, a paired permutation p over seeds, Holm and
+Benjamini-Hochberg adjusted over the table, and per-seed McNemar as a secondary column.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.significance import disagreements, mcnemar_exact, mean_std, welch_interval
+from sweep.comparisons import Comparison, compare_cells, family_size, plan, plan_text
+from sweep.significance import RESAMPLE_SEED, RESAMPLES, mean_std
 
 CELL_TAG, SEED_TAG = "nrfer.study.cell", "nrfer.study.seed"
-FORMATS = ("md", "latex", "csv")
+FORMATS = ("md", "latex", "csv", "compare-csv")
 PREDICTIONS = "predictions/test.npz"
 
 
@@ -47,15 +50,14 @@ class Cell:
     failed: int = 0
     running: int = 0
     stopped: int = 0  # ended before their last epoch (early stopping): no test
-    baseline: dict[str, Any] | None = None
-    diff: tuple[float, float, float] | None = None  # test mean difference, 95% CI
-    mcnemar: dict[str, Any] | None = None  # {"pooled": p, "b": .., "c": .., "seeds": {s: p}}
+    comparisons: list[Comparison] = field(default_factory=list)  # this cell vs a baseline
 
     @property
     def n(self) -> int:
         return len(self.seeds)
 
     def stat(self, metric: str) -> tuple[float, float]:
+        """Mean and sample std over seeds (std nan under 2 seeds: no spread)."""
         return mean_std(self.values.get(metric, []))
 
     @property
@@ -73,14 +75,19 @@ class Cell:
             parts.append(f"{missing} not run")
         return ", ".join(parts) or "ok"
 
-    def shown(self, metric: str) -> str:
-        """'mean +- std' in percent, or why there is no number."""
+    def shown(self, metric: str, scale: float = 100, digits: int = 2) -> str:
+        """'mean ± std' (percent by default); one seed: its value and 'n=1', no spread; a
+        metric the runs lack: '–'; no finished run: why."""
         if self.n == 0:
             if self.failed:
                 return "failed"
             return "running" if self.running else "not run"
+        if not self.values.get(metric):
+            return "–"
         m, s = self.stat(metric)
-        return f"{100 * m:.2f} ± {100 * s:.2f}"
+        if math.isnan(s):
+            return f"{scale * m:.{digits}f} (n=1)"
+        return f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
 
 
 METRICS = {  # table column -> the run's metric
@@ -89,6 +96,12 @@ METRICS = {  # table column -> the run's metric
     "mean class acc": "test_mean_class_acc",
     "macro-F1": "test_macro_f1",
 }
+# calibration columns: (column, metric, scale, digits); vote TV only where the data has votes
+CALIBRATION = (
+    ("ECE %", "test_ece", 100, 2),
+    ("NLL", "test_nll", 1, 3),
+    ("vote TV", "test_vote_tv", 1, 3),
+)
 
 
 def collect(spec, runs: list) -> list[Cell]:
@@ -96,6 +109,7 @@ def collect(spec, runs: list) -> list[Cell]:
     seeds = spec.study.seeds
     cells = {cell_key(c): Cell(c, len(seeds)) for c in spec.cells()}
     extra = [f"eval_{ev.name}_{k}" for ev in spec.study.eval_sets for k in ("acc",)]
+    keys = (*METRICS.values(), *(m for _, m, _, _ in CALIBRATION), *extra)
     for run in runs:
         cell = cells.get(run.data.tags.get(CELL_TAG, ""))
         if cell is None:
@@ -111,59 +125,15 @@ def collect(spec, runs: list) -> list[Cell]:
             seed = int(run.data.tags.get(SEED_TAG, -1))
             cell.seeds.append(seed)
             cell.run_ids[seed] = run.info.run_id
-            for key in (*METRICS.values(), *extra):
+            for key in keys:
                 if key in metrics:
                     cell.values.setdefault(key, []).append(float(metrics[key]))
     out = list(cells.values())
     for c in out:  # values in seed order, so per-seed pairs line up
         order = sorted(range(c.n), key=lambda i: c.seeds[i])
-        c.values = {k: [v[i] for i in order] for k, v in c.values.items()}
+        c.values = {k: [v[i] for i in order] if len(v) == c.n else v for k, v in c.values.items()}
         c.seeds = sorted(c.seeds)
     return out
-
-
-def compare(spec, cells: list[Cell], predictions) -> None:
-    """Each cell against its baseline cell: the difference of mean test accuracy (95%
-    Welch t-interval over seeds) and McNemar's exact test per shared seed and pooled.
-    `predictions(run_id)` -> {"probs", "labels"} of that run's test split."""
-    by_key = {cell_key(c.cell): c for c in cells}
-    for c in cells:
-        base_cell = spec.baseline_of(c.cell)
-        if base_cell is None:
-            continue
-        c.baseline = base_cell
-        base = by_key.get(cell_key(base_cell))
-        if base is None or c.n == 0 or base.n == 0:
-            continue
-        c.diff = welch_interval(c.values["test_acc"], base.values["test_acc"])
-        shared = [s for s in c.seeds if s in base.run_ids]
-        per_seed, sign, b_all, c_all = {}, {}, 0, 0
-        for seed in shared:
-            mine, theirs = predictions(c.run_ids[seed]), predictions(base.run_ids[seed])
-            if mine is None or theirs is None:
-                continue
-            if (
-                len(mine["labels"]) != len(theirs["labels"])
-                or (mine["labels"] != theirs["labels"]).any()
-            ):
-                raise ValueError(
-                    f"seed {seed}: cell {c.cell} and its baseline were tested on different "
-                    "faces; their predictions cannot be paired"
-                )
-            b, cc = disagreements(
-                mine["probs"].argmax(1), theirs["probs"].argmax(1), mine["labels"]
-            )
-            per_seed[seed] = mcnemar_exact(b, cc)
-            sign[seed] = "cell" if b > cc else "base" if b < cc else "tie"
-            b_all, c_all = b_all + b, c_all + cc
-        if per_seed:
-            c.mcnemar = {
-                "pooled": mcnemar_exact(b_all, c_all),
-                "b": b_all,
-                "c": c_all,
-                "seeds": per_seed,
-                "favours": sign,  # per seed: who is right on more of the disputed faces
-            }
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -178,43 +148,133 @@ def value_text(v: Any) -> str:
     return "–" if v is None else ("on" if v is True else "off" if v is False else str(v))
 
 
-def significance_text(c: Cell) -> tuple[str, str]:
-    """('+0.60 (95% CI -0.10..+1.30)', 'p=0.04 (seeds 0.1 cell, 0.21 cell)') in points
-    (after each seed's p, who was right on more of the faces the two disagree on: the
-    cell, the baseline, or a tie), or '' for a baseline cell or one without the numbers."""
-    if c.baseline is None:
-        return "baseline", ""
-    diff = ""
-    if c.diff is not None:
-        d, lo, hi = (100 * x for x in c.diff)
-        diff = f"{d:+.2f} (95% CI {lo:+.2f}..{hi:+.2f})"
-    elif c.n:
-        diff = "n/a (< 2 seeds)"
-    p = ""
-    if c.mcnemar:
-        signs = c.mcnemar["favours"]
-        seeds = ", ".join(f"{v:.2g} {signs[s]}" for s, v in c.mcnemar["seeds"].items())
-        p = f"p={c.mcnemar['pooled']:.2g} (seeds {seeds})"
-    return diff, p
+def baseline_text(base: dict[str, Any]) -> str:
+    return ", ".join(f"{short(k)}={value_text(v)}" for k, v in base.items())
 
 
 def axes(spec) -> list[str]:
     return [p.key for p in spec.params]
 
 
+def calibration_columns(cells: list[Cell]) -> list[tuple[str, str, float, int]]:
+    """The calibration columns some finished run has (older runs logged none)."""
+    return [c for c in CALIBRATION if any(cell.values.get(c[1]) for cell in cells)]
+
+
 def cell_rows(spec, cells: list[Cell]) -> tuple[list[str], list[list[str]]]:
     """The per-cell table as header + rows of text."""
     evals = [ev.name for ev in spec.study.eval_sets]
+    calib = calibration_columns(cells)
     header = [short(k) for k in axes(spec)]
-    header += ["n", *METRICS, *evals, "Δ test vs baseline", "McNemar", "status"]
+    header += ["n", *METRICS, *(c[0] for c in calib), *evals, "status"]
     rows = []
     for c in cells:
-        diff, p = significance_text(c)
         row = [value_text(c.cell.get(k)) for k in axes(spec)]
         row += [f"{c.n}/{c.expected}", *(c.shown(m) for m in METRICS.values())]
+        row += [c.shown(m, scale, digits) for _, m, scale, digits in calib]
         row += [c.shown(f"eval_{e}_acc") for e in evals]
-        rows.append(row + [diff, p, c.status])
+        rows.append(row + [c.status])
     return header, rows
+
+
+def points(x: float) -> str:
+    return f"{100 * x:+.2f}"
+
+
+def interval_text(iv) -> str:
+    return "" if iv is None else f"{points(iv.estimate)} [{points(iv.low)}, {points(iv.high)}]"
+
+
+def p_text(p: float | None) -> str:
+    return "" if p is None else f"{p:.2g}"
+
+
+def per_seed_text(comp: Comparison) -> str:
+    """'s0 +15.52 p=1.9e-05; s1 -3.10 p=0.45': each seed's difference (points) and its
+    McNemar p (that trained pair on these faces only)."""
+    return "; ".join(f"s{s} {points(v['diff'])} p={v['p']:.2g}" for s, v in comp.per_seed.items())
+
+
+def comparison_rows(spec, comps: list[Comparison]) -> tuple[list[str], list[list[str]]]:
+    """One block's comparisons as header + rows of text (differences in points)."""
+    keys = axes(spec)
+    header = [short(k) for k in keys]
+    header += [
+        "seeds",
+        "Δ test, bootstrap 95% CI",
+        "per-seed Δ, t 95% CI",
+        "p",
+        "p Holm",
+        "p BH",
+        "verdict",
+        "per-seed Δ, McNemar p",
+        "direction",
+    ]
+    rows = []
+    for comp in comps:
+        row = [value_text(comp.cell.get(k)) for k in keys]
+        if comp.missing:
+            rows.append(row + [f"0 ({comp.missing})", *[""] * 8])
+            continue
+        paired = interval_text(comp.paired) or (
+            f"{points(comp.diffs[0])} (n=1)" if comp.seeds else ""
+        )
+        row += [
+            str(len(comp.seeds)),
+            interval_text(comp.bootstrap),
+            paired,
+            p_text(comp.p) or "n/a (< 2 seeds)",
+            p_text(comp.p_holm),
+            p_text(comp.p_bh),
+            comp.verdict,
+            per_seed_text(comp),
+            comp.agreement,
+        ]
+        rows.append(row)
+    return header, rows
+
+
+def comparison_notes(spec, cells: list[Cell], comps: list[Comparison]) -> list[str]:
+    """What the comparison columns are, the family they are corrected over, why intervals
+    are wide, and the seeds a claim needs."""
+    m = family_size(comps)
+    notes = [
+        "Δ test: the cell's mean test accuracy minus its baseline's, in points. Bootstrap: "
+        f"{RESAMPLES:,} resamples of the seeds, then of the test faces (the same faces for "
+        f"both cells; seeds paired), percentile interval, resampling seed {RESAMPLE_SEED}. "
+        "Per-seed Δ: the mean of the paired per-seed differences with a t-interval.",
+        f"p: paired permutation test ({RESAMPLES:,} random swaps of the two cells' "
+        "predictions within each (seed, face)) of the paired t statistic over seeds, so "
+        "seed-to-seed variance counts; needs 2 paired seeds. "
+        f"Multiplicity: Holm (family-wise) and Benjamini-Hochberg (false discovery rate) over "
+        f"all {m} comparisons of this table. Verdict: Holm p < 0.05 and a bootstrap "
+        "interval on that side of 0.",
+        "Per-seed McNemar: one trained pair on these faces only (test-set noise, not seed "
+        "noise); direction: whether the seeds' differences share a sign.",
+    ]
+    finished = [c.n for c in cells if c.n]
+    if finished and min(finished) < 3:
+        few = min(finished)
+        notes.append(
+            f"With {few} seed{'s' if few > 1 else ''} in some cells, intervals are wide "
+            + (
+                f"(the t quantile with {few - 1} df is {t_quantile(few - 1):.1f}; the "
+                "bootstrap has few distinct seed draws): they bound what these seeds can "
+                "show, not the effect."
+                if few > 1
+                else "or absent: one seed has no spread to measure."
+            )
+        )
+    line = plan_text(comps, len(spec.study.seeds))
+    if line:
+        notes.append(line)
+    return notes
+
+
+def t_quantile(df: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 def paper_layout(spec, cells: list[Cell]) -> tuple[list[str], list[list[str]]]:
@@ -244,7 +304,9 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
     def esc(text: str) -> str:
         for a, b in (("\\", "\\textbackslash{}"), ("_", "\\_"), ("%", "\\%"), ("&", "\\&")):
             text = text.replace(a, b)
-        return text.replace("±", "$\\pm$").replace("–", "--")
+        for a, b in (("±", "$\\pm$"), ("–", "--"), ("Δ", "$\\Delta$"), ("α", "$\\alpha$")):
+            text = text.replace(a, b)
+        return text
 
     spec = "l" + "c" * (len(header) - 1)
     body = [" & ".join(esc(h) for h in header) + " \\\\", "\\midrule"]
@@ -264,44 +326,39 @@ def latex(header: list[str], rows: list[list[str]], caption: str) -> str:
     )
 
 
+def _num(x: float | None) -> str:
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.6g}"
+
+
 def csv_text(spec, cells: list[Cell]) -> str:
-    """Every number of every cell, one row per cell (fractions, not percent)."""
+    """Every number of every cell, one row per cell (fractions, not percent; std empty
+    under 2 seeds)."""
     evals = [ev.name for ev in spec.study.eval_sets]
     out = io.StringIO()
     w = csv.writer(out)
-    stats = [*METRICS.values(), *(f"eval_{e}_acc" for e in evals)]
+    stats = [
+        *METRICS.values(),
+        *(m for _, m, _, _ in CALIBRATION),
+        *(f"eval_{e}_acc" for e in evals),
+    ]
     w.writerow(
         [
             *axes(spec),
             "n_seeds",
             "seeds",
             *(f"{m}_{s}" for m in stats for s in ("mean", "std")),
-            "diff_test_acc",
-            "diff_ci_low",
-            "diff_ci_high",
-            "mcnemar_p_pooled",
-            "mcnemar_b",
-            "mcnemar_c",
-            "mcnemar_p_per_seed",
             "failed",
             "status",
         ]
     )
     for c in cells:
         nums = [x for m in stats for x in c.stat(m)]
-        d = c.diff or (math.nan, math.nan, math.nan)
-        mc = c.mcnemar or {}
         w.writerow(
             [
                 *(c.cell.get(k, "") for k in axes(spec)),
                 c.n,
                 ";".join(map(str, c.seeds)),
                 *("" if math.isnan(x) else f"{x:.6f}" for x in nums),
-                *("" if math.isnan(x) else f"{x:.6f}" for x in d),
-                "" if not mc else f"{mc['pooled']:.6g}",
-                mc.get("b", ""),
-                mc.get("c", ""),
-                ";".join(f"{s}:{p:.6g}" for s, p in mc.get("seeds", {}).items()),
                 c.failed,
                 c.status,
             ]
@@ -309,23 +366,104 @@ def csv_text(spec, cells: list[Cell]) -> str:
     return out.getvalue()
 
 
+def compare_csv_text(spec, cells: list[Cell]) -> str:
+    """Every number of every comparison, one row per comparison (fractions)."""
+    out = io.StringIO()
+    w = csv.writer(out)
+    w.writerow(
+        [
+            "baseline",
+            *axes(spec),
+            "paired_seeds",
+            "diff",
+            "bootstrap_low",
+            "bootstrap_high",
+            "paired_mean",
+            "paired_t_low",
+            "paired_t_high",
+            "p_permutation",
+            "p_holm",
+            "p_bh",
+            "verdict",
+            "per_seed_diff",
+            "per_seed_mcnemar_p",
+            "mcnemar_pooled_test_noise_only",
+            "direction",
+            "resamples",
+            "missing",
+        ]
+    )
+    for comp in sorted((x for c in cells for x in c.comparisons), key=lambda x: x.block):
+        boot, paired = comp.bootstrap, comp.paired
+        w.writerow(
+            [
+                baseline_text(comp.base),
+                *(comp.cell.get(k, "") for k in axes(spec)),
+                len(comp.seeds),
+                *(_num(getattr(boot, a, None)) for a in ("estimate", "low", "high")),
+                *(_num(getattr(paired, a, None)) for a in ("estimate", "low", "high")),
+                _num(comp.p),
+                _num(comp.p_holm),
+                _num(comp.p_bh),
+                comp.verdict,
+                ";".join(f"{s}:{v['diff']:.6f}" for s, v in comp.per_seed.items()),
+                ";".join(f"{s}:{v['p']:.6g}" for s, v in comp.per_seed.items()),
+                _num(comp.pooled_mcnemar),
+                comp.agreement,
+                RESAMPLES,
+                comp.missing,
+            ]
+        )
+    return out.getvalue()
+
+
+def blocks(spec, cells: list[Cell]) -> list[tuple[dict, list[Comparison]]]:
+    """(baseline, its comparisons in grid order) per entry of study.baselines."""
+    comps = [x for c in cells for x in c.comparisons]
+    return [
+        (base, [x for x in comps if x.block == i]) for i, base in enumerate(spec.study.baselines)
+    ]
+
+
 def render(spec, cells: list[Cell]) -> dict[str, str]:
-    """The table in every format: md (per-cell table, then the paper layout), latex (the
-    paper layout, booktabs), csv (every number of every cell)."""
+    """The table in every format: md (per-cell table, a comparison table per baseline with
+    its notes, the paper layout), latex (the paper layout and each comparison block,
+    booktabs), csv (every number of every cell), compare-csv (of every comparison)."""
     seeds = len(spec.study.seeds)
     caption = (
         f"{spec.name}: test accuracy (%), mean ± std over {seeds} seeds; "
         "epoch chosen on validation, test evaluated once"
     )
-    per_cell = markdown(*cell_rows(spec, cells))
+    parts = [f"### {caption}", markdown(*cell_rows(spec, cells))]
+    tex = []
     paper = paper_layout(spec, cells)
-    md = f"### {caption}\n\n{per_cell}\n\n#### By {short(spec.study.rows)}\n\n{markdown(*paper)}\n"
-    return {"md": md, "latex": latex(*paper, caption) + "\n", "csv": csv_text(spec, cells)}
+    for base, comps in blocks(spec, cells):
+        title = f"vs {baseline_text(base)}: Δ test accuracy (points), cell minus baseline"
+        parts += [f"#### {title}", markdown(*comparison_rows(spec, comps))]
+        tex.append(latex(*comparison_rows(spec, comps)[:2], f"{spec.name}, {title}"))
+    all_comps = [x for c in cells for x in c.comparisons]
+    if all_comps:
+        parts.append("\n".join(f"- {n}" for n in comparison_notes(spec, cells, all_comps)))
+    elif cells and min(c.n for c in cells) == 1:
+        parts.append("- One seed per cell: no spread, no interval.")
+    parts += [f"#### By {short(spec.study.rows)}", markdown(*paper)]
+    md = "\n\n".join(parts) + "\n"
+    return {
+        "md": md,
+        "latex": "\n\n".join([latex(*paper, caption), *tex]) + "\n",
+        "csv": csv_text(spec, cells),
+        "compare-csv": compare_csv_text(spec, cells),
+    }
 
 
 def write_tables(out: Path, tables: dict[str, str]) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    names = {"md": "study_table.md", "latex": "study_table.tex", "csv": "study_table.csv"}
+    names = {
+        "md": "study_table.md",
+        "latex": "study_table.tex",
+        "csv": "study_table.csv",
+        "compare-csv": "study_comparisons.csv",
+    }
     paths = {}
     for fmt, text in tables.items():
         paths[fmt] = out / names[fmt]
@@ -350,40 +488,44 @@ def run_predictions(client, folder: Path):
     return get
 
 
-def sweep_spec(client, run_id: str) -> dict:
-    """The spec a sweep was started with, from its parent run: the JSON copy (file order,
-    which a study's grid follows), else the YAML one of sweeps logged before it existed."""
+def sweep_spec(client, run_id: str, folder: Path) -> dict:
+    """The spec a sweep was started with, from its parent run (downloaded into `folder`):
+    the JSON copy (file order, which a study's grid follows), else the YAML one of sweeps
+    logged before it existed."""
     import yaml
 
     from sweep.tracking.sweep_run import SPEC_JSON
 
     try:
-        return json.loads(Path(client.download_artifacts(run_id, SPEC_JSON)).read_text())
+        return json.loads(
+            Path(client.download_artifacts(run_id, SPEC_JSON, str(folder))).read_text()
+        )
     except Exception:  # an older sweep: its keys sorted
-        path = client.download_artifacts(run_id, "space/resolved_spec.yaml")
+        path = client.download_artifacts(run_id, "space/resolved_spec.yaml", str(folder))
         return yaml.safe_load(Path(path).read_text())
 
 
 def study_table(client, parent, spec=None) -> tuple[Any, list[Cell]]:
-    """The study of sweep run `parent`: its spec (as it was started) and its cells."""
+    """The study of sweep run `parent`: its spec (as it was started) and its cells, each
+    with its comparisons."""
     from sweep.space import parse_space
     from sweep.tracking import INSTANCE, ROLE
     from sweep.tracking.store import find_runs
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file
-    if spec is None:
-        raw = sweep_spec(client, parent.info.run_id)
-        spec = parse_space(raw, f"sweep {parent.data.tags.get('mlflow.runName', '')}")
-    if not spec.is_study:
-        raise ValueError(
-            f"sweep {spec.name} is a search (searcher: {spec.searcher}), not a study; its "
-            "leaderboard is in the parent run's report"
-        )
-    tags = {INSTANCE: parent.data.tags[INSTANCE], ROLE: "trial"}
-    runs = find_runs(client, parent.info.experiment_id, tags)
-    cells = collect(spec, runs)
     with tempfile.TemporaryDirectory(prefix="nrfer-study-") as tmp:
-        compare(spec, cells, run_predictions(client, Path(tmp)))
+        if spec is None:
+            raw = sweep_spec(client, parent.info.run_id, Path(tmp))
+            spec = parse_space(raw, f"sweep {parent.data.tags.get('mlflow.runName', '')}")
+        if not spec.is_study:
+            raise ValueError(
+                f"sweep {spec.name} is a search (searcher: {spec.searcher}), not a study; its "
+                "leaderboard is in the parent run's report"
+            )
+        tags = {INSTANCE: parent.data.tags[INSTANCE], ROLE: "trial"}
+        runs = find_runs(client, parent.info.experiment_id, tags)
+        cells = collect(spec, runs)
+        compare_cells(spec, cells, run_predictions(client, Path(tmp)))
     return spec, cells
 
 
@@ -391,10 +533,10 @@ def main(argv: list[str] | None = None) -> int:
     from nrfer.cli import run_command
     from sweep.commands import study_parser
 
-    return run_command(study_parser(__doc__), print_table, argv)
+    return run_command(study_parser(__doc__), run, argv)
 
 
-def print_table(args) -> int:
+def run(args) -> int:
     from mlflow.tracking import MlflowClient
 
     from sweep.reproduce import find_sweep
@@ -404,11 +546,41 @@ def print_table(args) -> int:
     client = MlflowClient(uri)
     parent = find_sweep(client, args.sweep)
     spec, cells = study_table(client, parent)
+    if args.command == "plan":
+        return print_plan(spec, cells, args)
     tables = render(spec, cells)
     print(tables[args.format], end="")
     if args.out:
         paths = write_tables(Path(args.out), tables)
         print(f"written: {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def print_plan(spec, cells: list[Cell], args) -> int:
+    """Seeds needed per baseline block and over the whole study, for --delta points."""
+    everything = [x for c in cells for x in c.comparisons]
+    if not everything:
+        raise ValueError(f"study {spec.name} has no comparisons (no study.baseline or compare)")
+    print(
+        f"{spec.name}: seeds for a paired comparison to detect Δ={args.delta:g} points of test "
+        f"accuracy with {100 * args.power:g}% power (two-sided α={args.alpha:g})"
+    )
+    for base, comps in [*blocks(spec, cells), ({"all comparisons": ""}, everything)]:
+        label = baseline_text(base) if "all comparisons" not in base else "all comparisons"
+        p = plan(comps, args.delta / 100, args.power, args.alpha)
+        if p is None:
+            print(f"  vs {label}: no comparison with numbers yet")
+            continue
+        seed_sd = (
+            f"{100 * p.seed_sd:.2f} pt ({p.df} df over {p.comparisons} comparisons)"
+            if p.seed_sd is not None
+            else "unmeasured (one seed per cell; the faces' floor is a lower bound)"
+        )
+        n = p.seeds if p.seeds is not None else "more than 200"
+        print(
+            f"  vs {label}: {n} seeds  (per-seed difference sd {seed_sd}; face-level sd "
+            f"{100 * p.face_sd:.2f} pt; planned with sd {100 * p.sd:.2f} pt)"
+        )
     return 0
 
 

@@ -48,7 +48,8 @@ from sweep.tracking.ui import run_name, trial_number
 RESULT_KEYS = (*EPOCH_KEYS, "epoch")
 TIMING_KEYS = ("epoch_time_s", "images_per_s")  # logged to MLflow, not reported to Tune
 TUNE_DIR = "tune_checkpoint"  # in the work folder: what the next report hands to Tune
-STUDY_TEST_KEYS = ("test_acc", "test_macro_f1", "test_mean_class_acc")
+STUDY_TEST_KEYS = ("test_acc", "test_macro_f1", "test_mean_class_acc", "test_ece", "test_nll")
+STUDY_OPTIONAL_KEYS = ("test_vote_tv",)  # where the test split has annotator votes
 # the worst result (what a diverged trial reports): the searcher and ASHA rank it last
 WORST = {**METRIC_WORST, "best_val_acc": 0.0, "diverged": True}
 
@@ -80,13 +81,16 @@ def log_study_results(logger: TrialLogger, result: dict, out: Path, eval_data: d
     folder.mkdir(exist_ok=True)
     shutil.copy(result["test_predictions"], folder / "test.npz")
     metrics = {k: result[k] for k in STUDY_TEST_KEYS}
+    metrics.update({k: result[k] for k in STUDY_OPTIONAL_KEYS if k in result})
     if eval_data:
         state = load_checkpoint(result["paths"]["best"])
         for name, ev in eval_data.items():
             report, probs = evaluate_state(
                 state, ev["split"], ev["class_names"], tta=ev["tta"], where=f"eval set {name}"
             )
-            for key in ("acc", "mean_class_acc", "macro_f1"):
+            for key in ("acc", "mean_class_acc", "macro_f1", "ece", "nll", "vote_tv"):
+                if key not in report:
+                    continue
                 metrics[f"eval_{name}_{key}"] = report[key]
             save_predictions(folder / f"{name}.npz", probs, ev["split"].labels, ev["class_names"])
     logger.log_epoch(metrics, step=int(result["best_epoch"]))

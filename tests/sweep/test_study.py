@@ -2,6 +2,8 @@
 failed cells, McNemar on the stored predictions), a real study end to end with an extra
 evaluation set, and a killed study resumed without rerunning finished runs."""
 
+import csv
+import io
 import json
 import os
 import signal
@@ -14,7 +16,7 @@ import pytest
 import yaml
 
 from helpers import REPO, TINY_VIT, write_rafdb
-from sweep.significance import mcnemar_exact, mean_std, welch_interval
+from sweep.significance import mcnemar_exact, mean_std
 from sweep.space import SpaceError, parse_space
 
 GRID = {
@@ -115,9 +117,10 @@ def test_a_bad_study_names_the_key(change, message):
 # --- the table from a real MLflow store -----------------------------------------------------
 
 
-def fake_study(tmp_path):
+def fake_study(tmp_path, compare=None, one_seed_cell=None):
     """A study's runs written into a real SQLite MLflow store, with hand-set metrics and
-    test predictions: cell resizer-on beats the baseline on 30 faces; one cell failed."""
+    test predictions: cell resizer-on beats the baseline on 32 faces; one cell failed;
+    `one_seed_cell`: that cell's seed 1 failed too."""
     from mlflow.tracking import MlflowClient
 
     from nrfer.evaluate import save_predictions
@@ -128,7 +131,8 @@ def fake_study(tmp_path):
         "model.resizer.enabled": {"choice": [False, True]},
         "loss.name": {"choice": ["ce", "fpdls"]},
     }
-    spec = parse_space(study_space(search, {"seeds": 2}, name="fake"), "fake.yaml")
+    study = {"seeds": 2, **({"compare": compare} if compare else {})}
+    spec = parse_space(study_space(search, study, name="fake"), "fake.yaml")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     exp = client.create_experiment("fake", artifact_location=str(tmp_path / "artifacts"))
     parent = client.create_run(exp, tags={INSTANCE: "i1", ROLE: "sweep"})
@@ -143,7 +147,9 @@ def fake_study(tmp_path):
         for i, cell in enumerate(spec.cells()):
             tags = {INSTANCE: "i1", ROLE: "trial", CELL_TAG: json.dumps(cell, sort_keys=True)}
             run = client.create_run(exp, tags={**tags, SEED_TAG: str(seed)}).info.run_id
-            if cell == {"model.resizer.enabled": True, "loss.name": "fpdls"}:
+            if cell == {"model.resizer.enabled": True, "loss.name": "fpdls"} or (
+                i == one_seed_cell and seed == 1
+            ):
                 client.set_terminated(run, "FAILED")  # crashed: no numbers
                 continue
             n_right = 100 + 30 * cell["model.resizer.enabled"] + 5 * seed + i
@@ -155,6 +161,8 @@ def fake_study(tmp_path):
                 "test_acc": n_right / 200,
                 "test_macro_f1": 0.4 + 0.01 * seed,
                 "test_mean_class_acc": 0.45 + 0.02 * seed,
+                "test_ece": 0.05 + 0.01 * seed + 0.002 * i,
+                "test_nll": 1.2 + 0.1 * seed,
             }
             for k, v in metrics.items():
                 client.log_metric(run, k, v, step=2)
@@ -169,6 +177,14 @@ def fake_study(tmp_path):
 
 
 def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_path):
+    from sweep.comparisons import ALPHA
+    from sweep.significance import (
+        benjamini_hochberg,
+        hierarchical_bootstrap,
+        holm,
+        paired_t_interval,
+        permutation_test,
+    )
     from sweep.study import render, study_table
 
     spec, client, parent, values, labels = fake_study(tmp_path)
@@ -185,30 +201,96 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
     assert failed.n == 0 and failed.failed == 2 and failed.shown("test_acc") == "failed"
     # cell 2 (resizer on, ce) against its baseline cell 0 (resizer off, ce)
     on = cells[2]
-    assert on.baseline == {"model.resizer.enabled": False, "loss.name": "ce"}
-    assert on.diff == pytest.approx(
-        welch_interval(values[(2, "test_acc")], values[(0, "test_acc")])
+    (comp,) = on.comparisons
+    assert comp.base == {"model.resizer.enabled": False, "loss.name": "ce"}
+    assert comp.seeds == [0, 1]
+    # seed s: on is right on the first 132 + 5s faces, off on 100 + 5s: +32 faces each seed
+    right = {s: np.arange(200) < 132 + 5 * s for s in (0, 1)}
+    right_base = {s: np.arange(200) < 100 + 5 * s for s in (0, 1)}
+    assert [v["diff"] for v in comp.per_seed.values()] == pytest.approx([0.16, 0.16])
+    assert [v["p"] for v in comp.per_seed.values()] == [mcnemar_exact(32, 0)] * 2
+    assert comp.pooled_mcnemar == mcnemar_exact(64, 0)
+    assert comp.bootstrap == hierarchical_bootstrap(right, right_base)
+    want = paired_t_interval([0.16, 0.16])
+    assert (comp.paired.estimate, comp.paired.low, comp.paired.high) == pytest.approx(
+        (want.estimate, want.low, want.high)
     )
-    # seed s: on is right on 132 + 5s faces, off on 100 + 5s: b = 32, c = 0 per seed
-    assert on.mcnemar["seeds"] == {0: mcnemar_exact(32, 0), 1: mcnemar_exact(32, 0)}
-    assert (on.mcnemar["b"], on.mcnemar["c"]) == (64, 0)
-    assert on.mcnemar["pooled"] == mcnemar_exact(64, 0)
-    assert cells[0].baseline is None and cells[3].mcnemar is None
+    assert comp.p == permutation_test(right, right_base)
+    assert comp.agreement == "seeds agree 2/2 +"
+    # the family: the two comparisons with numbers (cell 1 vs 0: the resizer off both
+    # times is the baseline itself, so none; the failed cell 3 has no numbers)
+    family = [x for c in cells for x in c.comparisons if x.p is not None]
+    assert family == [comp]
+    assert comp.p_holm == holm([comp.p])[0] and comp.p_bh == benjamini_hochberg([comp.p])[0]
+    assert comp.verdict == ("cell better" if comp.p_holm < ALPHA else "not shown")
+    assert cells[0].comparisons == [] and cells[3].comparisons[0].missing == "no finished run"
     tables = render(spec, cells)
     md, tex, csv_text = tables["md"], tables["latex"], tables["csv"]
     assert "| off | ce | 2/2 |" in md and "failed" in md and "2 failed" in md
     m, s = mean_std(values[(2, "test_acc")])
     assert f"{100 * m:.2f} ± {100 * s:.2f}" in md
-    d, lo, hi = (100 * x for x in on.diff)
-    assert f"{d:+.2f} (95% CI {lo:+.2f}..{hi:+.2f})" in md
+    boot = comp.bootstrap
+    assert f"{100 * boot.estimate:+.2f} [{100 * boot.low:+.2f}, {100 * boot.high:+.2f}]" in md
+    assert "over all 1 comparisons of this table" in md and "10,000 resamples" in md
+    assert "With 2 seeds in some cells, intervals are wide" in md
+    assert "Seeds needed for 80% power" in md
     assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
     rows = [r.split(",") for r in csv_text.strip().splitlines()]
     head = rows[0]
     on_row = dict(zip(head, rows[3], strict=True))
     assert float(on_row["test_acc_mean"]) == pytest.approx(m, abs=1e-6)
-    assert float(on_row["mcnemar_p_pooled"]) == pytest.approx(mcnemar_exact(64, 0), rel=1e-5)
     failed_row = dict(zip(head, rows[4], strict=True))
     assert failed_row["test_acc_mean"] == "" and failed_row["status"] == "2 failed"
+    comp_rows = list(csv.DictReader(io.StringIO(tables["compare-csv"])))
+    got = next(r for r in comp_rows if r["p_permutation"])
+    assert float(got["bootstrap_low"]) == pytest.approx(boot.low, rel=1e-5)
+    assert float(got["mcnemar_pooled_test_noise_only"]) == pytest.approx(
+        mcnemar_exact(64, 0), rel=1e-5
+    )
+    assert got["direction"] == "seeds agree 2/2 +" and got["resamples"] == "10000"
+
+
+def test_baselines_on_any_axis_one_seed_cells_and_calibration_columns(tmp_path):
+    """study.compare adds a block on the loss axis; a cell with one finished seed shows
+    its value with n=1 and no spread, and no interval; calibration columns appear."""
+    from sweep.study import render, study_table
+
+    spec, client, parent, values, labels = fake_study(
+        tmp_path, compare=[{"loss.name": "ce"}], one_seed_cell=1
+    )
+    assert spec.study.baselines == [{"model.resizer.enabled": False}, {"loss.name": "ce"}]
+    _, cells = study_table(client, parent)
+    blocks = {}
+    for c in cells:
+        for comp in c.comparisons:
+            blocks.setdefault(comp.block, []).append((comp.cell, comp.base))
+    # the loss block: each fpdls cell against the same resizer setting with ce
+    assert blocks[1] == [
+        (
+            {"model.resizer.enabled": False, "loss.name": "fpdls"},
+            {"model.resizer.enabled": False, "loss.name": "ce"},
+        ),
+        (
+            {"model.resizer.enabled": True, "loss.name": "fpdls"},
+            {"model.resizer.enabled": True, "loss.name": "ce"},
+        ),
+    ]
+    one = cells[1]  # resizer off, fpdls: only seed 0 finished
+    assert one.n == 1 and one.status == "1 failed"
+    value = values[(1, "test_acc")][0]
+    assert one.shown("test_acc") == f"{100 * value:.2f} (n=1)"
+    (loss_comp,) = one.comparisons
+    assert loss_comp.seeds == [0] and loss_comp.p is None and loss_comp.paired is None
+    md = render(spec, cells)["md"]
+    assert "#### vs loss.name=ce" in md and "#### vs resizer.enabled=off" in md
+    assert f"{100 * value:.2f} (n=1)" in md and f"{100 * value:.2f} ± " not in md
+    assert "n/a (< 2 seeds)" in md
+    assert "With 1 seed in some cells, intervals are wide or absent" in md
+    assert "| ECE % | NLL |" in md  # the runs logged calibration
+    ece = mean_std(values[(0, "test_ece")])
+    assert f"{100 * ece[0]:.2f} ± {100 * ece[1]:.2f}" in md
+    csv_rows = list(csv.DictReader(io.StringIO(render(spec, cells)["csv"])))
+    assert csv_rows[1]["test_acc_std"] == "" and csv_rows[1]["n_seeds"] == "1"
 
 
 # --- real studies ----------------------------------------------------------------------------
@@ -301,7 +383,11 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
             want = [r.data.metrics[key] for r in by_seed]
             assert c.values[key] == want and c.stat(key) == pytest.approx(mean_std(want))
     on = cells[1]
-    assert on.mcnemar is not None and set(on.mcnemar["seeds"]) == {0, 1}
+    (comp,) = on.comparisons
+    assert comp.seeds == [0, 1] and comp.p is not None and comp.bootstrap is not None
+    for c in cells:  # calibration logged once per run, from its test predictions
+        assert len(c.values["test_ece"]) == 2 and len(c.values["test_nll"]) == 2
+        assert len(c.values["test_vote_tv"]) == 2  # the synthetic set has votes
     assert "rafdb" in summary["study_table"]
     parent = next(
         r

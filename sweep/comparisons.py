@@ -1,0 +1,238 @@
+"""A study's comparisons: each cell against its baseline cell under each of the study's
+baselines (`study.baseline`, `study.compare`), from the runs' per-face test predictions,
+with the tests of `sweep.significance`, multiplicity-adjusted over the whole table; and the
+seeds a comparison needs (`plan`).
+
+The unit of replication is the seed: a run is one draw of the training noise, its test
+split one draw of the faces. So the headline interval resamples both (hierarchical
+bootstrap) and the headline p is a paired test over seeds; per-seed McNemar only says how
+one trained pair differs on these faces.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sweep.significance import (
+    RESAMPLE_SEED,
+    RESAMPLES,
+    Interval,
+    agreement,
+    benjamini_hochberg,
+    detectable,
+    face_sd,
+    hierarchical_bootstrap,
+    holm,
+    mcnemar_exact,
+    paired_t_interval,
+    permutation_test,
+    seeds_needed,
+)
+
+ALPHA = 0.05
+POWER = 0.8
+PLAN_DELTAS = (0.5, 1.0, 2.0)  # points: the line under each table
+
+
+@dataclass
+class Comparison:
+    """One cell against one baseline cell (test accuracy, fractions)."""
+
+    block: int  # index into study.baselines
+    cell: dict[str, Any]
+    base: dict[str, Any]
+    seeds: list[int] = field(default_factory=list)  # paired: both cells have predictions
+    bootstrap: Interval | None = None  # mean(cell) - mean(base): seeds, then faces
+    paired: Interval | None = None  # mean per-seed difference, t-interval
+    p: float | None = None  # permutation test of the paired t (>= 2 paired seeds)
+    p_holm: float | None = None
+    p_bh: float | None = None
+    per_seed: dict[int, dict] = field(default_factory=dict)  # seed -> diff, b, c, mcnemar p
+    pooled_mcnemar: float | None = None  # test-set noise only (kept for the CSV)
+    face_sds: list[float] = field(default_factory=list)  # per seed, from the faces alone
+    missing: str = ""  # why there are no numbers
+
+    @property
+    def diffs(self) -> list[float]:
+        return [self.per_seed[s]["diff"] for s in self.seeds]
+
+    @property
+    def agreement(self) -> str:
+        return agreement(self.diffs)
+
+    @property
+    def verdict(self) -> str:
+        """'cell better' / 'baseline better' when the Holm-adjusted p is under ALPHA and
+        the bootstrap interval excludes 0 on the same side, else 'not shown'."""
+        if self.p_holm is None or self.bootstrap is None:
+            return "n/a (< 2 seeds)" if not self.missing else "n/a"
+        if self.p_holm < ALPHA and self.bootstrap.excludes_zero:
+            return "cell better" if self.bootstrap.estimate > 0 else "baseline better"
+        return "not shown"
+
+
+def correct(predictions: dict) -> np.ndarray:
+    return predictions["probs"].argmax(1) == predictions["labels"]
+
+
+def compare_cells(spec, cells: list, predictions, resamples: int = RESAMPLES) -> list:
+    """Every cell against its baseline cell under each of spec.study.baselines, in block
+    order then grid order, adjusted for multiplicity over all of them; each comparison is
+    also appended to its cell's `comparisons`. `predictions(run_id)` -> {"probs",
+    "labels"} of that run's test split, or None."""
+    from sweep.study import cell_key
+
+    by_key = {cell_key(c.cell): c for c in cells}
+    cache: dict[str, np.ndarray | None] = {}
+
+    def right(run_id: str) -> np.ndarray | None:
+        if run_id not in cache:
+            got = predictions(run_id)
+            cache[run_id] = None if got is None else (correct(got), got["labels"])
+        return cache[run_id]
+
+    out = []
+    for block, baseline in enumerate(spec.study.baselines):
+        for c in cells:
+            base_cell = spec.baseline_of(c.cell, baseline, "study.compare")
+            if base_cell is None:
+                continue
+            comp = Comparison(block, c.cell, base_cell)
+            base = by_key.get(cell_key(base_cell))
+            if base is None or c.n == 0 or base.n == 0:
+                comp.missing = "no finished run" if base is not None else "no baseline cell"
+            else:
+                fill(comp, c, base, right, resamples)
+            c.comparisons.append(comp)
+            out.append(comp)
+    adjust(out)
+    return out
+
+
+def fill(comp: Comparison, cell, base, right, resamples: int) -> None:
+    """The numbers of one comparison from the two cells' runs."""
+    mine = {s: right(r) for s, r in cell.run_ids.items()}
+    theirs = {s: right(r) for s, r in base.run_ids.items()}
+    mine = {s: v for s, v in mine.items() if v is not None}
+    theirs = {s: v for s, v in theirs.items() if v is not None}
+    for seed in sorted(set(mine) & set(theirs)):
+        (a, la), (b, lb) = mine[seed], theirs[seed]
+        if len(la) != len(lb) or (la != lb).any():
+            raise ValueError(
+                f"seed {seed}: cell {comp.cell} and its baseline {comp.base} were tested on "
+                "different faces; their predictions cannot be paired"
+            )
+        only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+        comp.seeds.append(seed)
+        comp.per_seed[seed] = {
+            "diff": float(a.mean() - b.mean()),
+            "b": only_a,
+            "c": only_b,
+            "p": mcnemar_exact(only_a, only_b),
+        }
+        comp.face_sds.append(face_sd(a, b))
+    if not mine or not theirs:
+        comp.missing = "no test predictions"
+        return
+    right_a = {s: v[0] for s, v in mine.items()}
+    right_b = {s: v[0] for s, v in theirs.items()}
+    comp.bootstrap = hierarchical_bootstrap(right_a, right_b, resamples, RESAMPLE_SEED)
+    comp.paired = paired_t_interval(comp.diffs)
+    comp.p = permutation_test(right_a, right_b, resamples, RESAMPLE_SEED)
+    if comp.seeds:
+        b = sum(v["b"] for v in comp.per_seed.values())
+        c = sum(v["c"] for v in comp.per_seed.values())
+        comp.pooled_mcnemar = mcnemar_exact(b, c)
+
+
+def adjust(comparisons: list[Comparison]) -> None:
+    """Holm and Benjamini-Hochberg over every comparison with a p-value (the family)."""
+    family = [c for c in comparisons if c.p is not None]
+    ps = [c.p for c in family]
+    for c, h, bh in zip(family, holm(ps), benjamini_hochberg(ps), strict=True):
+        c.p_holm, c.p_bh = h, bh
+
+
+def family_size(comparisons: list[Comparison]) -> int:
+    return sum(c.p is not None for c in comparisons)
+
+
+# --- how many seeds ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Seeds needed for a paired comparison, from the measured spread (fractions)."""
+
+    delta: float
+    sd: float  # per-seed difference sd used: max(seed spread, face-level floor)
+    seed_sd: float | None  # pooled sd of per-seed differences (None: unmeasured)
+    face_sd: float  # mean sd of one seed's difference from the faces alone
+    df: int  # degrees of freedom of seed_sd
+    comparisons: int
+    seeds: int | None  # None: more than `most`
+    power: float = POWER
+    alpha: float = ALPHA
+
+    def line(self) -> str:
+        n = f"{self.seeds} seeds" if self.seeds else "more than 200 seeds"
+        return f"Δ={100 * self.delta:g} pt: {n}"
+
+
+def spread(comparisons: list[Comparison]) -> tuple[float | None, int, float]:
+    """(pooled sd of per-seed differences over comparisons with >= 2 paired seeds, its
+    degrees of freedom, mean face-level sd of one seed's difference)."""
+    ss, df = 0.0, 0
+    for c in comparisons:
+        if len(c.seeds) >= 2:
+            ss += statistics.variance(c.diffs) * (len(c.seeds) - 1)
+            df += len(c.seeds) - 1
+    faces = [s for c in comparisons for s in c.face_sds]
+    return (math.sqrt(ss / df) if df else None), df, (statistics.fmean(faces) if faces else 0.0)
+
+
+def plan(
+    comparisons: list[Comparison], delta: float, power: float = POWER, alpha: float = ALPHA
+) -> Plan | None:
+    """Seeds for a paired test (two-sided, `alpha`) to detect a true difference of `delta`
+    (a fraction) with `power`, per-seed differences having the measured sd (pooled over
+    the comparisons), never below what the test faces alone give; None without a
+    comparison with numbers."""
+    seed_sd, df, f_sd = spread(comparisons)
+    if seed_sd is None and not f_sd:
+        return None
+    sd = max(seed_sd or 0.0, f_sd)
+    n = sum(bool(c.seeds) for c in comparisons)
+    return Plan(
+        delta, sd, seed_sd, f_sd, df, n, seeds_needed(delta, sd, power, alpha), power, alpha
+    )
+
+
+def plan_text(comparisons: list[Comparison], seeds: int, deltas=PLAN_DELTAS) -> str:
+    """One line: the seeds each difference in `deltas` (points) needs, the difference the
+    study's own `seeds` and 10 seeds can detect, and what it rests on."""
+    plans = [plan(comparisons, d / 100) for d in deltas]
+    if plans[0] is None:
+        return ""
+    p = plans[0]
+    def can(n: int) -> str:
+        d = 100 * detectable(n, p.sd, p.power, p.alpha)
+        return f"{n} seeds detect Δ ≥ {d:.1f} pt" if d <= 100 else f"{n} seeds detect nothing"
+
+    can = ", ".join(can(n) for n in sorted({max(seeds, 2), 10}))
+    basis = (
+        f"per-seed difference sd {100 * p.seed_sd:.2f} pt pooled over {p.comparisons} "
+        f"comparisons ({p.df} df)"
+        if p.seed_sd is not None
+        else "seed spread unmeasured (one seed per cell): a lower bound from the faces alone"
+    )
+    return (
+        f"Seeds needed for {int(100 * p.power)}% power (paired, two-sided α={p.alpha:g}): "
+        + ", ".join(x.line() for x in plans)
+        + f" ({can}); {basis}, face-level sd {100 * p.face_sd:.2f} pt."
+    )
