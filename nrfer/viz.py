@@ -68,12 +68,30 @@ def reliability_image(bins: list[dict], ece: float, title: str = "") -> Image.Im
     fig = Figure(figsize=(5.2, 5.0), dpi=100)
     ax = fig.add_subplot()
     width = bins[0]["high"] - bins[0]["low"]
-    for b in bins:
-        if not b["n"]:
-            continue
-        ax.bar(b["low"], b["accuracy"], width=width, align="edge", color="#4878cf", ec="white")
+    shown = [b for b in bins if b["n"]]
+    for i, b in enumerate(shown):
+        ax.bar(
+            b["low"],
+            b["accuracy"],
+            width=width,
+            align="edge",
+            color="#4878cf",
+            ec="white",
+            label="accuracy" if i == 0 else None,
+        )
         lo, hi = sorted((b["accuracy"], b["confidence"]))
-        ax.bar(b["low"], hi - lo, bottom=lo, width=width, align="edge", color="#d65f5f", alpha=0.35)
+        ax.bar(
+            b["low"],
+            hi - lo,
+            bottom=lo,
+            width=width,
+            align="edge",
+            fill=False,
+            ec="#d65f5f",
+            hatch="//",
+            lw=0.8,
+            label="gap to mean confidence" if i == 0 else None,
+        )
         ax.text(b["low"] + width / 2, b["accuracy"] + 0.01, str(b["n"]), ha="center", fontsize=6)
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
     ax.set_xlim(0, 1)

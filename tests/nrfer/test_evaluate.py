@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from helpers import write_rafdb
 from nrfer.config import make_config
@@ -52,6 +53,15 @@ def test_accuracy_equals_the_training_runs_own_test(trained, capsys, tmp_path):
     again = scores(ours["probs"].astype(np.float32), ours["labels"].astype(np.int64), EMOTIONS)
     assert again["acc"] == pytest.approx(report["acc"])
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["acc"] == report["acc"]
+    # calibration: the run's own test and this evaluation agree; the reliability diagram
+    assert report["ece"] == pytest.approx(result["test_ece"], abs=1e-6)
+    assert report["nll"] == pytest.approx(result["test_nll"], abs=1e-6)
+    assert report["vote_tv"] == pytest.approx(result["test_vote_tv"], abs=1e-6)  # votes
+    assert 0 <= report["ece"] <= 1 and report["nll"] > 0 and 0 <= report["vote_tv"] <= 1
+    bins = report["reliability_bins"]
+    assert len(bins) == 15 and sum(b["n"] for b in bins) == report["n"]
+    with Image.open(tmp_path / "ev" / "reliability.png") as im:
+        assert im.size[0] > 300 and len(set(im.convert("L").getdata())) > 10
 
 
 def test_flip_tta_averages_face_and_mirror(trained, capsys, tmp_path):
@@ -108,3 +118,45 @@ def test_bad_model_and_uri_name_what_to_do(capsys, tmp_path):
     assert "python -m sweep.evaluate" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_calibration_equals_hand_computed_values():
+    from nrfer.metrics import (
+        expected_calibration_error,
+        negative_log_likelihood,
+        vote_total_variation,
+    )
+
+    probs = np.array(
+        [
+            [0.9, 0.1, 0.0],  # confidence 0.9 (bin 14: (0.8667, 0.9333]), right
+            [0.6, 0.4, 0.0],  # 0.6 (bin 8: (0.5333, 0.6]), wrong
+            [0.2, 0.7, 0.1],  # 0.7 (bin 10: (0.6667, 0.7333]), right
+            [0.1, 0.2, 0.7],  # 0.7 (bin 10), wrong
+        ]
+    )
+    labels = np.array([0, 1, 1, 0])
+    # bins: {0.9}: |1 - 0.9| = 0.1; {0.6}: |0 - 0.6| = 0.6; {0.7, 0.7}: |0.5 - 0.7| = 0.2
+    want = (1 * 0.1 + 1 * 0.6 + 2 * 0.2) / 4
+    assert expected_calibration_error(probs, labels) == pytest.approx(want)
+    # NLL: -(log 0.9 + log 0.4 + log 0.7 + log 0.1) / 4
+    want = -(np.log(0.9) + np.log(0.4) + np.log(0.7) + np.log(0.1)) / 4
+    assert negative_log_likelihood(probs, labels) == pytest.approx(want)
+    # a probability of 0 for the true class is clamped, not infinite
+    assert np.isfinite(negative_log_likelihood(np.array([[1.0, 0.0]]), np.array([1])))
+    # TV to the votes over the model's 3 classes (further columns, e.g. unknown/NF, ignored)
+    votes = np.array(
+        [
+            [10, 0, 0, 5],  # -> (1, 0, 0): TV 0.5 * (0.1 + 0.1 + 0) = 0.1
+            [5, 5, 0, 0],  # -> (0.5, 0.5, 0): 0.5 * (0.1 + 0.1) = 0.1
+            [0, 0, 0, 10],  # no emotion vote: left out
+            [0, 0, 4, 0],  # -> (0, 0, 1): 0.5 * (0.1 + 0.2 + 0.3) = 0.3
+        ]
+    )
+    assert vote_total_variation(probs, votes) == pytest.approx((0.1 + 0.1 + 0.3) / 3)
+    assert vote_total_variation(probs, np.zeros((4, 4))) is None
+    # a bin edge: confidence exactly 1/15 falls in the first bin, 1.0 in the last
+    edge = np.array([[1 / 15, 14 / 15], [1.0, 0.0]])
+    assert expected_calibration_error(edge, np.array([1, 0])) == pytest.approx(
+        (abs(1 - 14 / 15) + 0.0) / 2
+    )

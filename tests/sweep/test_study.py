@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -99,6 +100,9 @@ def test_the_grid_searcher_hands_out_each_run_once_and_resumes(tmp_path):
             {"study": {"baseline": {"model.resizer.enabled": True}}},
             "study.baseline.model.resizer.n",
         ),
+        ({"study": {"compare": [{"optim.lr": 0.1}]}}, "study.compare[0].optim.lr: not searched"),
+        ({"study": {"compare": [{"loss.name": "focal"}]}}, "study.compare[0].loss.name: 'focal'"),
+        ({"study": {"compare": [{}]}}, "study.compare[0]: expected {searched key: value}"),
         ({"study": {"seeds": 0}}, "study.seeds"),
         ({"study": {"seeds": [1, 1]}}, "listed twice"),
         ({"budget": {"num_samples": 10}}, "36 cells x 3 seeds = 108"),
@@ -110,7 +114,7 @@ def test_a_bad_study_names_the_key(change, message):
     raw = study_space()
     for key, value in change.items():
         raw[key] = {**raw[key], **value} if key == "study" else value
-    with pytest.raises(SpaceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(SpaceError, match=re.escape(message)):
         parse_space(raw, "bad.yaml")
 
 
