@@ -11,6 +11,7 @@ one trained pair differs on these faces.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ from sweep.significance import (
 ALPHA = 0.05
 POWER = 0.8
 PLAN_DELTAS = (0.5, 1.0, 2.0)  # points: the line under each table
+
+
+def cell_key(cell: dict[str, Any]) -> str:
+    """A cell as a key: its values as sorted JSON (the runs' `nrfer.study.cell` tag)."""
+    return json.dumps(cell, sort_keys=True)
 
 
 @dataclass
@@ -85,8 +91,6 @@ def compare_cells(spec, cells: list, predictions, resamples: int = RESAMPLES) ->
     order then grid order, adjusted for multiplicity over all of them; each comparison is
     also appended to its cell's `comparisons`. `predictions(run_id)` -> {"probs",
     "labels"} of that run's test split, or None."""
-    from sweep.study import cell_key
-
     by_key = {cell_key(c.cell): c for c in cells}
     cache: dict[str, np.ndarray | None] = {}
 
@@ -220,6 +224,7 @@ def plan_text(comparisons: list[Comparison], seeds: int, deltas=PLAN_DELTAS) -> 
     if plans[0] is None:
         return ""
     p = plans[0]
+
     def can(n: int) -> str:
         d = 100 * detectable(n, p.sd, p.power, p.alpha)
         return f"{n} seeds detect Δ ≥ {d:.1f} pt" if d <= 100 else f"{n} seeds detect nothing"

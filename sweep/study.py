@@ -26,16 +26,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.comparisons import Comparison, compare_cells, family_size, plan, plan_text
+from sweep.comparisons import (
+    Comparison,
+    cell_key,
+    compare_cells,
+    family_size,
+    plan,
+    plan_text,
+)
 from sweep.significance import RESAMPLE_SEED, RESAMPLES, mean_std
 
 CELL_TAG, SEED_TAG = "nrfer.study.cell", "nrfer.study.seed"
 FORMATS = ("md", "latex", "csv", "compare-csv")
 PREDICTIONS = "predictions/test.npz"
-
-
-def cell_key(cell: dict[str, Any]) -> str:
-    return json.dumps(cell, sort_keys=True)
 
 
 @dataclass
