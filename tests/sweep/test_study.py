@@ -539,3 +539,27 @@ def test_a_study_refuses_a_warm_start_and_num_samples(tmp_path, synthetic_root, 
     assert not (tmp_path / "s" / "study").exists() or not any(
         (tmp_path / "s" / "study").glob("experiment_state*")
     )
+
+
+def test_study_plan_prints_the_seeds_each_block_needs(tmp_path, capsys):
+    """`nrfer study plan`: per baseline block and over all comparisons, the seeds the
+    planner computes from the stored runs' per-seed differences."""
+    from sweep.comparisons import plan
+    from sweep.study import main, study_table
+
+    spec, client, parent, _, _ = fake_study(tmp_path, compare=[{"loss.name": "ce"}])
+    _, cells = study_table(client, parent)
+    comps = [x for c in cells for x in c.comparisons]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["plan", "--sweep", "fake", "--tracking-uri", uri, "--delta", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "detect Δ=5 points" in out[0] and "80% power" in out[0]
+    want = plan(comps, 0.05)
+    line = next(x for x in out if x.startswith("  vs all comparisons:"))
+    assert line.startswith(f"  vs all comparisons: {want.seeds} seeds")
+    assert any(x.startswith("  vs resizer.enabled=off:") for x in out)
+    assert any(x.startswith("  vs loss.name=ce:") for x in out)
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", "--sweep", "fake", "--tracking-uri", uri, "--delta", "0"])
+    assert exit_.value.code == 2
+    assert "expected points in (0, 100], got 0" in capsys.readouterr().err
