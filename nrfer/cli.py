@@ -4,6 +4,7 @@ for bad input, exit 1 with one line for a failure of ours, `--debug` for the tra
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,22 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def float_in(low: float, high: float, closed_high: bool = False):
+    """argparse type: a number in (low, high), or (low, high] with `closed_high`."""
+    shown = f"({low:g}, {high:g}{']' if closed_high else ')'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (low < value < high or (closed_high and value == high)):
+            raise argparse.ArgumentTypeError(f"expected a number in {shown}, got {text!r}")
+        return value
+
+    return parse
 
 
 def positive_float(text: str) -> float:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from nrfer.cli import positive_int
+from nrfer.cli import float_in, positive_int
 
 URI_HELP = "the MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
 
@@ -67,56 +67,10 @@ def study_parser(doc: str | None = None, prog: str | None = None) -> argparse.Ar
     plan.add_argument("--tracking-uri", help=URI_HELP)
     plan.add_argument(
         "--delta",
-        type=_points,
+        type=float_in(0, 100, closed_high=True),
         default=1.0,
-        help="the difference to detect, in points (default 1.0)",
+        help="the difference to detect, in points of accuracy (default 1.0)",
     )
-    plan.add_argument("--power", type=_fraction, default=0.8, help="default 0.8")
-    plan.add_argument("--alpha", type=_fraction, default=0.05, help="two-sided; default 0.05")
-    return parser
-
-
-def _points(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected points of accuracy, e.g. 0.5; got {text!r}"
-        ) from None
-    if not 0 < v <= 100:
-        raise argparse.ArgumentTypeError(f"expected points in (0, 100], got {text}")
-    return v
-
-
-def _fraction(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text}")
-    return v
-
-
-def ui_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
-    parser = _parser(doc, prog)
-    parser.add_argument("--tracking-uri", help=URI_HELP)
-    parser.add_argument("--sweep", help="the sweep to open (default: the most recent sweep)")
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    parser.add_argument("--port", type=positive_int, default=5000)
-    parser.add_argument(
-        "--no-browser", action="store_true", help="print the link only, open no browser"
-    )
-    return parser
-
-
-def dashboard_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
-    parser = _parser(doc, prog)
-    parser.add_argument(
-        "--optuna-storage",
-        default="sqlite:///optuna.db",
-        help="the studies' RDB URL (default sqlite:///optuna.db, next to ./mlflow.db)",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    parser.add_argument("--port", type=positive_int, default=8080)
+    plan.add_argument("--power", type=float_in(0, 1), default=0.8, help="default 0.8")
+    plan.add_argument("--alpha", type=float_in(0, 1), default=0.05, help="two-sided; default 0.05")
     return parser

@@ -562,4 +562,4 @@ def test_study_plan_prints_the_seeds_each_block_needs(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["plan", "--sweep", "fake", "--tracking-uri", uri, "--delta", "0"])
     assert exit_.value.code == 2
-    assert "expected points in (0, 100], got 0" in capsys.readouterr().err
+    assert "expected a number in (0, 100], got '0'" in capsys.readouterr().err
