@@ -3,7 +3,8 @@
 
 import sys
 
-from sweep.launch import check_data, check_pretrained, exit_code, main
+from sweep.launch import exit_code, main
+from sweep.preflight import check_data, check_pretrained
 
 __all__ = ["check_data", "check_pretrained", "exit_code", "main"]
 

@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -338,16 +339,14 @@ def set_by_path(d: dict, path: str, value: Any, where: str = "--set") -> None:
 
 
 def parse_overrides(items: list[str] | None) -> dict:
-    """['a.b=1', 'c=x'] -> nested dict; values parsed as YAML scalars (1 -> int, true -> bool)."""
+    """['a.b=1', 'c=x'] -> nested dict; values parsed as YAML (1 -> int, 1e-4 -> float,
+    true -> bool) by the same hardened parser as config files."""
     out: dict = {}
     for item in items or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected key.path=value")
         key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw != "" else None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML: {e}") from None
+        value = parse_yaml(raw, f"--set {item!r}", ConfigError) if raw != "" else None
         set_by_path(out, key.strip(), value, where=f"--set {item!r}")
     return out
 
@@ -414,6 +413,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 except TypeError:  # an unhashable key: SafeLoader's own error follows
                     pass
         return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 (PyYAML) reads 1e-4 and 1E-3 as strings: its floats need a dot and a signed
+# exponent. YAML 1.2 and every user read them as numbers, so this loader does too.
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 def parse_yaml(text: str, source: str, error: type[ValueError] = ValueError):

@@ -11,7 +11,6 @@ and only ever touches the runs of its own instance (`sweep.resume`).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from sweep import resume as sweep_state
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.console import Console, quiet
 from sweep.local_ray import init_ray
+from sweep.preflight import check_storage, storage_dir
 from sweep.report import write_report
 from sweep.retention import WORK, Retention, trial_score, work_dir
 from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
@@ -123,19 +123,6 @@ def load_eval_sets(spec: SweepSpec) -> dict | None:
             f"study: evaluation set {ev.name}: {data.source} {ev.split} ({len(out[ev.name]['split'])} faces)"
         )
     return out
-
-
-def check_storage(storage: Path) -> None:
-    """Fail before any trial runs when results could not be written."""
-    try:
-        storage.mkdir(parents=True, exist_ok=True)
-        probe = storage / ".nrfer-write-probe"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as e:
-        raise ConfigError(f"storage path {storage} is not writable: {e}") from None
-    if shutil.disk_usage(storage).free < 200 * 2**20:
-        raise ConfigError(f"storage path {storage} has under 200 MiB free")
 
 
 def check_resources(spec: SweepSpec) -> None:
@@ -234,10 +221,6 @@ class Prepared:
     uri: str  # MLflow tracking URI, credentials moved to the environment
     study_url: str  # the Optuna study's storage
     warm: list  # warm-start trials for a new study
-
-
-def storage_dir(storage: str | None) -> Path:
-    return Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
 
 
 def run_sweep(spec: SweepSpec, space_file: Path, **kwargs) -> dict:

@@ -4,7 +4,7 @@ nrfer sweep --space demo                           # synthetic FER+, 8 tiny tria
 nrfer sweep --space ferplus_vit --address auto     # the paper's space on a Ray cluster
 nrfer sweep --space demo --dry-run                 # validate and show the plan
 nrfer sweep --space demo --resume                  # continue a killed sweep of that name
-nrfer sweep --space demo --set budget.num_samples=4 --set fixed.train.epochs=2
+nrfer sweep --space demo --set budget.num_samples=4 --set early_stopping.max_epochs=2
 
 (`python launch.py ...` in a checkout is the same command.)
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -37,7 +36,7 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override one key of the space file, e.g. --set budget.num_samples=4, "
-        "--set fixed.train.epochs=2, --set 'search.optim.lr={loguniform: [1e-4, 1e-2]}' "
+        "--set early_stopping.max_epochs=2, --set 'search.optim.lr={loguniform: [1e-4, 1e-2]}' "
         "(repeatable)",
     )
     parser.add_argument("--num-samples", type=int, help="override budget.num_samples")
@@ -115,15 +114,15 @@ def _launch(args) -> int:
             raise SpaceError(f"--name: {e}") from None
     if spec.budget.num_samples < 1 or spec.budget.max_concurrent < 1:
         raise SpaceError("--num-samples and --max-concurrent must be >= 1")
-    if args.dry_run:  # the check people script: missing data or weights fail it, as a run
-        check_data(spec)
-        check_pretrained(spec)
+    # the checks people script: the dry run refuses what the run refuses, with its words
+    from sweep.preflight import preflight, storage_dir
+
+    preflight(spec, storage_dir(args.storage), args.tracking_uri)
+    if args.dry_run:
         from sweep.plan import print_plan
 
         print_plan(spec)
         return 0
-    check_data(spec)
-    check_pretrained(spec)
     from sweep.driver import run_sweep
     from sweep.report import print_leaderboard
 
@@ -183,65 +182,6 @@ def exit_code(summary: dict) -> int:
         )
         return EXIT_ALL_FAILED
     return EXIT_OK
-
-
-def check_data(spec) -> None:
-    """Real FER+ files must be there before Ray starts."""
-    from nrfer.data import DATASETS, DataFormatError
-    from nrfer.data.ferplus import find_ferplus_files
-    from nrfer.data.ferplus_folders import MS_FOLDERS, is_ferplus_tree
-
-    dataset = spec.trial_config({}).data.dataset  # the data section with its defaults
-    root = Path(spec.data.get("root") or "")
-    if dataset == "ferplus_folders" or (dataset == "ferplus" and is_ferplus_tree(root)):
-        missing = [d for d in MS_FOLDERS.values() if not (root / d / "label.csv").is_file()]
-        if missing and not (dataset == "ferplus" and (root / "fer2013.csv").is_file()):
-            raise DataFormatError(
-                f"{spec.source}: data.root {str(root)!r}: Microsoft's FERPlus folders need "
-                f"{', '.join(f'{d}/label.csv' for d in missing)}"
-            )
-    elif dataset == "ferplus":
-        try:
-            find_ferplus_files(spec.data.get("root") or "")
-        except DataFormatError as e:
-            raise DataFormatError(
-                f"{spec.source}: data.root: {e}. Or try the embedded demo: "
-                "python launch.py --space demo.yaml"
-            ) from None
-    elif DATASETS.props(dataset)["root"] == "folder" and not root.is_dir():
-        raise DataFormatError(f"{spec.source}: data.root {spec.data.get('root')!r} is not a folder")
-    for sr in spec.sr_settings():  # learned SR weights must exist before hours of caching
-        if sr.method == "model" and not Path(sr.weights or "").is_file():
-            raise DataFormatError(
-                f"{spec.source}: data.sr.weights {sr.weights!r} does not exist "
-                "(train ours with python -m nrfer.sr.train, or export DIC to TorchScript)"
-            )
-
-
-def check_pretrained(spec) -> None:
-    """Weights must exist for every backbone the space can sample, before Ray starts."""
-    from nrfer.data import DataFormatError
-    from nrfer.models.pretrained import PretrainedError, resolve_weights
-
-    pretrained = spec.fixed.get("model", {}).get("pretrained")
-    if not pretrained:
-        return
-    searched = next((p for p in spec.params if p.key == "model.backbone"), None)
-    backbones = searched.args if searched else [spec.trial_config({}).model.backbone]
-    found, missing = [], []
-    for backbone in backbones:
-        try:
-            found.append((backbone, resolve_weights(pretrained, backbone)))
-        except PretrainedError as e:
-            missing.append(str(e))
-    if missing:
-        raise DataFormatError(
-            f"{spec.source}: fixed.model.pretrained: no weights for {len(missing)} of the "
-            f"{len(backbones)} backbones this space can sample:\n  " + "\n  ".join(missing)
-        )
-    print("pretrained weights:")
-    for backbone, path in found:
-        print(f"  {backbone:40s} {path}")
 
 
 if __name__ == "__main__":

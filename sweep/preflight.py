@@ -1,0 +1,119 @@
+"""The checks a sweep passes before anything starts, shared by the run and `--dry-run` so the
+two cannot drift: the data and weights, the storage folder (writable, with room) and the
+MLflow store (a URI MLflow can use, writable). Each refusal is one line naming the file,
+folder or key; nothing here writes anything that stays.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from nrfer.errors import ConfigError
+
+MIN_FREE = 200 * 2**20  # a sweep's Tune state, checkpoints and records need at least this
+
+
+def preflight(spec, storage: Path, uri: str | None) -> str:
+    """Every check before a sweep (or its dry run) starts; returns the tracking URI to use."""
+    from sweep.tracking import check_tracking_uri, tracking_uri
+
+    check_data(spec)
+    check_pretrained(spec)
+    check_storage(storage)
+    return check_tracking_uri(tracking_uri(uri), "--tracking-uri")
+
+
+def storage_dir(storage: str | None) -> Path:
+    return Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
+
+
+def mib(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.1f} GiB"
+
+
+def check_storage(storage: Path) -> None:
+    """The storage folder, or before it exists its nearest existing parent, takes a file
+    (a probe, deleted at once: a read-only mount refuses even root, which chmod does not)
+    and has MIN_FREE free."""
+    existing = storage
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"storage path {storage}: {existing} is a file, not a folder")
+    probe = existing / f".nrfer-write-probe-{os.getpid()}"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(
+            f"storage path {storage} is not writable ({existing}: {e.strerror or e}); "
+            "give another --storage"
+        ) from None
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE:
+        raise ConfigError(
+            f"storage path {storage} has {mib(free)} free; a sweep needs at least "
+            f"{mib(MIN_FREE)} there (Tune's state, checkpoints): free some or give another "
+            "--storage"
+        )
+
+
+def check_data(spec) -> None:
+    """Real FER+ files must be there before Ray starts."""
+    from nrfer.data import DATASETS, DataFormatError
+    from nrfer.data.ferplus import find_ferplus_files
+    from nrfer.data.ferplus_folders import MS_FOLDERS, is_ferplus_tree
+
+    dataset = spec.trial_config({}).data.dataset  # the data section with its defaults
+    root = Path(spec.data.get("root") or "")
+    if dataset == "ferplus_folders" or (dataset == "ferplus" and is_ferplus_tree(root)):
+        missing = [d for d in MS_FOLDERS.values() if not (root / d / "label.csv").is_file()]
+        if missing and not (dataset == "ferplus" and (root / "fer2013.csv").is_file()):
+            raise DataFormatError(
+                f"{spec.source}: data.root {str(root)!r}: Microsoft's FERPlus folders need "
+                f"{', '.join(f'{d}/label.csv' for d in missing)}"
+            )
+    elif dataset == "ferplus":
+        try:
+            find_ferplus_files(spec.data.get("root") or "")
+        except DataFormatError as e:
+            raise DataFormatError(
+                f"{spec.source}: data.root: {e}. Or try the embedded demo: "
+                "python launch.py --space demo.yaml"
+            ) from None
+    elif DATASETS.props(dataset)["root"] == "folder" and not root.is_dir():
+        raise DataFormatError(f"{spec.source}: data.root {spec.data.get('root')!r} is not a folder")
+    for sr in spec.sr_settings():  # learned SR weights must exist before hours of caching
+        if sr.method == "model" and not Path(sr.weights or "").is_file():
+            raise DataFormatError(
+                f"{spec.source}: data.sr.weights {sr.weights!r} does not exist "
+                "(train ours with python -m nrfer.sr.train, or export DIC to TorchScript)"
+            )
+
+
+def check_pretrained(spec) -> None:
+    """Weights must exist for every backbone the space can sample, before Ray starts."""
+    from nrfer.data import DataFormatError
+    from nrfer.models.pretrained import PretrainedError, resolve_weights
+
+    pretrained = spec.fixed.get("model", {}).get("pretrained")
+    if not pretrained:
+        return
+    searched = next((p for p in spec.params if p.key == "model.backbone"), None)
+    backbones = searched.args if searched else [spec.trial_config({}).model.backbone]
+    found, missing = [], []
+    for backbone in backbones:
+        try:
+            found.append((backbone, resolve_weights(pretrained, backbone)))
+        except PretrainedError as e:
+            missing.append(str(e))
+    if missing:
+        raise DataFormatError(
+            f"{spec.source}: fixed.model.pretrained: no weights for {len(missing)} of the "
+            f"{len(backbones)} backbones this space can sample:\n  " + "\n  ".join(missing)
+        )
+    print("pretrained weights:")
+    for backbone, path in found:
+        print(f"  {backbone:40s} {path}")
