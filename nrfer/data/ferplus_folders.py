@@ -33,6 +33,7 @@ from nrfer.data.types import (
     FERData,
     FERSplit,
     csv_rows,
+    refuse_repeat,
     split_mode,
 )
 
@@ -51,7 +52,7 @@ def is_ferplus_tree(root: str | Path) -> bool:
 
 def read_label_csv(path: Path) -> list[tuple[int, str, tuple[int, ...], np.ndarray]]:
     """-> (line, image name, face box, 10 votes) per row of one folder's label.csv."""
-    out = []
+    out, seen = [], {}
     for line, row in csv_rows(path):
         if not row:
             continue
@@ -63,6 +64,7 @@ def read_label_csv(path: Path) -> list[tuple[int, str, tuple[int, ...], np.ndarr
         name, box = row[0].strip(), _BOX.fullmatch(row[1].strip())
         if not _NAME.fullmatch(name):
             raise DataFormatError(f"{path}: line {line}: image name {name[:40]!r} is not a .png")
+        refuse_repeat(seen, name, line, path)
         if box is None:
             raise DataFormatError(
                 f"{path}: line {line}: face box {row[1][:40]!r} is not (left, top, width, height)"

@@ -35,6 +35,7 @@ from nrfer.data.types import (
     FERSplit,
     csv_rows,
     image_to_uint8,
+    refuse_repeat,
     split_mode,
 )
 
@@ -187,12 +188,14 @@ def _read_table(label_path: Path) -> list[tuple]:
         raise DataFormatError(
             f"{label_path}: line 1: columns {list(header)} do not match {list(LABEL_HEADER)}"
         )
+    seen: dict[str, int] = {}
     for line, row in rows:
         if len(row) != len(LABEL_HEADER):
             raise DataFormatError(
                 f"{label_path}: line {line}: {len(row)} fields, expected {len(LABEL_HEADER)}"
             )
         usage, name = row[0].strip(), row[1].strip()
+        refuse_repeat(seen, name, line, label_path)
         if usage not in USAGE_TO_SPLIT:
             raise DataFormatError(
                 f"{label_path}: line {line}: Usage {usage!r} is not one of {', '.join(USAGE_TO_SPLIT)}"

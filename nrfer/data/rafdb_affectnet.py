@@ -23,7 +23,14 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from nrfer.data.labels import ferplus_prior
-from nrfer.data.types import EMOTIONS, DataFormatError, FERData, FERSplit, read_text
+from nrfer.data.types import (
+    EMOTIONS,
+    DataFormatError,
+    FERData,
+    FERSplit,
+    read_text,
+    refuse_repeat,
+)
 
 # dataset label -> our class name
 RAFDB_LABELS = {
@@ -125,7 +132,8 @@ def read_rafdb(
         raise DataFormatError(
             f"RAF-DB: data.image_folder must be aligned or original, got {image_folder!r}"
         )
-    rows = {"train": ([], []), "test": ([], [])}
+    rows: dict = {"train": ([], []), "test": ([], [])}
+    seen: dict[str, int] = {}
     for n, line in enumerate(read_text(list_file).splitlines(), start=1):
         if not line.strip():
             continue
@@ -134,6 +142,7 @@ def read_rafdb(
         if len(parts) != 2 or not parts[1].isdigit():
             raise DataFormatError(f"{where}: expected '<image name> <label 1-7>', got {line!r}")
         name, label = parts[0], int(parts[1])
+        refuse_repeat(seen, name, n, list_file)
         if label not in RAFDB_LABELS:
             raise DataFormatError(f"{where}: label {label} is not in 1-7")
         split = name.split("_", 1)[0]

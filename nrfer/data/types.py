@@ -139,6 +139,20 @@ def csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
         raise DataFormatError(f"{path}: line {line + 1}: not a readable CSV row ({e})") from None
 
 
+def refuse_repeat(seen: dict[str, int], name: str, line: int, path) -> None:
+    """A label file lists each image once: a second row for `name` (it would count the
+    face twice) is an error naming both lines. `seen` maps names to their first line; rows
+    without a name (FER2013's blank, not-a-face rows) are not images."""
+    if not name:
+        return
+    first = seen.setdefault(name, line)
+    if first != line:
+        raise DataFormatError(
+            f"{path}: line {line}: image {name!r} is listed twice (lines {first} and {line}); "
+            "a face must have one row: keep one"
+        )
+
+
 def image_to_uint8(im) -> np.ndarray:
     """A decoded PIL image as uint8 (H, W) for grey modes or (H, W, 3): 16-bit (and 32-bit
     integer) images scaled by 1/257 to 0..255, never clipped; the one conversion both the

@@ -264,6 +264,19 @@ def test_microsoft_folders_refusals_name_folder_file_line(tmp_path):
         match=rf"FER2013Test/label\.csv: line 299: {name} is PublicTest in FER2013, its folder says PrivateTest",
     ):
         read_ferplus_folders(root)
+    shutil.rmtree(root)
+    root = _ms_tree(tmp_path / "ms")
+    # a row given twice: the face would count twice (it was read as n=17 for 16 faces)
+    rows = (root / "FER2013Train" / "label.csv").read_text().splitlines()
+    with open(root / "FER2013Train" / "label.csv", "a") as f:
+        f.write(rows[3] + "\n")
+    name = rows[3].split(",")[0]
+    with pytest.raises(
+        DataFormatError,
+        match=rf"FER2013Train/label\.csv: line {len(rows) + 1}: image '{name}' is listed twice "
+        rf"\(lines 4 and {len(rows) + 1}\)",
+    ):
+        read_ferplus_folders(root)
     shutil.rmtree(root / "FER2013Valid")
     with pytest.raises(DataFormatError, match=r"needs the folders .*; missing: FER2013Valid/"):
         read_ferplus_folders(root)

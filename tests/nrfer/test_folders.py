@@ -57,6 +57,33 @@ def test_wrong_columns_are_named(tmp_path):
         read_folders(root)
 
 
+def test_a_row_given_twice_is_refused_naming_both_lines(tmp_path):
+    root = write_layout(tmp_path / "y")
+    lines = (root / "labels.csv").read_text().splitlines()
+    # two blank (not a face) rows are fine; one image twice would count it twice
+    (root / "labels.csv").write_text("\n".join([*lines, lines[3], lines[2]]) + "\n")
+    with pytest.raises(
+        DataFormatError, match=r"line 14: image 'b.png' is listed twice \(lines 3 and 14\)"
+    ):
+        read_folders(root)
+
+
+def test_rafdb_list_with_a_row_twice_is_refused(tmp_path):
+    from helpers import write_rafdb
+    from nrfer.data.rafdb_affectnet import read_rafdb
+
+    root = write_rafdb(tmp_path / "RAF-DB", n_per_class=1)
+    listing = root / "EmoLabel" / "list_patition_label.txt"
+    first = listing.read_text().splitlines()[0]
+    with open(listing, "a") as f:
+        f.write(first + "\n")
+    n = len(listing.read_text().splitlines())
+    with pytest.raises(
+        DataFormatError, match=rf"{n}: image .* is listed twice \(lines 1 and {n}\)"
+    ):
+        read_rafdb(root)
+
+
 def write_paper_layout(root, size=64):
     """The paper's own files: fer2013new_jin2.csv with one-hot float rows and an `emotion`
     label; folders train/, valid/ (PrivateTest rows) and test/ (PublicTest rows)."""
