@@ -525,7 +525,7 @@ def study_results(spec: SweepSpec, tracker: SweepTracker, out: Path) -> dict:
     """A study's table (sweep.study) from its runs in MLflow, written into `out` (the
     parent run's report) and returned as {"study_table": markdown, "study_cells": cells}."""
     parent = tracker.client.get_run(tracker.parent_id)
-    _, cells = study_table(tracker.client, parent, spec)
+    _, cells = study_table(tracker.client, parent, spec, driver_done=True)
     tables = render(spec, cells)
     write_tables(out, tables)
     return {"study_table": tables["md"], "study_cells": cells}

@@ -10,7 +10,11 @@ PATH, or a local best.pt / training folder as nrfer.predict takes. The store is
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from nrfer.cli import run_command
@@ -18,7 +22,8 @@ from nrfer.commands import is_model_uri, predict_parser
 
 
 def fetch_model(model: str, uri: str | None = None) -> Path:
-    """A local path as it is; an MLflow model URI downloaded to a local folder."""
+    """A local path as it is; an MLflow model URI downloaded from the store `uri` (its model
+    registry too) into a temporary folder deleted when the command exits."""
     if not is_model_uri(model):
         return Path(model)
     import mlflow
@@ -31,13 +36,48 @@ def fetch_model(model: str, uri: str | None = None) -> Path:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     store = check_tracking_uri(tracking_uri(uri), "--tracking-uri")
-    try:  # the store named here only: MLflow's process-wide URIs stay as they were
-        path = mlflow.artifacts.download_artifacts(
-            artifact_uri=model, tracking_uri=store, registry_uri=store
-        )
+    try:
+        with store_uris(store):  # MLflow 3.17's registry_uri= alone does not reach it
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=model, tracking_uri=store, dst_path=str(scratch_folder())
+            )
         return Path(path)
     except Exception as e:  # MlflowException, connection errors
         raise ValueError(f"cannot fetch {model} from MLflow: {first_line(e, 300)}") from None
+
+
+@contextlib.contextmanager
+def store_uris(store: str):
+    """MLflow's process-wide tracking and registry URIs set to `store` for the block, then
+    put back (a later reproduce-best in the same process registers where it was told)."""
+    import mlflow
+
+    # set_*_uri write these variables too; a URI set before (by them or by the user) is one
+    had = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(had["MLFLOW_TRACKING_URI"])  # None: back to the default
+        mlflow.set_registry_uri(had["MLFLOW_REGISTRY_URI"])
+        for k, v in had.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+_SCRATCH: list[Path] = []
+
+
+def scratch_folder() -> Path:
+    """A temporary folder for downloaded models, deleted when the process exits."""
+    if not _SCRATCH:
+        folder = Path(tempfile.mkdtemp(prefix="nrfer-model-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _SCRATCH.append(folder)
+    return _SCRATCH[0]
 
 
 def parser():

@@ -52,6 +52,7 @@ class Cell:
     values: dict[str, list[float]] = field(default_factory=dict)
     failed: int = 0
     running: int = 0
+    interrupted: int = 0  # the sweep stopped before they ended: --resume continues them
     stopped: int = 0  # ended before their last epoch (early stopping): no test
     comparisons: list[Comparison] = field(default_factory=list)  # this cell vs a baseline
 
@@ -69,11 +70,15 @@ class Cell:
         parts = []
         if self.failed:
             parts.append(f"{self.failed} failed")
+        if self.interrupted:
+            parts.append(f"{self.interrupted} interrupted (resume with --resume)")
         if self.stopped:
             parts.append(f"{self.stopped} stopped early")
         if self.running:
             parts.append(f"{self.running} running")
-        missing = self.expected - self.n - self.failed - self.stopped - self.running
+        missing = (
+            self.expected - self.n - self.failed - self.stopped - self.running - self.interrupted
+        )
         if missing > 0:
             parts.append(f"{missing} not run")
         return ", ".join(parts) or "ok"
@@ -82,8 +87,9 @@ class Cell:
         """'mean ± std' (percent by default); one seed: its value and 'n=1', no spread; a
         metric the runs lack: '–'; no finished run: why."""
         if self.n == 0:
-            if self.failed:
-                return "failed"
+            for word, count in (("failed", self.failed), ("interrupted", self.interrupted)):
+                if count:
+                    return word
             return "running" if self.running else "not run"
         if not self.values.get(metric):
             return "–"
@@ -107,8 +113,10 @@ CALIBRATION = (
 )
 
 
-def collect(spec, runs: list) -> list[Cell]:
-    """`runs` (MLflow runs of the study) grouped into `spec`'s cells, in grid order."""
+def collect(spec, runs: list, driver_done: bool = False) -> list[Cell]:
+    """`runs` (MLflow runs of the study) grouped into `spec`'s cells, in grid order. A run
+    the sweep's interruption closed (MLflow KILLED) is interrupted, not failed; with
+    `driver_done` (the driver's own table, after Tune returned) so is one still RUNNING."""
     seeds = spec.study.seeds
     cells = {cell_key(c): Cell(c, len(seeds)) for c in spec.cells()}
     extra = [f"eval_{ev.name}_{k}" for ev in spec.study.eval_sets for k in ("acc",)]
@@ -118,7 +126,9 @@ def collect(spec, runs: list) -> list[Cell]:
         if cell is None:
             continue
         status, metrics = run.info.status, run.data.metrics
-        if status == "RUNNING":
+        if status == "KILLED" or (status == "RUNNING" and driver_done):
+            cell.interrupted += 1
+        elif status == "RUNNING":
             cell.running += 1
         elif status != "FINISHED" or run.data.tags.get("nrfer.diverged") == "true":
             cell.failed += 1
@@ -449,6 +459,12 @@ def render(spec, cells: list[Cell]) -> dict[str, str]:
         parts.append("\n".join(f"- {n}" for n in comparison_notes(spec, cells, all_comps)))
     elif cells and min(c.n for c in cells) == 1:
         parts.append("- One seed per cell: no spread, no interval.")
+    if any(c.interrupted for c in cells):
+        parts.append(
+            "Interrupted runs continue with `nrfer sweep --space "
+            f"{spec.source} --sweep {spec.name} --resume` (with the same --storage and "
+            "--tracking-uri)."
+        )
     parts += [f"#### By {short(spec.study.rows)}", markdown(*paper)]
     md = "\n\n".join(parts) + "\n"
     return {
@@ -508,9 +524,9 @@ def sweep_spec(client, run_id: str, folder: Path) -> dict:
         return yaml.safe_load(Path(path).read_text())
 
 
-def study_table(client, parent, spec=None) -> tuple[Any, list[Cell]]:
+def study_table(client, parent, spec=None, driver_done: bool = False) -> tuple[Any, list[Cell]]:
     """The study of sweep run `parent`: its spec (as it was started) and its cells, each
-    with its comparisons."""
+    with its comparisons (`driver_done`: see `collect`)."""
     from sweep.space import parse_space
     from sweep.tracking import INSTANCE, ROLE
     from sweep.tracking.store import find_runs
@@ -527,7 +543,7 @@ def study_table(client, parent, spec=None) -> tuple[Any, list[Cell]]:
             )
         tags = {INSTANCE: parent.data.tags[INSTANCE], ROLE: "trial"}
         runs = find_runs(client, parent.info.experiment_id, tags)
-        cells = collect(spec, runs)
+        cells = collect(spec, runs, driver_done)
         compare_cells(spec, cells, run_predictions(client, Path(tmp)))
     return spec, cells
 

@@ -23,6 +23,9 @@ ROLE, SWEEP_ID, TRIAL_ID = "nrfer.role", "nrfer.sweep_id", "nrfer.trial_id"
 # one sweep instance: a name is reused by later sweeps (other storage, or after rm -rf), an
 # instance never; the driver only ever touches runs that carry its own instance id
 INSTANCE = "nrfer.sweep_instance"
+# a trial run closed because the sweep was interrupted (MLflow: KILLED): `--resume`
+# continues it; the tag goes when it runs again
+STATE_TAG, INTERRUPTED = "nrfer.state", "interrupted (resume the sweep with --resume)"
 log = logging.getLogger("nrfer.sweep")
 T = TypeVar("T")
 FINAL_ATTEMPTS = 8  # at a trial's end: about a minute of backoff before giving up on MLflow

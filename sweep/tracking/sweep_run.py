@@ -24,7 +24,9 @@ from sweep.tracking.store import (
     EPOCH_KEYS,
     FINAL_ATTEMPTS,
     INSTANCE,
+    INTERRUPTED,
     ROLE,
+    STATE_TAG,
     SWEEP_ID,
     TRIAL_ID,
     find_runs,
@@ -216,6 +218,8 @@ class SweepTracker:
         for run in self.trial_runs().values():
             if run.info.status == "RUNNING":
                 self.client.set_terminated(run.info.run_id, status)
+                if status == "KILLED":  # the words every view uses for it
+                    self.client.set_tag(run.info.run_id, STATE_TAG, INTERRUPTED)
                 n += 1
         return n
 
@@ -464,6 +468,8 @@ class TrialStatusCallback(tune.Callback):
         self._log_unlogged_epochs(trial, run_id)
         # Still RUNNING after the trial ended: the scheduler stopped it early.
         client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
+        if STATE_TAG in run.data.tags:
+            client.delete_tag(run_id, STATE_TAG)
         client.set_terminated(run_id, "FINISHED")
 
     def _error(self, trial) -> None:

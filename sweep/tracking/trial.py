@@ -24,6 +24,7 @@ from sweep.tracking.store import (
     INSTANCE,
     ROLE,
     START_ATTEMPTS,
+    STATE_TAG,
     SWEEP_ID,
     TRIAL_ID,
     find_runs,
@@ -90,6 +91,8 @@ class TrialLogger:
                 self.client.set_tag(run.info.run_id, "nrfer.restarts", str(restarts))
                 self.client.set_tag(run.info.run_id, "nrfer.worker_pid", str(os.getpid()))
                 self.client.update_run(run.info.run_id, status="RUNNING")
+                if STATE_TAG in run.data.tags:  # interrupted no more
+                    self.client.delete_tag(run.info.run_id, STATE_TAG)
                 self.logged = logged_steps(self.client, run.info.run_id)
                 return run.info.run_id
             tags = {

@@ -176,6 +176,37 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
     assert json.loads(capsys.readouterr().out.strip())["label"] == expected[0]
 
 
+def test_models_uri_with_tracking_uri_from_another_folder_leaves_nothing(
+    reproduced, synthetic_root, tmp_path
+):
+    """`nrfer evaluate` / `nrfer predict --model models:/NAME@champion --tracking-uri URI`
+    run in a folder without a store: they reach the registry of URI (before: "Registered
+    Model ... not found"), create no mlflow.db there, and leave nothing in TMPDIR."""
+    from nrfer.data.ferplus import read_ferplus
+
+    _, uri, _, _ = reproduced
+    elsewhere, scratch = tmp_path / "elsewhere", tmp_path / "tmpdir"
+    elsewhere.mkdir()
+    scratch.mkdir()
+    face = read_ferplus(synthetic_root).test.images[0, 0]
+    Image.fromarray(face).save(elsewhere / "face.png")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["TMPDIR"] = str(scratch)
+    nrfer = str(Path(sys.executable).parent / "nrfer")
+    model = ["--model", "models:/fer-tiny@champion", "--tracking-uri", uri]
+    for command in (
+        [nrfer, "evaluate", *model, "--json"],
+        [nrfer, "predict", *model, "--json", "face.png"],
+    ):
+        p = subprocess.run(
+            command, cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert p.returncode == 0, p.stderr[-2000:]
+        assert json.loads(p.stdout.strip().splitlines()[-1])
+        assert sorted(x.name for x in elsewhere.iterdir()) == ["face.png"], command
+        assert list(scratch.iterdir()) == [], command
+
+
 def test_registered_model_serves_over_http(reproduced, synthetic_root):
     from nrfer.data.ferplus import read_ferplus
     from nrfer.predict import Predictor

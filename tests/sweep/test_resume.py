@@ -170,6 +170,7 @@ class Sweep:
         assert len(parents) == 1 and parents[0].info.status == "FINISHED"
         assert len(trials) == num_samples, sorted(trials)
         assert all(r.info.status == "FINISHED" for r in trials.values())
+        assert not [r for r in trials.values() if "nrfer.state" in r.data.tags]  # none stale
         for trial_id, run in trials.items():
             epochs = len(self.steps(run))
             for key in KEYS:  # every epoch logged exactly once
@@ -265,6 +266,9 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
         assert parents[0].info.status == "KILLED"
         assert "1 unfinished (continue with --resume)" in sweep.log()
         assert all(r.info.status in ("FINISHED", "KILLED") for r in trials.values())
+        for r in trials.values():  # the words every view uses: interrupted, never failed
+            state = r.data.tags.get("nrfer.state")
+            assert (state or "").startswith("interrupted") == (r.info.status == "KILLED")
     else:  # the runs stay as the dead driver left them
         assert parents[0].info.status == "RUNNING"
     finished = {t: r for t, r in trials.items() if r.info.status == "FINISHED"}

@@ -121,10 +121,11 @@ def test_a_bad_study_names_the_key(change, message):
 # --- the table from a real MLflow store -----------------------------------------------------
 
 
-def fake_study(tmp_path, compare=None, one_seed_cell=None):
+def fake_study(tmp_path, compare=None, one_seed_cell=None, open_cell=None):
     """A study's runs written into a real SQLite MLflow store, with hand-set metrics and
     test predictions: cell resizer-on beats the baseline on 32 faces; one cell failed;
-    `one_seed_cell`: that cell's seed 1 failed too."""
+    `one_seed_cell`: that cell's seed 1 failed too; `open_cell`: that cell's seed 0 was
+    closed by an interruption (KILLED) and its seed 1 is still RUNNING."""
     from mlflow.tracking import MlflowClient
 
     from nrfer.evaluate import save_predictions
@@ -155,6 +156,10 @@ def fake_study(tmp_path, compare=None, one_seed_cell=None):
                 i == one_seed_cell and seed == 1
             ):
                 client.set_terminated(run, "FAILED")  # crashed: no numbers
+                continue
+            if i == open_cell:
+                if seed == 0:
+                    client.set_terminated(run, "KILLED")
                 continue
             n_right = 100 + 30 * cell["model.resizer.enabled"] + 5 * seed + i
             pred = labels.copy()
@@ -563,3 +568,25 @@ def test_study_plan_prints_the_seeds_each_block_needs(tmp_path, capsys):
         main(["plan", "--sweep", "fake", "--tracking-uri", uri, "--delta", "0"])
     assert exit_.value.code == 2
     assert "expected a number in (0, 100], got '0'" in capsys.readouterr().err
+
+
+def test_interrupted_runs_are_interrupted_never_failed(tmp_path):
+    """A run an interruption closed (KILLED) is "interrupted", with how to resume; one still
+    RUNNING is running while the study runs and interrupted in the driver's final table."""
+    from sweep.study import collect, render, study_table
+
+    spec, client, parent, _, _ = fake_study(tmp_path, open_cell=1)
+    _, cells = study_table(client, parent)
+    cell = cells[1]
+    assert (cell.interrupted, cell.running, cell.failed) == (1, 1, 0)
+    assert cell.status == "1 interrupted (resume with --resume), 1 running"
+    assert cell.shown("test_acc") == "interrupted"
+    md = render(spec, cells)["md"]
+    assert f"nrfer sweep --space {spec.source} --sweep fake --resume" in md
+    from sweep.tracking import INSTANCE, ROLE
+    from sweep.tracking.store import find_runs
+
+    runs = find_runs(client, parent.info.experiment_id, {INSTANCE: "i1", ROLE: "trial"})
+    done = collect(spec, runs, driver_done=True)[1]
+    assert (done.interrupted, done.running) == (2, 0)
+    assert done.status == "2 interrupted (resume with --resume)"
