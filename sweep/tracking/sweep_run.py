@@ -487,4 +487,6 @@ class TrialStatusCallback(tune.Callback):
             if DIVERGED in error.read_text(errors="replace"):
                 client.set_tag(run_id, "nrfer.diverged", "true")
         client.set_tag(run_id, "nrfer.failed", "true")
+        if STATE_TAG in run.data.tags:
+            client.delete_tag(run_id, STATE_TAG)
         client.set_terminated(run_id, "FAILED")
