@@ -74,3 +74,27 @@ def study_parser(doc: str | None = None, prog: str | None = None) -> argparse.Ar
     plan.add_argument("--power", type=float_in(0, 1), default=0.8, help="default 0.8")
     plan.add_argument("--alpha", type=float_in(0, 1), default=0.05, help="two-sided; default 0.05")
     return parser
+
+
+def ui_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    parser.add_argument("--tracking-uri", help=URI_HELP)
+    parser.add_argument("--sweep", help="the sweep to open (default: the most recent sweep)")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--port", type=positive_int, default=5000)
+    parser.add_argument(
+        "--no-browser", action="store_true", help="print the link only, open no browser"
+    )
+    return parser
+
+
+def dashboard_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    parser.add_argument(
+        "--optuna-storage",
+        default="sqlite:///optuna.db",
+        help="the studies' RDB URL (default sqlite:///optuna.db, next to ./mlflow.db)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
+    parser.add_argument("--port", type=positive_int, default=8080)
+    return parser

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -56,7 +58,8 @@ def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
     client = MlflowClient(uri)
     parent = find_sweep(client, sweep)
     try:
-        metric = sweep_spec(client, parent.info.run_id).get("metric", "val_acc")
+        with tempfile.TemporaryDirectory(prefix="nrfer-ui-") as tmp:
+            metric = sweep_spec(client, parent.info.run_id, Path(tmp)).get("metric", "val_acc")
     except Exception:  # a parent without its spec: the default metric
         metric = "val_acc"
     order = "best_val_acc" if metric == "val_acc" else metric
@@ -91,10 +94,12 @@ def serve_ui(args) -> int:
         return 0
     base = f"http://{args.host}:{args.port}"
     link = sweep_link(uri, args.sweep, base)  # a missing sweep is said before a server starts
-    mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
-    cmd = [mlflow, "ui", "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    cmd = [*mlflow_command(), "ui", "--backend-store-uri", uri, "--host", args.host]
+    cmd += ["--port", str(args.port)]
     print(f"starting: {' '.join(cmd)}")
-    proc = subprocess.Popen(cmd)
+    # its own process group: Ctrl+C reaches this process only, which then stops the server
+    # and its workers at once (MLflow's own graceful shutdown takes 10-20 s)
+    proc = subprocess.Popen(cmd, start_new_session=True)
     try:
         wait_for(base, proc)
         print(f"MLflow UI: {link}\n(Ctrl+C stops it)")
@@ -104,11 +109,41 @@ def serve_ui(args) -> int:
             webbrowser.open(link)
         return proc.wait()
     except KeyboardInterrupt:
-        return 0
+        # Ctrl+C: the server goes at once, and so does this process: the interpreter's own
+        # shutdown after MLflow's imports takes seconds more, with nothing left to save
+        stop_group(proc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(timeout=20)
+        stop_group(proc)
+
+
+def mlflow_command() -> list[str]:
+    """MLflow's command line: the `mlflow` script beside this interpreter, else on PATH,
+    else `python -m mlflow` (an environment whose scripts folder is not on PATH)."""
+    beside = shutil.which("mlflow", path=str(Path(sys.executable).parent))
+    found = beside or shutil.which("mlflow")
+    return [found] if found else [sys.executable, "-m", "mlflow"]
+
+
+def stop_group(proc: subprocess.Popen, grace_s: float = 0.5) -> None:
+    """Stop a process started in its own session and everything it started: SIGTERM to
+    the group, then SIGKILL after `grace_s`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=grace_s)
+            if sig == signal.SIGTERM:  # the leader is gone; its workers may not be
+                os.killpg(proc.pid, signal.SIGKILL)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+        except ProcessLookupError:
+            break
 
 
 def serve_dashboard(args) -> int:
