@@ -3,12 +3,16 @@ checkpoint and cache array of nrfer and the sweep goes through `atomic_file`."""
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+from nrfer.errors import DiskFull
 
 
 @contextmanager
@@ -27,9 +31,39 @@ def atomic_file(path: str | Path, mode: str = "w", fsync: bool = False) -> Itera
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        # torch.save reports a full disk as a RuntimeError ("unexpected pos ..."): the
+        # folder's free space, taken while the partial file still holds it, tells
+        full = isinstance(e, OSError) and e.errno == errno.ENOSPC
+        full = full or (isinstance(e, RuntimeError) and _free(path.parent) < FULL_BELOW)
         Path(tmp).unlink(missing_ok=True)
+        if full and not isinstance(e, DiskFull):
+            raise disk_full(path) from e
         raise
+
+
+FULL_BELOW = 1 << 20  # a write that fails with under 1 MiB left has run out of space
+
+
+def _free(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return FULL_BELOW
+
+
+def disk_full(path: Path) -> DiskFull:
+    """The ENOSPC of writing `path` as one line naming it and its folder's free space
+    (Python's own is "[Errno 28] No space left on device", without a path)."""
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**20:,.2f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return DiskFull(
+        errno.ENOSPC,
+        f"no space left to write {path} ({path.parent}: {free}); free some space there, "
+        "then continue where it stopped (--resume)",
+    )
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> Path:
