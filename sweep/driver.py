@@ -26,6 +26,7 @@ from nrfer.sr import ensure_sr
 from sweep import resume as sweep_state
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.console import Console, quiet
+from sweep.disk_guard import DiskGuard
 from sweep.local_ray import init_ray
 from sweep.preflight import check_storage, storage_dir
 from sweep.report import write_report
@@ -275,7 +276,8 @@ def _run_sweep(
     )
     if resume:  # what the killed driver left of trials that ended (or that Tune never saved)
         sweep_leftovers(exp_dir, status_callback, retention, spec, run.restore)
-    callbacks = [status_callback]
+    guard = DiskGuard(guarded_folders(exp_dir, run.uri))
+    callbacks = [status_callback, guard]
     if verbose == 0:  # our lines instead of Tune's tables (1: its tables, 2: and logs)
         callbacks.append(
             Console(
@@ -298,6 +300,7 @@ def _run_sweep(
         callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
         summary = summarize(spec, tracker, results, wall, space_file.name, len(ended), exp_dir)
         summary.update(
+            stopped_because=guard.reason,
             storage=str(exp_dir),
             data_load_s=data_s,
             sr_caches=sr_builds,
@@ -318,6 +321,14 @@ def _run_sweep(
         replay_records(exp_dir / METRIC_RECORDS, run.uri)
         tracker.close_open_trials("KILLED")
         tracker.end_parent(status)
+
+
+def guarded_folders(exp_dir: Path, uri: str) -> dict[str, Path]:
+    """The folders a sweep writes to that can fill: its storage, and a SQLite store's."""
+    folders = {"storage": exp_dir}
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        folders["the MLflow store's folder"] = Path(uri.removeprefix("sqlite:///")).parent
+    return folders
 
 
 def sweep_leftovers(

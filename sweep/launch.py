@@ -147,6 +147,8 @@ def _launch(args) -> int:
         print(f"\n{summary['study_table']}")
         print(f"again, or while a study runs: nrfer study table --sweep {spec.name}")
     print_ui_pointer(summary, spec, args.tracking_uri)
+    if summary.get("stopped_because"):  # said when it happened; again as the last line
+        print(f"error: {summary['stopped_because']}", file=sys.stderr)
     return exit_code(summary)
 
 

@@ -47,15 +47,18 @@ def write_space(tmp_path, synthetic_root, scheduler, num_samples, seed=2) -> Pat
 class Sweep:
     """One sweep's launches, its MLflow store and Tune's saved state."""
 
-    def __init__(self, tmp_path, space: Path, storage: str = "storage") -> None:
+    def __init__(
+        self, tmp_path, space: Path, storage: str = "storage", store: Path | None = None
+    ) -> None:
         from mlflow.tracking import MlflowClient
 
         self.tmp, self.space, self.launches, self.storage = tmp_path, space, 0, storage
+        self.store = store or tmp_path / "mlflow.db"
         # the temp folder of every process of the sweep: what is left there was leaked
         self.tmpdir = tmp_path / "tmp"
         self.tmpdir.mkdir(exist_ok=True)
         self.exp_dir = tmp_path / storage / "resume"
-        self.client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+        self.client = MlflowClient(f"sqlite:///{self.store}")
 
     def log(self, i: int | None = None) -> str:
         i = self.launches - 1 if i is None else i
@@ -70,7 +73,7 @@ class Sweep:
             "--storage",
             str(self.tmp / self.storage),
             "--tracking-uri",
-            f"sqlite:///{self.tmp / 'mlflow.db'}",
+            f"sqlite:///{self.store}",
             *extra,
         ]
         out = open(self.tmp / f"log-{self.storage}-{self.launches}.txt", "w")
@@ -136,7 +139,8 @@ class Sweep:
             shutil.move(self.tmp / name, new_tmp / name)
         # (the artifacts beside the store stay: the store holds their absolute paths)
         self.tmp, self.exp_dir = new_tmp, new_tmp / self.storage / "resume"
-        self.client = MlflowClient(f"sqlite:///{new_tmp / 'mlflow.db'}")
+        self.store = new_tmp / "mlflow.db"
+        self.client = MlflowClient(f"sqlite:///{self.store}")
 
     def instance(self) -> str | None:
         state = self.exp_dir / "nrfer_sweep.yaml"
