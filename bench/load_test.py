@@ -68,9 +68,9 @@ def run_load(trials: int, concurrent: int, reuse: bool) -> dict:
     from mlflow.tracking import MlflowClient
 
     from nrfer.data.synthetic import write_ferplus
-    from sweep.driver import run_sweep
-    from sweep.local_ray import LOCAL_RAY_IP
-    from sweep.space import load_space
+    from sweep.runtime.driver import run_sweep
+    from sweep.runtime.local_ray import LOCAL_RAY_IP
+    from sweep.spec.space import load_space
 
     tmp = Path(tempfile.mkdtemp(prefix="nrfer-load-"))
     root = write_ferplus(tmp / "ferplus", seed=3, n_train=300, n_val=100, n_test=100)
@@ -135,7 +135,7 @@ def run_load(trials: int, concurrent: int, reuse: bool) -> dict:
         "distinct_trials": len(set(ids)),
         "finished": finished,
         "with_epoch_logged": with_epoch,
-        "ray_errors": summary["num_errors"],
+        "ray_errors": summary.num_errors,
         "wall_s": wall,
         "s_per_trial": wall / trials,
         "driver_rss_peak_mib": max(m for _, m in sampler.samples),

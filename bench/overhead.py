@@ -8,9 +8,9 @@ synthetic faces: ~0.1 s an epoch) on the same data, the same N, concurrency and 
 in the same local Ray:
 - anchor: `tune.Tuner` + Ray's `OptunaSearch` (TPE, in memory) + `ASHAScheduler` +
   `MLflowLoggerCallback` (SQLite), the trainable reporting each epoch, no checkpoints;
-- ours: `sweep.driver.run_sweep` (our searcher on its SQLite study, resumable ASHA, parent
+- ours: `sweep.runtime.driver.run_sweep` (our searcher on its SQLite study, resumable ASHA, parent
   and nested MLflow runs with params, tags, datasets, system metrics, config and previews,
-  an epoch checkpoint per report, the retention of sweep.retention).
+  an epoch checkpoint per report, the retention of sweep.runtime.retention).
 Reported per arm: s/trial over Tune's fit (and in the first and last quarter of the trials,
 from the runs' end times: flat is what "stays flat as N grows" means), start-up before the
 first trial, driver RSS, and for ours where the time goes (the driver's trial-end callback,
@@ -96,7 +96,7 @@ def anchor_trainable(config, base: dict, data):
     from ray import tune
 
     from nrfer.train import fit
-    from sweep.space import apply_params
+    from sweep.spec.space import apply_params
 
     cfg = apply_params(base, config)
 
@@ -170,8 +170,8 @@ def run_anchor(n: int, epochs: int, concurrent: int, base: dict, data, tmp: Path
 def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from sweep import driver
-    from sweep.space import load_space
+    from sweep.runtime import driver
+    from sweep.spec.space import load_space
     from sweep.tracking import sweep_run
 
     spent = {"callback_s": 0.0, "callbacks": 0}
@@ -186,7 +186,7 @@ def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict
             spent["callbacks"] += 1
 
     sweep_run.TrialStatusCallback.on_trial_complete = timed
-    from sweep import search
+    from sweep.runtime import search
 
     suggest = search.SweepSearch.suggest
     asked = {"s": 0.0, "n": 0}
@@ -231,13 +231,13 @@ def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict
     return {
         "arm": "ours",
         "trials": n,
-        "errors": summary["num_errors"],
+        "errors": summary.num_errors,
         "runs": len(runs),
-        "fit_s": summary["wall_s"],
-        "s_per_trial": summary["wall_s"] / n,
+        "fit_s": summary.wall_s,
+        "s_per_trial": summary.wall_s / n,
         "first_quarter_s_per_trial": first,
         "last_quarter_s_per_trial": last,
-        "startup_s": total - summary["wall_s"],
+        "startup_s": total - summary.wall_s,
         "total_s": total,
         "driver_callback_s_per_trial": spent["callback_s"] / max(spent["callbacks"], 1),
         "trial_outside_epochs_s": sum(outside) / max(len(outside), 1),
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     from nrfer.config import make_config
     from nrfer.data import load_data
     from nrfer.data.synthetic import write_ferplus
-    from sweep.local_ray import init_ray
+    from sweep.runtime.local_ray import init_ray
 
     tmp = Path(tempfile.mkdtemp(prefix="nrfer-overhead-"))
     root = str(write_ferplus(tmp / "ferplus", seed=3, n_train=64, n_val=32, n_test=32))

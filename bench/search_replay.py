@@ -65,7 +65,7 @@ def record(
 
     import optuna
 
-    from sweep.space import load_space
+    from sweep.spec.space import load_space
 
     spec = load_space(space)
     spec.early_stopping.max_epochs = epochs
@@ -164,10 +164,10 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
     import optuna
     from ray import tune
 
-    from sweep.scheduler import build_early_stopping
-    from sweep.search import SweepSearch
-    from sweep.sections import EarlyStopping
-    from sweep.space import load_space
+    from sweep.runtime.scheduler import build_early_stopping
+    from sweep.runtime.search import SweepSearch
+    from sweep.spec.sections import EarlyStopping
+    from sweep.spec.space import load_space
 
     searcher_name, stopping, prune_aware = ARMS[arm]
     spec = load_space(SPACE["file"])
@@ -352,7 +352,7 @@ def run(
     import ray
 
     from bench.common import record as record_results
-    from sweep.local_ray import init_ray
+    from sweep.runtime.local_ray import init_ray
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recorded = json.loads(curves_file.read_text())
@@ -545,7 +545,7 @@ def main() -> int:
     if args.cmd == "record":
         record(args.n, args.epochs, args.workers, args.seed, args.out, args.space)
     else:
-        from sweep.space import load_space
+        from sweep.spec.space import load_space
 
         demo = load_space("demo.yaml").early_stopping
         args.grace = args.grace or getattr(demo, "grace_period", None) or 1

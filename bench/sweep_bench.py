@@ -51,8 +51,8 @@ def space(name: str, root: str, samples: int, epochs: int, scheduler: str, searc
 
 
 def run(spec_dict: dict, tmp: Path):
-    from sweep.driver import run_sweep
-    from sweep.space import load_space
+    from sweep.runtime.driver import run_sweep
+    from sweep.spec.space import load_space
 
     path = tmp / f"{spec_dict['name']}.yaml"
     path.write_text(yaml.safe_dump(spec_dict))
@@ -84,11 +84,11 @@ def overhead(root: str, tmp: Path) -> list[dict]:
 
     spec = space("overhead", root, samples=4, epochs=2, scheduler="fifo", searcher="tpe")
     summary, wall = run(spec, tmp)
-    results = summary["results"]
+    results = summary.results
     trial_time = sum(float(r.metrics["time_total_s"]) for r in results)
     ray.shutdown()
 
-    from sweep.space import apply_params, parse_space
+    from sweep.spec.space import apply_params, parse_space
 
     sweep_spec = parse_space(spec, "overhead")
     base = sweep_spec.base_config()
@@ -107,14 +107,14 @@ def overhead(root: str, tmp: Path) -> list[dict]:
     rows = [
         {
             "sweep_wall_s": wall,
-            "tune_wall_s": summary["wall_s"],
+            "tune_wall_s": summary.wall_s,
             "trials_sum_s": trial_time,
             "ideal_wall_s": ideal,
             "plain_loop_1core_s": plain_seq,
-            "overhead_ratio": summary["wall_s"] / ideal,
+            "overhead_ratio": summary.wall_s / ideal,
             "ray_init_s": ray_init,
             "mlflow_start_s": mlflow_start,
-            "data_load_s": summary["data_load_s"],
+            "data_load_s": summary.data_load_s,
         }
     ]
     print_table("sweep overhead (4 trials x 2 epochs, 2 concurrent, CPU)", rows)
@@ -142,7 +142,7 @@ def search(root: str, tmp: Path, samples: int) -> list[dict]:
     arms = {}
     for name, sched, searcher in (("asha_tpe", "asha", "tpe"), ("fifo_random", "fifo", "random")):
         summary, wall = run(space(name, root, samples, 4, sched, searcher), tmp)
-        results = summary["results"]
+        results = summary.results
         best = max(float(r.metrics_dataframe["val_acc"].max()) for r in results)
         epochs = sum(int(r.metrics["training_iteration"]) for r in results)
         arms[name] = (results, best, epochs, wall)

@@ -5,7 +5,7 @@
 Starts `mlflow ui` on the store (127.0.0.1, a free port), waits until it answers, and drives
 headless Chromium (`apt-get install chromium`) over the DevTools protocol (docs/cdp.py) from
 a FRESH profile with nothing pre-set (what a new user has): each page is opened by the link
-`nrfer ui` prints (sweep.ui.runs_link: the model-training view, the sweep's trials, best
+`nrfer ui` prints (sweep.commands.ui.runs_link: the model-training view, the sweep's trials, best
 first), gets --wait-s seconds to render, and screenshots are saved of:
 
 - runs.png: the sweep's experiment, opened on its trials with their names and datasets;
@@ -70,15 +70,15 @@ WIDEN_RUN_NAME = """(() => {
 
 def pages(client, sweep: str | None) -> dict[str, str]:
     """name -> URL path after '#'."""
-    from sweep.reproduce import find_sweep
+    from sweep.tracking.sweep_run import find_sweep
 
     parent = find_sweep(client, sweep)
     exp_id, parent_id = parent.info.experiment_id, parent.info.run_id
     best = parent.data.tags.get("nrfer.best_trial_run_id")
     if not best:
         raise SystemExit(f"sweep {parent.info.run_name}: no best trial recorded (unfinished?)")
+    from sweep.commands.ui import runs_link
     from sweep.tracking import INSTANCE
-    from sweep.ui import runs_link
 
     run = f"/experiments/{exp_id}/runs"
     view = "?workflowType=machine_learning"

@@ -338,17 +338,43 @@ def set_by_path(d: dict, path: str, value: Any, where: str = "--set") -> None:
     node[keys[-1]] = value
 
 
-def parse_overrides(items: list[str] | None) -> dict:
-    """['a.b=1', 'c=x'] -> nested dict; values parsed as YAML (1 -> int, 1e-4 -> float,
-    true -> bool) by the same hardened parser as config files."""
-    out: dict = {}
+def apply_overrides(
+    raw: dict,
+    items: list[str] | None,
+    error: type[ValueError] = ConfigError,
+    flat_under: tuple[str, ...] = (),
+) -> dict:
+    """`--set key.path=value` items on a copy of a config or space file's mapping, in order,
+    each set by its path (sections made on the way; a later item wins). Values are parsed
+    as YAML (1 -> int, 1e-4 -> float, true -> bool) by the same hardened parser as the files.
+    Under a key in `flat_under` the rest of the path is one key (a space's
+    `search.optim.lr={loguniform: [1e-4, 1e-2]}`). The one parser of `--set`, for trial
+    configs and space files alike."""
+    out = copy.deepcopy(raw)
     for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key.path=value")
-        key, raw = item.split("=", 1)
-        value = parse_yaml(raw, f"--set {item!r}", ConfigError) if raw != "" else None
-        set_by_path(out, key.strip(), value, where=f"--set {item!r}")
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        where = f"--set {item!r}"
+        if not sep or not key:
+            raise error(f"{where}: expected key.path=value")
+        value = parse_yaml(text, where, error) if text else None
+        head, _, rest = key.partition(".")
+        if head in flat_under and rest:
+            section = out.setdefault(head, {})
+            if not isinstance(section, dict):
+                raise error(f"{where}: {head}: expected a mapping")
+            section[rest] = value
+            continue
+        try:
+            set_by_path(out, key, value, where=where)
+        except ConfigError as e:
+            raise error(str(e)) from None
     return out
+
+
+def parse_overrides(items: list[str] | None) -> dict:
+    """['a.b=1', 'c=x'] -> nested dict (apply_overrides on an empty mapping)."""
+    return apply_overrides({}, items)
 
 
 def deep_merge(base: dict, over: dict) -> dict:
@@ -477,7 +503,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     raw = read_yaml(path) if path else {}
     source = str(path) if path else "defaults"
     if overrides:
-        raw = deep_merge(raw, parse_overrides(overrides))
+        raw = apply_overrides(raw, overrides)
         source += " + --set"
     return make_config(raw, source)
 

@@ -14,7 +14,7 @@ section). Another dataset's classes are matched to the model's by name: a model 
 dataset lacks (FER+'s contempt in RAF-DB) has its logit dropped, and said so; a dataset
 class the model never learned is an error naming it. --tta flip averages the probabilities
 of each face and its mirror. A model in MLflow (models:/NAME@champion) is
-`python -m sweep.evaluate`, the same command with MLflow at the sweep layer.
+`python -m sweep.commands.evaluate`, the same command with MLflow at the sweep layer.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nrfer.commands import TTA
 from nrfer.engine import autocast
 from nrfer.metrics import calibration, confusion_update, reliability_bins, summarize
+from nrfer.parsers import TTA
 
 # other spellings of our class names in released label files and model cards
 ALIASES = {
@@ -331,12 +331,12 @@ def run(args, resolve) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from nrfer.cli import run_command
-    from nrfer.commands import evaluate_parser
+    from nrfer.parsers import evaluate_parser
     from nrfer.predict import local_model
 
     return run_command(
         evaluate_parser(__doc__),
-        lambda args: run(args, lambda m: local_model(m, "sweep.evaluate")),
+        lambda args: run(args, lambda m: local_model(m, "sweep.commands.evaluate")),
         argv,
     )
 

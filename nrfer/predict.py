@@ -5,7 +5,7 @@
 
 --model takes a best.pt checkpoint (self-contained: weights, config, class names, input
 shape) or a training output folder. A model in MLflow (models:/NAME@champion, the alias
-reproduce-best sets; models:/NAME/VERSION; runs:/...) is `python -m sweep.predict`, the
+reproduce-best sets; models:/NAME/VERSION; runs:/...) is `python -m sweep.commands.predict`, the
 same command with MLflow at the sweep layer (nrfer never imports it).
 Images of any size and colour are converted as in training (grayscale, resized to the
 training input size, or to the pre-SR size and then through the same SR stage). A bad path or an undecodable image is an error for that image only.
@@ -26,11 +26,11 @@ from PIL import Image, UnidentifiedImageError
 
 from nrfer.checkpoint import load_checkpoint, load_into, require
 from nrfer.cli import one_line, run_command
-from nrfer.commands import is_model_uri, predict_parser
 from nrfer.config import make_config
 from nrfer.data.types import DataFormatError, image_to_uint8
 from nrfer.device import resolve_device
 from nrfer.models import build_model
+from nrfer.parsers import is_model_uri, predict_parser
 
 MAX_SIDE = 4096  # a face a model was trained on is far smaller (FER+ x8 SR: 384 px)
 
@@ -181,7 +181,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return img
 
 
-def local_model(model: str, command: str = "sweep.predict") -> Path:
+def local_model(model: str, command: str = "sweep.commands.predict") -> Path:
     """`--model` of this command: a local path; an MLflow URI names the command that reads it."""
     if is_model_uri(model):
         raise ValueError(

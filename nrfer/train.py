@@ -33,7 +33,6 @@ from nrfer.checkpoint import (
     save_checkpoint,
 )
 from nrfer.cli import check_out_dir, run_command
-from nrfer.commands import train_parser
 from nrfer.config import (
     ConfigError,
     TrialConfig,
@@ -50,6 +49,7 @@ from nrfer.evaluate import predict_batches, save_predictions, scores, split_vote
 from nrfer.losses import LOSSES, uses_prior
 from nrfer.models import build_model
 from nrfer.optim import build_lr_schedule, build_optimizer
+from nrfer.parsers import train_parser
 from nrfer.viz import confusion_image, resizer_grid
 
 

@@ -57,13 +57,13 @@ def run_tiny_sweep(tmp_path, monkeypatch):
         import ray
         import yaml
 
-        from sweep.driver import run_sweep
-        from sweep.space import load_space
+        from sweep.runtime.driver import run_sweep
+        from sweep.spec.space import load_space
 
         path = tmp_path / f"{space['name']}.yaml"
         path.write_text(yaml.safe_dump(space))
         monkeypatch.chdir(tmp_path)
-        from sweep.local_ray import init_ray
+        from sweep.runtime.local_ray import init_ray
 
         init_ray(verbose=0, **{"num_cpus": 2, **ray_args})
         try:

@@ -56,3 +56,51 @@ def write_rafdb(root, n_per_class: int = 3):
                 lines.append(f"{name} {label}")
     (root / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
     return root
+
+
+# A sweep folder's trials as the checkpoint retention sees them (test_retention, test_ledger)
+def trial_files(exp, trial_id: str) -> tuple:
+    """A trial as a sweep leaves it: its work folder with best.pt, two Tune checkpoints."""
+    from sweep.runtime.retention import work_dir
+
+    work = work_dir(exp, trial_id)
+    (work / "checkpoint").mkdir(parents=True)
+    (work / "checkpoint" / "best.pt").write_bytes(b"w" * 100)
+    (work / "previews").mkdir()
+    tune_dir = exp / f"trial_{trial_id}"
+    for i in (3, 4):
+        (tune_dir / f"checkpoint_00000{i}").mkdir(parents=True)
+        (tune_dir / f"checkpoint_00000{i}" / "last.pt").write_bytes(b"s" * 300)
+    (tune_dir / "result.json").write_text("{}")
+    return work, tune_dir
+
+
+class Store:
+    """A CheckpointStore over a folder standing in for the runs' artifacts: what each trial
+    has uploaded, its tag, and switches that make a call fail as an MLflow outage does."""
+
+    def __init__(self, root) -> None:
+        self.root, self.tags, self.down = root / "artifacts", {}, set()
+
+    def upload(self, trial_id, best) -> bool:
+        assert best == self.root.parent / "work" / trial_id / "checkpoint" / "best.pt"
+        if "upload" in self.down:
+            return False
+        (self.root / trial_id).mkdir(parents=True, exist_ok=True)
+        (self.root / trial_id / "best.pt").write_bytes(best.read_bytes())
+        return True
+
+    def drop(self, trial_id) -> bool:
+        if "drop" in self.down:
+            return False
+        (self.root / trial_id / "best.pt").unlink(missing_ok=True)
+        return self.tag(trial_id, False)
+
+    def tag(self, trial_id, kept) -> bool:
+        if "tag" in self.down:
+            return False
+        self.tags[trial_id] = kept
+        return True
+
+    def held(self) -> set:
+        return {p.parent.name for p in self.root.glob("*/best.pt")}

@@ -119,3 +119,67 @@ def test_sweep_never_imports_the_launcher():
         if target.split(".")[0] == "launch"
     ]
     assert upward == []
+
+
+# sweep/'s rooms, lowest first: a module imports from its own room and the rooms below it;
+# commands reach the runtime only through `sweep.runtime` (its public names), never its
+# modules; nothing below the commands imports them.
+ROOMS = {
+    "sweep.compat": set(),
+    "sweep.spec": set(),
+    "sweep.tracking": {"sweep.compat", "sweep.spec"},
+    "sweep.analysis": {"sweep.compat", "sweep.spec", "sweep.tracking"},
+    "sweep.runtime": {"sweep.compat", "sweep.spec", "sweep.tracking", "sweep.analysis"},
+    "sweep.commands": {
+        "sweep.compat",
+        "sweep.spec",
+        "sweep.tracking",
+        "sweep.analysis",
+        "sweep.runtime",  # the package's public names only (checked below)
+    },
+}
+
+
+def room(module: str) -> str | None:
+    return next((r for r in ROOMS if module == r or module.startswith(r + ".")), None)
+
+
+def test_every_sweep_module_is_in_a_room():
+    homeless = [
+        m for m in module_names("sweep") if room(m) is None and m not in ("sweep", "sweep.cli")
+    ]
+    assert homeless == []
+
+
+def test_rooms_import_downward_and_commands_use_the_runtime_s_public_names():
+    from sweep.runtime import PUBLIC
+
+    public = {"sweep.runtime", *(f"sweep.runtime.{n}" for n in PUBLIC)}
+    bad = []
+    for name, path in module_names("sweep").items():
+        mine = room(name)
+        for target, line in imported_names(name, path):
+            theirs = room(target)
+            if mine is None or theirs is None or theirs == mine:
+                continue
+            where = f"{path.relative_to(REPO)}:{line}: {target}"
+            if theirs not in ROOMS[mine]:
+                bad.append(where)
+            elif theirs == "sweep.runtime" and target not in public:
+                bad.append(where + " (use `from sweep.runtime import ...`)")
+    assert bad == []
+
+
+def test_the_runtime_s_public_names_resolve():
+    import sweep.runtime
+
+    missing = [n for n in sweep.runtime.__all__ if not hasattr(sweep.runtime, n)]
+    assert missing == []
+
+
+def test_no_public_runtime_name_is_also_a_module_name():
+    """`from sweep.runtime import x` gives the module x once it is imported, whatever
+    `__getattr__` says: a function may not share its module's name."""
+    from sweep.runtime import PUBLIC
+
+    assert [n for n in PUBLIC if (REPO / "sweep" / "runtime" / f"{n}.py").exists()] == []

@@ -15,7 +15,7 @@ CONFIG_SECTIONS = {"model", "train", "optim", "loss", "augment", "scheduler"}
 
 def examples() -> list[tuple[str, str]]:
     files = [REPO / "README.md", REPO / "Makefile", *sorted((REPO / "docs").glob("*.md"))]
-    files += sorted((REPO / "sweep").glob("*.py")) + sorted((REPO / "nrfer").glob("*.py"))
+    files += sorted((REPO / "sweep").rglob("*.py")) + sorted((REPO / "nrfer").glob("*.py"))
     out = []
     for path in files:
         text = " ".join(path.read_text(encoding="utf-8").split())  # examples wrap lines
@@ -40,7 +40,7 @@ def test_the_examples_are_found():
 @pytest.mark.parametrize(("where", "item"), EXAMPLES)
 def test_every_documented_set_example_is_accepted(where, item):
     from nrfer.config import load_config, make_config, parse_overrides
-    from sweep.space import load_space
+    from sweep.spec.space import load_space
 
     section = item.split("=", 1)[0].split(".", 1)[0]
     if section in SPACE_SECTIONS:  # nrfer sweep --set
@@ -57,7 +57,7 @@ def test_every_documented_set_example_is_accepted(where, item):
 )
 def test_numbers_read_as_numbers_in_space_files_and_set(text, value, tmp_path):
     from nrfer.config import parse_overrides
-    from sweep.space import load_space
+    from sweep.spec.space import load_space
 
     spec = load_space("demo", [f"search.optim.lr={{loguniform: [{text}, 1]}}"])
     (lr,) = [p for p in spec.params if p.key == "optim.lr"]

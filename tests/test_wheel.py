@@ -143,7 +143,7 @@ def test_the_dispatcher_names_an_unknown_command():
 
 
 def test_the_light_parsers_choices_are_the_codes_own():
-    from nrfer import commands
+    from nrfer import parsers as commands
     from nrfer.data import SPLITS
     from nrfer.sr.apply import METHODS
 

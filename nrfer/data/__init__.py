@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nrfer.data.ferplus import read_ferplus
-from nrfer.data.ferplus_folders import is_ferplus_tree, read_ferplus_folders
+from nrfer.data.ferplus import find_ferplus_files, read_ferplus
+from nrfer.data.ferplus_folders import MS_FOLDERS, is_ferplus_tree, read_ferplus_folders
 from nrfer.data.folders import read_folders
 from nrfer.data.rafdb_affectnet import CLASSES_7, read_affectnet, read_rafdb
 from nrfer.data.synthetic import ensure_synthetic
@@ -28,6 +28,7 @@ __all__ = [
     "DataFormatError",
     "FERData",
     "FERSplit",
+    "check_root",
     "load_data",
     "prior_from_votes",
     "synthetic_root",
@@ -37,8 +38,59 @@ __all__ = [
 # launcher's pre-flight use them): `class_names` in output order, `channels` of the images
 # (None: as the image files are; FER+ folders hold grayscale PNGs), `root` what data.root
 # names ("folder"; "ferplus": fer2013.csv + fer2013new.csv, or Microsoft's folders; None:
-# optional, a cache folder).
+# optional, a cache folder), and `check`: the reader's own look at data.root, cheap (no
+# image is read), raising DataFormatError, so a sweep refuses a wrong root before Ray starts.
 DATASETS: Registry = Registry("dataset")
+
+
+def _no_check(cfg) -> None:
+    """A root the reader makes itself (the synthetic data's cache folder)."""
+
+
+def _folder(cfg) -> None:
+    if not Path(cfg.root or "").is_dir():
+        raise DataFormatError(f"data.root {cfg.root!r} is not a folder")
+
+
+def _microsoft_labels(cfg) -> None:
+    root = Path(cfg.root or "")
+    missing = [d for d in MS_FOLDERS.values() if not (root / d / "label.csv").is_file()]
+    if missing:
+        raise DataFormatError(
+            f"data.root {str(root)!r}: Microsoft's FERPlus folders need "
+            f"{', '.join(f'{d}/label.csv' for d in missing)}"
+        )
+
+
+def _ferplus_root(cfg) -> None:
+    root = Path(cfg.root or "")
+    if is_ferplus_tree(root) and not (root / "fer2013.csv").is_file():
+        _microsoft_labels(cfg)
+    elif not is_ferplus_tree(root):
+        try:
+            find_ferplus_files(root)
+        except DataFormatError as e:
+            raise DataFormatError(
+                f"data.root: {e}. Or try the embedded demo: python launch.py --space demo.yaml"
+            ) from None
+
+
+def _folders_root(cfg) -> None:
+    _folder(cfg)
+    if _microsoft_tree(cfg):
+        _microsoft_labels(cfg)
+
+
+def check_root(cfg) -> None:
+    """cfg: nrfer.config.DataConfig. Whether its data.root (and a learned SR stage's weights)
+    are there as its reader needs them, without reading images; DataFormatError naming the
+    key and what is missing."""
+    DATASETS.props(cfg.dataset)["check"](cfg)
+    if cfg.sr.method == "model" and not Path(cfg.sr.weights or "").is_file():
+        raise DataFormatError(
+            f"data.sr.weights {cfg.sr.weights!r} does not exist "
+            "(train ours with python -m nrfer.sr.train, or export DIC to TorchScript)"
+        )
 
 
 def synthetic_root(cfg) -> Path:
@@ -46,7 +98,7 @@ def synthetic_root(cfg) -> Path:
     return Path(cfg.root or f"data/synthetic-{s.seed}-{s.n_train}-{s.n_val}-{s.n_test}")
 
 
-@DATASETS.register("synthetic", class_names=EMOTIONS, channels=1, root=None)
+@DATASETS.register("synthetic", class_names=EMOTIONS, channels=1, root=None, check=_no_check)
 def _synthetic(cfg) -> FERData:
     s = cfg.synthetic
     root = ensure_synthetic(synthetic_root(cfg), s.seed, s.n_train, s.n_val, s.n_test)
@@ -64,31 +116,35 @@ def _microsoft_tree(cfg) -> bool:
     )
 
 
-@DATASETS.register("ferplus", class_names=EMOTIONS, channels=1, root="ferplus")
+@DATASETS.register("ferplus", class_names=EMOTIONS, channels=1, root="ferplus", check=_ferplus_root)
 def _ferplus(cfg) -> FERData:
     if _microsoft_tree(cfg):
         return _ferplus_folders(cfg)
     return read_ferplus(cfg.root, cfg.label_mode)
 
 
-@DATASETS.register("ferplus_folders", class_names=EMOTIONS, channels=1, root="folder")
+@DATASETS.register(
+    "ferplus_folders", class_names=EMOTIONS, channels=1, root="folder", check=_microsoft_labels
+)
 def _ferplus_folders(cfg) -> FERData:
     return read_ferplus_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 
-@DATASETS.register("folders", class_names=EMOTIONS, channels=None, root="folder")
+@DATASETS.register(
+    "folders", class_names=EMOTIONS, channels=None, root="folder", check=_folders_root
+)
 def _folders(cfg) -> FERData:
     if _microsoft_tree(cfg):
         return _ferplus_folders(cfg)
     return read_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 
-@DATASETS.register("rafdb", class_names=CLASSES_7, channels=1, root="folder")
+@DATASETS.register("rafdb", class_names=CLASSES_7, channels=1, root="folder", check=_folder)
 def _rafdb(cfg) -> FERData:
     return read_rafdb(cfg.root, cfg.image_folder, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 
 
-@DATASETS.register("affectnet", class_names=EMOTIONS, channels=1, root="folder")
+@DATASETS.register("affectnet", class_names=EMOTIONS, channels=1, root="folder", check=_folder)
 def _affectnet(cfg) -> FERData:
     return read_affectnet(cfg.root, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 
 from nrfer.cli import run_command
-from nrfer.commands import data_parser
 from nrfer.config import make_config
 from nrfer.data import load_data
+from nrfer.parsers import data_parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from nrfer.cli import check_out_dir, run_command
-from nrfer.commands import sr_parser
+from nrfer.parsers import sr_parser
 
 
 def read_data(args):

@@ -95,7 +95,7 @@ def train_sr(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from nrfer.commands import add_sr_data
+    from nrfer.parsers import add_sr_data
 
     ap = argparse.ArgumentParser(prog="python -m nrfer.sr.train", description=__doc__)
     add_sr_data(ap)

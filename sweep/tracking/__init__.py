@@ -26,7 +26,7 @@ from sweep.tracking.store import (
     log_metrics,
     tracking_uri,
 )
-from sweep.tracking.sweep_run import SweepTracker, TrialStatusCallback
+from sweep.tracking.sweep_run import SweepNotFound, SweepTracker, find_sweep
 from sweep.tracking.trial import TrialLogger
 
 __all__ = [
@@ -39,7 +39,8 @@ __all__ = [
     "WORKER_HTTP_ENV",
     "SweepTracker",
     "TrialLogger",
-    "TrialStatusCallback",
+    "SweepNotFound",
+    "find_sweep",
     "check_tracking_uri",
     "log_metrics",
     "replay",

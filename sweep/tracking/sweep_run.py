@@ -3,25 +3,17 @@ trials cannot close themselves (stopped by ASHA, crashed), so no run is left RUN
 
 from __future__ import annotations
 
-import functools
 import json
 import platform
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.entities import Param
 from mlflow.tracking import MlflowClient
-from ray import tune
 
-from sweep.compat.ray_tune import saved_trial_statuses
-from sweep.retention import KEPT_TAG, Retention, trial_score, tune_state_time
 from sweep.tracking.store import (
-    DIVERGED,
-    EPOCH_KEYS,
     FINAL_ATTEMPTS,
     INSTANCE,
     INTERRUPTED,
@@ -30,17 +22,14 @@ from sweep.tracking.store import (
     SWEEP_ID,
     TRIAL_ID,
     find_runs,
-    log_metrics,
-    logged_steps,
-    read_history,
     with_retries,
 )
+from sweep.tracking.trial import RunContext
 from sweep.tracking.ui import (
     DESCRIPTION,
     EXPERIMENT_KIND,
     dataset_input,
     sweep_description,
-    trial_description,
 )
 
 
@@ -169,15 +158,13 @@ class SweepTracker:
             self.client.log_inputs(self.parent_id, [dataset_input(d) for d in datasets])
         return self.parent_id
 
-    def context(self) -> dict:
+    def context(self) -> RunContext:
         """What a trial needs to log to its nested run (passed to workers)."""
-        return {
-            "uri": self.uri,
-            "experiment_id": self.experiment_id,
-            "parent_id": self.parent_id,
-            "sweep_id": self.sweep_id,
-            "instance": self.instance,
-        }
+        if self.parent_id is None:
+            raise RuntimeError("the sweep's parent run is not started")
+        return RunContext(
+            self.uri, self.experiment_id, self.parent_id, self.sweep_id, self.instance
+        )
 
     def trial_runs(self, attempts: int = FINAL_ATTEMPTS) -> dict[str, Any]:
         """trial_id -> run, for this sweep instance only. Waits out an MLflow outage (about
@@ -276,217 +263,30 @@ class SweepTracker:
             )
 
 
-class TrialStatusCallback(tune.Callback):
-    """Driver side: closes the runs that their trials could not close themselves, and
-    applies the checkpoint retention (sweep.retention) to each trial that ends."""
+class SweepNotFound(ValueError):
+    """No sweep (or no usable best trial of one) in the tracking store."""
 
-    def __init__(
-        self,
-        tracker: SweepTracker,
-        max_epochs: int,
-        metric: str = "val_acc",
-        ended=None,
-        retention: Retention | None = None,
-        mode: str = "max",
-    ) -> None:
-        self.tracker, self.max_epochs, self.metric, self.mode = tracker, max_epochs, metric, mode
-        self.ended = ended  # sweep.resume.EndedTrials: Tune's ends, recorded whatever MLflow does
-        self.retention = retention
-        self.pending: dict[str, tuple] = {}  # runs not closed while MLflow was away
-        self.unretained: dict[str, tuple] = {}  # ended trials whose best.pt MLflow did not take
-        # retained trials whose files wait for a Tune state saved with them as ended (a resume
-        # from an older state runs them again, from their checkpoint): id -> Tune's folder
-        self.unsaved: dict[str, Any] = {}
-        self._state_seen = 0.0  # the mtime of the newest Tune state read
 
-    def _run(self, trial):
-        return self.tracker.trial_run(trial.trial_id)
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        if self.ended is not None:
-            # a trial that completed before a kill, which Tune (its saved state older than
-            # that) ran again: its trainable returned at once, and its result is the one it
-            # ended with, not the older one of its checkpoint (sweep.resume.EndedTrials)
-            if final := self.ended.final(trial.trial_id):
-                trial.update_last_result(dict(final))
-            self.ended.add(trial.trial_id, dict(trial.last_result or {}))
-        self._close(self._complete, trial)
-        score = trial_score(trial, self.metric, self.mode)
-        if trial.trial_id in self.pending:  # its checkpoint holds epochs MLflow lacks: later
-            self.unretained[trial.trial_id] = (score, trial.path)
-        else:
-            self.retain(trial.trial_id, score, trial.path)
-
-    def retain(self, trial_id: str, score: float | None, trial_dir, saved: bool = False) -> None:
-        """The retention of an ended trial; while MLflow is away, its folder stays and the
-        end of the sweep (or its resume) tries again. Its files are deleted once Tune's
-        saved state has it as ended (`saved`: it has), see `on_step_end`."""
-        if self.retention is None:
-            return
-        if self.retention.end_trial(trial_id, score, self) is None:
-            self.unretained[trial_id] = (score, trial_dir)
-            return
-        self.unretained.pop(trial_id, None)
-        if saved:
-            self.retention.remove_files(trial_id, trial_dir)
-        else:
-            self.unsaved[trial_id] = trial_dir
-
-    def on_step_end(self, iteration, trials, **info):
-        """Delete the files of retained trials once Tune's saved state in the sweep folder
-        has them as ended (Tune saves it every 2 s at most; read when it changed)."""
-        if not self.unsaved:
-            return
-        saved = tune_state_time(self.retention.exp_dir)
-        if saved == self._state_seen:
-            return
-        self._state_seen = saved
-        statuses = saved_trial_statuses(self.retention.exp_dir)
-        for trial_id, trial_dir in list(self.unsaved.items()):
-            if statuses.get(trial_id) == "TERMINATED":
-                self.retention.remove_files(trial_id, trial_dir)
-                del self.unsaved[trial_id]
-
-    def remove_unsaved(self) -> None:
-        """After fit(): Tune saved its final state; every retained trial's files go."""
-        for trial_id, trial_dir in list(self.unsaved.items()):
-            self.retention.remove_files(trial_id, trial_dir)
-        self.unsaved.clear()
-
-    # The retention's CheckpointStore: the trials' MLflow runs (a trial without one has
-    # nothing to drop or tag; its best.pt has nowhere to go, so its files wait).
-    def tag(self, trial_id: str, kept: bool) -> bool:
-        run_id = self.tracker.trial_run_id(trial_id)
-        if run_id is None:
-            return True
-        keep = self.retention.keep if self.retention else None
-        top = "every trial" if keep is None else f"the top {keep} by {self.metric}"
-        text = (
-            f"best.pt kept under checkpoint/ ({top})"
-            if kept
-            else f"best.pt not kept: outside {top} (tracking.keep_checkpoints)"
-        )
-        done = with_retries(lambda: self.tracker.client.set_tag(run_id, KEPT_TAG, text), "tag")
-        return done is not None
-
-    def upload(self, trial_id: str, best: Path) -> bool:
-        run_id = self.tracker.trial_run_id(trial_id)
-        if run_id is None:
-            return False
-        client = self.tracker.client
-        done = with_retries(
-            lambda: client.log_artifact(run_id, str(best), "checkpoint"), "upload best.pt"
-        )
-        return done is not None
-
-    def drop(self, trial_id: str) -> bool:
-        run_id = self.tracker.trial_run_id(trial_id)
-        if run_id is None:
-            return True
-        client = self.tracker.client
-
-        def drop() -> bool:
-            uri = client.get_run(run_id).info.artifact_uri
-            get_artifact_repository(uri).delete_artifacts("checkpoint")
-            return True
-
-        if with_retries(drop, f"delete the best.pt of {trial_id}") is None:
-            return False
-        return self.tag(trial_id, False)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        if self.ended is not None:
-            self.ended.add(trial.trial_id, None)
-        self._close(self._error, trial)
-
-    def _close(self, how, trial) -> None:
-        """A few quick tries (the sweep goes on meanwhile); kept for `flush_pending` if
-        MLflow is away."""
-        if with_retries(lambda: how(trial), f"close the run of {trial.trial_id}", 3) is None:
-            self.pending[trial.trial_id] = (how, trial)
-        else:
-            self.pending.pop(trial.trial_id, None)
-
-    def flush_pending(self) -> int:
-        """At the end of the sweep: close the runs an outage left open, waiting it out like a
-        finishing trial does. Returns how many are still open."""
-        for trial_id, (how, trial) in list(self.pending.items()):
-            close = functools.partial(how, trial)
-            done = with_retries(close, f"close the run of {trial_id}", FINAL_ATTEMPTS)
-            if done is not None:
-                del self.pending[trial_id]
-        for trial_id, (score, trial_dir) in list(self.unretained.items()):
-            if trial_id not in self.pending:  # else its files wait for the resume
-                self.retain(trial_id, score, trial_dir)
-        if self.retention is not None:
-            self.retention.finish_evictions(self)
-        self.remove_unsaved()
-        return len(self.pending)
-
-    def _log_unlogged_epochs(self, trial, run_id: str) -> None:
-        """A trial logs an epoch after Tune takes its checkpoint; when Tune stops the trial
-        there (ASHA, max epochs) or it dies, the epochs its checkpoint holds, and the one its
-        last result reports, are logged here."""
-        ckpt = trial.checkpoint
-        rows = read_history(ckpt.path) if ckpt is not None and ckpt.path else []
-        last = trial.last_result or {}
-        if "epoch" in last and all(k in last for k in EPOCH_KEYS) and not last.get("diverged"):
-            rows.append(last)  # (a trial run again after a kill: its checkpoint is older)
-        if not rows:
-            return
-        client = self.tracker.client
-        have = logged_steps(client, run_id)
-        now = int(time.time() * 1000)
-        missing = [
-            Metric(k, float(row[k]), now, int(row["epoch"]))
-            for row in rows
-            for k in EPOCH_KEYS
-            if (k, int(row["epoch"])) not in have
-        ]
-        log_metrics(client, run_id, missing)
-
-    def _describe(self, run, trial, how: str) -> None:
-        result = trial.last_result or {}
-        if how == "finished" and result.get("diverged"):
-            how = "diverged"
-        text = trial_description(result, self.metric, self.max_epochs, how)
-        self.tracker.client.set_tag(run.info.run_id, DESCRIPTION, text)
-
-    def _complete(self, trial) -> None:
-        run = self._run(trial)
-        if run is None:
-            return
-        epochs = int((trial.last_result or {}).get("training_iteration", 0))
-        # still open: the scheduler stopped it (its trainable never returned to close it);
-        # KILLED: a resume closed it, the driver having been killed before it could
-        still_open = run.info.status in ("RUNNING", "KILLED")
-        stopped = still_open and epochs < self.max_epochs
-        self._describe(run, trial, "stopped" if stopped else "finished")
-        if not still_open:
-            return
-        client, run_id = self.tracker.client, run.info.run_id
-        self._log_unlogged_epochs(trial, run_id)
-        # Still RUNNING after the trial ended: the scheduler stopped it early.
-        client.set_tag(run_id, "nrfer.stopped_early", str(epochs < self.max_epochs).lower())
-        if STATE_TAG in run.data.tags:
-            client.delete_tag(run_id, STATE_TAG)
-        client.set_terminated(run_id, "FINISHED")
-
-    def _error(self, trial) -> None:
-        run = self._run(trial)
-        if run is None:
-            return
-        client, run_id = self.tracker.client, run.info.run_id
-        self._describe(run, trial, "failed")
-        self._log_unlogged_epochs(trial, run_id)
-        error = Path(trial.error_file) if trial.error_file else None
-        if error is not None and error.is_file():
-            with_retries(
-                lambda: client.log_artifact(run_id, str(error), "error"), "upload traceback"
+def find_sweep(client: MlflowClient, sweep: str | None):
+    """The parent run of sweep `sweep` (an experiment name), else the most recent sweep."""
+    if sweep:
+        exp = client.get_experiment_by_name(sweep)
+        if exp is None:
+            names = [e.name for e in client.search_experiments()]
+            raise SweepNotFound(
+                f"no sweep named {sweep!r} in the tracking store; sweeps there: {', '.join(names) or 'none'}"
             )
-            if DIVERGED in error.read_text(errors="replace"):
-                client.set_tag(run_id, "nrfer.diverged", "true")
-        client.set_tag(run_id, "nrfer.failed", "true")
-        if STATE_TAG in run.data.tags:
-            client.delete_tag(run_id, STATE_TAG)
-        client.set_terminated(run_id, "FAILED")
+        experiments = [exp.experiment_id]
+    else:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(
+        experiments,
+        filter_string=f"tags.`{ROLE}` = 'sweep'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise SweepNotFound(
+            f"no sweep run (tag {ROLE}=sweep) found{' for ' + sweep if sweep else ''}; run launch.py first"
+        )
+    return runs[0]

@@ -12,6 +12,7 @@ import logging
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,18 @@ def node_ip() -> str:
         return platform.node()
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """Where a trial's run goes: the store, the sweep's experiment and parent run, and the
+    sweep's name and instance (handed from the driver to every trial)."""
+
+    uri: str
+    experiment_id: str
+    parent_id: str
+    sweep_id: str
+    instance: str
+
+
 class TrialLogger:
     """Worker side: the nested run of one trial.
 
@@ -58,8 +71,8 @@ class TrialLogger:
     server stays away; `python -m sweep.tracking replay FILE` uploads such a record later.
     """
 
-    def __init__(self, context: dict, trial_id: str, record: Path | None = None) -> None:
-        self.client = MlflowClient(context["uri"])
+    def __init__(self, context: RunContext, trial_id: str, record: Path | None = None) -> None:
+        self.client = MlflowClient(context.uri)
         self.context, self.trial_id = context, trial_id
         self.run_id: str | None = None
         self.record = record
@@ -82,8 +95,8 @@ class TrialLogger:
         def find_or_create() -> str:
             found = find_runs(
                 self.client,
-                ctx["experiment_id"],
-                {INSTANCE: ctx["instance"], TRIAL_ID: self.trial_id},
+                ctx.experiment_id,
+                {INSTANCE: ctx.instance, TRIAL_ID: self.trial_id},
             )
             if found:  # Ray retried the trial (or a resumed sweep continues it): same run
                 run = found[0]
@@ -97,17 +110,17 @@ class TrialLogger:
                 return run.info.run_id
             tags = {
                 ROLE: "trial",
-                SWEEP_ID: ctx["sweep_id"],
-                INSTANCE: ctx["instance"],
+                SWEEP_ID: ctx.sweep_id,
+                INSTANCE: ctx.instance,
                 TRIAL_ID: self.trial_id,
-                "mlflow.parentRunId": ctx["parent_id"],
+                "mlflow.parentRunId": ctx.parent_id,
                 "mlflow.runName": name or self.trial_id,
                 "nrfer.sampled": ",".join(sorted(sampled)),  # the keys; values are params
                 "nrfer.node_ip": node_ip(),
                 "nrfer.worker_pid": str(os.getpid()),
                 "nrfer.restarts": "0",
             }
-            run_id = self.client.create_run(ctx["experiment_id"], tags=tags).info.run_id
+            run_id = self.client.create_run(ctx.experiment_id, tags=tags).info.run_id
             items = [Param(k, str(v)[:6000]) for k, v in config.items()]
             for i in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[i : i + 100])
@@ -117,9 +130,7 @@ class TrialLogger:
             find_or_create, f"start run of trial {self.trial_id}", START_ATTEMPTS
         )
         if self.run_id is None:
-            raise RuntimeError(
-                f"trial {self.trial_id}: cannot create its MLflow run at {ctx['uri']}"
-            )
+            raise RuntimeError(f"trial {self.trial_id}: cannot create its MLflow run at {ctx.uri}")
         return self.run_id
 
     def log_epoch(self, metrics: dict, step: int) -> None:
@@ -151,7 +162,7 @@ class TrialLogger:
             log.warning(
                 "MLflow unreachable at %s: trial %s keeps %d metric values locally%s and "
                 "retries with the next epoch",
-                self.context["uri"],
+                self.context.uri,
                 self.trial_id,
                 len(self.backlog),
                 f" ({self.record})" if self.record else "",

@@ -115,7 +115,7 @@ def test_classes_map_by_name_and_an_unlearned_class_is_an_error():
 
 def test_bad_model_and_uri_name_what_to_do(capsys, tmp_path):
     assert main(["--model", "models:/nrfer@champion"]) == 2
-    assert "python -m sweep.evaluate" in capsys.readouterr().err
+    assert "python -m sweep.commands.evaluate" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "missing.pt")]) == 2
     assert "missing.pt" in capsys.readouterr().err
 

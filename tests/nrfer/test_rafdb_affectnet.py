@@ -192,7 +192,7 @@ def test_registry_facts_are_what_the_reader_gives(dataset, rafdb_root, affectnet
     be what the reader returns (classes in order, 1 channel), also through input_shape."""
     from nrfer.config import make_config
     from nrfer.data import DATASETS, load_data
-    from sweep.plan import input_shape
+    from sweep.commands.plan import input_shape
 
     root = rafdb_root if dataset == "rafdb" else affectnet_root
     cfg = make_config({"data": {"dataset": dataset, "root": str(root), "image_size": 24}})
@@ -209,5 +209,6 @@ def test_every_dataset_entry_states_its_facts():
 
     for name in DATASETS.names():
         facts = DATASETS.props(name)
-        assert set(facts) == {"class_names", "channels", "root"}, name
+        assert set(facts) == {"class_names", "channels", "root", "check"}, name
         assert set(facts["class_names"]) <= set(EMOTIONS) and facts["channels"] in (1, None)
+        assert callable(facts["check"]), name

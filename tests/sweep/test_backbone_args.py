@@ -7,7 +7,7 @@ from helpers import TINY_VIT, tiny_space
 from nrfer.config import dotted_value as config_value
 from nrfer.config import make_config
 from nrfer.models import build_model
-from sweep.space import parse_space
+from sweep.spec.space import parse_space
 
 
 def test_each_backbone_gets_its_own_arguments(synthetic_root):

@@ -1,4 +1,4 @@
-"""Careless and hostile input to launch.py, sweep.best and the replay command: one
+"""Careless and hostile input to launch.py, sweep.commands.best and the replay command: one
 `error: <where>: <what>` line, exit 2, in seconds, with nothing written; and the local Ray
 set up as the README says (token auth, private temp folder, no AWS keys in runtime envs)."""
 
@@ -15,7 +15,7 @@ import yaml
 import launch
 from helpers import tiny_space
 from procs import free_port
-from sweep.best import main as best_main
+from sweep.commands.best import main as best_main
 from sweep.tracking.replay import main as replay_main
 from sweep.tracking.store import move_credentials_to_env, redact
 
@@ -168,7 +168,7 @@ def test_replay_best_and_predict_inputs(tmp_path, capsys, monkeypatch):
         best_main, ["--sweep", "nope", "--tracking-uri", uri, "--out", str(tmp_path / "o")], capsys
     )
     assert rc == 2 and "no sweep named 'nope' in the tracking store; sweeps there:" in err
-    from sweep.predict import main as predict_main
+    from sweep.commands.predict import main as predict_main
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     rc, err = run(predict_main, ["--model", "models:/missing/1", "x.png"], capsys)
@@ -200,7 +200,7 @@ def test_local_ray_keeps_token_auth_a_private_temp_folder_and_no_aws_copies(monk
     import ray
     from ray.tune.execution import class_cache
 
-    from sweep.local_ray import NOT_PROPAGATED, init_ray
+    from sweep.runtime.local_ray import NOT_PROPAGATED, init_ray
 
     tmp_path = Path(tempfile.mkdtemp(prefix="nr", dir="/tmp"))  # Ray's socket paths are short
     monkeypatch.setenv("NRFER_RAY_TMP", str(tmp_path / "rt"))

@@ -26,8 +26,8 @@ def swept(tmp_path_factory, synthetic_root):
     """A finished 2-trial sweep in a SQLite store."""
     import ray
 
-    from sweep.driver import run_sweep
-    from sweep.space import load_space
+    from sweep.runtime.driver import run_sweep
+    from sweep.spec.space import load_space
 
     tmp = tmp_path_factory.mktemp("best")
     space = {
@@ -65,7 +65,7 @@ def swept(tmp_path_factory, synthetic_root):
 @pytest.fixture(scope="module")
 def reproduced(swept):
     """reproduce-best run once on the sweep: 2 seeds, the best registered as fer-tiny."""
-    from sweep.best import main as best_main
+    from sweep.commands.best import main as best_main
 
     tmp, uri = swept
     out = tmp / "reproduce"
@@ -81,7 +81,7 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
     from nrfer.data.ferplus import read_ferplus
     from nrfer.predict import Predictor
     from nrfer.predict import main as predict_main
-    from sweep.predict import main as mlflow_predict_main
+    from sweep.commands.predict import main as mlflow_predict_main
 
     tmp, uri, out, report = reproduced
     client = MlflowClient(uri)
@@ -169,9 +169,9 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
     assert code == 1 and [x["image"] for x in lines] == [str(tmp / "a.png"), str(tmp / "b.png")]
     assert lines[0]["label"] == expected[0] and "bad.png: cannot be decoded" in captured.err
     assert abs(sum(lines[1]["probabilities"].values()) - 1) < 1e-5
-    # the same through the Model Registry URI: sweep.predict fetches it (nrfer.predict says so)
+    # the same through the Model Registry URI: sweep.commands.predict fetches it (nrfer.predict says so)
     argv = ["--model", "models:/fer-tiny@champion", "--json", str(tmp / "a.png")]
-    assert predict_main(argv) == 2 and "python -m sweep.predict" in capsys.readouterr().err
+    assert predict_main(argv) == 2 and "python -m sweep.commands.predict" in capsys.readouterr().err
     assert mlflow_predict_main([*argv, "--tracking-uri", uri]) == 0
     assert json.loads(capsys.readouterr().out.strip())["label"] == expected[0]
 
@@ -277,7 +277,7 @@ def test_top_k_retrains_each_candidate_and_chooses_by_mean_val(reproduced, capsy
     winner the best mean val (never test), the table on the reproduce run, the winner registered."""
     from mlflow.tracking import MlflowClient
 
-    from sweep.best import main as best_main
+    from sweep.commands.best import main as best_main
 
     tmp, uri, _, _ = reproduced
     out = tmp / "reproduce-top"

@@ -16,7 +16,7 @@ from helpers import REPO
 from sweep.compat import CHECKED_ON, SHIMS, CompatError, verify_all
 from sweep.compat.guard import Shim, check, installed, series
 from sweep.compat.ray_tune import asha_num_stopped, asha_rungs
-from sweep.local_ray import keep_secrets_out_of_runtime_envs
+from sweep.runtime.local_ray import keep_secrets_out_of_runtime_envs
 
 # The framework internals the shims use: no file of sweep/ outside compat/ may name them.
 INTERNALS = {

@@ -27,7 +27,7 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, run_
     space["fixed"]["optim"] = {"name": "sgd"}
     space["searcher"] = "random"  # seeded: the same five draws every run
     summary = run_tiny_sweep(space)
-    client = MlflowClient(summary["tracking_uri"])
+    client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("faults")
     trials = [
         r
@@ -53,7 +53,7 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, run_
         if kind(t) == "diverge":  # stopped after its first epoch, reported as the worst result
             assert len(client.get_metric_history(t.info.run_id, "val_acc")) == 0
     # only the crashes are Ray errors; the diverged trials ended themselves
-    assert summary["num_errors"] == sum(kind(t) == "crash" for t in trials)
+    assert summary.num_errors == sum(kind(t) == "crash" for t in trials)
     parent = next(
         r
         for r in client.search_runs([exp.experiment_id])
@@ -61,7 +61,9 @@ def test_crashing_and_diverging_trials_fail_alone(tmp_path, synthetic_root, run_
     )
     assert parent.info.status == "FINISHED"
     # ASHA counts a crashed or diverged trial at the first rung it did not pass, as the worst
-    state = yaml.safe_load((tmp_path / "storage" / "faults" / "nrfer_asha_rungs.yaml").read_text())
+    state = yaml.safe_load(
+        (tmp_path / "storage" / "faults" / "nrfer_ledger" / "asha_rungs.yaml").read_text()
+    )
     rungs = {r["milestone"]: r["scores"] for r in state["brackets"][0]}
     for t in trials:
         trial_id = t.data.tags["nrfer.trial_id"]

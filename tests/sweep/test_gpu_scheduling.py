@@ -27,8 +27,8 @@ def test_fractional_gpus_are_shared_by_at_most_two_trials(synthetic_root, run_ti
     space["resources"] = {"cpu": 0.5, "gpu": 0.5}
     space["fixed"]["train"]["device"] = "auto"
     summary = run_tiny_sweep(space, num_gpus=2)  # GPUs Ray is told of; there are none
-    assert summary["num_trials"] == 4 and summary["num_errors"] == 0
-    client = MlflowClient(summary["tracking_uri"])
+    assert summary.num_trials == 4 and summary.num_errors == 0
+    client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("gpus")
     runs = [
         r

@@ -26,7 +26,7 @@ def test_missing_ferplus_files_stop_before_ray_and_point_to_the_demo():
 def test_microsoft_folders_without_labels_are_named_before_anything_runs(tmp_path):
     import launch
     from nrfer.data import DataFormatError
-    from sweep.space import load_space
+    from sweep.spec.space import load_space
 
     (tmp_path / "FER2013Train").mkdir()
     space = yaml.safe_load((REPO / "search_spaces" / "ferplus_vit.yaml").read_text())
@@ -89,8 +89,8 @@ def test_resources_larger_than_the_cluster_stop_before_any_trial(
 
 def started_sweep(tmp_path, synthetic_root, status):
     """A space file and the state a sweep of it left under `storage` (as the driver writes it)."""
-    from sweep.resume import write_state
-    from sweep.space import load_space
+    from sweep.runtime.ledger import Ledger
+    from sweep.spec.space import load_space
 
     space = tiny_space(
         "started",
@@ -101,7 +101,9 @@ def started_sweep(tmp_path, synthetic_root, status):
     )
     path = tmp_path / "started.yaml"
     path.write_text(yaml.safe_dump(space))
-    write_state(tmp_path / "st" / "started", load_space(path).to_dict(), status, num_trials=2)
+    Ledger(tmp_path / "st" / "started").write_sweep(
+        load_space(path).to_dict(), status, num_trials=2
+    )
     return path, space
 
 
@@ -125,7 +127,7 @@ def test_resume_with_another_space_is_refused_naming_what_changed(tmp_path, synt
 
 def test_resume_of_a_finished_sweep_says_so_and_touches_nothing(tmp_path, synthetic_root):
     path, _ = started_sweep(tmp_path, synthetic_root, "FINISHED")
-    state = tmp_path / "st" / "started" / "nrfer_sweep.yaml"
+    state = tmp_path / "st" / "started" / "nrfer_ledger" / "sweep.yaml"
     before = state.read_text()
     db = tmp_path / "mlflow.db"
     p = run(
@@ -189,7 +191,9 @@ def test_force_resume_continues_the_sweep_as_it_was_started(tmp_path, synthetic_
         in p.stdout
     )
     assert "sweep started: 2 trials" in p.stdout  # the stored num_samples, not the new one
-    state = yaml.safe_load((tmp_path / "st" / "started" / "nrfer_sweep.yaml").read_text())
+    state = yaml.safe_load(
+        (tmp_path / "st" / "started" / "nrfer_ledger" / "sweep.yaml").read_text()
+    )
     assert state["status"] == "FINISHED" and state["spec"]["budget"]["num_samples"] == 2
 
 

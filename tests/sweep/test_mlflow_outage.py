@@ -57,7 +57,7 @@ def test_server_outage_mid_sweep_loses_no_metric(tmp_path, synthetic_root, run_t
         summary = run_tiny_sweep(space, uri, num_cpus=1)
         thread.join(timeout=120)
         assert seen.get("record"), "no trial kept metrics locally while the server was away"
-        assert summary["num_errors"] == 0
+        assert summary.num_errors == 0
 
         exp = client.get_experiment_by_name("outage")
         runs = client.search_runs([exp.experiment_id])

@@ -93,7 +93,7 @@ def test_ui_stops_within_2_s_of_ctrl_c_and_leaves_nothing(tmp_path):
 def test_mlflow_is_found_beside_the_interpreter_on_path_or_as_a_module(monkeypatch):
     import shutil
 
-    from sweep import ui
+    from sweep.commands import ui
 
     assert ui.mlflow_command() == [str(Path(sys.executable).parent / "mlflow")]
     monkeypatch.setattr(shutil, "which", lambda *a, **k: None)

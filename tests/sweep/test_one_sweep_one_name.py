@@ -19,9 +19,9 @@ from nrfer.config import ConfigError
 from nrfer.data.folders import LABEL_HEADER, read_folders
 from nrfer.data.types import DataFormatError
 from nrfer.predict import read_image
-from sweep.resume import SweepLock
-from sweep.search import study_storage_url
-from sweep.space import SpaceError, load_space, parse_space
+from sweep.runtime.resume import SweepLock
+from sweep.runtime.search import study_storage_url
+from sweep.spec.space import SpaceError, load_space, parse_space
 
 BASE = {
     "name": "x",
@@ -51,7 +51,7 @@ def test_lock_names_its_holder_and_dies_with_it(tmp_path):
         pass
     # a holder that dies without a word (SIGKILL) leaves no stale lock behind
     code = (
-        "import sys, time; sys.path.insert(0, '.'); from sweep.resume import SweepLock; "
+        "import sys, time; sys.path.insert(0, '.'); from sweep.runtime.resume import SweepLock; "
         f"lock = SweepLock({str(tmp_path)!r}, 'demo').__enter__(); print('held', flush=True); "
         "time.sleep(60)"
     )
@@ -67,10 +67,24 @@ def test_lock_names_its_holder_and_dies_with_it(tmp_path):
 
 
 def test_exit_codes_tell_success_interrupt_and_total_failure(capsys):
-    done = {"sweep": "s", "num_trials": 4, "num_errors": 3, "unfinished": 0}
+    from dataclasses import replace
+
+    from sweep.runtime import SweepSummary
+
+    done = SweepSummary(
+        *("s", "run", "sqlite:///m.db", "1", "i"),
+        num_trials=4,
+        num_errors=3,
+        unfinished=0,
+        best=None,
+        leaderboard=[],
+        importance={},
+        wall_s=1.0,
+        results=None,
+    )
     assert launch.exit_code(done) == 0  # one completed trial is a result
-    assert launch.exit_code({**done, "unfinished": 2}) == 3
-    assert launch.exit_code({**done, "num_errors": 4}) == 4
+    assert launch.exit_code(replace(done, unfinished=2)) == 3
+    assert launch.exit_code(replace(done, num_errors=4)) == 4
     assert "none of its 4 trial(s) completed" in capsys.readouterr().err
 
 
@@ -184,26 +198,25 @@ def test_a_huge_image_in_the_folders_reader_is_named(tmp_path, monkeypatch):
 
 
 def test_damaged_resume_files_are_named_before_ray(tmp_path):
-    from sweep.resume import check_resume_files, read_state
+    from sweep.runtime.ledger import ASHA, SWEEP, Ledger, ledger_dir
 
     exp = tmp_path / "demo"
-    exp.mkdir()
+    ledger_dir(exp).mkdir(parents=True)
+    state, rungs = ledger_dir(exp) / SWEEP, ledger_dir(exp) / ASHA
     for text in ("", "- a list\n", "spec: {}\n", "{not yaml"):
-        (exp / "nrfer_sweep.yaml").write_text(text)
+        state.write_text(text)
         with pytest.raises(
-            ConfigError,
-            match=rf"{exp / 'nrfer_sweep.yaml'}: the sweep's state file is (damaged|unreadable)",
+            ConfigError, match=rf"{state}: the sweep's state file is (damaged|unreadable)"
         ):
-            read_state(exp)
+            Ledger(exp).read_sweep()
+    state.unlink()
     for text in ("", "brackets: 3\n", "brackets: [[{scores: {}}]]\n"):
-        (exp / "nrfer_asha_rungs.yaml").write_text(text)
-        with pytest.raises(
-            ConfigError, match=rf"{exp / 'nrfer_asha_rungs.yaml'}: ASHA's rung records are damaged"
-        ):
-            check_resume_files(exp, "asha")
-    check_resume_files(exp, "fifo")  # FIFO does not read them
-    (exp / "nrfer_asha_rungs.yaml").write_text("brackets: [[{milestone: 1, scores: {t1: 0.5}}]]\n")
-    check_resume_files(exp, "asha")
+        rungs.write_text(text)
+        with pytest.raises(ConfigError, match=rf"{rungs}: ASHA's rung records are damaged"):
+            Ledger(exp).check("asha")
+    Ledger(exp).check("fifo")  # FIFO does not read them
+    rungs.write_text("brackets: [[{milestone: 1, scores: {t1: 0.5}}]]\n")
+    Ledger(exp).check("asha")
 
 
 def test_an_experiment_deleted_in_the_ui_is_named(tmp_path):
@@ -224,32 +237,46 @@ def test_an_experiment_deleted_in_the_ui_is_named(tmp_path):
 
 def test_ended_trials_are_kept_beside_tune_state(tmp_path):
     import numpy as np
-    import yaml
 
-    from sweep.resume import EndedTrials, completed_result
+    from sweep.runtime.ledger import Ledger, completed_result
 
-    ended = EndedTrials(tmp_path / "demo")
-    assert not ended.recorded
-    ended.add("t1", {"val_acc": np.float32(0.5), "training_iteration": 3, "config": {"a": 1}})
-    ended.add("t2", None)  # failed
-    ended.add("t2", None)
-    assert len(EndedTrials(tmp_path / "demo")) == 2  # on disk, read back by a resume
-    again = EndedTrials(tmp_path / "demo")
-    assert again.recorded and again.final("t2") is None and again.completed() == {"t1"}
+    ended = Ledger(tmp_path / "demo")
+    result = {"val_acc": np.float32(0.5), "training_iteration": 3, "config": {"a": 1}}
+    ended.trial_ended("t1", result, 0.5, "/t1")
+    ended.trial_ended("t2", None, None, None)  # failed
+    ended.trial_ended("t2", None, None, None)
+    assert len(Ledger(tmp_path / "demo").ended) == 2  # on disk, read back by a resume
+    again = Ledger(tmp_path / "demo")
+    assert again.final("t2") is None and again.completed() == {"t1"}
     assert again.final("t1") == {"val_acc": 0.5, "training_iteration": 3, "config": {"a": 1}}
-    again.add("t2", {"val_acc": 0.6})  # a retry completed it
-    again.add("t2", None)  # a completed trial stays completed
+    again.trial_ended("t2", {"val_acc": 0.6}, 0.6, None)  # a retry completed it
+    again.trial_ended("t2", None, None, None)  # a completed trial stays completed
     assert completed_result(tmp_path / "demo", "t2") == {"val_acc": 0.6}
-    again.keep_only({"t2", "t3"})  # t1 ended after Tune's last save: it runs again
-    assert EndedTrials(tmp_path / "demo").ids == {"t2"}
+    again.forget({"t1"})  # t1 ended after Tune's last save: it runs again
+    assert set(Ledger(tmp_path / "demo").ended) == {"t2"}
     assert completed_result(tmp_path / "demo", "t1") is None
 
-    # a sweep from before the folder: its list is read (each counted completed) and replaced
-    (tmp_path / "old").mkdir()
-    (tmp_path / "old" / EndedTrials.OLD_FILE).write_text(yaml.safe_dump(["a", "b"]))
-    old = EndedTrials(tmp_path / "old")
-    assert old.ids == {"a", "b"} and old.final("a") == {}
-    assert not (tmp_path / "old" / EndedTrials.OLD_FILE).exists()
+
+def test_records_from_before_the_ledger_move_in_once(tmp_path):
+    from sweep.runtime.ledger import ASHA, ENDED, KEPT, SWEEP, Ledger, ledger_dir
+
+    old = tmp_path / "old"
+    (old / "nrfer_ended").mkdir(parents=True)
+    (old / "nrfer_ended" / "t1.json").write_text('{"completed": true, "result": {"val_acc": 0.5}}')
+    (old / "nrfer_sweep.yaml").write_text("spec: {a: 1}\nstatus: RUNNING\ninstance: i1\n")
+    (old / "nrfer_kept_checkpoints.yaml").write_text("kept: {t1: 0.5}\nevicting: []\n")
+    (old / "nrfer_asha_rungs.yaml").write_text("brackets: []\n")
+    ledger = Ledger(old)
+    assert ledger.final("t1") == {"val_acc": 0.5} and ledger.read_sweep()["instance"] == "i1"
+    assert ledger.read_kept() == ({"t1": 0.5}, [])
+    assert sorted(p.name for p in ledger_dir(old).iterdir()) == sorted([ASHA, ENDED, KEPT, SWEEP])
+    assert sorted(p.name for p in old.iterdir()) == ["nrfer_ledger"]  # moved, not copied
+
+    # older still (a list of ids, no results): refused with what to do
+    (tmp_path / "older").mkdir()
+    (tmp_path / "older" / "nrfer_ended.yaml").write_text("- a\n")
+    with pytest.raises(ConfigError, match=r"nrfer_ended.yaml: .*too old to resume; start it anew"):
+        Ledger(tmp_path / "older")
 
 
 def test_a_trial_waits_out_a_short_tracking_outage_at_start(tmp_path):
@@ -260,7 +287,7 @@ def test_a_trial_waits_out_a_short_tracking_outage_at_start(tmp_path):
 
     from mlflow.tracking import MlflowClient
 
-    from sweep.tracking.trial import TrialLogger
+    from sweep.tracking.trial import RunContext, TrialLogger
 
     home = tmp_path / "store"
     home.mkdir()
@@ -271,7 +298,7 @@ def test_a_trial_waits_out_a_short_tracking_outage_at_start(tmp_path):
     shutil.move(home, tmp_path / "away")
     back = threading.Timer(6.0, lambda: shutil.move(tmp_path / "away", home))
     back.start()
-    ctx = {"uri": uri, "experiment_id": exp, "parent_id": parent, "sweep_id": "outage", "instance": "i1"}  # fmt: skip
+    ctx = RunContext(uri, exp, parent, "outage", "i1")
     t0 = time.monotonic()
     run_id = TrialLogger(ctx, "t1").start(
         config={"optim.lr": 0.1}, sampled={"optim.lr": 0.1}, name="t01"
@@ -288,7 +315,7 @@ def test_tracebacks_that_named_nothing_name_the_input(tmp_path):
 
     from nrfer.models.pretrained import PretrainedError, read_state_dict
     from nrfer.predict import checked_input_shape
-    from sweep.search import study_names
+    from sweep.runtime.search import study_names
 
     with pytest.raises(ConfigError, match=r"--optuna-storage 'nosuchdb://x/y' cannot be opened"):
         study_names("nosuchdb://x/y", "--optuna-storage")

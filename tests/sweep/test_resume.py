@@ -143,7 +143,7 @@ class Sweep:
         self.client = MlflowClient(f"sqlite:///{self.store}")
 
     def instance(self) -> str | None:
-        state = self.exp_dir / "nrfer_sweep.yaml"
+        state = self.exp_dir / "nrfer_ledger" / "sweep.yaml"
         return yaml.safe_load(state.read_text())["instance"] if state.is_file() else None
 
     def all_runs(self) -> list:
@@ -165,7 +165,7 @@ class Sweep:
         return [m.step for m in self.client.get_metric_history(run.info.run_id, key)]
 
     def rungs(self) -> dict[int, dict[str, float]]:
-        state = yaml.safe_load((self.exp_dir / "nrfer_asha_rungs.yaml").read_text())
+        state = yaml.safe_load((self.exp_dir / "nrfer_ledger" / "asha_rungs.yaml").read_text())
         return {int(r["milestone"]): r["scores"] for r in state["brackets"][0]}
 
     def assert_complete(self, num_samples: int, scheduler: str, max_epochs: int = EPOCHS) -> dict:
@@ -253,7 +253,9 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
         )
 
     if sig == signal.SIGKILL and scheduler == "asha":  # the same command again: refused
-        sweep.wait(proc, lambda _: (sweep.exp_dir / "nrfer_sweep.yaml").is_file())  # lock held
+        sweep.wait(
+            proc, lambda _: (sweep.exp_dir / "nrfer_ledger" / "sweep.yaml").is_file()
+        )  # lock held
         twin = subprocess.run(proc.args, cwd=REPO, capture_output=True, text=True, timeout=120)
         assert twin.returncode == 2, twin.stdout[-2000:] + twin.stderr
         assert (
@@ -351,7 +353,7 @@ def test_a_trial_that_ended_just_before_the_kill_is_not_run_again(
     path.write_text(yaml.safe_dump(space))
     sweep = Sweep(tmp_path, path)
     proc = sweep.launch()
-    ended_dir = sweep.exp_dir / "nrfer_ended"
+    ended_dir = sweep.exp_dir / "nrfer_ledger" / "ended"
     stale, deadline = None, time.time() + 300
     while stale is None and proc.poll() is None and time.time() < deadline:
         for record in ended_dir.glob("*.json"):
@@ -419,7 +421,7 @@ def test_sweep_killed_at_random_moments_ends_complete(tmp_path, synthetic_root):
         reached = sweep.wait(  # the sweep's own state file exists from its first seconds on
             proc,
             lambda trials, target=target: (
-                (sweep.exp_dir / "nrfer_sweep.yaml").is_file()
+                (sweep.exp_dir / "nrfer_ledger" / "sweep.yaml").is_file()
                 and sum(e for _, e in trials.values()) >= target
             ),
             timeout=300,

@@ -4,52 +4,9 @@ of an ended trial is deleted, a resumed sweep goes on from the recorded top K.""
 import pytest
 import yaml
 
-from sweep.retention import KEPT_FILE, Retention, tune_state_time, work_dir
-
-
-def trial_files(exp, trial_id: str) -> tuple:
-    """A trial as a sweep leaves it: its work folder with best.pt, two Tune checkpoints."""
-    work = work_dir(exp, trial_id)
-    (work / "checkpoint").mkdir(parents=True)
-    (work / "checkpoint" / "best.pt").write_bytes(b"w" * 100)
-    (work / "previews").mkdir()
-    tune_dir = exp / f"trial_{trial_id}"
-    for i in (3, 4):
-        (tune_dir / f"checkpoint_00000{i}").mkdir(parents=True)
-        (tune_dir / f"checkpoint_00000{i}" / "last.pt").write_bytes(b"s" * 300)
-    (tune_dir / "result.json").write_text("{}")
-    return work, tune_dir
-
-
-class Store:
-    """A CheckpointStore over a folder standing in for the runs' artifacts: what each trial
-    has uploaded, its tag, and switches that make a call fail as an MLflow outage does."""
-
-    def __init__(self, root) -> None:
-        self.root, self.tags, self.down = root / "artifacts", {}, set()
-
-    def upload(self, trial_id, best) -> bool:
-        assert best == self.root.parent / "work" / trial_id / "checkpoint" / "best.pt"
-        if "upload" in self.down:
-            return False
-        (self.root / trial_id).mkdir(parents=True, exist_ok=True)
-        (self.root / trial_id / "best.pt").write_bytes(best.read_bytes())
-        return True
-
-    def drop(self, trial_id) -> bool:
-        if "drop" in self.down:
-            return False
-        (self.root / trial_id / "best.pt").unlink(missing_ok=True)
-        return self.tag(trial_id, False)
-
-    def tag(self, trial_id, kept) -> bool:
-        if "tag" in self.down:
-            return False
-        self.tags[trial_id] = kept
-        return True
-
-    def held(self) -> set:
-        return {p.parent.name for p in self.root.glob("*/best.pt")}
+from helpers import Store, trial_files
+from sweep.runtime.ledger import KEPT, LEDGER, Ledger, ledger_dir
+from sweep.runtime.retention import Retention, tune_state_time
 
 
 def end(r, store, trial_id, score, tune_dir=None):
@@ -65,7 +22,7 @@ def test_top_k_kept_the_rest_deleted_and_a_resume_goes_on(tmp_path, mode):
     store = Store(tmp_path)
     sign = 1 if mode == "max" else -1
     scores = {"a": 0.5, "b": 0.7, "c": 0.6, "d": None, "e": 0.9, "f": 0.1}
-    r = Retention(tmp_path, keep=2, mode=mode)
+    r = Retention(Ledger(tmp_path), keep=2, mode=mode)
     kept = {}
     for trial_id, score in scores.items():
         work, tune_dir = trial_files(tmp_path, trial_id)
@@ -79,11 +36,11 @@ def test_top_k_kept_the_rest_deleted_and_a_resume_goes_on(tmp_path, mode):
     assert kept == {"a": True, "b": True, "c": True, "d": False, "e": True, "f": False}
     assert store.held() == set(r.kept) == {"b", "e"}
     assert store.tags == {"a": False, "b": True, "c": False, "d": False, "e": True, "f": False}
-    record = yaml.safe_load((tmp_path / KEPT_FILE).read_text())
+    record = yaml.safe_load((ledger_dir(tmp_path) / KEPT).read_text())
     assert record == {"kept": {"b": sign * 0.7, "e": sign * 0.9}, "evicting": []}
 
     # the resumed driver reads the record: a trial must beat the kept ones again
-    again = Retention(tmp_path, keep=2, mode=mode)
+    again = Retention(Ledger(tmp_path), keep=2, mode=mode)
     trial_files(tmp_path, "g")
     assert end(again, store, "g", sign * 0.8) is True
     assert store.held() == set(again.kept) == {"e", "g"}
@@ -94,24 +51,24 @@ def test_an_eviction_cut_short_is_finished_later(tmp_path):
     or a driver killed between the record and the delete): the record says so, and a later
     trial's end or the resumed driver deletes it; never more than K are left."""
     store = Store(tmp_path)
-    r = Retention(tmp_path, keep=1, mode="max")
+    r = Retention(Ledger(tmp_path), keep=1, mode="max")
     trial_files(tmp_path, "a")
     trial_files(tmp_path, "b")
     assert end(r, store, "a", 0.5) is True
     store.down = {"drop"}
     assert end(r, store, "b", 0.9) is True  # b in, a out; deleting a's copy fails
     assert store.held() == {"a", "b"} and r.evicting == ["a"]
-    again = Retention(tmp_path, keep=1, mode="max")  # the killed driver's resume
+    again = Retention(Ledger(tmp_path), keep=1, mode="max")  # the killed driver's resume
     assert again.kept == {"b": 0.9} and again.evicting == ["a"]
     store.down = set()
     assert again.finish_evictions(store) == 0
     assert store.held() == {"b"} and store.tags["a"] is False
-    assert Retention(tmp_path, keep=1, mode="max").evicting == []
+    assert Retention(Ledger(tmp_path), keep=1, mode="max").evicting == []
 
 
 def test_a_failed_upload_or_tag_keeps_everything_for_a_retry(tmp_path):
     store = Store(tmp_path)
-    r = Retention(tmp_path, keep=None, mode="max")  # all
+    r = Retention(Ledger(tmp_path), keep=None, mode="max")  # all
     work, tune_dir = trial_files(tmp_path, "a")
     for down in ("upload", "tag"):
         store.down = {down}
@@ -125,7 +82,7 @@ def test_a_failed_upload_or_tag_keeps_everything_for_a_retry(tmp_path):
 def test_keep_zero_uploads_nothing_and_orphans_are_swept(tmp_path):
     store = Store(tmp_path)
     store.down = {"upload"}  # never asked
-    r = Retention(tmp_path, keep=0, mode="max")
+    r = Retention(Ledger(tmp_path), keep=0, mode="max")
     trial_files(tmp_path, "a")
     assert end(r, store, "a", 1.0) is False and store.tags == {"a": False}
     trial_files(tmp_path, "known")
@@ -154,21 +111,22 @@ def test_tune_state_time_is_its_newest_saved_state(tmp_path):
 def test_no_record_of_ours_is_a_file_a_restored_tuner_syncs_back(tmp_path):
     """Tune copies the sweep folder's top-level .json / .pkl files at a restore and syncs
     its copies back every few seconds: a record of ours there would be reverted."""
-    from sweep.resume import EndedTrials
+    from sweep.runtime.ledger import ASHA, ENDED, SWEEP
 
-    assert not KEPT_FILE.endswith((".json", ".pkl"))
-    assert "/" not in EndedTrials.DIR and not EndedTrials.DIR.endswith((".json", ".pkl"))
+    assert not LEDGER.endswith((".json", ".pkl")) and "/" not in LEDGER
+    assert all(name.endswith(".yaml") for name in (KEPT, SWEEP, ASHA)) and "." not in ENDED
 
 
 def test_a_damaged_record_names_the_file(tmp_path):
     for damaged in ("[1, 2", "[1, 2]", '{"kept": {"a": "x"}, "evicting": []}'):
-        (tmp_path / KEPT_FILE).write_text(damaged)
-        with pytest.raises(ValueError, match=rf"{tmp_path / KEPT_FILE} is damaged"):
-            Retention(tmp_path, keep=3, mode="max")
+        ledger_dir(tmp_path).mkdir(exist_ok=True)
+        (ledger_dir(tmp_path) / KEPT).write_text(damaged)
+        with pytest.raises(ValueError, match=rf"{ledger_dir(tmp_path) / KEPT} is damaged"):
+            Retention(Ledger(tmp_path), keep=3, mode="max")
 
 
 def test_keep_checkpoints_in_the_space_file(tmp_path):
-    from sweep.space import SpaceError, parse_space
+    from sweep.spec.space import SpaceError, parse_space
 
     base = {
         "name": "k",

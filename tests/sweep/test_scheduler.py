@@ -7,7 +7,7 @@ import pytest
 import yaml
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
-from sweep.scheduler import ResumableASHA
+from sweep.runtime.scheduler import ResumableASHA
 
 
 def asha(path, **kw):

@@ -9,8 +9,8 @@ import pytest
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from sweep.search import SweepSearch, open_storage, start_study, warm_start_trials
-from sweep.space import parse_space
+from sweep.runtime.search import SweepSearch, open_storage, start_study, warm_start_trials
+from sweep.spec.space import parse_space
 
 SPACE = {
     "name": "s1",
@@ -146,7 +146,7 @@ def test_a_moved_study_is_reopened_where_it_is_now(tmp_path):
     import shutil
 
     from nrfer.config import ConfigError
-    from sweep.search import check_study, restore_study_at
+    from sweep.runtime.search import check_study, restore_study_at
 
     spec = parse_space(SPACE, "s1.yaml")
     old = tmp_path / "old"

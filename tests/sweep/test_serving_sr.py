@@ -17,7 +17,7 @@ def test_registered_model_carries_its_sr_weights(tmp_path, tiny_config_dict, mon
     from nrfer.predict import Predictor
     from nrfer.sr.net import FaceSR, save_sr_weights
     from nrfer.train import fit
-    from sweep.serving import log_and_register
+    from sweep.commands.serving import log_and_register
 
     torch.manual_seed(0)
     sr_net = FaceSR(2)

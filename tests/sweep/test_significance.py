@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from scipy.special import expit
 
-from sweep.significance import (
+from sweep.analysis.significance import (
     Interval,
     agreement,
     benjamini_hochberg,
@@ -233,7 +233,7 @@ def test_the_planned_seeds_agree_with_a_simulation_within_one_seed():
     """Measure the spread of per-seed differences on a 200-seed pilot of the simulated
     family (large, so the check is of the planner, not of the pilot's own noise), plan the seeds for a 3-point effect (few seeds, where each seed moves the power by several points), then simulate studies of that size
     (and one seed fewer / more) and test them as the table does (paired t over seeds)."""
-    from sweep.comparisons import Comparison, plan
+    from sweep.analysis.comparisons import Comparison, plan
 
     rng = np.random.default_rng(11)
     delta, n_faces = 0.03, 1500

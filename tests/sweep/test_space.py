@@ -3,8 +3,8 @@ import warnings
 import optuna
 import pytest
 
-from sweep.plan import sample_configs
-from sweep.space import SpaceError, load_space, parse_space
+from sweep.commands.plan import sample_configs
+from sweep.spec.space import SpaceError, load_space, parse_space
 
 BASE = {
     "name": "t",

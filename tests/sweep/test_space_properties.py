@@ -4,8 +4,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sweep.sections import TOP_KEYS
-from sweep.space import SpaceError, parse_space
+from sweep.spec.sections import TOP_KEYS
+from sweep.spec.space import SpaceError, parse_space
 
 scalars = st.one_of(
     st.none(),

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from helpers import REPO, TINY_VIT, write_rafdb
-from sweep.significance import mcnemar_exact, mean_std
-from sweep.space import SpaceError, parse_space
+from sweep.analysis.significance import mcnemar_exact, mean_std
+from sweep.spec.space import SpaceError, parse_space
 
 GRID = {
     "model.backbone": {"choice": ["vit_tiny_patch16_224", "vit_small_patch16_224"]},
@@ -72,7 +72,7 @@ def test_the_grid_is_every_valid_cell_once_per_seed():
 def test_the_grid_searcher_hands_out_each_run_once_and_resumes(tmp_path):
     from ray.tune.search import Searcher
 
-    from sweep.search import GridSearch
+    from sweep.runtime.search import GridSearch
 
     runs = parse_space(study_space(), "g").grid()
     first = GridSearch(runs, "val_acc", "max")
@@ -129,7 +129,7 @@ def fake_study(tmp_path, compare=None, one_seed_cell=None, open_cell=None):
     from mlflow.tracking import MlflowClient
 
     from nrfer.evaluate import save_predictions
-    from sweep.study import CELL_TAG, SEED_TAG
+    from sweep.analysis.study import CELL_TAG, SEED_TAG
     from sweep.tracking import INSTANCE, ROLE
 
     search = {
@@ -186,15 +186,15 @@ def fake_study(tmp_path, compare=None, one_seed_cell=None, open_cell=None):
 
 
 def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_path):
-    from sweep.comparisons import ALPHA
-    from sweep.significance import (
+    from sweep.analysis.comparisons import ALPHA
+    from sweep.analysis.significance import (
         benjamini_hochberg,
         hierarchical_bootstrap,
         holm,
         paired_t_interval,
         permutation_test,
     )
-    from sweep.study import render, study_table
+    from sweep.analysis.study import render, study_table
 
     spec, client, parent, values, labels = fake_study(tmp_path)
     read, cells = study_table(client, parent)  # the spec as the parent run has it
@@ -262,7 +262,7 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
 def test_baselines_on_any_axis_one_seed_cells_and_calibration_columns(tmp_path):
     """study.compare adds a block on the loss axis; a cell with one finished seed shows
     its value with n=1 and no spread, and no interval; calibration columns appear."""
-    from sweep.study import render, study_table
+    from sweep.analysis.study import render, study_table
 
     spec, client, parent, values, labels = fake_study(
         tmp_path, compare=[{"loss.name": "ce"}], one_seed_cell=1
@@ -347,7 +347,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
 
     rafdb = write_rafdb(tmp_path / "RAF-DB", n_per_class=2)
     summary = run_tiny_sweep(tiny_study(synthetic_root, eval_root=rafdb))
-    assert summary["num_trials"] == 4 and summary["num_errors"] == 0
+    assert summary.num_trials == 4 and summary.num_errors == 0
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = study_runs(client, "study")
     assert len(runs) == 4
@@ -383,7 +383,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
         )
         assert rafdb_pred["probs"].shape == (14, 7)
     # the table: each cell's mean +- std is its runs' metrics
-    cells = summary["study_cells"]
+    cells = summary.study_cells
     for c in cells:
         mine = [r for r in runs if json.loads(r.data.tags["nrfer.study.cell"]) == c.cell]
         assert c.n == 2
@@ -397,7 +397,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
     for c in cells:  # calibration logged once per run, from its test predictions
         assert len(c.values["test_ece"]) == 2 and len(c.values["test_nll"]) == 2
         assert len(c.values["test_vote_tv"]) == 2  # the synthetic set has votes
-    assert "rafdb" in summary["study_table"]
+    assert "rafdb" in summary.study_table
     parent = next(
         r
         for r in client.search_runs([client.get_experiment_by_name("study").experiment_id])
@@ -410,7 +410,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
         [
             sys.executable,
             "-m",
-            "sweep.study",
+            "sweep.analysis.study",
             "table",
             "--sweep",
             "study",
@@ -509,7 +509,7 @@ def test_label_mode_is_an_axis_each_dataset_read_once(run_tiny_sweep, synthetic_
     raw["search"] = {"data.label_mode": {"choice": ["majority", "crossentropy"]}}
     raw["study"] = {"seeds": 1}
     summary = run_tiny_sweep(raw)
-    assert summary["num_trials"] == 2 and summary["num_errors"] == 0
+    assert summary.num_trials == 2 and summary.num_errors == 0
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = study_runs(client, "modes")
     modes = {}
@@ -525,7 +525,7 @@ def test_label_mode_is_an_axis_each_dataset_read_once(run_tiny_sweep, synthetic_
         if r.data.tags.get("nrfer.role") == "sweep"
     )
     assert len(parent.inputs.dataset_inputs) == 2  # one dataset per label mode
-    assert [c.n for c in summary["study_cells"]] == [1, 1]
+    assert [c.n for c in summary.study_cells] == [1, 1]
 
 
 def test_a_study_refuses_a_warm_start_and_num_samples(tmp_path, synthetic_root, capsys):
@@ -549,8 +549,9 @@ def test_a_study_refuses_a_warm_start_and_num_samples(tmp_path, synthetic_root, 
 def test_study_plan_prints_the_seeds_each_block_needs(tmp_path, capsys):
     """`nrfer study plan`: per baseline block and over all comparisons, the seeds the
     planner computes from the stored runs' per-seed differences."""
-    from sweep.comparisons import plan
-    from sweep.study import main, study_table
+    from sweep.analysis.comparisons import plan
+    from sweep.analysis.study import study_table
+    from sweep.commands.study import main
 
     spec, client, parent, _, _ = fake_study(tmp_path, compare=[{"loss.name": "ce"}])
     _, cells = study_table(client, parent)
@@ -573,7 +574,7 @@ def test_study_plan_prints_the_seeds_each_block_needs(tmp_path, capsys):
 def test_interrupted_runs_are_interrupted_never_failed(tmp_path):
     """A run an interruption closed (KILLED) is "interrupted", with how to resume; one still
     RUNNING is running while the study runs and interrupted in the driver's final table."""
-    from sweep.study import collect, render, study_table
+    from sweep.analysis.study import collect, render, study_table
 
     spec, client, parent, _, _ = fake_study(tmp_path, open_cell=1)
     _, cells = study_table(client, parent)

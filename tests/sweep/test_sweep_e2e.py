@@ -53,7 +53,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     torch.save(backbone.state_dict(), tmp_path / "weights" / "tiny.pth")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     summary = run_tiny_sweep(space, uri)  # works in tmp_path: ./weights
-    assert summary["num_trials"] == 4 and summary["num_errors"] == 0
+    assert summary.num_trials == 4 and summary.num_errors == 0
 
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("e2e")
@@ -128,15 +128,17 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         "report/learning_curves.png",
     } <= report
     # ASHA's rung records are saved beside the sweep (YAML), for --resume
-    state = yaml.safe_load((tmp_path / "storage" / "e2e" / "nrfer_asha_rungs.yaml").read_text())
+    state = yaml.safe_load(
+        (tmp_path / "storage" / "e2e" / "nrfer_ledger" / "asha_rungs.yaml").read_text()
+    )
     recorded = {t for bracket in state["brackets"] for rung in bracket for t in rung["scores"]}
     assert len(recorded) == 4 and (state["metric"], state["mode"]) == ("val_acc", "max")
     # the Optuna study persists next to mlflow.db under the sweep's name; ASHA-stopped trials
     # are PRUNED with one intermediate value per epoch they ran, the others COMPLETE
     import optuna
 
-    assert summary["optuna_storage"] == f"sqlite:///{tmp_path / 'optuna.db'}"
-    study = optuna.load_study(study_name="e2e", storage=summary["optuna_storage"])
+    assert summary.optuna_storage == f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.load_study(study_name="e2e", storage=summary.optuna_storage)
     assert len(study.trials) == 4
     by_lr = {round(float(c.data.params["optim.lr"]), 12): c for c in children}
     for t in study.trials:

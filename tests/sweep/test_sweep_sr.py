@@ -26,21 +26,21 @@ def test_sweep_over_sr_scale_builds_each_cache_once(tmp_path, synthetic_root, ru
     space["tracking"] = {"system_metrics": False}  # the space file's switch
     space["data"]["sr"] = {"method": "bicubic", "cache_dir": "sr-cache"}  # relative on purpose
     summary = run_tiny_sweep(space)
-    assert summary["num_errors"] == 0
+    assert summary.num_errors == 0
 
     manifests = [json.loads(m.read_text()) for m in (tmp_path / "sr-cache").glob("*/manifest.json")]
     assert sorted(m["scale"] for m in manifests) == [2, 4]  # one cache per scale
     by_scale = {m["scale"]: m for m in manifests}
-    assert set(summary["sr_caches"]) == {
+    assert set(summary.sr_caches) == {
         str(p.parent) for p in (tmp_path / "sr-cache").glob("*/manifest.json")
     }
 
-    client = MlflowClient(summary["tracking_uri"])
+    client = MlflowClient(summary.tracking_uri)
     exp = client.get_experiment_by_name("srsweep")
     trials = client.search_runs([exp.experiment_id], "tags.`nrfer.role` = 'trial'")
     # dataset inputs: the parent lists the data as read and each SR stage; a trial its own,
     # whose digest follows the cache it read (another scale, another digest)
-    parent = client.get_run(summary["parent_run_id"])
+    parent = client.get_run(summary.parent_run_id)
     datasets = {i.dataset.name: i.dataset for i in parent.inputs.dataset_inputs}
     base_name = "ferplus-majority"
     assert set(datasets) == {base_name, f"{base_name}+sr-bicubic-x2", f"{base_name}+sr-bicubic-x4"}

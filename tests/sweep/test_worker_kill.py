@@ -22,7 +22,7 @@ def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
 
     from nrfer.data import load_data
     from nrfer.train import fit
-    from sweep.space import apply_params, parse_space
+    from sweep.spec.space import apply_params, parse_space
 
     space = tiny_space(
         "workerkill",
@@ -57,7 +57,7 @@ def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
     summary = run_tiny_sweep(space, uri, num_cpus=1)
     thread.join(timeout=5)
     assert killed, "the worker was never killed"
-    assert summary["num_trials"] == 1 and summary["num_errors"] == 0
+    assert summary.num_trials == 1 and summary.num_errors == 0
 
     runs = client.search_runs(
         [client.get_experiment_by_name("workerkill").experiment_id],

@@ -61,36 +61,17 @@ def check_storage(storage: Path) -> None:
 
 
 def check_data(spec) -> None:
-    """Real FER+ files must be there before Ray starts."""
-    from nrfer.data import DATASETS, DataFormatError
-    from nrfer.data.ferplus import find_ferplus_files
-    from nrfer.data.ferplus_folders import MS_FOLDERS, is_ferplus_tree
+    """Every data config a trial may train with (each SR stage it may ask for), checked by
+    its dataset's own reader (nrfer.data.check_root) before Ray starts."""
+    from nrfer.data import DataFormatError, check_root
 
-    dataset = spec.trial_config({}).data.dataset  # the data section with its defaults
-    root = Path(spec.data.get("root") or "")
-    if dataset == "ferplus_folders" or (dataset == "ferplus" and is_ferplus_tree(root)):
-        missing = [d for d in MS_FOLDERS.values() if not (root / d / "label.csv").is_file()]
-        if missing and not (dataset == "ferplus" and (root / "fer2013.csv").is_file()):
-            raise DataFormatError(
-                f"{spec.source}: data.root {str(root)!r}: Microsoft's FERPlus folders need "
-                f"{', '.join(f'{d}/label.csv' for d in missing)}"
-            )
-    elif dataset == "ferplus":
+    data = spec.trial_config({}).data  # the data section with its defaults
+    configs = [data] + [data.model_copy(update={"sr": sr}) for sr in spec.sr_settings()]
+    for cfg in configs:
         try:
-            find_ferplus_files(spec.data.get("root") or "")
+            check_root(cfg)
         except DataFormatError as e:
-            raise DataFormatError(
-                f"{spec.source}: data.root: {e}. Or try the embedded demo: "
-                "python launch.py --space demo.yaml"
-            ) from None
-    elif DATASETS.props(dataset)["root"] == "folder" and not root.is_dir():
-        raise DataFormatError(f"{spec.source}: data.root {spec.data.get('root')!r} is not a folder")
-    for sr in spec.sr_settings():  # learned SR weights must exist before hours of caching
-        if sr.method == "model" and not Path(sr.weights or "").is_file():
-            raise DataFormatError(
-                f"{spec.source}: data.sr.weights {sr.weights!r} does not exist "
-                "(train ours with python -m nrfer.sr.train, or export DIC to TorchScript)"
-            )
+            raise DataFormatError(f"{spec.source}: {e}") from None
 
 
 def check_pretrained(spec) -> None:

@@ -16,7 +16,12 @@ but every trial failed; 130 Ctrl+C before the sweep started.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sweep.runtime import SweepSummary
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
@@ -92,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _launch(args) -> int:
-    from sweep.resume import SweepFinished
-    from sweep.space import SpaceError, load_space, resolve_space_path
+    from sweep.runtime import SweepFinished
+    from sweep.spec.space import SpaceError, load_space, resolve_space_path
 
     spec = load_space(args.space, args.overrides)
     if args.num_samples is not None and spec.is_study:
@@ -101,30 +106,31 @@ def _launch(args) -> int:
             f"--num-samples: {spec.source} is a study, which runs each of its cells once per "
             f"seed ({spec.budget.num_samples} runs)"
         )
-    if args.num_samples is not None:
-        spec.budget.num_samples = args.num_samples
-    if args.max_concurrent is not None:
-        spec.budget.max_concurrent = args.max_concurrent
-    if args.name is not None:
-        from sweep.sections import check_sweep_name
-
+    # the options are overrides of the space file, validated with it (their errors named
+    # by the option)
+    options = {
+        "--num-samples": ("budget.num_samples", args.num_samples),
+        "--max-concurrent": ("budget.max_concurrent", args.max_concurrent),
+        "--name": ("name", args.name),
+    }
+    given = {flag: (key, v) for flag, (key, v) in options.items() if v is not None}
+    if given:
+        sets = [f"{key}={json.dumps(v)}" for key, v in given.values()]
         try:
-            spec.name = check_sweep_name(args.name)
-        except ValueError as e:
-            raise SpaceError(f"--name: {e}") from None
-    if spec.budget.num_samples < 1 or spec.budget.max_concurrent < 1:
-        raise SpaceError("--num-samples and --max-concurrent must be >= 1")
+            spec = load_space(args.space, [*args.overrides, *sets])
+        except SpaceError as e:
+            raise SpaceError(option_errors(str(e), given)) from None
     # the checks people script: the dry run refuses what the run refuses, with its words
-    from sweep.preflight import preflight, storage_dir
+    from sweep.runtime import preflight, storage_dir
 
     preflight(spec, storage_dir(args.storage), args.tracking_uri)
     if args.dry_run:
-        from sweep.plan import print_plan
+        from sweep.commands.plan import print_plan
 
         print_plan(spec)
         return 0
-    from sweep.driver import run_sweep
-    from sweep.report import print_leaderboard
+    from sweep.analysis.report import print_leaderboard
+    from sweep.runtime import run_sweep
 
     try:
         summary = run_sweep(
@@ -143,24 +149,36 @@ def _launch(args) -> int:
         print(str(e))
         return 0
     print_leaderboard(summary, spec.metric)
-    if "study_table" in summary:
-        print(f"\n{summary['study_table']}")
+    if summary.study_table:
+        print(f"\n{summary.study_table}")
         print(f"again, or while a study runs: nrfer study table --sweep {spec.name}")
     print_ui_pointer(summary, spec, args.tracking_uri)
-    if summary.get("stopped_because"):  # said when it happened; again as the last line
-        print(f"error: {summary['stopped_because']}", file=sys.stderr)
+    if summary.stopped_because:  # said when it happened; again as the last line
+        print(f"error: {summary.stopped_because}", file=sys.stderr)
     return exit_code(summary)
 
 
-def print_ui_pointer(summary: dict, spec, uri_option: str | None) -> None:
-    """The exact command that shows this sweep in the MLflow UI, and the page it opens."""
-    from sweep.ui import runs_link
+def option_errors(text: str, given: dict[str, tuple[str, object]]) -> str:
+    """A space's validation errors with each option's key named as the option
+    (`<file> + --set: budget.num_samples: must be >= 1` -> `--num-samples: must be >= 1`)."""
+    lines = []
+    for line in text.splitlines():
+        for flag, (key, _) in given.items():
+            if f": {key}: " in line:
+                line = f"{flag}: " + line.split(f": {key}: ", 1)[1]
+        lines.append(line)
+    return "\n".join(lines)
 
-    uri = summary["tracking_uri"]
+
+def print_ui_pointer(summary: SweepSummary, spec, uri_option: str | None) -> None:
+    """The exact command that shows this sweep in the MLflow UI, and the page it opens."""
+    from sweep.commands.ui import runs_link
+
+    uri = summary.tracking_uri
     server = uri.startswith(("http://", "https://"))
     base = uri if server else "http://127.0.0.1:5000"
     order = "best_val_acc" if spec.metric == "val_acc" else spec.metric
-    link = runs_link(base, summary["experiment_id"], summary["instance"], order, spec.mode == "min")
+    link = runs_link(base, summary.experiment_id, summary.instance, order, spec.mode == "min")
     if not server:
         store = f" --tracking-uri {uri_option}" if uri_option else ""
         print(f"MLflow UI: nrfer ui --sweep {spec.name}{store}")
@@ -171,14 +189,14 @@ def print_ui_pointer(summary: dict, spec, uri_option: str | None) -> None:
 EXIT_OK, EXIT_FAILURE, EXIT_REFUSED, EXIT_INTERRUPTED, EXIT_ALL_FAILED = 0, 1, 2, 3, 4
 
 
-def exit_code(summary: dict) -> int:
+def exit_code(summary: SweepSummary) -> int:
     """0: the sweep finished with at least one completed trial; 3: interrupted (continue
     with --resume); 4: it finished but no trial completed (every one failed)."""
-    if summary["unfinished"]:
+    if summary.unfinished:
         return EXIT_INTERRUPTED
-    if summary["num_trials"] - summary["num_errors"] <= 0:
+    if summary.num_trials - summary.num_errors <= 0:
         print(
-            f"error: sweep {summary['sweep']}: none of its {summary['num_trials']} trial(s) "
+            f"error: sweep {summary.sweep}: none of its {summary.num_trials} trial(s) "
             "completed (the tracebacks are on their MLflow runs, artifact error/)",
             file=sys.stderr,
         )

@@ -8,7 +8,7 @@ import optuna
 
 from nrfer.data import DATASETS
 from nrfer.errors import first_line
-from sweep.space import SpaceError, SweepSpec
+from sweep.spec.space import SpaceError, SweepSpec
 
 
 def sample_configs(spec: SweepSpec, n: int = 3) -> list[dict]:
@@ -71,7 +71,7 @@ def gib(n: float) -> str:
 
 def disk_plan(spec: SweepSpec, sizes: list[tuple[int, int]]) -> list[str]:
     """What the sweep will keep on disk, from the largest model's checkpoints
-    (sweep.retention): per running trial in --storage, and best.pt of the top K in MLflow."""
+    (sweep.runtime.retention): per running trial in --storage, and best.pt of the top K in MLflow."""
     best, last = max(b for b, _ in sizes), max(la for _, la in sizes)
     running = min(spec.budget.max_concurrent, spec.budget.num_samples)
     # steady: Tune's two last checkpoints + best.pt; while one is written, the new last.pt

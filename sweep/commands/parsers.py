@@ -1,6 +1,6 @@
 """The command-line parsers of the sweep layer's commands (best, study, ui, dashboard),
 apart from the code they run: building one imports argparse only, so `nrfer X --help`
-answers at once. The sweep command's own parser is in sweep.launch (as light)."""
+answers at once. The sweep command's own parser is in sweep.commands.sweep (as light)."""
 
 from __future__ import annotations
 

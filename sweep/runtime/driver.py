@@ -1,11 +1,11 @@
 """The sweep driver: Ray Tune (OptunaSearch TPE + ASHA/FIFO) over nrfer trials, tracked in MLflow.
 
 The dataset is read once here and handed to every trial through Ray's object store
-(`tune.with_parameters`); each trial (`sweep.trainable.run_trial`) runs `nrfer.train.fit`
+(`tune.with_parameters`); each trial (`sweep.runtime.trainable.run_trial`) runs `nrfer.train.fit`
 and reports every epoch's metrics and checkpoint to Tune and its MLflow run. `--resume`
-restores Tune's state, ASHA's rung records (`sweep.scheduler`) and the sweep's parent run.
+restores Tune's state, ASHA's rung records (`sweep.runtime.scheduler`) and the sweep's parent run.
 A sweep is its name and its storage folder: the driver holds its lock for its whole life
-and only ever touches the runs of its own instance (`sweep.resume`).
+and only ever touches the runs of its own instance (`sweep.runtime.resume`).
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import ray
 from ray import tune
@@ -23,16 +24,19 @@ from nrfer.config import ConfigError, absolute_paths, make_config
 from nrfer.data import FERData, load_data
 from nrfer.data.identity import identity, sr_identity
 from nrfer.sr import ensure_sr
-from sweep import resume as sweep_state
+from sweep.analysis.report import write_report
+from sweep.analysis.study import render, study_table, write_tables
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
-from sweep.console import Console, quiet
-from sweep.disk_guard import DiskGuard
-from sweep.local_ray import init_ray
-from sweep.preflight import check_storage, storage_dir
-from sweep.report import write_report
-from sweep.retention import WORK, Retention, trial_score, work_dir
-from sweep.scheduler import STATE_FILE, ResumableASHA, build_early_stopping
-from sweep.search import (
+from sweep.runtime import resume as sweep_state
+from sweep.runtime.checks import check_storage, storage_dir
+from sweep.runtime.console import Console, quiet
+from sweep.runtime.disk_guard import DiskGuard
+from sweep.runtime.ledger import FINISHED, INTERRUPTED, RUNNING, Ledger, saved_trials
+from sweep.runtime.lifecycle import TrialStatusCallback
+from sweep.runtime.local_ray import init_ray
+from sweep.runtime.retention import WORK, Retention
+from sweep.runtime.scheduler import ResumableASHA, build_early_stopping
+from sweep.runtime.search import (
     build_searcher,
     check_study,
     replace_old_study,
@@ -41,18 +45,16 @@ from sweep.search import (
     study_storage_url,
     warm_start_trials,
 )
-from sweep.space import SweepSpec, parse_space
-from sweep.study import render, study_table, write_tables
+from sweep.runtime.trainable import TrialContext, run_trial
+from sweep.spec.space import SweepSpec, parse_space
 from sweep.tracking import (
     SweepTracker,
-    TrialStatusCallback,
     check_tracking_uri,
     replay_records,
     tracking_uri,
 )
 from sweep.tracking.store import check_experiment, move_credentials_to_env
 from sweep.tracking.ui import tune_trial_name
-from sweep.trainable import run_trial
 
 METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
 # Tune saves its experiment state (which trials finished) at most every 10 s by default; a
@@ -168,7 +170,7 @@ def make_tuner(
         set_restored_callbacks(tuner, callbacks)  # the pickled ones hold the killed driver's
         scheduler = restored_scheduler(tuner)
         if isinstance(scheduler, ResumableASHA):  # its records are in this sweep folder now
-            scheduler.state_file = Path(exp_dir) / STATE_FILE
+            scheduler.state_file = Ledger(exp_dir).asha_file
         return tuner
     return tune.Tuner(
         trainable,
@@ -202,7 +204,7 @@ def make_tuner(
 def _unfinished(spec: SweepSpec, wall_s: float, ended: int) -> int:
     """Trials still to run when fit() returned: > 0 after an interrupt (SIGINT), which Tune
     answers by saving its state and returning early. `ended`: the trials Tune ended (the
-    callback's record, `sweep.resume.EndedTrials`; Tune itself marks an interrupted trial
+    ledger's record, `sweep.runtime.ledger`; Tune itself marks an interrupted trial
     TERMINATED as well), whatever the MLflow store holds. A spent time budget is not an
     interrupt."""
     if spec.budget.time_budget_s and wall_s >= spec.budget.time_budget_s:
@@ -210,29 +212,49 @@ def _unfinished(spec: SweepSpec, wall_s: float, ended: int) -> int:
     return max(spec.budget.num_samples - ended, 0)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Prepared:
     """A sweep checked and ready to start: what runs (the spec; a resume's as it was
     started), whether Tune's state is restored, and where it is tracked."""
 
     spec: SweepSpec
-    spec_dict: dict  # spec.to_dict(): the state file's and the parent run's copy
+    spec_dict: dict  # spec.to_dict(): the ledger's and the parent run's copy
     restore: bool  # Tune's state is there: restore it (else a new Tuner)
     instance: str  # the sweep's identity (kept by a resume)
     uri: str  # MLflow tracking URI, credentials moved to the environment
     study_url: str  # the Optuna study's storage
     warm: list  # warm-start trials for a new study
+    ledger: Ledger  # the sweep's records for crash recovery
 
 
-def run_sweep(spec: SweepSpec, space_file: Path, **kwargs) -> dict:
-    """Run (or resume) a sweep; returns its summary (keywords: see `_run_sweep`). The sweep's
-    lock (`sweep.resume.SweepLock`) is held from the first check to the last write, so a
-    second driver of the same name and storage is refused, naming this one."""
-    with sweep_state.SweepLock(storage_dir(kwargs.get("storage")), spec.name):
-        return _run_sweep(spec, space_file, **kwargs)
+@dataclass
+class SweepSummary:
+    """What a finished (or interrupted) sweep hands back: the launcher prints it."""
+
+    sweep: str
+    parent_run_id: str
+    tracking_uri: str
+    experiment_id: str
+    instance: str
+    num_trials: int
+    num_errors: int
+    unfinished: int  # > 0: interrupted; `--resume` continues it
+    best: dict | None  # the leaderboard's first row (by validation)
+    leaderboard: list[dict]  # the top 5 rows
+    importance: dict[str, float]  # fANOVA importance per searched key
+    wall_s: float  # Tune's fit() time
+    results: Any  # Ray's ResultGrid, for callers that want every trial
+    storage: str = ""  # the sweep's folder
+    stopped_because: str | None = None  # the disk guard's reason, if it stopped the sweep
+    data_load_s: float = 0.0
+    sr_caches: dict[str, dict] = field(default_factory=dict)  # SR cache folder -> manifest
+    optuna_storage: str = ""
+    warm_start_trials: int = 0
+    study_table: str | None = None  # a study's table (markdown)
+    study_cells: list | None = None  # its cells (sweep.analysis.study.Cell)
 
 
-def _run_sweep(
+def run_sweep(
     spec: SweepSpec,
     space_file: Path,
     *,
@@ -244,16 +266,30 @@ def _run_sweep(
     verbose: int = 1,
     warm_start: list[str] | None = None,
     optuna_storage: str | None = None,
-) -> dict:
-    """Run (or resume) a sweep; returns its summary. Raises sweep.resume.SweepFinished when
-    `resume` finds the sweep finished (nothing is touched)."""
-    for k, v in TUNE_ENV.items():  # read by Tune when the Tuner runs
-        os.environ.setdefault(k, v)
-    if verbose == 0:
-        quiet()
-    exp_dir = storage_dir(storage) / spec.name
-    run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
-    spec = run.spec
+) -> SweepSummary:
+    """Run (or resume) a sweep; returns its summary. Raises sweep.runtime.resume.SweepFinished
+    when `resume` finds the sweep finished (nothing is touched). The sweep's lock
+    (`sweep.runtime.resume.SweepLock`) is held from the first check to the last write, so a
+    second driver of the same name and storage is refused, naming this one.
+
+    storage: the folder of sweeps (default $NRFER_STORAGE, else runs/sweeps); address: a Ray
+    cluster (default: a local one); uri: the MLflow store; verbose: 0 our lines, 1 Tune's
+    tables, 2 and its logs; warm_start: earlier sweeps whose trials seed the Optuna study;
+    optuna_storage: where the study lives (default: beside the MLflow store)."""
+    with sweep_state.SweepLock(storage_dir(storage), spec.name):
+        for k, v in TUNE_ENV.items():  # read by Tune when the Tuner runs
+            os.environ.setdefault(k, v)
+        if verbose == 0:
+            quiet()
+        exp_dir = storage_dir(storage) / spec.name
+        run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
+        return _run_sweep(run, exp_dir, space_file, address, resume, verbose)
+
+
+def _run_sweep(
+    run: Prepared, exp_dir: Path, space_file: Path, address: str | None, resume: bool, verbose: int
+) -> SweepSummary:
+    spec, ledger = run.spec, run.ledger
 
     # Setup: Ray first (a trial larger than the cluster is refused before minutes of SR
     # caching), the data once in the driver, the parent run.
@@ -265,17 +301,19 @@ def _run_sweep(
     eval_data = load_eval_sets(spec)
     data_s = time.perf_counter() - t0
     # from here on a killed driver leaves something to --resume
-    sweep_state.write_state(exp_dir, run.spec_dict, sweep_state.RUNNING, instance=run.instance)
-    tracker, ended = start_tracking(run, exp_dir, space_file, datasets, resume)
+    ledger.write_sweep(run.spec_dict, RUNNING, instance=run.instance)
+    saved = saved_trials(exp_dir, spec.metric, spec.mode) if run.restore else {}
+    tracker = start_tracking(run, exp_dir, space_file, datasets, resume, set(saved))
 
     # Tuner: the trainable with the shared data, the callback that closes trial runs.
     trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir, eval_data)
-    retention = Retention(exp_dir, spec.tracking.keep_checkpoints, spec.mode)
+    retention = Retention(ledger, spec.tracking.keep_checkpoints, spec.mode)
     status_callback = TrialStatusCallback(
-        tracker, spec.max_epochs, spec.metric, ended, retention, spec.mode
+        tracker, ledger, retention, spec.max_epochs, spec.metric, spec.mode
     )
-    if resume:  # what the killed driver left of trials that ended (or that Tune never saved)
-        sweep_leftovers(exp_dir, status_callback, retention, spec, run.restore)
+    # what a killed driver left: records of trials Tune never saved, retention and file
+    # removals cut short, folders of unsaved trials (a new sweep: nothing)
+    ledger.reconcile(saved, retention, status_callback)
     guard = DiskGuard(guarded_folders(exp_dir, run.uri))
     callbacks = [status_callback, guard]
     if verbose == 0:  # our lines instead of Tune's tables (1: its tables, 2: and logs)
@@ -285,8 +323,8 @@ def _run_sweep(
                 spec.metric,
                 spec.mode,
                 spec.max_epochs,
-                ended.ids,
-                ended.completed(),
+                set(ledger.ended),
+                ledger.completed(),
             )
         )
     searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
@@ -297,24 +335,23 @@ def _run_sweep(
         t1 = time.perf_counter()
         results = tuner.fit()
         wall = time.perf_counter() - t1
-        callbacks[0].flush_pending()  # runs an MLflow outage kept the callback from closing
-        summary = summarize(spec, tracker, results, wall, space_file.name, len(ended), exp_dir)
-        summary.update(
-            stopped_because=guard.reason,
-            storage=str(exp_dir),
-            data_load_s=data_s,
-            sr_caches=sr_builds,
-            optuna_storage=run.study_url,
-            warm_start_trials=len(run.warm),
+        status_callback.flush_pending()  # runs an MLflow outage kept the callback from closing
+        summary = summarize(
+            spec, tracker, results, wall, space_file.name, len(ledger.ended), exp_dir
         )
-        status = "KILLED" if summary["unfinished"] else "FINISHED"
-        sweep_state.write_state(
-            exp_dir,
+        summary.stopped_because = guard.reason
+        summary.storage = str(exp_dir)
+        summary.data_load_s = data_s
+        summary.sr_caches = sr_builds
+        summary.optuna_storage = run.study_url
+        summary.warm_start_trials = len(run.warm)
+        status = "KILLED" if summary.unfinished else "FINISHED"
+        ledger.write_sweep(
             run.spec_dict,
-            sweep_state.INTERRUPTED if summary["unfinished"] else sweep_state.FINISHED,
+            INTERRUPTED if summary.unfinished else FINISHED,
             instance=run.instance,
             parent_run_id=tracker.parent_id,
-            num_trials=summary["num_trials"],
+            num_trials=summary.num_trials,
         )
         return summary
     finally:
@@ -331,29 +368,6 @@ def guarded_folders(exp_dir: Path, uri: str) -> dict[str, Path]:
     return folders
 
 
-def sweep_leftovers(
-    exp_dir: Path,
-    callback: TrialStatusCallback,
-    retention: Retention,
-    spec: SweepSpec,
-    restore: bool,
-) -> None:
-    """Before a resume: the retention of trials that ended while the killed driver could
-    not apply it (their best.pt considered for the top K, their checkpoints and work
-    folders deleted), the deletions of pushed-out best.pt files it did not finish, and the
-    work folders of trials Tune never saved."""
-    trials = tune.ExperimentAnalysis(str(exp_dir)).trials if restore else []
-    for trial in trials:
-        left = work_dir(exp_dir, trial.trial_id).exists() or any(
-            Path(trial.path).glob("checkpoint_*")
-        )
-        if trial.status == "TERMINATED" and left:
-            score = trial_score(trial, spec.metric, spec.mode)
-            callback.retain(trial.trial_id, score, trial.path, saved=True)
-    retention.finish_evictions(callback)
-    retention.sweep_orphans({t.trial_id for t in trials})
-
-
 def prepare(
     spec: SweepSpec,
     exp_dir: Path,
@@ -366,9 +380,10 @@ def prepare(
     """Every input checked before Ray starts, each error naming its file: the sweep state
     (a resume runs the spec it was started with), the storage, the tracking URI, the Optuna
     study, the warm start, the experiment and a resume's files."""
-    restore, spec_dict = sweep_state.prepare(exp_dir, spec.to_dict(), resume, force_resume)
+    ledger = Ledger(exp_dir)
+    restore, spec_dict = sweep_state.prepare(ledger, spec.to_dict(), resume, force_resume)
     # this sweep's identity: kept by a resume, new for a new sweep even with an old name
-    instance = (sweep_state.read_state(exp_dir) or {}).get("instance") if resume else None
+    instance = (ledger.read_sweep() or {}).get("instance") if resume else None
     instance = instance or sweep_state.new_instance()
     check_storage(exp_dir.parent)
     # a URI MLflow cannot use fails now, not after the data load; credentials in it move to
@@ -390,8 +405,8 @@ def prepare(
     else:
         warm = prepare_search(spec, study_url, restore, resume, warm_start, optuna_storage)
     if restore:
-        sweep_state.check_resume_files(exp_dir, spec.early_stopping.name)
-    return Prepared(spec, spec_dict, restore, instance, uri, study_url, warm)
+        ledger.check(spec.early_stopping.name)
+    return Prepared(spec, spec_dict, restore, instance, uri, study_url, warm, ledger)
 
 
 def prepare_search(
@@ -417,11 +432,16 @@ def prepare_search(
 
 
 def start_tracking(
-    run: Prepared, exp_dir: Path, space_file: Path, datasets: dict, resume: bool
-) -> tuple[SweepTracker, sweep_state.EndedTrials]:
-    """The sweep's parent run (a resume's, reopened) and the record of ended trials; on a
-    resume, the runs the killed driver left open are closed and those of trials Tune never
-    saved deleted (they run again)."""
+    run: Prepared,
+    exp_dir: Path,
+    space_file: Path,
+    datasets: dict,
+    resume: bool,
+    saved: set[str],
+) -> SweepTracker:
+    """The sweep's parent run (a resume's, reopened); on a resume, the runs the killed driver
+    left open are closed and those of trials Tune never saved (`saved`: the ids it has)
+    deleted (they run again)."""
     spec = run.spec
     tracker = SweepTracker(run.uri, spec.name, spec.name, run.instance)
     parent = tracker.start_parent(
@@ -431,23 +451,12 @@ def start_tracking(
         [d for ids in datasets.values() for d in ids],
         f"Sweep {spec.name} ({space_file.name}): running, up to {spec.budget.num_samples} trials",
     )
-    ended = sweep_state.EndedTrials(exp_dir)
     if resume:
         tracker.close_open_trials("KILLED")  # runs the killed driver left open
-        known = sweep_state.tune_trial_ids(exp_dir) if run.restore else set()
-        if n := tracker.delete_orphan_trial_runs(known):
+        if n := tracker.delete_orphan_trial_runs(saved):
             print(f"resume: {n} trial run(s) started after Tune's last saved state deleted")
-        if not ended.recorded:  # a sweep started before the record existed
-            for trial_id, r in tracker.trial_runs().items():
-                if r.info.status in ("FINISHED", "FAILED"):
-                    ended.add(trial_id, {} if r.info.status == "FINISHED" else None)
-        ended.keep_only(known)  # an ended trial Tune never saved runs again
-    else:
-        ended.keep_only(set())
-    sweep_state.write_state(
-        exp_dir, run.spec_dict, sweep_state.RUNNING, instance=run.instance, parent_run_id=parent
-    )
-    return tracker, ended
+    run.ledger.write_sweep(run.spec_dict, RUNNING, instance=run.instance, parent_run_id=parent)
+    return tracker
 
 
 def make_trainable(
@@ -469,19 +478,16 @@ def make_trainable(
             data=data,
             launch_dir=str(Path.cwd()),
             eval_data=eval_data,
-            tracking={
-                **tracker.context(),
-                "record_dir": str(exp_dir / METRIC_RECORDS),
-                "exp_dir": str(exp_dir),  # each trial works in exp_dir/work/<trial id>
-                # per label mode: the data before SR (each trial adds its SR stage)
-                "dataset": {mode: ids[0] for mode, ids in datasets.items()},
-                # a study: each run is tested once, its cell tagged; extra evaluation sets
-                "study": spec.study.model_dump() if spec.is_study else None,
-                # seconds between MLflow system-metrics samples; None: none recorded
-                "system_metrics_interval_s": (
+            tracking=TrialContext(
+                run=tracker.context(),
+                exp_dir=str(exp_dir),
+                record_dir=str(exp_dir / METRIC_RECORDS),
+                dataset={mode: ids[0] for mode, ids in datasets.items()},
+                study=spec.study.model_dump() if spec.study is not None else None,
+                system_metrics_interval_s=(
                     system.system_metrics_interval_s if system.system_metrics else None
                 ),
-            },
+            ),
         ),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
@@ -495,7 +501,7 @@ def summarize(
     source: str,
     ended: int,
     exp_dir: Path,
-) -> dict:
+) -> SweepSummary:
     """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent.
     The report is written in the sweep's work folder (a driver killed while writing it
     leaves it there, inside --storage, and the resume's sweep of work folders deletes it)."""
@@ -514,26 +520,26 @@ def summarize(
         if best:
             metrics[f"best_{spec.metric}"] = best[spec.metric]
         tracker.finish(Path(tmp), metrics, best, spec.metric, source or spec.source)
-    return {
-        "sweep": spec.name,
-        "parent_run_id": parent,
-        "tracking_uri": tracker.uri,
-        "experiment_id": tracker.experiment_id,
-        "instance": tracker.instance,
-        "num_trials": len(results),
-        "num_errors": results.num_errors,
-        "unfinished": unfinished,
-        "best": best,
-        "leaderboard": ranked[:5],
-        "importance": importance,
-        "wall_s": wall,
-        "results": results,  # Ray's ResultGrid, for callers that want every trial
+    return SweepSummary(
+        sweep=spec.name,
+        parent_run_id=parent,
+        tracking_uri=tracker.uri,
+        experiment_id=tracker.experiment_id,
+        instance=tracker.instance,
+        num_trials=len(results),
+        num_errors=results.num_errors,
+        unfinished=unfinished,
+        best=best,
+        leaderboard=ranked[:5],
+        importance=importance,
+        wall_s=wall,
+        results=results,
         **(table or {}),
-    }
+    )
 
 
 def study_results(spec: SweepSpec, tracker: SweepTracker, out: Path) -> dict:
-    """A study's table (sweep.study) from its runs in MLflow, written into `out` (the
+    """A study's table (sweep.analysis.study) from its runs in MLflow, written into `out` (the
     parent run's report) and returned as {"study_table": markdown, "study_cells": cells}."""
     parent = tracker.client.get_run(tracker.parent_id)
     _, cells = study_table(tracker.client, parent, spec, driver_done=True)

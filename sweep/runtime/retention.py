@@ -11,15 +11,15 @@ trials run.
   trial), its run is tagged with which, and its Tune checkpoints and work folder are
   deleted once Tune's saved state has it as ended (Tune saves it every 2 s at most; a
   resume from an older state restores the trial from its checkpoint, see
-  sweep.resume.EndedTrials). A trial pushed out of the top K by a better one loses its
+  sweep.runtime.ledger). A trial pushed out of the top K by a better one loses its
   uploaded best.pt again. Its run keeps its config, curves and previews whatever happens.
 - At the start of a `--resume` the driver sweeps what a killed driver left: it applies the
   retention to trials Tune has as ended, finishes the deletions of pushed-out best.pt
   files, and deletes the folders of trials Tune never saved (they run again under new ids).
 
-The top K so far, and the pushed-out trials whose copy is not deleted yet, are kept in
-`<storage>/<sweep>/nrfer_kept_checkpoints.yaml`, each step written before the next, so a
-resumed sweep goes on from it.
+The top K so far, and the pushed-out trials whose copy is not deleted yet, are kept in the
+ledger's `kept.yaml` (sweep.runtime.ledger), each step written before the next, so a resumed
+sweep goes on from it.
 """
 
 from __future__ import annotations
@@ -28,25 +28,11 @@ import shutil
 from pathlib import Path
 from typing import Protocol
 
-import yaml
-
-from nrfer.files import write_atomic
 from sweep.compat.ray_tune import saved_state_file
+from sweep.runtime.ledger import Ledger
 
 WORK = "work"
-# Not .json (nor .pkl): a restored Tuner copies the sweep folder's top-level .json and .pkl
-# files into its staging folder and syncs them back every few seconds, so such a file of
-# ours would be overwritten with its copy from the resume's start (seen: the top-K record
-# lost, 4 of K=3 best.pt kept)
-KEPT_FILE = "nrfer_kept_checkpoints.yaml"
 KEPT_TAG = "nrfer.checkpoint"  # on each ended trial's run: kept / not kept, and why
-
-
-def trial_score(trial, metric: str, mode: str) -> float | None:
-    """A Tune trial's best value of `metric` over its epochs; None for a diverged trial."""
-    if (trial.last_result or {}).get("diverged"):
-        return None
-    return (getattr(trial, "metric_analysis", None) or {}).get(metric, {}).get(mode)
 
 
 def work_dir(exp_dir: str | Path, trial_id: str) -> Path:
@@ -81,21 +67,11 @@ class Retention:
     MLflow outage) between any two leaves a record the resume finishes from: a trial's
     files are deleted only after its run says whether its best.pt is kept."""
 
-    def __init__(self, exp_dir: str | Path, keep: int | None, mode: str) -> None:
-        self.exp_dir, self.keep, self.mode = Path(exp_dir), keep, mode
-        self.path = self.exp_dir / KEPT_FILE
-        self.kept: dict[str, float] = {}
-        self.evicting: list[str] = []  # pushed out; their best.pt is still in MLflow
-        if self.path.is_file():
-            try:
-                record = yaml.safe_load(self.path.read_text())
-                self.kept = {str(k): float(v) for k, v in record["kept"].items()}
-                self.evicting = [str(t) for t in record["evicting"]]
-            except (ValueError, AttributeError, KeyError, TypeError, yaml.YAMLError) as e:
-                raise ValueError(
-                    f"{self.path} is damaged ({type(e).__name__}: {e}); delete it to start "
-                    "the top-K record afresh (checkpoints already uploaded stay)"
-                ) from None
+    def __init__(self, ledger: Ledger, keep: int | None, mode: str) -> None:
+        self.ledger, self.exp_dir, self.keep, self.mode = ledger, ledger.exp_dir, keep, mode
+        self.kept: dict[str, float]
+        self.evicting: list[str]  # pushed out; their best.pt is still in MLflow
+        self.kept, self.evicting = ledger.read_kept()
 
     def _better(self, a: float, b: float) -> bool:
         return a > b if self.mode == "max" else a < b
@@ -105,8 +81,7 @@ class Retention:
         return key(self.kept, key=lambda t: (self.kept[t], t))
 
     def _write(self) -> None:
-        record = {"kept": self.kept, "evicting": self.evicting}
-        write_atomic(self.path, yaml.safe_dump(record, sort_keys=True))
+        self.ledger.write_kept(self.kept, self.evicting)
 
     def decide(self, trial_id: str, score: float | None) -> tuple[bool, str | None]:
         """Whether `trial_id` (its best value of the metric, None: diverged or none) joins
@@ -155,6 +130,12 @@ class Retention:
         if not store.tag(trial_id, keep):
             return None
         return keep
+
+    def has_files(self, trial_id: str, trial_dir: str | Path | None) -> bool:
+        """Whether an ended trial still has its work folder or Tune checkpoints."""
+        return work_dir(self.exp_dir, trial_id).exists() or (
+            bool(trial_dir) and any(Path(str(trial_dir)).glob("checkpoint_*"))
+        )
 
     def remove_files(self, trial_id: str, trial_dir: str | Path | None) -> None:
         """An ended, retained trial's Tune checkpoints and work folder."""

@@ -1,8 +1,8 @@
 """Early stopping for a sweep: ASHA whose rung records survive a killed driver, or FIFO.
 
 Tune checkpoints the searcher, not the scheduler, so a resumed sweep would forget which
-trials ASHA compared at each rung. `ResumableASHA` writes its rung records to a YAML file
-beside the sweep after every change and reads them back when Tune hands it the metric on
+trials ASHA compared at each rung. `ResumableASHA` writes its rung records to the ledger's
+`asha_rungs.yaml` (sweep.runtime.ledger) after every change and reads them back when Tune hands it the metric on
 resume. Only the records are kept (not the scheduler's whole state: Tune sets `metric` and
 `mode` again on every start, and a restored value makes it refuse to run). A trial that
 crashes or diverges is recorded at the rung it would have reached next with the worst
@@ -18,7 +18,6 @@ from typing import Any
 import yaml
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from nrfer.files import write_atomic
 from sweep.compat.ray_tune import (
     asha_bracket_of,
     asha_num_stopped,
@@ -26,11 +25,10 @@ from sweep.compat.ray_tune import (
     asha_score_sign,
     asha_time_attr,
 )
+from sweep.runtime.ledger import ASHA, ledger_dir
+from sweep.runtime.ledger import write as ledger_write
 
 log = logging.getLogger("nrfer.sweep")
-# YAML, not .json: on resume Tune copies every .json/.pkl of the sweep folder to its staging
-# folder and back on each sync, which would put an old copy of the records over new ones.
-STATE_FILE = "nrfer_asha_rungs.yaml"
 STATE_VERSION = 1
 # The worst value each sweep metric can take: what a failed trial is recorded with. Finite,
 # because ASHA's cut-off interpolates between records (an infinity would make it NaN).
@@ -51,7 +49,7 @@ def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
     s = spec.early_stopping
     if s.name == "asha":
         return ResumableASHA(
-            Path(exp_dir) / STATE_FILE,
+            ledger_dir(exp_dir) / ASHA,
             time_attr="training_iteration",
             max_t=s.max_epochs,
             grace_period=s.grace_period,
@@ -116,7 +114,8 @@ class ResumableASHA(ASHAScheduler):
         if text == self._saved:
             return
         try:
-            write_atomic(self.state_file, text)
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            ledger_write(self.state_file, text, "asha")
             self._saved = text
         except OSError as e:  # losing this file costs early-stopping knowledge, not results
             log.warning("could not save ASHA's rung records to %s: %s", self.state_file, e)

@@ -23,7 +23,7 @@ from sweep.compat.ray_optuna import (
     searcher_trials,
     set_searcher_state,
 )
-from sweep.space import SweepSpec
+from sweep.spec.space import SweepSpec
 
 log = logging.getLogger("nrfer.sweep")
 STUDY_FILE = "optuna.db"

@@ -1,6 +1,6 @@
 """A study's comparisons: each cell against its baseline cell under each of the study's
 baselines (`study.baseline`, `study.compare`), from the runs' per-face test predictions,
-with the tests of `sweep.significance`, multiplicity-adjusted over the whole table; and the
+with the tests of `sweep.analysis.significance`, multiplicity-adjusted over the whole table; and the
 seeds a comparison needs (`plan`).
 
 The unit of replication is the seed: a run is one draw of the training noise, its test
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from sweep.significance import (
+from sweep.analysis.significance import (
     RESAMPLE_SEED,
     RESAMPLES,
     Interval,

@@ -1,7 +1,7 @@
 """Retrain the best config of a sweep with several seeds, test it once, register the model.
 
-    python -m sweep.best                          # the most recent sweep in the tracking store
-    python -m sweep.best --sweep demo --seeds 3 --tracking-uri sqlite:///mlflow.db
+    python -m sweep.commands.best                          # the most recent sweep in the tracking store
+    python -m sweep.commands.best --sweep demo --seeds 3 --tracking-uri sqlite:///mlflow.db
     make reproduce-best SWEEP=demo SEEDS=3
 
 The best trial is chosen by its validation metric (never by test). Each seed trains the
@@ -30,39 +30,19 @@ from nrfer.config import TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
 from nrfer.train import fit
 from nrfer.viz import confusion_image
-from sweep.tracking import INSTANCE, ROLE, SWEEP_ID, check_tracking_uri, log_metrics, tracking_uri
+from sweep.tracking import (
+    INSTANCE,
+    ROLE,
+    SWEEP_ID,
+    SweepNotFound,
+    check_tracking_uri,
+    find_sweep,
+    log_metrics,
+    tracking_uri,
+)
 from sweep.tracking.store import move_credentials_to_env
 
 CHAMPION = "champion"  # the registry alias on the version reproduce-best registers last
-
-
-class BestError(ValueError):
-    """No sweep, or no usable best trial, in the tracking store."""
-
-
-def find_sweep(client: MlflowClient, sweep: str | None):
-    """The parent run of sweep `sweep` (an experiment name), else the most recent sweep."""
-    if sweep:
-        exp = client.get_experiment_by_name(sweep)
-        if exp is None:
-            names = [e.name for e in client.search_experiments()]
-            raise BestError(
-                f"no sweep named {sweep!r} in the tracking store; sweeps there: {', '.join(names) or 'none'}"
-            )
-        experiments = [exp.experiment_id]
-    else:
-        experiments = [e.experiment_id for e in client.search_experiments()]
-    runs = client.search_runs(
-        experiments,
-        filter_string=f"tags.`{ROLE}` = 'sweep'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
-    if not runs:
-        raise BestError(
-            f"no sweep run (tag {ROLE}=sweep) found{' for ' + sweep if sweep else ''}; run launch.py first"
-        )
-    return runs[0]
 
 
 def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], dict]:
@@ -93,7 +73,7 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
             values = [m.value for m in history]
             scored.append((max(values) if mode == "max" else min(values), t))
     if not scored:
-        raise BestError(
+        raise SweepNotFound(
             f"sweep {parent.data.tags[SWEEP_ID]!r} has no finished trial with {metric} history"
         )
     scored.sort(key=lambda x: x[0], reverse=mode == "max")
@@ -153,7 +133,7 @@ def run_seeds(
         return results
     import ray
 
-    from sweep.local_ray import init_ray
+    from sweep.runtime import init_ray
 
     started = init_ray(verbose=0)
     try:
@@ -429,7 +409,7 @@ def register(
     val_acc = [r["best_val_acc"] for r in winner.results]
     best_seed = int(np.argmax(val_acc))
     result = winner.results[best_seed]
-    from sweep.serving import log_and_register  # mlflow.pyfunc: imported when registering
+    from sweep.commands.serving import log_and_register  # mlflow.pyfunc: imported when registering
 
     version = log_and_register(
         Path(result["paths"]["best"]), result["class_names"], name, seed_runs[best_seed]
@@ -468,7 +448,7 @@ def register(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sweep.commands import best_parser
+    from sweep.commands.parsers import best_parser
 
     return run_command(best_parser(__doc__), _reproduce, argv)
 

@@ -6,6 +6,7 @@ import csv
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -13,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 
-from sweep.space import SweepSpec  # noqa: E402
+from sweep.spec.space import SweepSpec  # noqa: E402
 
 log = logging.getLogger("nrfer.sweep")
 
@@ -178,22 +179,20 @@ def write_report(
     return ranked, importance
 
 
-def print_leaderboard(summary: dict, metric: str) -> None:
+def print_leaderboard(summary: Any, metric: str) -> None:
     state = (
-        f", {summary['unfinished']} unfinished (continue with --resume)"
-        if summary["unfinished"]
-        else ""
+        f", {summary.unfinished} unfinished (continue with --resume)" if summary.unfinished else ""
     )
     print(
-        f"\nsweep {summary['sweep']}: {summary['num_trials']} trials, {summary['num_errors']} errors{state}, "
-        f"{summary['wall_s']:.0f}s; MLflow parent run {summary['parent_run_id']} at {summary['tracking_uri']}"
+        f"\nsweep {summary.sweep}: {summary.num_trials} trials, {summary.num_errors} errors{state}, "
+        f"{summary.wall_s:.0f}s; MLflow parent run {summary.parent_run_id} at {summary.tracking_uri}"
     )
     print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  {'trial':9}  run name / config")
-    for i, row in enumerate(summary["leaderboard"], start=1):
+    for i, row in enumerate(summary.leaderboard, start=1):
         print(
             f"{i:>4}  {row[metric]:>10.4f}  {row['epochs']:>6}  {row['trial_id']:9}  "
             f"{row.get('name', '')}\n{'':35}{json.dumps(row['params'], sort_keys=True)}"
         )
-    if summary["importance"]:
+    if summary.importance:
         print(f"parameter importance ({IMPORTANCE_METHOD}):")
-        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in summary["importance"].items()))
+        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in summary.importance.items()))

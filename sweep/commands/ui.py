@@ -51,9 +51,9 @@ def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
     """The link to sweep `sweep`'s trials (the most recent sweep when None) in store `uri`."""
     from mlflow.tracking import MlflowClient
 
-    from sweep.reproduce import find_sweep
-    from sweep.study import sweep_spec
+    from sweep.analysis.study import sweep_spec
     from sweep.tracking import INSTANCE
+    from sweep.tracking.sweep_run import find_sweep
 
     client = MlflowClient(uri)
     parent = find_sweep(client, sweep)
@@ -160,14 +160,14 @@ def serve_dashboard(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from nrfer.cli import run_command
-    from sweep.commands import ui_parser
+    from sweep.commands.parsers import ui_parser
 
     return run_command(ui_parser(__doc__), serve_ui, argv)
 
 
 def dashboard(argv: list[str] | None = None) -> int:
     from nrfer.cli import run_command
-    from sweep.commands import dashboard_parser
+    from sweep.commands.parsers import dashboard_parser
 
     return run_command(dashboard_parser(__doc__), serve_dashboard, argv)
 

@@ -1,7 +1,7 @@
 """Evaluate a model in MLflow: `nrfer.evaluate` with the model fetched first.
 
-    python -m sweep.evaluate --model models:/nrfer-demo@champion --dataset rafdb --root data/RAF-DB
-    python -m sweep.evaluate --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db --json
+    python -m sweep.commands.evaluate --model models:/nrfer-demo@champion --dataset rafdb --root data/RAF-DB
+    python -m sweep.commands.evaluate --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db --json
 
 --model: models:/NAME@ALIAS (reproduce-best sets `champion`), models:/NAME/VERSION, runs:/ID/
 PATH, or a local best.pt / training folder as nrfer.evaluate takes. The store is
@@ -11,7 +11,7 @@ PATH, or a local best.pt / training folder as nrfer.evaluate takes. The store is
 from __future__ import annotations
 
 from nrfer.cli import run_command
-from nrfer.commands import evaluate_parser
+from nrfer.parsers import evaluate_parser
 
 
 def parser():
@@ -21,7 +21,7 @@ def parser():
 def main(argv: list[str] | None = None) -> int:
     def body(args) -> int:
         from nrfer.evaluate import run  # torch: after parsing
-        from sweep.predict import fetch_model
+        from sweep.commands.predict import fetch_model
 
         return run(args, lambda m: fetch_model(m, args.tracking_uri))
 

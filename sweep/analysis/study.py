@@ -3,12 +3,12 @@ accuracy, macro-F1, calibration, extra evaluation sets), then a block of compari
 baseline (each cell against its baseline cell), and the paper's layout (rows: one axis;
 columns: the others) as Markdown, LaTeX and CSV.
 
-    python -m sweep.study table --sweep demo-study                 # also while it runs
-    python -m sweep.study table --sweep demo-study --format latex --out tables/
-    python -m sweep.study plan --sweep demo-study --delta 0.5      # seeds for 0.5 points
+    python -m sweep.analysis.study table --sweep demo-study                 # also while it runs
+    python -m sweep.analysis.study table --sweep demo-study --format latex --out tables/
+    python -m sweep.analysis.study plan --sweep demo-study --delta 0.5      # seeds for 0.5 points
 
 Everything comes from the MLflow store (each run's metrics and its `predictions/test.npz`),
-so a table is recomputed without retraining. The comparisons (`sweep.comparisons`): the
+so a table is recomputed without retraining. The comparisons (`sweep.analysis.comparisons`): the
 difference of mean test accuracy with a hierarchical bootstrap interval (seeds, then faces),
 the per-seed differences' t-interval, a paired permutation p over seeds, Holm and
 Benjamini-Hochberg adjusted over the table, and per-seed McNemar as a secondary column.
@@ -26,15 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.comparisons import (
+from sweep.analysis.comparisons import (
     Comparison,
     cell_key,
     compare_cells,
     family_size,
-    plan,
     plan_text,
 )
-from sweep.significance import RESAMPLE_SEED, RESAMPLES, mean_std
+from sweep.analysis.significance import RESAMPLE_SEED, RESAMPLES, mean_std
 
 CELL_TAG, SEED_TAG = "nrfer.study.cell", "nrfer.study.seed"
 FORMATS = ("md", "latex", "csv", "compare-csv")
@@ -527,7 +526,7 @@ def sweep_spec(client, run_id: str, folder: Path) -> dict:
 def study_table(client, parent, spec=None, driver_done: bool = False) -> tuple[Any, list[Cell]]:
     """The study of sweep run `parent`: its spec (as it was started) and its cells, each
     with its comparisons (`driver_done`: see `collect`)."""
-    from sweep.space import parse_space
+    from sweep.spec.space import parse_space
     from sweep.tracking import INSTANCE, ROLE
     from sweep.tracking.store import find_runs
 
@@ -546,62 +545,3 @@ def study_table(client, parent, spec=None, driver_done: bool = False) -> tuple[A
         cells = collect(spec, runs, driver_done)
         compare_cells(spec, cells, run_predictions(client, Path(tmp)))
     return spec, cells
-
-
-def main(argv: list[str] | None = None) -> int:
-    from nrfer.cli import run_command
-    from sweep.commands import study_parser
-
-    return run_command(study_parser(__doc__), run, argv)
-
-
-def run(args) -> int:
-    from mlflow.tracking import MlflowClient
-
-    from sweep.reproduce import find_sweep
-    from sweep.tracking import check_tracking_uri, tracking_uri
-
-    uri = check_tracking_uri(tracking_uri(args.tracking_uri), "--tracking-uri")
-    client = MlflowClient(uri)
-    parent = find_sweep(client, args.sweep)
-    spec, cells = study_table(client, parent)
-    if args.command == "plan":
-        return print_plan(spec, cells, args)
-    tables = render(spec, cells)
-    print(tables[args.format], end="")
-    if args.out:
-        paths = write_tables(Path(args.out), tables)
-        print(f"written: {', '.join(str(p) for p in paths.values())}")
-    return 0
-
-
-def print_plan(spec, cells: list[Cell], args) -> int:
-    """Seeds needed per baseline block and over the whole study, for --delta points."""
-    everything = [x for c in cells for x in c.comparisons]
-    if not everything:
-        raise ValueError(f"study {spec.name} has no comparisons (no study.baseline or compare)")
-    print(
-        f"{spec.name}: seeds for a paired comparison to detect Δ={args.delta:g} points of test "
-        f"accuracy with {100 * args.power:g}% power (two-sided α={args.alpha:g})"
-    )
-    for base, comps in [*blocks(spec, cells), ({"all comparisons": ""}, everything)]:
-        label = baseline_text(base) if "all comparisons" not in base else "all comparisons"
-        p = plan(comps, args.delta / 100, args.power, args.alpha)
-        if p is None:
-            print(f"  vs {label}: no comparison with numbers yet")
-            continue
-        seed_sd = (
-            f"{100 * p.seed_sd:.2f} pt ({p.df} df over {p.comparisons} comparisons)"
-            if p.seed_sd is not None
-            else "unmeasured (one seed per cell; the faces' floor is a lower bound)"
-        )
-        n = p.seeds if p.seeds is not None else "more than 200"
-        print(
-            f"  vs {label}: {n} seeds  (per-seed difference sd {seed_sd}; face-level sd "
-            f"{100 * p.face_sd:.2f} pt; planned with sd {100 * p.sd:.2f} pt)"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,6 +2,6 @@
 
 import mlflow
 
-from sweep.serving import FERPyfunc
+from sweep.commands.serving import FERPyfunc
 
 mlflow.models.set_model(FERPyfunc())

@@ -1,5 +1,5 @@
 """The space file's top level as typed sections: each key once, with its type, default and
-bounds. `search` and `fixed` stay plain mappings here (sweep.params and the trial config
+bounds. `search` and `fixed` stay plain mappings here (sweep.spec.params and the trial config
 check them); `read_sections` turns pydantic's errors into our `file: key.path: ...` lines."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, mod
 
 from nrfer.config import MAX_SEED
 from nrfer.registry import suggest
-from sweep.params import SpaceError, shown
+from sweep.spec.params import SpaceError, shown
 
 METRICS = ("val_acc", "val_macro_f1", "val_loss")
 SEARCHERS = ("tpe", "random", "grid")  # grid: every cell of the choices (a study)
@@ -75,8 +75,15 @@ def _model_name(what: str):
     return Annotated[str, PlainValidator(check)]
 
 
+def _set(model: BaseModel, name: str, value: Any) -> None:
+    """A default an after-validator fills in: set without validating again (an assignment
+    would run the validator that is setting it, for ever)."""
+    object.__setattr__(model, name, value)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # a value set after loading is checked as one in the file is
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -102,8 +109,8 @@ class EarlyStopping(_Section):
         for key in sorted(self.model_fields_set - set(allowed)):
             raise ValueError(f"{key}: not used by {self.name}; allowed: {', '.join(allowed)}")
         if self.name == "asha":
-            self.grace_period = self.grace_period or 1
-            self.reduction_factor = self.reduction_factor or 2
+            _set(self, "grace_period", self.grace_period or 1)
+            _set(self, "reduction_factor", self.reduction_factor or 2)
             if self.grace_period > self.max_epochs:
                 raise ValueError(
                     f"grace_period: {self.grace_period} > max_epochs {self.max_epochs}"
@@ -218,7 +225,7 @@ def check_sweep_name(v: Any) -> str:
 
 
 class SpaceFile(_Section):
-    """The top level of a space file (see sweep.space for what each part means)."""
+    """The top level of a space file (see sweep.spec.space for what each part means)."""
 
     name: Annotated[str, PlainValidator(check_sweep_name)]
     metric: _one_of(METRICS) = "val_acc"
@@ -278,7 +285,7 @@ class SpaceFile(_Section):
     @model_validator(mode="after")
     def _mode_follows_metric(self) -> SpaceFile:
         if self.mode is None:
-            self.mode = "min" if self.metric == "val_loss" else "max"
+            _set(self, "mode", "min" if self.metric == "val_loss" else "max")
         return self
 
 

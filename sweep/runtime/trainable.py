@@ -5,14 +5,14 @@ killed sweep never logs an epoch that its resume will run again. What a kill lea
 unlogged is in the checkpoint's `history.json`: the trial logs it when it resumes, and the
 driver logs it for a trial that the scheduler stopped (its report never returns).
 
-A trial works in `<storage>/<sweep>/work/<trial_id>` (sweep.retention): the same folder
+A trial works in `<storage>/<sweep>/work/<trial_id>` (sweep.runtime.retention): the same folder
 for each attempt, so a retried or resumed trial finds its best.pt there; Tune's checkpoint
 holds last.pt (model, optimiser, schedule) and the history only, moved out of that folder
 for Tune to copy. The driver deletes the folder when the trial ends.
 
 A trial that completed before a killed driver could have Tune save that is run again by
 the resume (Tune's state has it running): its trainable returns at once, and the driver
-gives it back the result it ended with (sweep.resume.EndedTrials).
+gives it back the result it ended with (sweep.runtime.ledger).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +37,14 @@ from nrfer.evaluate import evaluate_state, save_predictions
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
 from nrfer.train import RunPaths, fit
-from sweep.resume import completed_result
-from sweep.retention import work_dir
-from sweep.scheduler import METRIC_WORST
-from sweep.space import SEED_KEY, apply_params
-from sweep.study import CELL_TAG, SEED_TAG
+from sweep.analysis.study import CELL_TAG, SEED_TAG
+from sweep.runtime.ledger import completed_result
+from sweep.runtime.retention import work_dir
+from sweep.runtime.scheduler import METRIC_WORST
+from sweep.spec.space import SEED_KEY, apply_params
 from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
 from sweep.tracking.system import PeakMemory, start_monitor, stop_monitor
+from sweep.tracking.trial import RunContext
 from sweep.tracking.ui import run_name, trial_number
 
 RESULT_KEYS = (*EPOCH_KEYS, "epoch")
@@ -52,6 +54,19 @@ STUDY_TEST_KEYS = ("test_acc", "test_macro_f1", "test_mean_class_acc", "test_ece
 STUDY_OPTIONAL_KEYS = ("test_vote_tv",)  # where the test split has annotator votes
 # the worst result (what a diverged trial reports): the searcher and ASHA rank it last
 WORST = {**METRIC_WORST, "best_val_acc": 0.0, "diverged": True}
+
+
+@dataclass(frozen=True)
+class TrialContext:
+    """What the driver hands every trial besides the data (pickled once into Ray's object
+    store with `tune.with_parameters`)."""
+
+    run: RunContext  # where the trial's MLflow run goes
+    exp_dir: str  # the sweep's folder: each trial works in exp_dir/work/<trial id>
+    record_dir: str  # trials' local metric records while MLflow is unreachable
+    dataset: dict[str, dict]  # label mode -> the data's identity before SR
+    study: dict | None = None  # a study's section: each run tested once, its cell tagged
+    system_metrics_interval_s: float | None = None  # None: no system metrics recorded
 
 
 def epoch_row(metrics: dict) -> dict:
@@ -102,7 +117,7 @@ def run_trial(
     params: dict[str, Any],
     base: dict,
     data: dict[str, FERData],
-    tracking: dict,
+    tracking: TrialContext,
     launch_dir: str = ".",
     eval_data: dict | None = None,
 ) -> None:
@@ -111,12 +126,12 @@ def run_trial(
     among the sampled values point; in a study, `eval_data` the extra evaluation sets."""
     context = tune.get_context()
     trial_id = context.get_trial_id()
-    if completed_result(tracking["exp_dir"], trial_id) is not None:
+    if completed_result(tracking.exp_dir, trial_id) is not None:
         return  # it completed before the driver was killed, after Tune's last saved state:
-        # the driver gives it its final result back (sweep.resume.EndedTrials)
+        # the driver gives it its final result back (sweep.runtime.ledger)
     cfg = apply_params(base, {k: absolute_path(k, v, launch_dir) for k, v in params.items()})
     data = data[cfg.data.label_mode]
-    study = tracking.get("study")
+    study = tracking.study
     resume = None
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # Ray retried this trial, or the sweep resumed: continue
@@ -124,7 +139,7 @@ def run_trial(
             resume = load_checkpoint(Path(d) / RunPaths.LAST)
     for k, v in WORKER_HTTP_ENV.items():
         os.environ.setdefault(k, v)
-    logger = TrialLogger(tracking, trial_id, Path(tracking["record_dir"]) / f"{trial_id}.jsonl")
+    logger = TrialLogger(tracking.run, trial_id, Path(tracking.record_dir) / f"{trial_id}.jsonl")
     name = run_name(trial_number(context.get_trial_name()), params, trial_id)
     run_id = logger.start(config=cfg.flat(), sampled=params, name=name)
     if study:  # the table groups a study's runs by cell
@@ -134,9 +149,9 @@ def run_trial(
     if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
         data = apply_sr(data, cfg.data.sr, show_progress=False)
         logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
-    logger.log_input(identity(data, base=tracking["dataset"][cfg.data.label_mode]))
-    if interval := tracking.get("system_metrics_interval_s"):  # the space's tracking section
-        start_monitor(run_id, tracking["uri"], interval, resumed=resume is not None)
+    logger.log_input(identity(data, base=tracking.dataset[cfg.data.label_mode]))
+    if interval := tracking.system_metrics_interval_s:  # the space's tracking section
+        start_monitor(run_id, tracking.run.uri, interval, resumed=resume is not None)
     peak = PeakMemory(resolve_device(cfg.train.device))
     history: list[dict] = []
     if resume is not None:  # visible in the UI: this attempt continued after a lost worker
@@ -177,7 +192,7 @@ def run_trial(
             shutil.rmtree(paths.out / TUNE_DIR, ignore_errors=True)
             log_history(logger, history[-1:])
 
-    out = work_dir(tracking["exp_dir"], trial_id)
+    out = work_dir(tracking.exp_dir, trial_id)
     out.mkdir(parents=True, exist_ok=True)
     # the driver removes `out` when the trial ends, whatever ends it
     try:
@@ -198,5 +213,5 @@ def run_trial(
         stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial
     if study:
         log_study_results(logger, result, out, eval_data)
-    # best.pt goes to MLflow from the driver, for the top K trials (sweep.retention)
+    # best.pt goes to MLflow from the driver, for the top K trials (sweep.runtime.retention)
     logger.finish()

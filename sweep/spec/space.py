@@ -26,13 +26,16 @@ from nrfer.config import (
     parse_yaml,
     set_by_path,
 )
+from nrfer.config import (
+    apply_overrides as config_overrides,
+)
 from nrfer.models.backbone import check_backbone_name
 from nrfer.registry import suggest
-from sweep.params import Param, SpaceError, _err, parse_param, shown
-from sweep.sections import SpaceFile, read_sections
+from sweep.spec.params import Param, SpaceError, _err, parse_param, shown
+from sweep.spec.sections import SpaceFile, read_sections
 
 # the shipped spaces, package data of `sweep` (search_spaces/ in a checkout links here)
-SPACES_DIR = Path(__file__).resolve().parent / "spaces"
+SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
 # data keys a trial may vary: each distinct dataset (label mode) is read once, each SR cache
 # built once, by the driver before trials start
 SEARCHABLE_DATA = ("data.label_mode", "data.sr.method", "data.sr.scale", "data.sr.weights")
@@ -40,7 +43,7 @@ SEED_KEY = "train.seed"
 
 
 class SweepSpec(SpaceFile):
-    """A space file as the sweep runs it: the typed sections of `sweep.sections` (each key
+    """A space file as the sweep runs it: the typed sections of `sweep.spec.sections` (each key
     once, with its default: `spec.budget.num_samples`, `spec.early_stopping.grace_period`,
     ...), the searched parameters parsed (`params`) and the file it came from (`source`)."""
 
@@ -395,32 +398,12 @@ def _warn_rung_in_warmup(spec: SweepSpec) -> None:
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str) -> Any:
-    """`--set key=value` on a space file's YAML: dotted keys into its sections
-    (budget.num_samples, fixed.train.epochs); under `search.` the rest is one parameter's key
-    (search.optim.lr={loguniform: [1e-4, 1e-2]})."""
-    if not overrides:
-        return raw
-    if not isinstance(raw, dict):
-        return raw  # parse_space says what is wrong with the file
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise SpaceError(f"--set {item!r}: expected key.path=value")
-        value = parse_yaml(text, f"--set {item!r}", SpaceError) if text else None
-        where = f"--set {item!r}"
-        if key.startswith("search."):
-            search = raw.setdefault("search", {})
-            if not isinstance(search, dict):
-                raise SpaceError(f"{source}: search: expected a mapping")
-            search[key.removeprefix("search.")] = value
-            continue
-        try:
-            set_by_path(raw, key, value, where=where)
-        except ConfigError as e:
-            raise SpaceError(str(e)) from None
-    return raw
+    """`--set key=value` on a space file's YAML (nrfer.config.apply_overrides): dotted keys
+    into its sections (budget.num_samples, early_stopping.max_epochs); under `search.` the
+    rest is one parameter's key (search.optim.lr={loguniform: [1e-4, 1e-2]})."""
+    if not overrides or not isinstance(raw, dict):
+        return raw  # (not a mapping: parse_space says what is wrong with the file)
+    return config_overrides(raw, overrides, SpaceError, flat_under=("search",))
 
 
 def load_space(name: str | Path, overrides: list[str] | None = None) -> SweepSpec:

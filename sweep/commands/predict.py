@@ -1,7 +1,7 @@
 """Predict expressions with a model in MLflow: `nrfer.predict` with the model fetched first.
 
-    python -m sweep.predict --model models:/nrfer-demo@champion --json face.png other.jpg
-    python -m sweep.predict --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db face.png
+    python -m sweep.commands.predict --model models:/nrfer-demo@champion --json face.png other.jpg
+    python -m sweep.commands.predict --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db face.png
 
 --model: models:/NAME@ALIAS (reproduce-best sets `champion`), models:/NAME/VERSION, runs:/ID/
 PATH, or a local best.pt / training folder as nrfer.predict takes. The store is
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from nrfer.cli import run_command
-from nrfer.commands import is_model_uri, predict_parser
+from nrfer.parsers import is_model_uri, predict_parser
 
 
 def fetch_model(model: str, uri: str | None = None) -> Path:

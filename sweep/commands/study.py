@@ -1,0 +1,68 @@
+"""`nrfer study`: a study's table (md / latex / csv) from its runs in MLflow, also while it
+runs, and the seeds a claim needs (`nrfer study plan`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sweep.analysis.comparisons import plan
+from sweep.analysis.study import Cell, baseline_text, blocks, render, study_table, write_tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nrfer.cli import run_command
+    from sweep.commands.parsers import study_parser
+
+    return run_command(study_parser(__doc__), run, argv)
+
+
+def run(args) -> int:
+    from mlflow.tracking import MlflowClient
+
+    from sweep.tracking import check_tracking_uri, tracking_uri
+    from sweep.tracking.sweep_run import find_sweep
+
+    uri = check_tracking_uri(tracking_uri(args.tracking_uri), "--tracking-uri")
+    client = MlflowClient(uri)
+    parent = find_sweep(client, args.sweep)
+    spec, cells = study_table(client, parent)
+    if args.command == "plan":
+        return print_plan(spec, cells, args)
+    tables = render(spec, cells)
+    print(tables[args.format], end="")
+    if args.out:
+        paths = write_tables(Path(args.out), tables)
+        print(f"written: {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def print_plan(spec, cells: list[Cell], args) -> int:
+    """Seeds needed per baseline block and over the whole study, for --delta points."""
+    everything = [x for c in cells for x in c.comparisons]
+    if not everything:
+        raise ValueError(f"study {spec.name} has no comparisons (no study.baseline or compare)")
+    print(
+        f"{spec.name}: seeds for a paired comparison to detect Δ={args.delta:g} points of test "
+        f"accuracy with {100 * args.power:g}% power (two-sided α={args.alpha:g})"
+    )
+    for base, comps in [*blocks(spec, cells), ({"all comparisons": ""}, everything)]:
+        label = baseline_text(base) if "all comparisons" not in base else "all comparisons"
+        p = plan(comps, args.delta / 100, args.power, args.alpha)
+        if p is None:
+            print(f"  vs {label}: no comparison with numbers yet")
+            continue
+        seed_sd = (
+            f"{100 * p.seed_sd:.2f} pt ({p.df} df over {p.comparisons} comparisons)"
+            if p.seed_sd is not None
+            else "unmeasured (one seed per cell; the faces' floor is a lower bound)"
+        )
+        n = p.seeds if p.seeds is not None else "more than 200"
+        print(
+            f"  vs {label}: {n} seeds  (per-seed difference sd {seed_sd}; face-level sd "
+            f"{100 * p.face_sd:.2f} pt; planned with sd {100 * p.sd:.2f} pt)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
