@@ -27,9 +27,10 @@ test: setup  ## the whole suite (the README's test command)
 test-fast: setup  ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: setup  ## ruff check + format check
+lint: setup  ## ruff check + format check + mypy (nrfer/ and sweep/, pyproject's [tool.mypy])
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 train-demo: setup  ## train one demo model (nrfer train)
 	$(BIN)/nrfer train --config nrfer/configs/demo.yaml --out runs/train-demo

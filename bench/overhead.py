@@ -171,8 +171,8 @@ def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict
     from mlflow.tracking import MlflowClient
 
     from sweep.runtime import driver
+    from sweep.runtime import lifecycle as sweep_run
     from sweep.spec.space import load_space
-    from sweep.tracking import sweep_run
 
     spent = {"callback_s": 0.0, "callbacks": 0}
     original = sweep_run.TrialStatusCallback.on_trial_complete

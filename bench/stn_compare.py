@@ -66,7 +66,7 @@ def main() -> None:
             t0 = time.perf_counter()
             result = fit(cfg, data=data, evaluate_test=False)
             secs.append((time.perf_counter() - t0) / args.epochs)
-            accs.append(result["best_val_acc"])
+            accs.append(result.best_val_acc)
             if stn:
                 from nrfer.models import build_model
 

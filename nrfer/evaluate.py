@@ -95,7 +95,7 @@ def predict_batches(
     out = []
     for x in batches:
         views = [x, x.flip(-1)] if tta == "flip" else [x]
-        probs = 0
+        probs: torch.Tensor | None = None
         for v in views:
             if cfg.train.channels_last:
                 v = v.contiguous(memory_format=torch.channels_last)
@@ -103,7 +103,9 @@ def predict_batches(
                 logits = model(v).float()
             if cols is not None:
                 logits = logits[:, cols]
-            probs = probs + torch.softmax(logits, 1)
+            p = torch.softmax(logits, 1)
+            probs = p if probs is None else probs + p
+        assert probs is not None  # at least one view
         out.append((probs / len(views)).cpu().numpy())
     model.train(was_training)
     k = len(cols) if cols is not None else None

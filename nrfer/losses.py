@@ -23,6 +23,8 @@ MIN_ONE_MINUS_P = 1e-12  # focal factor floor: finite gradients when a class sat
 
 
 class TargetFocalLoss(nn.Module):
+    prior: torch.Tensor | None  # a buffer (moves with the module)
+
     def __init__(
         self,
         num_classes: int,

@@ -86,7 +86,10 @@ class Predictor:
         if self.sr.method == "model":
             from nrfer.sr.net import load_sr_model
 
-            self.sr_model = load_sr_model(sr_weights or self.sr.weights, self.device)
+            weights = sr_weights or self.sr.weights
+            if not weights:
+                raise ValueError("data.sr.method is model: its data.sr.weights file is needed")
+            self.sr_model = load_sr_model(weights, self.device)
 
     @classmethod
     def from_path(

@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
@@ -137,7 +137,7 @@ def maybe_compile(model: torch.nn.Module, enabled: bool, sample: torch.Tensor) -
     if not enabled:
         return model
     try:
-        compiled = torch.compile(model)
+        compiled = cast(torch.nn.Module, torch.compile(model))
         with torch.no_grad():
             compiled.eval()(sample)
         return compiled
@@ -168,7 +168,8 @@ def best_state(
 def pretrained_report(model: torch.nn.Module) -> dict | None:
     """What loading `model.pretrained` did (nrfer.models.pretrained.load_pretrained)."""
     return next(
-        (m.nrfer_pretrained for m in model.modules() if hasattr(m, "nrfer_pretrained")), None
+        (cast(dict, m.nrfer_pretrained) for m in model.modules() if hasattr(m, "nrfer_pretrained")),
+        None,
     )
 
 
@@ -237,6 +238,60 @@ class Progress:
     history: list[dict] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class TestScores:
+    """The test split, evaluated once with the best-by-validation weights."""
+
+    acc: float
+    macro_f1: float
+    mean_class_acc: float
+    ece: float
+    nll: float
+    per_class_recall: list[float]
+    confusion: list[list[int]]
+    predictions: str  # test_predictions.npz: per-image probabilities and labels
+    vote_tv: float | None = None  # where the test split has annotator votes
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """What `fit` returns; `to_dict()` is result.json."""
+
+    best_val_acc: float
+    best_epoch: int
+    class_names: list[str]
+    epochs_run: int
+    history: list[dict]  # one row of metrics per epoch run
+    compiled: bool  # train.compile took effect
+    out_dir: str
+    paths: dict[str, str]  # RunPaths.to_dict(): best, last, config, result, ...
+    test: TestScores | None = None  # None: fit(..., evaluate_test=False)
+
+    @property
+    def scores(self) -> TestScores:
+        """The test scores of a run that was tested (an error for one that was not)."""
+        if self.test is None:
+            raise ValueError(f"the run in {self.out_dir} was not tested (evaluate_test=False)")
+        return self.test
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "test"}
+        if self.test is not None:
+            s = self.test
+            out |= {
+                "test_acc": s.acc,
+                "test_macro_f1": s.macro_f1,
+                "test_mean_class_acc": s.mean_class_acc,
+                "test_ece": s.ece,
+                "test_nll": s.nll,
+                **({"test_vote_tv": s.vote_tv} if s.vote_tv is not None else {}),
+                "test_per_class_recall": s.per_class_recall,
+                "test_confusion": s.confusion,
+                "test_predictions": s.predictions,
+            }
+        return out
+
+
 def fit(
     config: TrialConfig,
     data: FERData | None = None,
@@ -245,7 +300,7 @@ def fit(
     out_dir: str | Path | None = None,
     evaluate_test: bool = True,
     force_resume: bool = False,
-) -> dict:
+) -> FitResult:
     """Train `config`; returns the summary (also written to out_dir/result.json).
 
     resume: a checkpoint file/folder (or its loaded dict) from an earlier run of this config;
@@ -427,26 +482,25 @@ def save_last(run: Setup, progress: Progress, epoch: int) -> None:
     )
 
 
-def finish(run: Setup, progress: Progress, evaluate_test: bool) -> dict:
+def finish(run: Setup, progress: Progress, evaluate_test: bool) -> FitResult:
     """The run's summary (result.json); with `evaluate_test`, the test split evaluated once,
     with the best-by-validation weights."""
-    result = {
-        "best_val_acc": progress.best_val_acc,
-        "best_epoch": progress.best_epoch,
-        "class_names": list(run.data.class_names),
-        "epochs_run": len(progress.history),
-        "history": progress.history,
-        "compiled": run.step_model is not run.model,  # train.compile took effect
-        "out_dir": str(run.paths.out),
-        "paths": run.paths.to_dict(),
-    }
-    if evaluate_test:
-        result.update(test_once(run))
-    run.paths.result.write_text(json.dumps(result, indent=1))
+    result = FitResult(
+        best_val_acc=progress.best_val_acc,
+        best_epoch=progress.best_epoch,
+        class_names=list(run.data.class_names),
+        epochs_run=len(progress.history),
+        history=progress.history,
+        compiled=run.step_model is not run.model,
+        out_dir=str(run.paths.out),
+        paths=run.paths.to_dict(),
+        test=test_once(run) if evaluate_test else None,
+    )
+    run.paths.result.write_text(json.dumps(result.to_dict(), indent=1))
     return result
 
 
-def test_once(run: Setup) -> dict:
+def test_once(run: Setup) -> TestScores:
     """The test split, once, with the best-by-validation weights, through the evaluation
     `python -m nrfer.evaluate` runs (so both give the same numbers); the per-image
     probabilities are kept in test_predictions.npz (studies compare them)."""
@@ -462,17 +516,17 @@ def test_once(run: Setup) -> dict:
     names = run.data.class_names
     s = scores(probs, labels, names, split_votes(run.data.test, names))
     save_predictions(run.paths.test_predictions, probs, labels, names)
-    return {
-        "test_acc": s["acc"],
-        "test_macro_f1": s["macro_f1"],
-        "test_mean_class_acc": s["mean_class_acc"],
-        "test_ece": s["ece"],
-        "test_nll": s["nll"],
-        **({"test_vote_tv": s["vote_tv"]} if "vote_tv" in s else {}),
-        "test_per_class_recall": list(s["per_class_recall"].values()),
-        "test_confusion": s["confusion"],
-        "test_predictions": str(run.paths.test_predictions),
-    }
+    return TestScores(
+        acc=s["acc"],
+        macro_f1=s["macro_f1"],
+        mean_class_acc=s["mean_class_acc"],
+        ece=s["ece"],
+        nll=s["nll"],
+        per_class_recall=list(s["per_class_recall"].values()),
+        confusion=s["confusion"],
+        predictions=str(run.paths.test_predictions),
+        vote_tv=s.get("vote_tv"),
+    )
 
 
 def check_resume_config(state: dict, config: TrialConfig, source, force: bool) -> None:
@@ -541,11 +595,12 @@ def _train(args) -> int:
         force_resume=args.force_resume,
     )
     print(
-        f"test (best-by-val epoch {result['best_epoch']}): acc {result['test_acc']:.4f}  "
-        f"macro-F1 {result['test_macro_f1']:.4f}  outputs in {out}  ({time.perf_counter() - t0:.0f}s)"
+        f"test (best-by-val epoch {result.best_epoch}): acc {result.scores.acc:.4f}  "
+        f"macro-F1 {result.scores.macro_f1:.4f}  outputs in {out}  ({time.perf_counter() - t0:.0f}s)"
     )
     keys = ("best_val_acc", "best_epoch", "test_acc", "test_macro_f1", "epochs_run", "out_dir")
-    print(json.dumps({k: result[k] for k in keys}))
+    flat = result.to_dict()
+    print(json.dumps({k: flat[k] for k in keys}))
     return 0
 
 

@@ -124,7 +124,7 @@ def resizer_grid(
     was_training = model.training
     model.eval()
     x = torch.from_numpy(images).to(device).float() / 255
-    seen = model.resize(x)
+    seen = model.resize(x)  # type: ignore[operator]  # a FERModel (nrfer.models)
     th, tw = seen.shape[-2:]
     shown = torch.nn.functional.interpolate(
         x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x, size=(th, tw), mode="nearest"

@@ -15,6 +15,7 @@ import math
 import re
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -222,7 +223,7 @@ def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
                 "the rows of the two files are not aligned"
             )
     splits, note = build_splits(images[:, None], v_usage, votes, mode, votes_path, names)
-    meta = {"source_files": [str(pixels_path.resolve()), str(votes_path.resolve())]}
+    meta: dict[str, Any] = {"source_files": [str(pixels_path.resolve()), str(votes_path.resolve())]}
     if note:
         meta["notes"] = [note]
-    return FERData(**splits, label_mode=mode, source=f"ferplus:{Path(root)}", meta=meta)
+    return FERData.of(splits, label_mode=mode, source=f"ferplus:{Path(root)}", meta=meta)

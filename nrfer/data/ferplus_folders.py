@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,7 +53,8 @@ def is_ferplus_tree(root: str | Path) -> bool:
 
 def read_label_csv(path: Path) -> list[tuple[int, str, tuple[int, ...], np.ndarray]]:
     """-> (line, image name, face box, 10 votes) per row of one folder's label.csv."""
-    out, seen = [], {}
+    out: list[tuple[int, str, tuple[int, ...], np.ndarray]] = []
+    seen: dict[str, int] = {}
     for line, row in csv_rows(path):
         if not row:
             continue
@@ -146,7 +148,7 @@ def read_ferplus_folders(
         images = [_load_image(rows[k][0].parent / rows[k][3], rows[k][0], rows[k][1]) for k in kept]
         splits[split] = _split(images, targets, votes[kept], [rows[k] for k in kept])
     check_splits(splits, dropped, root / LABEL_CSV, root, list(MS_FOLDERS.values()), True)
-    meta = {
+    meta: dict[str, Any] = {
         "source_files": [str((root / d / LABEL_CSV).resolve()) for d in MS_FOLDERS.values()],
         "votes": NEW_VOTES if new_votes is not None else FOLDER_VOTES,
         "value_columns": "votes",
@@ -155,7 +157,7 @@ def read_ferplus_folders(
         meta["source_files"].append(str(vpath.resolve()))
     if note:
         meta["notes"] = [note]
-    return FERData(**splits, label_mode=mode, source=f"ferplus_folders:{root}", meta=meta)
+    return FERData.of(splits, label_mode=mode, source=f"ferplus_folders:{root}", meta=meta)
 
 
 def _split(images: list, targets: np.ndarray, votes: np.ndarray, rows: list) -> FERSplit:

@@ -20,6 +20,7 @@ FER+ names: the folders say (all three present), else the Usage column.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -156,12 +157,15 @@ def read_folders(
         rows[split].append((image, target, votes, line))
     splits = {s: _stack(r, label_path) for s, r in rows.items()}
     check_splits(splits, dropped, label_path, root, folders, by_folder)
-    meta = {"source_files": [str(label_path.resolve())], "value_columns": "votes"}
+    meta: dict[str, Any] = {
+        "source_files": [str(label_path.resolve())],
+        "value_columns": "votes",
+    }
     if note:
         meta["notes"] = [note]
     if labels_not_votes:  # no votes to estimate the PDLS prior from: the FER+ vote prior
         meta.update(value_columns="labels", prior=ferplus_prior(EMOTIONS), prior_name="ferplus")
-    return FERData(**splits, label_mode=mode, source=f"folders:{root}", meta=meta)
+    return FERData.of(splits, label_mode=mode, source=f"folders:{root}", meta=meta)
 
 
 def index_images(root: Path, folders: list[str]) -> dict[str, str]:

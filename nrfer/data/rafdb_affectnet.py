@@ -60,8 +60,8 @@ def read_image(path: Path, size: int | None) -> np.ndarray:
     if not path.is_file():
         raise DataFormatError(f"image {path} does not exist")
     try:
-        with Image.open(path) as img:
-            img = img.convert("L")
+        with Image.open(path) as opened:
+            img = opened.convert("L")
             if size is not None and img.size != (size, size):
                 img = img.resize((size, size), Image.Resampling.BICUBIC)
             return np.asarray(img, dtype=np.uint8)

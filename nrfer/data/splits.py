@@ -91,10 +91,11 @@ def resolve_splits(
     lines = list(lines) if lines is not None else [f"row {i + 1}" for i in range(len(names))]
     truth = [canonical_split(n) if n else None for n in names]
     known = [i for i, t in enumerate(truth) if t is not None]
+    fact = {i: t for i, t in enumerate(truth) if t is not None}  # the rows FER2013 names
     out = [t if t is not None else c for t, c in zip(truth, claimed, strict=True)]
     if all(claimed[i] == truth[i] for i in known):
         return out, None
-    if all(claimed[i] == _SWAP[truth[i]] for i in known):
+    if all(claimed[i] == _SWAP[fact[i]] for i in known):
         note = (
             f"{where}: this file's PublicTest/PrivateTest are swapped relative to FER2013, as "
             "in the paper's released CSV: reading FER2013's own splits (val = PublicTest, "
@@ -104,7 +105,7 @@ def resolve_splits(
         return out, note
     bad = [i for i in known if claimed[i] != truth[i]]
     shown = "; ".join(
-        f"{lines[i]}: {names[i]} is {USAGE_OF_SPLIT[truth[i]]} in FER2013, {says} says "
+        f"{lines[i]}: {names[i]} is {USAGE_OF_SPLIT[fact[i]]} in FER2013, {says} says "
         f"{USAGE_OF_SPLIT[claimed[i]]}"
         for i in bad[:3]
     )

@@ -223,7 +223,7 @@ def face_names(n_train: int, n_val: int, n_test: int) -> list[str]:
     """Microsoft's own names for the generated rows, split by split (the first n_train
     Training names, then PublicTest's, then PrivateTest's), so that a synthetic face's name
     says its FER2013 split as a real one's does."""
-    out = []
+    out: list[str] = []
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
         names = names_of_split(split)
         if n > len(names):

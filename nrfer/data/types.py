@@ -11,6 +11,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,11 @@ class FERData:
     label_mode: str = "majority"
     source: str = ""
     meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, splits: dict[str, FERSplit], **rest: Any) -> FERData:
+        """From {"train": ..., "val": ..., "test": ...} and the other fields."""
+        return cls(train=splits["train"], val=splits["val"], test=splits["test"], **rest)
 
     @property
     def num_classes(self) -> int:

@@ -14,6 +14,8 @@ __all__ = ["FERModel", "NeuralResizer", "PaperSTN", "SpatialTransformer", "build
 
 
 class FERModel(nn.Module):
+    mean: torch.Tensor  # buffers (move with the module)
+    std: torch.Tensor
     """Input: float images in [0, 1], [B, 1 or 3, H, W], any H, W. Output: logits [B, K]."""
 
     def __init__(
@@ -70,7 +72,7 @@ def build_model(cfg, num_classes: int, image_size: tuple[int, int] | None = None
         resizer = NeuralResizer(
             target, n=cfg.resizer.n, r=cfg.resizer.r, interpolation=cfg.resizer.interpolation
         )
-    stn = None
+    stn: nn.Module | None = None
     if cfg.stn == "paper":
         if image_size is None:
             raise ValueError("model.stn: paper needs the input image size to build")

@@ -62,7 +62,8 @@ def create_backbone(
         ) from None
     check_patch_grid(model, name)
     if pretrained:
-        model.nrfer_pretrained = load_pretrained(model, resolve_weights(pretrained, name))
+        report = load_pretrained(model, resolve_weights(pretrained, name))
+        model.nrfer_pretrained = report  # type: ignore[assignment]  # read by pretrained_report
     return model
 
 

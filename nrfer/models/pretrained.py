@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -94,6 +95,7 @@ def resolve_weights(pretrained: str, backbone: str) -> Path:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    state: Any  # what the file holds, checked below
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -70,6 +70,7 @@ class NeuralResizer(nn.Module):
         # Start as the plain bilinear resize and learn the residual: a random residual on
         # top of the image at step 0 only slows the backbone down.
         nn.init.zeros_(self.out.weight)
+        assert self.out.bias is not None  # a Conv2d made with its bias
         nn.init.zeros_(self.out.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ def expected(data: FERData, method: str, scale: int, weights: str | None) -> dic
         "version": VERSION,
         "method": method,
         "scale": int(scale),
-        "weights_sha256": file_sha256(weights) if method == "model" else None,
+        "weights_sha256": file_sha256(weights) if method == "model" and weights else None,
         "sources": sources,
         "inputs": {
             s: {
@@ -161,14 +161,15 @@ def ensure_cache(
         raise CacheError(f"SR method 'model' needs a weights file; got {weights!r}")
     want = expected(data, method, scale, weights)
     with locked(out):
-        why = mismatch(read_manifest(out), want, out)
-        if why is None:
-            return out, read_manifest(out), False
+        manifest = read_manifest(out)
+        why = mismatch(manifest, want, out)
+        if why is None and manifest is not None:
+            return out, manifest, False
         log.warning("building SR cache %s (%s)", out, why)
         (out / "manifest.json").unlink(missing_ok=True)
         model = None
         dev = resolve_device(device, "data.sr.device")
-        if method == "model":
+        if method == "model" and weights:  # (checked above)
             model = load_sr_model(weights, dev)
         total = sum(len(data.split(s)) for s in SPLITS)
         bar = Progress(total, f"SR {method} x{scale}") if show_progress else None
@@ -256,4 +257,4 @@ def apply_sr(data: FERData, sr_cfg, show_progress: bool = True) -> FERData:
             "manifest_sha256": manifest["manifest_sha256"],
         },
     }
-    return replace(data, **splits, meta=meta)
+    return replace(data, train=splits["train"], val=splits["val"], test=splits["test"], meta=meta)

@@ -57,6 +57,7 @@ class FaceSR(nn.Module):
         self.up = nn.Sequential(*up)
         self.tail = nn.Conv2d(features, channels, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
+        assert self.tail.bias is not None  # a Conv2d made with its bias
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

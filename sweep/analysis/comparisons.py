@@ -92,9 +92,9 @@ def compare_cells(spec, cells: list, predictions, resamples: int = RESAMPLES) ->
     also appended to its cell's `comparisons`. `predictions(run_id)` -> {"probs",
     "labels"} of that run's test split, or None."""
     by_key = {cell_key(c.cell): c for c in cells}
-    cache: dict[str, np.ndarray | None] = {}
+    cache: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}  # run -> (right?, labels)
 
-    def right(run_id: str) -> np.ndarray | None:
+    def right(run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         if run_id not in cache:
             got = predictions(run_id)
             cache[run_id] = None if got is None else (correct(got), got["labels"])
@@ -157,7 +157,7 @@ def fill(comp: Comparison, cell, base, right, resamples: int) -> None:
 def adjust(comparisons: list[Comparison]) -> None:
     """Holm and Benjamini-Hochberg over every comparison with a p-value (the family)."""
     family = [c for c in comparisons if c.p is not None]
-    ps = [c.p for c in family]
+    ps = [c.p for c in comparisons if c.p is not None]
     for c, h, bh in zip(family, holm(ps), benjamini_hochberg(ps), strict=True):
         c.p_holm, c.p_bh = h, bh
 
@@ -220,16 +220,16 @@ def plan(
 def plan_text(comparisons: list[Comparison], seeds: int, deltas=PLAN_DELTAS) -> str:
     """One line: the seeds each difference in `deltas` (points) needs, the difference the
     study's own `seeds` and 10 seeds can detect, and what it rests on."""
-    plans = [plan(comparisons, d / 100) for d in deltas]
-    if plans[0] is None:
+    plans = [p for p in (plan(comparisons, d / 100) for d in deltas) if p is not None]
+    if not plans:  # (one for every delta, or none: they rest on the same numbers)
         return ""
     p = plans[0]
 
-    def can(n: int) -> str:
+    def detects(n: int) -> str:
         d = 100 * detectable(n, p.sd, p.power, p.alpha)
         return f"{n} seeds detect Δ ≥ {d:.1f} pt" if d <= 100 else f"{n} seeds detect nothing"
 
-    can = ", ".join(can(n) for n in sorted({max(seeds, 2), 10}))
+    can = ", ".join(detects(n) for n in sorted({max(seeds, 2), 10}))
     basis = (
         f"per-seed difference sd {100 * p.seed_sd:.2f} pt pooled over {p.comparisons} "
         f"comparisons ({p.df} df)"

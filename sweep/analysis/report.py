@@ -6,13 +6,14 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from sweep.spec.space import SweepSpec  # noqa: E402
 
@@ -90,7 +91,7 @@ def plot_curves(rows: list[dict], spec: SweepSpec, path: Path) -> None:
     for r in sorted(rows, key=lambda r: r.get("name") or r["trial_id"]):
         label = (r.get("name") or r["trial_id"]).split()[0]
         ax.plot(range(1, len(r["curve"]) + 1), r["curve"], marker=".", alpha=0.8, label=label)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    cast(MaxNLocator, ax.xaxis.get_major_locator()).set_params(integer=True)
     if len(rows) <= 20:
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     ax.set_xlabel("epoch")

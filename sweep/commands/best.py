@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 from nrfer.cli import check_out_dir, run_command
 from nrfer.config import TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
-from nrfer.train import fit
+from nrfer.train import FitResult, fit
 from nrfer.viz import confusion_image
 from sweep.tracking import (
     INSTANCE,
@@ -91,7 +91,7 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
 
 def train_seed(
     config: dict, seed: int, data: FERData, out_dir: str, show_epochs: bool = False
-) -> dict:
+) -> FitResult:
     raw = {**config, "train": {**config["train"], "seed": seed}}
     epochs = raw["train"].get("epochs", "?")
 
@@ -108,17 +108,17 @@ def train_seed(
     )
 
 
-def seed_done(seed: int, r: dict) -> None:
+def seed_done(seed: int, r: FitResult) -> None:
     print(
-        f"seed {seed}: done, val {r['best_val_acc']:.4f} (epoch {r['best_epoch'] + 1}), "
-        f"test {r['test_acc']:.4f}",
+        f"seed {seed}: done, val {r.best_val_acc:.4f} (epoch {r.best_epoch + 1}), "
+        f"test {r.scores.acc:.4f}",
         flush=True,
     )
 
 
 def run_seeds(
     config: dict, seeds: list[int], data: FERData, out: Path, parallel: str
-) -> list[dict]:
+) -> list[FitResult]:
     """Seeds in parallel through Ray when the CPUs allow, else one after another."""
     cpus = max(1, int(config["train"].get("num_threads") or 1))
     use_ray = parallel == "yes" or (
@@ -141,18 +141,21 @@ def run_seeds(
         data_ref = ray.put(data)
         print(f"training seeds {seeds} in parallel through Ray, {epochs} epochs each ...")
         refs = {task.remote(config, s, data_ref, str(out / f"seed-{s}")): s for s in seeds}
-        results, waiting = {}, list(refs)
+        done: dict[int, FitResult] = {}
+        waiting = list(refs)
         while waiting:  # a line per seed as it finishes
             ready, waiting = ray.wait(waiting, num_returns=1)
-            results[refs[ready[0]]] = ray.get(ready[0])
-            seed_done(refs[ready[0]], results[refs[ready[0]]])
-        return [results[s] for s in seeds]
+            done[refs[ready[0]]] = ray.get(ready[0])
+            seed_done(refs[ready[0]], done[refs[ready[0]]])
+        return [done[s] for s in seeds]
     finally:
         if started:
             ray.shutdown()
 
 
-def log_seed_run(client, experiment_id, sweep_id, rep_id, rank, seed, r, n_candidates) -> str:
+def log_seed_run(
+    client, experiment_id, sweep_id, rep_id, rank, seed, r: FitResult, n_candidates
+) -> str:
     """One seed's run under the reproduce run: its curves, test metrics and best checkpoint."""
     run = client.create_run(
         experiment_id,
@@ -167,17 +170,17 @@ def log_seed_run(client, experiment_id, sweep_id, rep_id, rank, seed, r, n_candi
     )
     metrics = [
         Metric(k, float(h[k]), 0, h["epoch"])
-        for h in r["history"]
+        for h in r.history
         for k in ("train_loss", "val_loss", "val_acc", "val_macro_f1")
     ]
     metrics += [
-        Metric(k, float(r[k]), 0, 0)
+        Metric(k, float(r.to_dict()[k]), 0, 0)
         for k in ("test_acc", "test_macro_f1", "test_mean_class_acc", "best_val_acc", "best_epoch")
     ]
     log_metrics(client, run.info.run_id, metrics)
-    client.log_artifact(run.info.run_id, r["paths"]["best"], "checkpoint")
+    client.log_artifact(run.info.run_id, r.paths["best"], "checkpoint")
     # the per-image test probabilities (nrfer.evaluate's), as a study's runs keep them
-    client.log_artifact(run.info.run_id, r["test_predictions"], "predictions")
+    client.log_artifact(run.info.run_id, r.scores.predictions, "predictions")
     client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
@@ -186,8 +189,8 @@ def candidate_rows(candidates: list[Candidate], winner: int) -> list[dict]:
     """One row per retrained candidate: its sweep trial and mean +- std of val and test."""
     rows = []
     for c in candidates:
-        val_m, val_s = mean_std([r["best_val_acc"] for r in c.results])
-        test_m, test_s = mean_std([r["test_acc"] for r in c.results])
+        val_m, val_s = mean_std([r.best_val_acc for r in c.results])
+        test_m, test_s = mean_std([r.scores.acc for r in c.results])
         rows.append(
             {
                 "rank": c.rank,
@@ -216,11 +219,11 @@ class Candidate:
     trial: Any  # its MLflow run
     trial_val: float  # its best val accuracy in the sweep
     cfg: TrialConfig
-    results: list[dict]  # fit()'s result per seed, seeds 0..n-1
+    results: list[FitResult]  # fit()'s result per seed, seeds 0..n-1
 
     @property
     def val_mean(self) -> float:
-        return mean_std([r["best_val_acc"] for r in self.results])[0]
+        return mean_std([r.best_val_acc for r in self.results])[0]
 
 
 def reproduce(
@@ -264,7 +267,8 @@ def reproduce(
 def train_candidates(chosen: list[tuple], seeds: int, out: Path, parallel: str) -> list[Candidate]:
     """Each chosen trial's config trained from scratch with seeds 0..seeds-1 (each distinct
     data setting read once)."""
-    candidates, datasets = [], {}
+    candidates: list[Candidate] = []
+    datasets: dict[str, Any] = {}
     for rank, (trial, trial_val, config) in enumerate(chosen, start=1):
         cfg: TrialConfig = make_config(config, f"trial {trial.info.run_id}")
         key = json.dumps(cfg.data.model_dump(), sort_keys=True)  # SR settings may differ
@@ -324,9 +328,9 @@ def report(
     """The winner's val and test mean +- std over seeds, every candidate's row, per-class
     recall and the mean test confusion matrix: written to `out` and logged on the run."""
     results, seeds = winner.results, len(winner.results)
-    test_acc = [r["test_acc"] for r in results]
-    test_f1 = [r["test_macro_f1"] for r in results]
-    val_acc = [r["best_val_acc"] for r in results]
+    test_acc = [r.scores.acc for r in results]
+    test_f1 = [r.scores.macro_f1 for r in results]
+    val_acc = [r.best_val_acc for r in results]
     summary = {
         "sweep": sweep_id,
         "trial_run_id": winner.trial.info.run_id,
@@ -379,10 +383,12 @@ def report(
     return summary
 
 
-def write_class_report(client: MlflowClient, rep_id: str, results: list[dict], out: Path) -> None:
+def write_class_report(
+    client: MlflowClient, rep_id: str, results: list[FitResult], out: Path
+) -> None:
     """per_class_recall.csv (mean, std, each seed) and the seeds' mean test confusion matrix."""
-    names, seeds = results[0]["class_names"], len(results)
-    recall = np.array([r["test_per_class_recall"] for r in results])
+    names, seeds = results[0].class_names, len(results)
+    recall = np.array([r.scores.per_class_recall for r in results])
     table = out / "per_class_recall.csv"
     table.write_text(
         "class,mean,std,"
@@ -395,7 +401,7 @@ def write_class_report(client: MlflowClient, rep_id: str, results: list[dict], o
             for i, n in enumerate(names)
         )
     )
-    mean_conf = np.mean([r["test_confusion"] for r in results], axis=0)
+    mean_conf = np.mean([r.scores.confusion for r in results], axis=0)
     confusion_image(np.round(mean_conf).astype(int), names).save(out / "test_confusion_mean.png")
     for f in (table, out / "test_confusion_mean.png"):
         client.log_artifact(rep_id, str(f))
@@ -406,19 +412,19 @@ def register(
 ) -> dict:
     """Register the winner's best seed by validation accuracy (test was only reported) as
     `name`, with the alias serving and predict use (models:/NAME@champion)."""
-    val_acc = [r["best_val_acc"] for r in winner.results]
+    val_acc = [r.best_val_acc for r in winner.results]
     best_seed = int(np.argmax(val_acc))
     result = winner.results[best_seed]
     from sweep.commands.serving import log_and_register  # mlflow.pyfunc: imported when registering
 
     version = log_and_register(
-        Path(result["paths"]["best"]), result["class_names"], name, seed_runs[best_seed]
+        Path(result.paths["best"]), result.class_names, name, seed_runs[best_seed]
     )
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_tag(rep_id, "nrfer.registered_model", f"{name}/{version}")
     # what the Model Registry page says of this version: how it was chosen and its test
-    test = [r["test_acc"] for r in winner.results]
-    val = [r["best_val_acc"] for r in winner.results]
+    test = [r.scores.acc for r in winner.results]
+    val = [r.best_val_acc for r in winner.results]
     (tm, ts), (vm, vs) = mean_std(test), mean_std(val)
     client.update_model_version(
         name,
@@ -428,7 +434,7 @@ def register(
             f"of the sweep's best config by validation. Over the seeds: val {vm:.4f} +- {vs:.4f}, "
             f"test {tm:.4f} +- {ts:.4f} (test evaluated once per seed, never used to choose). "
             f"Input: grayscale faces, any size; output: probabilities of "
-            f"{', '.join(result['class_names'])}."
+            f"{', '.join(result.class_names)}."
         ),
     )
     for key, value in {

@@ -155,7 +155,7 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
         f"{n_max * r.gpu} GPU at full concurrency"
     )
     if spec.is_study:  # every cell is run: every cell's model is checked
-        study, samples = spec.study, spec.cells()
+        study, samples = spec.study_section, spec.cells()
         print(
             f"study: {len(samples)} cells x {len(study.seeds)} seeds {study.seeds} = "
             f"{spec.budget.num_samples} runs, each tested once; table rows {study.rows}, "

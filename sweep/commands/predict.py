@@ -59,8 +59,9 @@ def store_uris(store: str):
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(had["MLFLOW_TRACKING_URI"])  # None: back to the default
-        mlflow.set_registry_uri(had["MLFLOW_REGISTRY_URI"])
+        # None: back to the default (MLflow takes it; its hints say str only)
+        mlflow.set_tracking_uri(had["MLFLOW_TRACKING_URI"])  # type: ignore[arg-type]
+        mlflow.set_registry_uri(had["MLFLOW_REGISTRY_URI"])  # type: ignore[arg-type]
         for k, v in had.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel
 from mlflow.types import ColSpec, Schema, TensorSpec
 
 from nrfer.checkpoint import CheckpointError, load_checkpoint
@@ -31,7 +32,7 @@ def max_request() -> int:
     return int(os.environ.get(MAX_REQUEST_ENV, MAX_REQUEST))
 
 
-class FERPyfunc(mlflow.pyfunc.PythonModel):
+class FERPyfunc(PythonModel):
     def load_context(self, context) -> None:
         self.predictor = Predictor.from_path(
             context.artifacts["checkpoint"], sr_weights=context.artifacts.get("sr_weights")
@@ -62,9 +63,11 @@ FERModel = FERPyfunc
 
 
 def signature(class_names: list[str]) -> ModelSignature:
+    columns: list[ColSpec | TensorSpec] = [ColSpec("double", c) for c in class_names]
+    columns.append(ColSpec("string", "label"))
     return ModelSignature(
         inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1, -1))]),
-        outputs=Schema([ColSpec("double", c) for c in class_names] + [ColSpec("string", "label")]),
+        outputs=Schema(columns),
     )
 
 

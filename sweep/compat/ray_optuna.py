@@ -78,8 +78,9 @@ def set_searcher_state(
     state = dict(state)
     trials = state.pop("_ot_trials", {})
     searcher.__dict__.update(state)
-    searcher._ot_study = study
-    searcher._storage = study._storage if study is not None else None
+    inner: Any = searcher  # OptunaSearch's own attributes, typed by what they hold
+    inner._ot_study = study
+    inner._storage = study._storage if study is not None else None
     searcher._ot_trials = (
         {tid: trial_from_fields(f, study) for tid, f in trials.items()} if study else {}
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import ray
 from ray import tune
@@ -37,7 +37,8 @@ def asha_rungs(asha: ASHAScheduler) -> list[list[tuple[int, dict[str, float]]]]:
     """Each bracket's rungs as Tune keeps them, highest milestone first: (milestone,
     {trial_id: score}), a score being the metric x `asha_score_sign`. The dicts are Tune's
     own: what is written into them is what ASHA decides by."""
-    return [bracket._rungs for bracket in asha._brackets]
+    brackets: Any = asha._brackets  # Tune's internals: typed here by what they hold
+    return [bracket._rungs for bracket in brackets]
 
 
 @shim("ray", ASHA_MISSING, _probe_asha)
@@ -58,7 +59,7 @@ def asha_num_stopped(asha: ASHAScheduler, value: int | None = None) -> int:
 @shim("ray", ASHA_MISSING, _probe_asha)
 def asha_score_sign(asha: ASHAScheduler) -> float:
     """+1 when the metric is maximised, -1 when minimised: rung scores are metric x sign."""
-    return asha._metric_op
+    return cast(float, asha._metric_op)  # set by set_search_properties (every start)
 
 
 @shim("ray", ASHA_MISSING, _probe_asha)
@@ -75,8 +76,9 @@ def _probe_tuner() -> None:
         tune_config=tune.TuneConfig(scheduler=scheduler),
         run_config=tune.RunConfig(callbacks=[]),
     )
-    assert tuner._local_tuner._run_config.callbacks == []
-    assert tuner._local_tuner._tune_config.scheduler is scheduler
+    local: Any = tuner._local_tuner
+    assert local._run_config.callbacks == []
+    assert local._tune_config.scheduler is scheduler
 
 
 @shim(
@@ -87,13 +89,15 @@ def _probe_tuner() -> None:
 )
 def set_restored_callbacks(tuner: tune.Tuner, callbacks: list) -> None:
     """Give a restored Tuner this driver's callbacks."""
-    tuner._local_tuner._run_config.callbacks = callbacks
+    local: Any = tuner._local_tuner
+    local._run_config.callbacks = callbacks
 
 
 @shim("ray", "Tuner.restore gives no access to the scheduler it restored", _probe_tuner)
 def restored_scheduler(tuner: tune.Tuner) -> Any:
     """The scheduler a restored Tuner unpickled (its file paths are the killed driver's)."""
-    return tuner._local_tuner._tune_config.scheduler
+    local: Any = tuner._local_tuner
+    return local._tune_config.scheduler
 
 
 # -- Tune's saved experiment state --------------------------------------------------------------
@@ -172,7 +176,7 @@ def _probe_init_args() -> None:
     "its session folder",
     _probe_init_args,
 )
-def local_node_args(ip: str, temp_dir: str | Path) -> dict[str, str]:
+def local_node_args(ip: str, temp_dir: str | Path) -> dict[str, Any]:
     """ray.init's private keyword arguments for a new local node on `ip` with its session
     files under `temp_dir` (ray.init refuses an argument it no longer reads)."""
     return {"_node_ip_address": ip, "_temp_dir": str(temp_dir)}

@@ -107,9 +107,9 @@ def load_datasets(spec: SweepSpec, base: dict) -> tuple[dict, dict, dict]:
 def load_eval_sets(spec: SweepSpec) -> dict | None:
     """A study's extra evaluation sets, each read once here: name -> the split, its class
     names and the TTA (each run evaluates its best weights on them)."""
-    if not spec.is_study or not spec.study.eval_sets:
+    if spec.study is None or not spec.study.eval_sets:
         return None
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for ev in spec.study.eval_sets:
         raw = absolute_paths(
             {"data": {"dataset": ev.dataset, "root": ev.root, **ev.settings}}, Path.cwd()
@@ -505,7 +505,6 @@ def summarize(
     """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent.
     The report is written in the sweep's work folder (a driver killed while writing it
     leaves it there, inside --storage, and the resume's sweep of work folders deletes it)."""
-    parent = tracker.parent_id
     runs = tracker.trial_runs()
     unfinished = _unfinished(spec, wall, ended)
     run_ids = {tid: r.info.run_id for tid, r in runs.items()}
@@ -522,7 +521,7 @@ def summarize(
         tracker.finish(Path(tmp), metrics, best, spec.metric, source or spec.source)
     return SweepSummary(
         sweep=spec.name,
-        parent_run_id=parent,
+        parent_run_id=tracker.parent,
         tracking_uri=tracker.uri,
         experiment_id=tracker.experiment_id,
         instance=tracker.instance,
@@ -541,7 +540,7 @@ def summarize(
 def study_results(spec: SweepSpec, tracker: SweepTracker, out: Path) -> dict:
     """A study's table (sweep.analysis.study) from its runs in MLflow, written into `out` (the
     parent run's report) and returned as {"study_table": markdown, "study_cells": cells}."""
-    parent = tracker.client.get_run(tracker.parent_id)
+    parent = tracker.client.get_run(tracker.parent)
     _, cells = study_table(tracker.client, parent, spec, driver_done=True)
     tables = render(spec, cells)
     write_tables(out, tables)

@@ -143,6 +143,7 @@ class Ledger:
         self.dir = ledger_dir(exp_dir)
         self._migrate()
         self.ended: dict[str, Ended] = {}
+        self._waiting: set[str] = set()  # retained, files not removed (read every Tune step)
         for path in sorted((self.dir / ENDED).glob("*.json")):
             try:
                 self.ended[path.stem] = Ended(**json.loads(path.read_text()))
@@ -151,6 +152,7 @@ class Ledger:
                     f"{path}: an ended trial's record is damaged ({e}); delete it (the trial "
                     "then counts as not ended, and a resume runs it again)"
                 ) from None
+        self._waiting = set(self.unremoved())
 
     def _migrate(self) -> None:
         """This project's records from before the ledger, moved in once."""
@@ -230,10 +232,19 @@ class Ledger:
     def trial_retained(self, trial_id: str, kept: bool) -> None:
         self.ended[trial_id].kept = kept
         self._write_ended(trial_id, "retained")
+        if not self.ended[trial_id].removed:
+            self._waiting.add(trial_id)
 
     def files_removed(self, trial_id: str) -> None:
         self.ended[trial_id].removed = True
         self._write_ended(trial_id, "removed")
+        self._waiting.discard(trial_id)
+
+    @property
+    def files_waiting(self) -> bool:
+        """Whether a retained trial's files wait for Tune's saved state (O(1): asked every
+        Tune step)."""
+        return bool(self._waiting)
 
     def final(self, trial_id: str) -> dict | None:
         """The last result of a trial that completed (None: it failed, or has not ended)."""
@@ -255,6 +266,7 @@ class Ledger:
         for trial_id in trial_ids:
             (self.dir / ENDED / f"{trial_id}.json").unlink(missing_ok=True)
             self.ended.pop(trial_id, None)
+            self._waiting.discard(trial_id)
 
     # -- kept.yaml (the top K; sweep.runtime.retention.Retention decides) ------------------
     def read_kept(self) -> tuple[dict[str, float], list[str]]:

@@ -76,15 +76,14 @@ class TrialStatusCallback(tune.Callback):
     def on_step_end(self, iteration, trials, **info):
         """Delete the files of retained trials once Tune's saved state in the sweep folder
         has them as ended (Tune saves it every 2 s at most; read when it changed)."""
-        waiting = self.ledger.unremoved()
-        if not waiting:
+        if not self.ledger.files_waiting:
             return
         saved = tune_state_time(self.retention.exp_dir)
         if saved == self._state_seen:
             return
         self._state_seen = saved
         statuses = saved_trial_statuses(self.retention.exp_dir)
-        for trial_id, record in waiting.items():
+        for trial_id, record in self.ledger.unremoved().items():
             if statuses.get(trial_id) == "TERMINATED":
                 self.ledger.remove_files(trial_id, self.retention, record.path)
 

@@ -120,7 +120,7 @@ class Retention:
         best = work_dir(self.exp_dir, trial_id) / "checkpoint" / "best.pt"
         keep, evicted = self.decide(trial_id, score)
         if keep and trial_id not in self.kept:
-            if not best.is_file():
+            if not best.is_file() or score is None:
                 keep = False
             elif not store.upload(trial_id, best):
                 return None

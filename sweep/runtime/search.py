@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import pickle
 from pathlib import Path
+from typing import Literal
 
 import optuna
 from optuna.trial import TrialState
@@ -137,7 +138,7 @@ class SweepSearch(OptunaSearch):
         else:  # saved by Ray's own save (an earlier version of ours)
             super().restore(checkpoint_path)
         self.__dict__.setdefault("_last_step", {})
-        study = searcher_study(self)
+        study = self.study()
         trials, told = searcher_trials(self), searcher_completed(self)
         states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
         for tid, t in trials.items():
@@ -154,6 +155,13 @@ class SweepSearch(OptunaSearch):
             if state == TrialState.RUNNING and number not in known:
                 study.tell(number, state=TrialState.FAIL)
                 log.info("optuna: trial %d was asked after Tune's last save; marked FAIL", number)
+
+    def study(self) -> optuna.Study:
+        """The Optuna study this searcher asks and tells (set when Tune starts the sweep)."""
+        study = searcher_study(self)
+        if study is None:
+            raise RuntimeError("the Optuna searcher has no study yet (Tune sets it at the start)")
+        return study
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in searcher_completed(self):  # a rerun of a trial the study has
@@ -187,7 +195,7 @@ class SweepSearch(OptunaSearch):
         )
         if stopped_early and open_here:
             try:
-                searcher_study(self).tell(trials[trial_id], state=TrialState.PRUNED)
+                self.study().tell(trials[trial_id], state=TrialState.PRUNED)
             except Exception as e:  # a trial that reported nothing: Optuna refuses PRUNED
                 log.warning("searcher: could not record trial %s as pruned: %s", trial_id, e)
             told.add(trial_id)
@@ -276,7 +284,7 @@ def replace_old_study(storage_url: str, name: str) -> None:
 def start_study(storage_url: str, spec: SweepSpec, warm_start: list) -> None:
     """Create the sweep's study in its storage with the warm-start trials in it, before the
     searcher opens it (OptunaSearch loads an existing study of its name)."""
-    direction = "maximize" if spec.mode == "max" else "minimize"
+    direction: Literal["maximize", "minimize"] = "maximize" if spec.mode == "max" else "minimize"
     study = optuna.create_study(
         storage=open_storage(storage_url),
         study_name=spec.name,
@@ -305,7 +313,7 @@ class GridSearch(Searcher):
         if trial_id in self.assigned:
             return dict(self.runs[self.assigned[trial_id]])
         if self.next >= len(self.runs):
-            return Searcher.FINISHED
+            return Searcher.FINISHED  # type: ignore[return-value]  # Tune's own sentinel
         self.assigned[trial_id] = self.next
         self.next += 1
         return dict(self.runs[self.next - 1])

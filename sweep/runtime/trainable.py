@@ -36,7 +36,7 @@ from nrfer.device import resolve_device
 from nrfer.evaluate import evaluate_state, save_predictions
 from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
-from nrfer.train import RunPaths, fit
+from nrfer.train import FitResult, RunPaths, fit
 from sweep.analysis.study import CELL_TAG, SEED_TAG
 from sweep.runtime.ledger import completed_result
 from sweep.runtime.retention import work_dir
@@ -88,17 +88,20 @@ def log_pretrained(logger: TrialLogger, report: dict) -> None:
     logger.set_tag("nrfer.pretrained.dropped", ", ".join(report["dropped"]) or "none")
 
 
-def log_study_results(logger: TrialLogger, result: dict, out: Path, eval_data: dict | None) -> Path:
+def log_study_results(
+    logger: TrialLogger, result: FitResult, out: Path, eval_data: dict | None
+) -> Path:
     """A study run's test, once (fit evaluated it with the best-by-val weights), and each
     extra evaluation set of the study, as metrics at the chosen epoch; the per-image
     predictions of each go to a folder uploaded as the run's `predictions` artifacts."""
     folder = out / "predictions"
     folder.mkdir(exist_ok=True)
-    shutil.copy(result["test_predictions"], folder / "test.npz")
-    metrics = {k: result[k] for k in STUDY_TEST_KEYS}
-    metrics.update({k: result[k] for k in STUDY_OPTIONAL_KEYS if k in result})
+    shutil.copy(result.scores.predictions, folder / "test.npz")
+    flat = result.to_dict()  # result.json's keys
+    metrics = {k: flat[k] for k in STUDY_TEST_KEYS}
+    metrics.update({k: flat[k] for k in STUDY_OPTIONAL_KEYS if k in flat})
     if eval_data:
-        state = load_checkpoint(result["paths"]["best"])
+        state = load_checkpoint(result.paths["best"])
         for name, ev in eval_data.items():
             report, probs = evaluate_state(
                 state, ev["split"], ev["class_names"], tta=ev["tta"], where=f"eval set {name}"
@@ -108,7 +111,7 @@ def log_study_results(logger: TrialLogger, result: dict, out: Path, eval_data: d
                     continue
                 metrics[f"eval_{name}_{key}"] = report[key]
             save_predictions(folder / f"{name}.npz", probs, ev["split"].labels, ev["class_names"])
-    logger.log_epoch(metrics, step=int(result["best_epoch"]))
+    logger.log_epoch(metrics, step=result.best_epoch)
     logger.log_artifacts(folder, "predictions")
     return folder
 
@@ -130,7 +133,7 @@ def run_trial(
         return  # it completed before the driver was killed, after Tune's last saved state:
         # the driver gives it its final result back (sweep.runtime.ledger)
     cfg = apply_params(base, {k: absolute_path(k, v, launch_dir) for k, v in params.items()})
-    data = data[cfg.data.label_mode]
+    faces = data[cfg.data.label_mode]
     study = tracking.study
     resume = None
     checkpoint = tune.get_checkpoint()
@@ -147,9 +150,9 @@ def run_trial(
         logger.set_tag(CELL_TAG, json.dumps(cell, sort_keys=True))
         logger.set_tag(SEED_TAG, str(cfg.train.seed))
     if cfg.data.sr.method != "none":  # the driver built this cache before any trial started
-        data = apply_sr(data, cfg.data.sr, show_progress=False)
-        logger.set_tag("nrfer.sr_build_id", data.meta["sr"]["build_id"])
-    logger.log_input(identity(data, base=tracking.dataset[cfg.data.label_mode]))
+        faces = apply_sr(faces, cfg.data.sr, show_progress=False)
+        logger.set_tag("nrfer.sr_build_id", faces.meta["sr"]["build_id"])
+    logger.log_input(identity(faces, base=tracking.dataset[cfg.data.label_mode]))
     if interval := tracking.system_metrics_interval_s:  # the space's tracking section
         start_monitor(run_id, tracking.run.uri, interval, resumed=resume is not None)
     peak = PeakMemory(resolve_device(cfg.train.device))
@@ -199,7 +202,7 @@ def run_trial(
         # a search compares configs on validation only; a study tests each run once
         result = fit(
             cfg,
-            data=data,
+            data=faces,
             callback=report,
             resume=resume,
             out_dir=out,

@@ -5,7 +5,7 @@ check them); `read_sections` turns pydantic's errors into our `file: key.path: .
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, model_validator
 
@@ -21,17 +21,17 @@ EARLY_STOPPING_KEYS = {
 }
 
 
-def _int_at_least(low: int, high: int | None = None):
+def _int_at_least(low: int, high: int | None = None) -> PlainValidator:
     def check(v: Any) -> int:
         if not isinstance(v, int) or isinstance(v, bool) or v < low or (high and v > high):
             bound = f" >= {low}" if high is None else f" in {low}..{high}"
             raise ValueError(f"expected an integer{bound}, got {shown(v)}")
         return v
 
-    return Annotated[int, PlainValidator(check)]
+    return PlainValidator(check)
 
 
-def _number_at_least(low: float, strict: bool = False):
+def _number_at_least(low: float, strict: bool = False) -> PlainValidator:
     def check(v: Any) -> float:
         if (
             isinstance(v, bool)
@@ -48,16 +48,16 @@ def _number_at_least(low: float, strict: bool = False):
             raise ValueError(f"must be {'>' if strict else '>='} {low}, got {v}")
         return v
 
-    return Annotated[float, PlainValidator(check)]
+    return PlainValidator(check)
 
 
-def _one_of(allowed: tuple[str, ...]):
+def _one_of(allowed: tuple[str, ...]) -> PlainValidator:
     def check(v: Any) -> str:
         if not isinstance(v, str) or v not in allowed:
             raise ValueError(f"{shown(v)} is not one of {', '.join(allowed)}")
         return v
 
-    return Annotated[str, PlainValidator(check)]
+    return PlainValidator(check)
 
 
 def _flag(v: Any) -> bool:
@@ -66,13 +66,13 @@ def _flag(v: Any) -> bool:
     return v
 
 
-def _model_name(what: str):
+def _model_name(what: str) -> PlainValidator:
     def check(v: Any) -> str:
         if not isinstance(v, str) or not v.strip():
             raise ValueError(f"expected a non-empty {what}, got {shown(v)}")
         return v
 
-    return Annotated[str, PlainValidator(check)]
+    return PlainValidator(check)
 
 
 def _set(model: BaseModel, name: str, value: Any) -> None:
@@ -98,10 +98,10 @@ class _Section(BaseModel):
 class EarlyStopping(_Section):
     """ASHA stops weak trials at rungs grace_period * reduction_factor^k; FIFO runs all."""
 
-    name: _one_of(tuple(EARLY_STOPPING_KEYS)) = "asha"
-    max_epochs: _int_at_least(1) = 10
-    grace_period: _int_at_least(1) | None = None
-    reduction_factor: _int_at_least(2) | None = None
+    name: Annotated[str, _one_of(tuple(EARLY_STOPPING_KEYS))] = "asha"
+    max_epochs: Annotated[int, _int_at_least(1)] = 10
+    grace_period: Annotated[int, _int_at_least(1)] | None = None
+    reduction_factor: Annotated[int, _int_at_least(2)] | None = None
 
     @model_validator(mode="after")
     def _fits_the_scheduler(self) -> EarlyStopping:
@@ -109,28 +109,27 @@ class EarlyStopping(_Section):
         for key in sorted(self.model_fields_set - set(allowed)):
             raise ValueError(f"{key}: not used by {self.name}; allowed: {', '.join(allowed)}")
         if self.name == "asha":
-            _set(self, "grace_period", self.grace_period or 1)
+            grace = self.grace_period or 1
+            _set(self, "grace_period", grace)
             _set(self, "reduction_factor", self.reduction_factor or 2)
-            if self.grace_period > self.max_epochs:
-                raise ValueError(
-                    f"grace_period: {self.grace_period} > max_epochs {self.max_epochs}"
-                )
+            if grace > self.max_epochs:
+                raise ValueError(f"grace_period: {grace} > max_epochs {self.max_epochs}")
         return self
 
 
 class Budget(_Section):
-    num_samples: _int_at_least(1) = 8
-    max_concurrent: _int_at_least(1) = 2
-    time_budget_s: _number_at_least(0, strict=True) | None = None
+    num_samples: Annotated[int, _int_at_least(1)] = 8
+    max_concurrent: Annotated[int, _int_at_least(1)] = 2
+    time_budget_s: Annotated[float, _number_at_least(0, strict=True)] | None = None
     reuse_workers: Annotated[bool, PlainValidator(_flag)] = True  # reuse a worker process
-    max_failures: _int_at_least(0) = 2  # Ray retries of a crashed trial
+    max_failures: Annotated[int, _int_at_least(0)] = 2  # Ray retries of a crashed trial
 
 
 class Resources(_Section):
     """What one trial asks of the Ray cluster."""
 
-    cpu: _number_at_least(0, strict=True) = 1
-    gpu: _number_at_least(0) = 0
+    cpu: Annotated[float, _number_at_least(0, strict=True)] = 1
+    gpu: Annotated[float, _number_at_least(0)] = 0
 
     @model_validator(mode="after")
     def _whole_gpus_above_one(self) -> Resources:
@@ -152,7 +151,7 @@ class Tracking(_Section):
     """What each trial's MLflow run records besides its metrics."""
 
     system_metrics: Annotated[bool, PlainValidator(_flag)] = True  # MLflow's CPU/GPU/memory
-    system_metrics_interval_s: _number_at_least(1) = 10  # seconds between samples
+    system_metrics_interval_s: Annotated[float, _number_at_least(1)] = 10  # seconds between samples
     # the best.pt of the top K trials (by the sweep's metric) goes to their MLflow runs;
     # the others' weights are deleted when they end (every run keeps its config, curves
     # and previews); `all` keeps every trial's
@@ -179,11 +178,11 @@ class EvalSet(_Section):
     """An extra evaluation set of a study: each run's best weights evaluated on its `split`
     (a column of the table)."""
 
-    name: _model_name("column name")
-    dataset: _model_name("dataset name")
+    name: Annotated[str, _model_name("column name")]
+    dataset: Annotated[str, _model_name("dataset name")]
     root: str | None = None
-    split: _one_of(("train", "val", "test")) = "test"
-    tta: _one_of(("none", "flip")) = "none"
+    split: Annotated[str, _one_of(("train", "val", "test"))] = "test"
+    tta: Annotated[str, _one_of(("none", "flip"))] = "none"
     settings: dict = {}  # other data.* keys (image_size, image_folder, ...)
 
 
@@ -228,10 +227,10 @@ class SpaceFile(_Section):
     """The top level of a space file (see sweep.spec.space for what each part means)."""
 
     name: Annotated[str, PlainValidator(check_sweep_name)]
-    metric: _one_of(METRICS) = "val_acc"
-    mode: _one_of(("max", "min")) | None = None  # default: min for val_loss, else max
-    seed: _int_at_least(0, MAX_SEED) = 0
-    searcher: _one_of(SEARCHERS) = "tpe"
+    metric: Annotated[str, _one_of(METRICS)] = "val_acc"
+    mode: Annotated[str, _one_of(("max", "min"))] = ""  # "": min for val_loss, else max
+    seed: Annotated[int, _int_at_least(0, MAX_SEED)] = 0
+    searcher: Annotated[str, _one_of(SEARCHERS)] = "tpe"
     data: dict = {}
     fixed: dict = {}
     search: dict = {}
@@ -240,7 +239,7 @@ class SpaceFile(_Section):
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
     study: Study | None = None
-    registered_model: _model_name("model name") | None = None
+    registered_model: Annotated[str, _model_name("model name")] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -284,7 +283,7 @@ class SpaceFile(_Section):
 
     @model_validator(mode="after")
     def _mode_follows_metric(self) -> SpaceFile:
-        if self.mode is None:
+        if not self.mode:
             _set(self, "mode", "min" if self.metric == "val_loss" else "max")
         return self
 
@@ -335,7 +334,10 @@ def _allowed_at(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def read_sections(raw: Any, source: str, model: type[SpaceFile] = SpaceFile) -> SpaceFile:
+S = TypeVar("S", bound="SpaceFile")
+
+
+def read_sections(raw: Any, source: str, model: type[S]) -> S:
     """`raw` (a parsed YAML document) as typed sections (`model`: SpaceFile or a subclass),
     or a SpaceError naming the file, the key path and what is allowed (one line per problem)."""
     if not isinstance(raw, dict):

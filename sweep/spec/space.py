@@ -32,7 +32,7 @@ from nrfer.config import (
 from nrfer.models.backbone import check_backbone_name
 from nrfer.registry import suggest
 from sweep.spec.params import Param, SpaceError, _err, parse_param, shown
-from sweep.spec.sections import SpaceFile, read_sections
+from sweep.spec.sections import SpaceFile, Study, read_sections
 
 # the shipped spaces, package data of `sweep` (search_spaces/ in a checkout links here)
 SPACES_DIR = Path(__file__).resolve().parent.parent / "spaces"
@@ -57,6 +57,13 @@ class SweepSpec(SpaceFile):
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def study_section(self) -> Study:
+        """The study section of a study (searcher: grid); an error for a search."""
+        if self.study is None:
+            raise ValueError(f"{self.source} is a search, not a study (no study section)")
+        return self.study
 
     @property
     def max_epochs(self) -> int:
@@ -111,7 +118,7 @@ class SweepSpec(SpaceFile):
     def grid(self) -> list[dict[str, Any]]:
         """What a study runs: each cell once per seed (all cells of the first seed first, so
         a half-run study already has every cell), `train.seed` set."""
-        return [{**cell, SEED_KEY: s} for s in self.study.seeds for cell in self.cells()]
+        return [{**cell, SEED_KEY: s} for s in self.study_section.seeds for cell in self.cells()]
 
     def baseline_of(
         self, cell: dict[str, Any], base: dict[str, Any] | None = None, where: str = ""
@@ -281,7 +288,7 @@ def check_study(spec: SweepSpec) -> None:
             raise _err(source, f"search.{SEED_KEY}", "a study's seeds are study.seeds")
     if not keys:
         raise _err(source, "search", "a study needs at least one parameter to compare")
-    study = spec.study
+    study = spec.study_section
     if study.rows is None:
         study.rows = keys[0]
     elif study.rows not in keys:
@@ -386,7 +393,7 @@ def _warn_rung_in_warmup(spec: SweepSpec) -> None:
     if stop.name != "asha" or any(p.key == "scheduler.warmup_epochs" for p in spec.params):
         return
     warmup = spec.trial_config({}).scheduler.warmup_epochs
-    if warmup and stop.grace_period <= warmup:
+    if warmup and stop.grace_period is not None and stop.grace_period <= warmup:
         warnings.warn(
             f"{spec.source}: early_stopping.grace_period {stop.grace_period} <= "
             f"fixed.scheduler.warmup_epochs {warmup}: ASHA's first rung would rank trials "

@@ -8,7 +8,7 @@ from the worker process (`TrialLogger`), so a multi-node sweep with an `http://`
 server needs nothing from the driver. Runs are found by tags (`nrfer.sweep_instance`,
 `nrfer.trial_id`) before any is created, so a retried trial or a resumed sweep continues
 its run instead of duplicating it. A sweep's name may be used again (another storage, or
-after its folder was removed); its instance id (in `nrfer_sweep.yaml` and on every run)
+after its folder was removed); its instance id (in the ledger's `sweep.yaml` and on every run)
 never is, so no sweep ever finds, closes or deletes another one's runs. A trial cannot close its own run when ASHA stops it or
 it crashes; the driver's `TrialStatusCallback` does, so no run is left RUNNING.
 """

@@ -144,7 +144,8 @@ def find_runs(
     """Every run with these tags (`limit`: at most that many), page by page: a search
     returns at most one page, however many runs match."""
     query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    runs, token = [], None
+    runs: list = []
+    token = None
     while True:
         page = client.search_runs(
             [experiment_id],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ SPEC_JSON = "space/resolved_spec.json"
 def space_params(spec: dict) -> list[Param]:
     """The sweep's searched space and settings as the parent run's params (what the UI's
     params table shows): `search.<key>` = its distribution, and the sweep's own settings."""
-    out = {
+    out: dict[str, Any] = {
         f"search.{key}": json.dumps(body, sort_keys=True)
         for key, body in (spec.get("search") or {}).items()
     }
@@ -123,7 +124,7 @@ class SweepTracker:
         spec_dict: dict,
         space_file: Path,
         storage: str,
-        datasets: list[dict] = (),
+        datasets: Sequence[dict] = (),
         description: str = "",
     ) -> str:
         """The sweep's run, named after the sweep; `datasets` (nrfer.data.identity) are the
@@ -158,13 +159,16 @@ class SweepTracker:
             self.client.log_inputs(self.parent_id, [dataset_input(d) for d in datasets])
         return self.parent_id
 
-    def context(self) -> RunContext:
-        """What a trial needs to log to its nested run (passed to workers)."""
+    @property
+    def parent(self) -> str:
+        """The parent run's id (once started)."""
         if self.parent_id is None:
             raise RuntimeError("the sweep's parent run is not started")
-        return RunContext(
-            self.uri, self.experiment_id, self.parent_id, self.sweep_id, self.instance
-        )
+        return self.parent_id
+
+    def context(self) -> RunContext:
+        """What a trial needs to log to its nested run (passed to workers)."""
+        return RunContext(self.uri, self.experiment_id, self.parent, self.sweep_id, self.instance)
 
     def trial_runs(self, attempts: int = FINAL_ATTEMPTS) -> dict[str, Any]:
         """trial_id -> run, for this sweep instance only. Waits out an MLflow outage (about
@@ -176,7 +180,7 @@ class SweepTracker:
             attempts,
             quiet=attempts == 1,
         )
-        if runs is None:
+        if not isinstance(runs, list):
             raise RuntimeError(
                 f"MLflow at {self.uri} did not answer for minutes; the sweep's state is saved: "
                 "continue with --resume when it is back"
@@ -230,16 +234,17 @@ class SweepTracker:
     ) -> None:
         """The sweep's outcome on the parent run: the report files, its summary metrics,
         which trial (and run) was best, and a one-line description."""
+        parent = self.parent
         for f in sorted(report_dir.iterdir()):
-            self.client.log_artifact(self.parent_id, str(f), "report")
+            self.client.log_artifact(parent, str(f), "report")
         runs = self.trial_runs()
         if best:
             best_run = runs.get(best["trial_id"])
             run_id = best_run.info.run_id if best_run else ""
-            self.client.set_tag(self.parent_id, "nrfer.best_trial_run_id", run_id)
-            self.client.set_tag(self.parent_id, "nrfer.best_trial_id", best["trial_id"])
+            self.client.set_tag(parent, "nrfer.best_trial_run_id", run_id)
+            self.client.set_tag(parent, "nrfer.best_trial_id", best["trial_id"])
         for k, v in metrics.items():
-            self.client.log_metric(self.parent_id, k, float(v))
+            self.client.log_metric(parent, k, float(v))
         counts = {
             "stopped early": sum(
                 r.data.tags.get("nrfer.stopped_early") == "true" for r in runs.values()
@@ -252,12 +257,12 @@ class SweepTracker:
             ),
         }
         text = sweep_description(self.sweep_id, source, len(runs), best, metric, counts)
-        self.client.set_tag(self.parent_id, DESCRIPTION, text)
+        self.client.set_tag(parent, DESCRIPTION, text)
 
     def end_parent(self, status: str) -> None:
-        if self.parent_id:
+        if parent := self.parent_id:
             with_retries(
-                lambda: self.client.set_terminated(self.parent_id, status),
+                lambda: self.client.set_terminated(parent, status),
                 "close the parent run",
                 FINAL_ATTEMPTS,
             )

@@ -86,7 +86,7 @@ class TrialLogger:
         config: dict[str, Any],
         sampled: dict[str, Any],
         name: str | None = None,
-    ) -> str | None:
+    ) -> str:
         """Find or create the trial's run, named `name` (default: the trial id): `config`
         (the trial's flat config) logged as its params, the keys of `sampled` (what the
         searcher chose) as its tag nrfer.sampled."""
@@ -126,12 +126,11 @@ class TrialLogger:
                 self.client.log_batch(run_id, params=items[i : i + 100])
             return run_id
 
-        self.run_id = with_retries(
-            find_or_create, f"start run of trial {self.trial_id}", START_ATTEMPTS
-        )
-        if self.run_id is None:
+        run_id = with_retries(find_or_create, f"start run of trial {self.trial_id}", START_ATTEMPTS)
+        if not isinstance(run_id, str):
             raise RuntimeError(f"trial {self.trial_id}: cannot create its MLflow run at {ctx.uri}")
-        return self.run_id
+        self.run_id = run_id
+        return run_id
 
     def log_epoch(self, metrics: dict, step: int) -> None:
         if not self.run_id:
@@ -148,15 +147,17 @@ class TrialLogger:
         """Send the backlog; True when MLflow has every metric logged so far."""
         if not self.backlog:
             return True
-        pending = list(self.backlog)
-        ok = with_retries(
-            lambda: log_metrics(self.client, self.run_id, pending),
-            f"log metrics of {self.trial_id}",
-            attempts,
-            delay_s,
-            quiet=True,
-        )
-        if ok is None:
+        pending, run_id = list(self.backlog), self.run_id
+        ok: object = None
+        if run_id:
+            ok = with_retries(
+                lambda: log_metrics(self.client, run_id, pending),
+                f"log metrics of {self.trial_id}",
+                attempts,
+                delay_s,
+                quiet=True,
+            )
+        if not ok:
             if self.record is not None:
                 self._write_record()
             log.warning(
@@ -178,6 +179,8 @@ class TrialLogger:
         return True
 
     def _write_record(self) -> None:
+        if self.record is None:
+            return
         rows = [
             {
                 "run_id": self.run_id,
@@ -194,27 +197,27 @@ class TrialLogger:
             log.warning("could not write the local metric record %s: %s", self.record, e)
 
     def log_artifacts(self, folder: Path, path: str) -> None:
-        if self.run_id and folder.is_dir():
+        if (run_id := self.run_id) and folder.is_dir():
             with_retries(
-                lambda: self.client.log_artifacts(self.run_id, str(folder), path),
+                lambda: self.client.log_artifacts(run_id, str(folder), path),
                 f"upload {folder}",
                 attempts=1,
             )
 
     def set_tag(self, key: str, value: str) -> None:
-        if self.run_id:
-            with_retries(lambda: self.client.set_tag(self.run_id, key, value), f"tag {key}")
+        if run_id := self.run_id:
+            with_retries(lambda: self.client.set_tag(run_id, key, value), f"tag {key}")
 
     def log_input(self, ident: dict) -> None:
         """The data this trial trains on (nrfer.data.identity), as the run's dataset input
         (MLflow keeps one per dataset and run, so a resumed trial does not add another)."""
-        if self.run_id:
+        if run_id := self.run_id:
             inputs = [dataset_input(ident)]
-            with_retries(lambda: self.client.log_inputs(self.run_id, inputs), "log the dataset")
+            with_retries(lambda: self.client.log_inputs(run_id, inputs), "log the dataset")
 
     def log_dict(self, d: dict, path: str) -> None:
-        if self.run_id:
-            with_retries(lambda: self.client.log_dict(self.run_id, d, path), f"upload {path}")
+        if run_id := self.run_id:
+            with_retries(lambda: self.client.log_dict(run_id, d, path), f"upload {path}")
 
     def fail(self, error_text: str, diverged: bool = False) -> None:
         """The trial ends itself as FAILED (e.g. diverged), with the traceback as an artifact."""
@@ -236,7 +239,8 @@ class TrialLogger:
         """Catch up on every metric and upload the final artifacts (folder -> file), waiting
         longer now, then close the run as FINISHED. A run that could not get everything
         stays open: the driver uploads the checkpoint and closes it when the trial ends."""
-        if not self.run_id:
+        run_id = self.run_id
+        if not run_id:
             return
         complete = self.flush(attempts=FINAL_ATTEMPTS)
         if not complete:
@@ -250,16 +254,14 @@ class TrialLogger:
             )
         for folder, file in (artifacts or {}).items():
             if file.is_file():
-                complete &= bool(
-                    with_retries(
-                        lambda f=file, d=folder: self.client.log_artifact(self.run_id, str(f), d),
-                        f"upload {file}",
-                        FINAL_ATTEMPTS,
-                    )
-                )
+
+                def upload(f: Path = file, d: str = folder) -> None:
+                    self.client.log_artifact(run_id, str(f), d)
+
+                complete &= bool(with_retries(upload, f"upload {file}", FINAL_ATTEMPTS))
         if complete:
             with_retries(
-                lambda: self.client.set_terminated(self.run_id, "FINISHED"),
+                lambda: self.client.set_terminated(run_id, "FINISHED"),
                 f"finish {self.trial_id}",
                 FINAL_ATTEMPTS,
             )

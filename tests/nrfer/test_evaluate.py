@@ -33,13 +33,13 @@ def run_json(capsys, *args) -> dict:
 def test_accuracy_equals_the_training_runs_own_test(trained, capsys, tmp_path):
     out, result = trained
     report = run_json(capsys, "--model", str(out), "--out", str(tmp_path / "ev"))
-    assert report["acc"] == result["test_acc"]
-    assert report["macro_f1"] == result["test_macro_f1"]
-    assert report["mean_class_acc"] == result["test_mean_class_acc"]
-    assert report["confusion"] == result["test_confusion"]
+    assert report["acc"] == result.scores.acc
+    assert report["macro_f1"] == result.scores.macro_f1
+    assert report["mean_class_acc"] == result.scores.mean_class_acc
+    assert report["confusion"] == result.scores.confusion
     # the same per-image predictions as the run kept
     ours = np.load(tmp_path / "ev" / "predictions.npz")
-    kept = np.load(result["test_predictions"])
+    kept = np.load(result.scores.predictions)
     assert report["n"] == len(kept["labels"]) > 100
     assert (ours["probs"].argmax(1) == kept["probs"].argmax(1)).all()
     assert (ours["labels"] == kept["labels"]).all()
@@ -54,9 +54,9 @@ def test_accuracy_equals_the_training_runs_own_test(trained, capsys, tmp_path):
     assert again["acc"] == pytest.approx(report["acc"])
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["acc"] == report["acc"]
     # calibration: the run's own test and this evaluation agree; the reliability diagram
-    assert report["ece"] == pytest.approx(result["test_ece"], abs=1e-6)
-    assert report["nll"] == pytest.approx(result["test_nll"], abs=1e-6)
-    assert report["vote_tv"] == pytest.approx(result["test_vote_tv"], abs=1e-6)  # votes
+    assert report["ece"] == pytest.approx(result.scores.ece, abs=1e-6)
+    assert report["nll"] == pytest.approx(result.scores.nll, abs=1e-6)
+    assert report["vote_tv"] == pytest.approx(result.scores.vote_tv, abs=1e-6)  # votes
     assert 0 <= report["ece"] <= 1 and report["nll"] > 0 and 0 <= report["vote_tv"] <= 1
     bins = report["reliability_bins"]
     assert len(bins) == 15 and sum(b["n"] for b in bins) == report["n"]

@@ -27,7 +27,7 @@ def test_schedule_step_timing_and_deterministic_switch(tiny_config_dict, tmp_pat
             out_dir=tmp_path / step_at,
             evaluate_test=False,
         )
-        lrs[step_at] = [h["lr"] for h in out["history"]]
+        lrs[step_at] = [h["lr"] for h in out.history]
         assert seen == [True, True, True] and torch.backends.cudnn.deterministic
     # PyTorch's order decays after epoch 1 (step_size 2); the paper's one epoch earlier
     assert lrs["epoch_end"] == pytest.approx([0.01, 0.01, 0.005])

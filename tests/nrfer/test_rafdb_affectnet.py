@@ -147,9 +147,9 @@ def test_class_count_follows_the_dataset_through_training(
         }
     )
     result = fit(cfg, out_dir=tmp_path / "run")
-    assert len(result["class_names"]) == k
-    assert np.array(result["test_confusion"]).shape == (k, k)
-    assert len(result["test_per_class_recall"]) == k
+    assert len(result.class_names) == k
+    assert np.array(result.scores.confusion).shape == (k, k)
+    assert len(result.scores.per_class_recall) == k
     best = load_checkpoint(tmp_path / "run" / "checkpoint" / "best.pt")
     head_out = [v for n, v in best["model"].items() if n.startswith("head") and v.ndim == 2][-1]
     assert head_out.shape[0] == k

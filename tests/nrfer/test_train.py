@@ -26,15 +26,15 @@ def test_fit_learns_and_reports_every_epoch(tiny_config_dict, tmp_path):
     assert [m["epoch"] for m, _ in seen] == list(range(5))
     assert all({"train_loss", "val_loss", "val_acc", "val_macro_f1"} <= m.keys() for m, _ in seen)
     assert all(files == ["best.pt", "last.pt"] for _, files in seen)
-    assert result["paths"]["best"] == str(tmp_path / "run" / "checkpoint" / "best.pt")
-    assert {"checkpoint_dir", "last", "previews", "config", "result"} <= result["paths"].keys()
+    assert result.paths["best"] == str(tmp_path / "run" / "checkpoint" / "best.pt")
+    assert {"checkpoint_dir", "last", "previews", "config", "result"} <= result.paths.keys()
     best = max(seen, key=lambda s: s[0]["val_acc"])[0]
-    assert result["best_val_acc"] == best["val_acc"] and result["best_epoch"] == best["epoch"]
+    assert result.best_val_acc == best["val_acc"] and result.best_epoch == best["epoch"]
     # 8 classes: chance is 1/8; the most frequent class is about a quarter
-    assert result["test_acc"] > 0.45, result
-    assert sum(map(sum, result["test_confusion"])) > 100
+    assert result.scores.acc > 0.45, result
+    assert sum(map(sum, result.scores.confusion)) > 100
     assert (
-        json.loads((tmp_path / "run" / "result.json").read_text())["test_acc"] == result["test_acc"]
+        json.loads((tmp_path / "run" / "result.json").read_text())["test_acc"] == result.scores.acc
     )
 
 
@@ -43,18 +43,18 @@ def test_same_seed_same_metrics_and_resume_matches_unbroken(tiny_config_dict, tm
     cfg = make_config(tiny_config_dict)
     full = fit(cfg, out_dir=tmp_path / "full")
     again = fit(cfg, out_dir=tmp_path / "again")
-    assert [h["val_loss"] for h in again["history"]] == [h["val_loss"] for h in full["history"]]
+    assert [h["val_loss"] for h in again.history] == [h["val_loss"] for h in full.history]
 
     # stop after epoch 1 (the callback asks to stop), then resume from its checkpoint
     fit(cfg, callback=lambda m, _: m["epoch"] == 1, out_dir=tmp_path / "part")
     resumed = fit(
         cfg, resume=tmp_path / "part" / "checkpoint" / "last.pt", out_dir=tmp_path / "resumed"
     )
-    assert [h["epoch"] for h in resumed["history"]] == [0, 1, 2]
-    assert [h["val_loss"] for h in resumed["history"]] == pytest.approx(
-        [h["val_loss"] for h in full["history"]], abs=1e-6
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert [h["val_loss"] for h in resumed.history] == pytest.approx(
+        [h["val_loss"] for h in full.history], abs=1e-6
     )
-    assert resumed["test_acc"] == pytest.approx(full["test_acc"], abs=1e-9)
+    assert resumed.scores.acc == pytest.approx(full.scores.acc, abs=1e-9)
 
     # a resume with another config would continue the old optimiser state: refused, naming
     # the key, unless forced; where the run executes (device, threads) may change
@@ -65,7 +65,7 @@ def test_same_seed_same_metrics_and_resume_matches_unbroken(tiny_config_dict, tm
     assert not (tmp_path / "refused" / "checkpoint" / "last.pt").exists()
     with pytest.warns(UserWarning, match=r"optim\.lr"):
         forced = fit(changed, resume=part, out_dir=tmp_path / "forced", force_resume=True)
-    assert [h["epoch"] for h in forced["history"]] == [0, 1, 2]
+    assert [h["epoch"] for h in forced.history] == [0, 1, 2]
     threads = make_config(
         {**tiny_config_dict, "train": {**tiny_config_dict["train"], "num_threads": 1}}
     )
@@ -120,8 +120,8 @@ def test_compile_flag_trains_to_the_same_kind_of_result(tiny_config_dict, tmp_pa
     # the compiled path really ran (no silent eager fallback), and eager did not compile
     assert with_compile["compiled"] is True and eager["compiled"] is False
     # compiled kernels may round differently; the run must work and land close to eager
-    assert with_compile["history"][0]["val_loss"] == pytest.approx(
-        eager["history"][0]["val_loss"], rel=0.05
+    assert with_compile.history[0]["val_loss"] == pytest.approx(
+        eager.history[0]["val_loss"], rel=0.05
     )
 
 
@@ -171,11 +171,11 @@ def test_last_pt_holds_no_copy_of_the_best_and_a_resume_finds_it_beside(tiny_con
     assert (part / "last.pt").stat().st_size < 3.5 * weights  # + small-tensor headers
 
     full = fit(cfg, out_dir=tmp_path / "full")
-    assert [h["checkpointed"] for h in full["history"]] == [False, True, True]
+    assert [h["checkpointed"] for h in full.history] == [False, True, True]
     resumed = fit(cfg, resume=part / "last.pt", out_dir=tmp_path / "resumed")
-    assert (resumed["best_epoch"], resumed["test_acc"]) == (full["best_epoch"], full["test_acc"])
+    assert (resumed.best_epoch, resumed.scores.acc) == (full.best_epoch, full.scores.acc)
     again = torch.load(tmp_path / "resumed" / "checkpoint" / "best.pt", weights_only=True)
-    assert again["epoch"] == full["best_epoch"]
+    assert again["epoch"] == full.best_epoch
 
     other = tmp_path / "other" / "checkpoint"  # a best.pt that is not this run's
     shutil.copytree(part, other)

@@ -1,12 +1,11 @@
 """Kill a real sweep (`launch.py` in its own process group) and `--resume` it, for ASHA and
 FIFO: SIGINT (Tune saves its state and returns) and SIGKILL (the driver and its local Ray
-die on the spot), then a sweep killed at random moments several times. Kill moments are
-chosen from Tune's saved experiment state, never from sleeps."""
+die on the spot). Kill moments are chosen from Tune's saved experiment state, never from
+sleeps; test_ledger_kills.py kills a sweep between every pair of its ledger's writes."""
 
 import getpass
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -398,66 +397,3 @@ def asha_stops(rungs: dict[int, dict[str, float]], max_epochs: int, rf: float) -
             earlier.append(score)
     everyone = {t for scores in rungs.values() for t in scores}
     return {t: ran.get(t, max_epochs) for t in everyone}
-
-
-def test_sweep_killed_at_random_moments_ends_complete(tmp_path, synthetic_root):
-    """Three SIGKILLs at seeded random moments, a resume after each; then the end state,
-    and ASHA's stop decisions checked against its rules over its own records."""
-    n, max_epochs = 4, 4
-    scheduler = {"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 4}
-    path = write_space(tmp_path, synthetic_root, scheduler, n, seed=5)
-    space = yaml.safe_load(path.read_text())  # a small CNN: its curves differ from epoch 1 on
-    space["fixed"]["model"] = {"backbone": "resnet10t", "input_size": 32}
-    space["search"] = {"optim.lr": {"loguniform": [3e-4, 1e-2]}}
-    path.write_text(yaml.safe_dump(space))
-    sweep = Sweep(tmp_path, path)
-    rng = random.Random(11)
-    moments, finished = [], False
-    for i in range(3):
-        proc = sweep.launch(*(["--resume"] if i else []))
-        # a moment in Tune's progress: some epochs checkpointed from now on (0: at once),
-        # then anywhere inside the epoch that follows
-        target = sum(e for _, e in sweep.tune_trials().values()) + rng.randint(0, 6)
-        reached = sweep.wait(  # the sweep's own state file exists from its first seconds on
-            proc,
-            lambda trials, target=target: (
-                (sweep.exp_dir / "nrfer_ledger" / "sweep.yaml").is_file()
-                and sum(e for _, e in trials.values()) >= target
-            ),
-            timeout=300,
-            may_exit=True,
-        )
-        time.sleep(rng.uniform(0.0, 2.5))
-        if not reached or proc.poll() is not None:  # it finished first: nothing left to kill
-            assert proc.wait() == 0, sweep.log()
-            finished = True
-            break
-        moments.append((target, sorted(sweep.tune_trials().values())))
-        sweep.kill(proc, signal.SIGKILL)
-    print("kill moments (epochs checkpointed, trial states):", moments)
-    assert len(moments) >= 2
-    if not finished:
-        proc = sweep.launch("--resume")
-        assert proc.wait(timeout=400) == 0, sweep.log()
-    trials = sweep.assert_complete(n, "asha", max_epochs=max_epochs)
-
-    curves = {
-        t: [
-            m.value
-            for m in sorted(
-                sweep.client.get_metric_history(r.info.run_id, "val_acc"), key=lambda m: m.step
-            )
-        ]
-        for t, r in trials.items()
-    }
-    rungs = sweep.rungs()
-    for milestone, scores in rungs.items():  # the records are the trials' own results
-        assert {t: curves[t][milestone - 1] for t in scores} == scores
-    expected = asha_stops(rungs, max_epochs, rf=2)
-    assert {t: len(c) for t, c in curves.items()} == expected, (rungs, curves)
-    # the best at the last rung that decides (1 epoch before the end here) always goes on:
-    # its score is at or above any cut-off there (the best over all epochs need not be: a
-    # trial can peak at epoch 1 and be stopped at epoch 2)
-    last = max(m for m in rungs if m < max_epochs)
-    best = max(rungs[last], key=rungs[last].get)
-    assert len(curves[best]) == max_epochs, (best, curves)

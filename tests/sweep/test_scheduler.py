@@ -7,6 +7,7 @@ import pytest
 import yaml
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from sweep.compat.ray_tune import asha_rungs
 from sweep.runtime.scheduler import ResumableASHA
 
 
@@ -20,7 +21,7 @@ def trial(trial_id):
 
 
 def report(s, trial_id, iteration, value):
-    result = {"training_iteration": iteration, s._metric: value}
+    result = {"training_iteration": iteration, s.metric: value}
     return s.on_trial_result(None, trial(trial_id), result)
 
 
@@ -67,7 +68,7 @@ def test_failed_trials_count_at_their_next_rung_with_the_worst_value(tmp_path):
         report(s, t, 1, 1.0)
     report(s, "ok", 2, 0.9)
     s.on_trial_error(None, trial("crash"))  # first failure: marked ...
-    rungs = {m: r for m, r in s._brackets[0]._rungs}
+    rungs = {m: r for m, r in asha_rungs(s)[0]}
     assert rungs[2]["crash"] == -1.0e6  # score = -val_loss; the worst loss is 1e6
     s.on_trial_add(None, trial("crash"))  # ... Ray retries it: the mark goes
     assert "crash" not in rungs[2]

@@ -52,10 +52,10 @@ def test_registered_model_carries_its_sr_weights(tmp_path, tiny_config_dict, mon
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     run_id = client.create_run(client.create_experiment("sr-model")).info.run_id
-    version = log_and_register(best, result["class_names"], "fer-sr", run_id)
+    version = log_and_register(best, result.class_names, "fer-sr", run_id)
     weights.rename(tmp_path / "moved.pt")  # the trainer's SR file is gone
     served = mlflow.pyfunc.load_model(f"models:/fer-sr/{version}")
     out = served.predict(np.stack(faces).astype(np.float64))
-    np.testing.assert_allclose(out[result["class_names"]].to_numpy(), expected, atol=1e-5)
+    np.testing.assert_allclose(out[result.class_names].to_numpy(), expected, atol=1e-5)
     with pytest.raises(Exception, match="SR weights .*sr.pt do not exist"):
         Predictor.from_path(best)  # without the registered copy it would need the old path

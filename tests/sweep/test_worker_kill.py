@@ -73,7 +73,7 @@ def test_killed_worker_resumes_from_checkpoint_in_the_same_run(
     # the same config trained without interruption, in this process
     cfg = apply_params(spec.base_config(), {"optim.lr": 0.003})
     cfg.train.num_threads = 1
-    unbroken = fit(cfg, data=load_data(cfg.data), out_dir=tmp_path / "unbroken")["history"]
+    unbroken = fit(cfg, data=load_data(cfg.data), out_dir=tmp_path / "unbroken").history
     assert len(unbroken) == EPOCHS
     for name in ("val_acc", "val_loss", "train_loss"):
         logged: dict[int, set] = {}
