@@ -79,10 +79,11 @@ def pages(client, sweep: str | None) -> dict[str, str]:
         raise SystemExit(f"sweep {parent.info.run_name}: no best trial recorded (unfinished?)")
     from sweep.commands.ui import runs_link
     from sweep.tracking import INSTANCE
+    from sweep.tracking.ui import view_key
 
     run = f"/experiments/{exp_id}/runs"
     view = "?workflowType=machine_learning"
-    link = runs_link("", exp_id, parent.data.tags.get(INSTANCE)).removeprefix("/#")
+    link = runs_link("", exp_id, view_key(parent.data.tags.get(INSTANCE) or "")).removeprefix("/#")
     urls = {
         "runs": link,
         "trial": f"{run}/{best}{view}",

@@ -100,3 +100,19 @@ def check_out_dir(path: Path, where: str) -> Path:
                 raise ValueError(f"{where} {path}: {parent} is a file, not a folder")
             break
     return path
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every command's --help: the description as written, and each option's default after
+    its help (unless the help already says it, or there is none to say)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, [], argparse.SUPPRESS)
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"

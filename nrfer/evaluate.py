@@ -14,7 +14,7 @@ section). Another dataset's classes are matched to the model's by name: a model 
 dataset lacks (FER+'s contempt in RAF-DB) has its logit dropped, and said so; a dataset
 class the model never learned is an error naming it. --tta flip averages the probabilities
 of each face and its mirror. A model in MLflow (models:/NAME@champion) is
-`python -m sweep.commands.evaluate`, the same command with MLflow at the sweep layer.
+`nrfer evaluate` (sweep.commands.evaluate), the same command with MLflow at the sweep layer.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from nrfer.cli import positive_int
+from nrfer.cli import HelpFormatter, positive_int
 
 SPLITS = ("train", "val", "test")
 TTA = ("none", "flip")
@@ -24,9 +24,7 @@ def is_model_uri(model: str) -> bool:
 
 
 def _parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
 
 
 def add_set(parser: argparse.ArgumentParser, example: str) -> None:
@@ -70,11 +68,13 @@ def predict_parser(
     parser = _parser(doc, prog)
     add_model(parser, mlflow)
     parser.add_argument("--json", action="store_true", help="one JSON object per image")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     parser.add_argument(
         "--batch-size", type=positive_int, default=64, help="images per forward pass"
     )
-    parser.add_argument("images", nargs="+")
+    parser.add_argument(
+        "images", nargs="+", help="face images (PNG, JPEG, ...; any size and colour)"
+    )
     return parser
 
 
@@ -86,11 +86,11 @@ def evaluate_parser(
     parser.add_argument("--dataset", help="a dataset name (default: the model's own data)")
     parser.add_argument("--root", help="the dataset's folder (data.root)")
     add_set(parser, "image_size=48 (a data key; data. may be left out)")
-    parser.add_argument("--split", default="test", choices=SPLITS)
+    parser.add_argument("--split", default="test", choices=SPLITS, help="the split to evaluate")
     parser.add_argument("--tta", default="none", choices=TTA, help="flip: face + mirror")
     parser.add_argument("--out", help="folder for metrics, confusion matrix and predictions")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     return parser
 
 
@@ -114,16 +114,20 @@ def add_sr_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dataset", default=None, help="ferplus | folders | rafdb | affectnet | synthetic"
     )
-    parser.add_argument("--label-mode", default="majority")
+    parser.add_argument(
+        "--label-mode", default="majority", help="majority | crossentropy | probability"
+    )
 
 
 def sr_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
     parser = _parser(doc, prog)
     add_sr_data(parser)
-    parser.add_argument("--scale", type=int, choices=SR_SCALES, default=4)
-    parser.add_argument("--method", choices=SR_METHODS, default="bicubic")
+    parser.add_argument("--scale", type=int, choices=SR_SCALES, default=4, help="upscaling factor")
+    parser.add_argument("--method", choices=SR_METHODS, default="bicubic", help="the SR method")
     parser.add_argument("--weights", help="method model: a TorchScript file or our SR weights")
     parser.add_argument("--out", required=True, help="the cache folder")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=256, help="faces per forward pass"
+    )
     return parser

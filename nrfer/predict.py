@@ -5,8 +5,8 @@
 
 --model takes a best.pt checkpoint (self-contained: weights, config, class names, input
 shape) or a training output folder. A model in MLflow (models:/NAME@champion, the alias
-reproduce-best sets; models:/NAME/VERSION; runs:/...) is `python -m sweep.commands.predict`, the
-same command with MLflow at the sweep layer (nrfer never imports it).
+`nrfer best` sets; models:/NAME/VERSION; runs:/...) is `nrfer predict` (sweep.commands.predict),
+the same command with MLflow at the sweep layer (nrfer never imports it).
 Images of any size and colour are converted as in training (grayscale, resized to the
 training input size, or to the pre-SR size and then through the same SR stage). A bad path or an undecodable image is an error for that image only.
 """

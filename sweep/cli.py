@@ -80,15 +80,21 @@ COMMANDS: dict[str, Command] = {
         _run("sweep.commands.study"),
         "sweep.commands.study",
     ),
+    "report": Command(
+        "a sweep's interactive report (offline HTML): history, curves, importance, leaderboard",
+        _parser("sweep.commands.parsers", "report_parser", "sweep.commands.report"),
+        _run("sweep.commands.report"),
+        "sweep.commands.report",
+    ),
     "evaluate": Command(
         "evaluate a model (best.pt or models:/NAME@champion) on a dataset split",
-        _parser("nrfer.parsers", "evaluate_parser", "nrfer.evaluate", mlflow=True),
+        _parser("nrfer.parsers", "evaluate_parser", "sweep.commands.evaluate", mlflow=True),
         _run("sweep.commands.evaluate"),
         "sweep.commands.evaluate",
     ),
     "predict": Command(
         "predict the expression of face images",
-        _parser("nrfer.parsers", "predict_parser", "nrfer.predict", mlflow=True),
+        _parser("nrfer.parsers", "predict_parser", "sweep.commands.predict", mlflow=True),
         _run("sweep.commands.predict"),
         "sweep.commands.predict",
     ),
@@ -112,9 +118,9 @@ COMMANDS: dict[str, Command] = {
     ),
     "dashboard": Command(
         "optuna-dashboard on the sweeps' Optuna studies",
-        _parser("sweep.commands.parsers", "dashboard_parser", "sweep.commands.ui"),
-        _run("sweep.commands.ui", "dashboard"),
-        "sweep.commands.ui",
+        _parser("sweep.commands.parsers", "dashboard_parser", "sweep.commands.dashboard"),
+        _run("sweep.commands.dashboard"),
+        "sweep.commands.dashboard",
     ),
 }
 

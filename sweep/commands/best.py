@@ -1,7 +1,8 @@
-"""Retrain the best config of a sweep with several seeds, test it once, register the model.
+"""`nrfer best` (reproduce-best): retrain the best config of a sweep with several seeds,
+test each once, register the model.
 
-    python -m sweep.commands.best                          # the most recent sweep in the tracking store
-    python -m sweep.commands.best --sweep demo --seeds 3 --tracking-uri sqlite:///mlflow.db
+    nrfer best                          # the most recent sweep in ./mlflow.db
+    nrfer best --sweep demo --seeds 3 --tracking-uri sqlite:///mlflow.db
     make reproduce-best SWEEP=demo SEEDS=3
 
 The best trial is chosen by its validation metric (never by test). Each seed trains the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,21 +92,27 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
 
 
 def train_seed(
-    config: dict, seed: int, data: FERData, out_dir: str, show_epochs: bool = False
+    config: dict, seed: int, data: FERData, out_dir: str, show_epochs: bool = False, lines=None
 ) -> FitResult:
+    """One seed trained from scratch and tested once. Its epoch lines are printed
+    (`show_epochs`), or, in a Ray worker, put on the driver's queue (`lines`)."""
     raw = {**config, "train": {**config["train"], "seed": seed}}
     epochs = raw["train"].get("epochs", "?")
 
     def show(m: dict, _paths) -> None:
-        print(
+        line = (
             f"seed {seed}: epoch {m['epoch'] + 1}/{epochs} val_acc {m['val_acc']:.4f} "
-            f"({m['epoch_time_s']:.0f} s)",
-            flush=True,
+            f"({m['epoch_time_s']:.0f} s)"
         )
+        if lines is not None:
+            lines.put_nowait(line)
+        else:
+            print(line, flush=True)
 
     cfg = make_config(raw, f"seed {seed}")
+    shown = show_epochs or lines is not None
     return fit(
-        cfg, data=data, out_dir=out_dir, evaluate_test=True, callback=show if show_epochs else None
+        cfg, data=data, out_dir=out_dir, evaluate_test=True, callback=show if shown else None
     )
 
 
@@ -132,6 +140,7 @@ def run_seeds(
             seed_done(s, results[-1])
         return results
     import ray
+    from ray.util.queue import Queue
 
     from sweep.runtime import init_ray
 
@@ -140,13 +149,19 @@ def run_seeds(
         task = ray.remote(num_cpus=cpus)(train_seed)
         data_ref = ray.put(data)
         print(f"training seeds {seeds} in parallel through Ray, {epochs} epochs each ...")
-        refs = {task.remote(config, s, data_ref, str(out / f"seed-{s}")): s for s in seeds}
+        lines = Queue(actor_options={"num_cpus": 0})  # the seeds' epoch lines, to print here
+        refs = {
+            task.remote(config, s, data_ref, str(out / f"seed-{s}"), lines=lines): s for s in seeds
+        }
         done: dict[int, FitResult] = {}
         waiting = list(refs)
-        while waiting:  # a line per seed as it finishes
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            done[refs[ready[0]]] = ray.get(ready[0])
-            seed_done(refs[ready[0]], done[refs[ready[0]]])
+        while waiting:  # each seed's epochs as they end, and a line per seed when it is done
+            ready, waiting = ray.wait(waiting, num_returns=1, timeout=1.0)
+            for line in lines.get_nowait_batch(lines.qsize()):
+                print(line, flush=True)
+            for ref in ready:
+                done[refs[ref]] = ray.get(ref)
+                seed_done(refs[ref], done[refs[ref]])
         return [done[s] for s in seeds]
     finally:
         if started:
@@ -272,7 +287,13 @@ def train_candidates(chosen: list[tuple], seeds: int, out: Path, parallel: str) 
     for rank, (trial, trial_val, config) in enumerate(chosen, start=1):
         cfg: TrialConfig = make_config(config, f"trial {trial.info.run_id}")
         key = json.dumps(cfg.data.model_dump(), sort_keys=True)  # SR settings may differ
-        data = datasets[key] = datasets.get(key) or load_data(cfg.data)
+        if key not in datasets:
+            t0 = time.perf_counter()
+            datasets[key] = load_data(cfg.data)
+            d = datasets[key]
+            sizes = "/".join(str(len(d.split(s))) for s in ("train", "val", "test"))
+            print(f"  data: {d.source} {sizes} faces ({time.perf_counter() - t0:.1f} s)")
+        data = datasets[key]
         folder = out if len(chosen) == 1 else out / f"candidate-{rank}"
         print(
             f"  candidate {rank}: trial {trial.data.tags.get('nrfer.trial_id')} "
@@ -453,6 +474,19 @@ def register(
     }
 
 
+def quiet_mlflow() -> None:
+    """MLflow's download bars, INFO lines and warnings off (`--verbose` keeps them): its
+    pyfunc warns about type hints on every model it logs, with raw colour codes."""
+    import logging
+    import warnings
+
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"mlflow(\..*)?")
+    warnings.filterwarnings("ignore", message=r".*\bmlflow\b", category=UserWarning)
+
+
 def main(argv: list[str] | None = None) -> int:
     from sweep.commands.parsers import best_parser
 
@@ -460,6 +494,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _reproduce(args) -> int:
+    print(
+        f"nrfer best: {'sweep ' + args.sweep if args.sweep else 'the most recent sweep'}",
+        flush=True,
+    )
+    if not args.verbose:
+        quiet_mlflow()
     uri = check_tracking_uri(tracking_uri(args.tracking_uri), "--tracking-uri")
     uri = move_credentials_to_env(uri)  # nothing printed or logged carries them
     out = Path(args.out or f"runs/reproduce-{args.sweep or 'latest'}")

@@ -1,10 +1,14 @@
-"""Evaluate a model in MLflow: `nrfer.evaluate` with the model fetched first.
+"""`nrfer evaluate`: a model (in MLflow or on disk) on a split of a dataset: accuracy, mean
+class accuracy, macro-F1, per-class recall and calibration (ECE, NLL, vote TV), the
+confusion matrix, the reliability diagram and the per-image predictions (--out).
 
-    python -m sweep.commands.evaluate --model models:/nrfer-demo@champion --dataset rafdb --root data/RAF-DB
-    python -m sweep.commands.evaluate --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db --json
+    nrfer evaluate --model models:/nrfer-demo@champion --dataset rafdb --root data/RAF-DB
+    nrfer evaluate --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db --json
+    nrfer evaluate --model runs/demo/checkpoint/best.pt --tta flip
 
---model: models:/NAME@ALIAS (reproduce-best sets `champion`), models:/NAME/VERSION, runs:/ID/
-PATH, or a local best.pt / training folder as nrfer.evaluate takes. The store is
+--model: models:/NAME@ALIAS (`nrfer best` sets `champion`), models:/NAME/VERSION, runs:/ID/
+PATH, or a local best.pt / training folder. Without --dataset, the model's own dataset
+(its config's data section) is evaluated on --split (default test). The store is
 --tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db (as every sweep command).
 """
 

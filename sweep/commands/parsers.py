@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import argparse
 
-from nrfer.cli import float_in, positive_int
+from nrfer.cli import HelpFormatter, float_in, positive_int
 
 URI_HELP = "the MLflow store (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)"
 
 
 def _parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
-        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
 
 
 def best_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
@@ -22,7 +20,12 @@ def best_parser(doc: str | None = None, prog: str | None = None) -> argparse.Arg
     parser.add_argument(
         "--sweep", help="the sweep's name (its MLflow experiment); default: the most recent sweep"
     )
-    parser.add_argument("--seeds", type=positive_int, default=3)
+    parser.add_argument(
+        "--seeds",
+        type=positive_int,
+        default=3,
+        help="seeds per retrained trial, each trained from scratch and tested once",
+    )
     parser.add_argument(
         "--top",
         type=positive_int,
@@ -34,7 +37,17 @@ def best_parser(doc: str | None = None, prog: str | None = None) -> argparse.Arg
     parser.add_argument(
         "--out", default=None, help="output folder (default runs/reproduce-<sweep>)"
     )
-    parser.add_argument("--parallel", choices=("auto", "yes", "no"), default="auto")
+    parser.add_argument(
+        "--parallel",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="train the seeds at once through Ray: auto when the CPUs allow it",
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also MLflow's download bars and warnings (hidden by default)",
+    )
     parser.add_argument(
         "--model-name",
         help="registered model name (default: the space's registered_model, else nrfer-<sweep>)",
@@ -81,7 +94,7 @@ def ui_parser(doc: str | None = None, prog: str | None = None) -> argparse.Argum
     parser.add_argument("--tracking-uri", help=URI_HELP)
     parser.add_argument("--sweep", help="the sweep to open (default: the most recent sweep)")
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    parser.add_argument("--port", type=positive_int, default=5000)
+    parser.add_argument("--port", type=positive_int, default=5000, help="the UI's port")
     parser.add_argument(
         "--no-browser", action="store_true", help="print the link only, open no browser"
     )
@@ -96,5 +109,14 @@ def dashboard_parser(doc: str | None = None, prog: str | None = None) -> argpars
         help="the studies' RDB URL (default sqlite:///optuna.db, next to ./mlflow.db)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
-    parser.add_argument("--port", type=positive_int, default=8080)
+    parser.add_argument("--port", type=positive_int, default=8080, help="the dashboard's port")
+    return parser
+
+
+def report_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    parser.add_argument("--sweep", help="the sweep's name; default: the most recent sweep")
+    parser.add_argument("--tracking-uri", help=URI_HELP)
+    parser.add_argument("--out", help="the folder for index.html; default: runs/report-<sweep>")
+    parser.add_argument("--open", action="store_true", help="open it in the browser")
     return parser

@@ -1,10 +1,12 @@
-"""Predict expressions with a model in MLflow: `nrfer.predict` with the model fetched first.
+"""`nrfer predict`: the expression of each face image, with a model in MLflow or on disk.
 
-    python -m sweep.commands.predict --model models:/nrfer-demo@champion --json face.png other.jpg
-    python -m sweep.commands.predict --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db face.png
+    nrfer predict --model models:/nrfer-demo@champion --json face.png other.jpg
+    nrfer predict --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db face.png
+    nrfer predict --model runs/demo/checkpoint/best.pt faces/*.png
 
---model: models:/NAME@ALIAS (reproduce-best sets `champion`), models:/NAME/VERSION, runs:/ID/
-PATH, or a local best.pt / training folder as nrfer.predict takes. The store is
+--model: models:/NAME@ALIAS (`nrfer best` sets `champion`), models:/NAME/VERSION, runs:/ID/
+PATH, or a local best.pt / training folder. Images of any size and colour are converted as
+in training; a bad path or an undecodable image is an error for that image only. The store is
 --tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db (as every sweep command).
 """
 

@@ -97,8 +97,55 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _launch(args) -> int:
-    from sweep.runtime import SweepFinished
-    from sweep.spec.space import SpaceError, load_space, resolve_space_path
+    # the first line, before the imports that take seconds (Ray, torch, MLflow)
+    what = "resuming" if args.resume or args.force_resume else "dry run of" if args.dry_run else ""
+    print(f"nrfer sweep: {what + ' ' if what else ''}{args.space}", flush=True)
+    from sweep.runtime import launched, phase
+
+    since = launched()
+    with phase("space, data, weights, storage and store checked", since) as found:
+        spec = _checked_spec(args, found)
+    if args.dry_run:
+        from sweep.commands.plan import print_plan
+
+        print_plan(spec)
+        return 0
+    from sweep.analysis.report import print_leaderboard
+    from sweep.runtime import SweepFinished, run_sweep
+    from sweep.spec.space import resolve_space_path
+
+    try:
+        summary = run_sweep(
+            spec,
+            resolve_space_path(args.space),
+            storage=args.storage,
+            address=args.address,
+            uri=args.tracking_uri,
+            resume=args.resume or args.force_resume,
+            force_resume=args.force_resume,
+            warm_start=args.warm_start,
+            optuna_storage=args.optuna_storage,
+            verbose=2 if args.verbose else 0,
+            since=since,
+        )
+    except SweepFinished as e:  # --resume of a finished sweep: nothing to do, not an error
+        print(str(e))
+        return 0
+    print_leaderboard(summary, spec.metric)
+    if summary.study_table:
+        print(f"\n{summary.study_table}")
+        print(f"again, or while a study runs: nrfer study table --sweep {spec.name}")
+    print_ui_pointer(summary, spec, args.tracking_uri)
+    if summary.stopped_because:  # said when it happened; again as the last line
+        print(f"error: {summary.stopped_because}", file=sys.stderr)
+    return exit_code(summary)
+
+
+def _checked_spec(args, found: list[str]):
+    """The space with the options applied, through the preflight the run and the dry run
+    share (each refusal one line naming the file, key or folder)."""
+    from sweep.runtime import preflight, storage_dir
+    from sweep.spec.space import SpaceError, load_space
 
     spec = load_space(args.space, args.overrides)
     if args.num_samples is not None and spec.is_study:
@@ -121,41 +168,9 @@ def _launch(args) -> int:
         except SpaceError as e:
             raise SpaceError(option_errors(str(e), given)) from None
     # the checks people script: the dry run refuses what the run refuses, with its words
-    from sweep.runtime import preflight, storage_dir
-
     preflight(spec, storage_dir(args.storage), args.tracking_uri)
-    if args.dry_run:
-        from sweep.commands.plan import print_plan
-
-        print_plan(spec)
-        return 0
-    from sweep.analysis.report import print_leaderboard
-    from sweep.runtime import run_sweep
-
-    try:
-        summary = run_sweep(
-            spec,
-            resolve_space_path(args.space),
-            storage=args.storage,
-            address=args.address,
-            uri=args.tracking_uri,
-            resume=args.resume or args.force_resume,
-            force_resume=args.force_resume,
-            warm_start=args.warm_start,
-            optuna_storage=args.optuna_storage,
-            verbose=2 if args.verbose else 0,
-        )
-    except SweepFinished as e:  # --resume of a finished sweep: nothing to do, not an error
-        print(str(e))
-        return 0
-    print_leaderboard(summary, spec.metric)
-    if summary.study_table:
-        print(f"\n{summary.study_table}")
-        print(f"again, or while a study runs: nrfer study table --sweep {spec.name}")
-    print_ui_pointer(summary, spec, args.tracking_uri)
-    if summary.stopped_because:  # said when it happened; again as the last line
-        print(f"error: {summary.stopped_because}", file=sys.stderr)
-    return exit_code(summary)
+    found.append(f"{spec.name}, {spec.budget.num_samples} trials")
+    return spec
 
 
 def option_errors(text: str, given: dict[str, tuple[str, object]]) -> str:
@@ -177,8 +192,9 @@ def print_ui_pointer(summary: SweepSummary, spec, uri_option: str | None) -> Non
     uri = summary.tracking_uri
     server = uri.startswith(("http://", "https://"))
     base = uri if server else "http://127.0.0.1:5000"
-    order = "best_val_acc" if spec.metric == "val_acc" else spec.metric
-    link = runs_link(base, summary.experiment_id, summary.instance, order, spec.mode == "min")
+    from sweep.tracking.ui import view_key
+
+    link = runs_link(base, summary.experiment_id, view_key(summary.instance))
     if not server:
         store = f" --tracking-uri {uri_option}" if uri_option else ""
         print(f"MLflow UI: nrfer ui --sweep {spec.name}{store}")

@@ -1,14 +1,15 @@
-"""`nrfer ui`: the MLflow UI on the sweep's store, opened on the sweep's trials; and
-`nrfer dashboard`: optuna-dashboard on the sweeps' studies. Both bind to 127.0.0.1 unless
-told otherwise (see the README before exposing them).
+"""`nrfer ui`: the MLflow UI on the sweep's store, opened on the sweep's trials. It binds to
+127.0.0.1 unless told otherwise (see the README before exposing it).
 
     nrfer ui                          # ./mlflow.db, the most recent sweep
     nrfer ui --sweep demo --port 5001 --tracking-uri sqlite:///runs/mlflow.db
 
-MLflow 3.x opens an experiment on its GenAI pages unless the URL (or the browser's saved
-choice) says otherwise; the link printed here asks for the model-training view
-(`workflowType=machine_learning`), the runs table (`compareRunsMode=TABLE`) filtered to
-the sweep's trials and sorted by its metric, so a new browser lands on the trials.
+MLflow 3.17 opens an experiment on its GenAI pages unless the URL (or the browser's saved
+choice, localStorage `mlflow.workflowType`) says otherwise: the experiment-kind tag is not
+read while that switch exists. The link printed here asks for the model-training view
+(`workflowType=machine_learning`) and the runs table opened on the sweep's saved view
+(`viewStateShareKey`, an experiment tag the driver writes): its trials, best first, the
+metric and every searched value as columns, so a new browser lands on the values.
 """
 
 from __future__ import annotations
@@ -23,28 +24,30 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 
-def runs_link(
-    base_url: str,
-    experiment_id: str,
-    instance: str | None = None,
-    order_by: str = "best_val_acc",
-    ascending: bool = False,
-) -> str:
-    """The experiment's runs table in the model-training view: the sweep's trials only
-    (its instance), best first."""
-    trials = "tags.`nrfer.role` = 'trial'"
-    if instance:
-        trials += f" and tags.`nrfer.sweep_instance` = '{instance}'"
-    query = {
-        "workflowType": "machine_learning",
-        "compareRunsMode": "TABLE",
-        "searchFilter": trials,
-        "orderByKey": f"metrics.`{order_by}`",
-        "orderByAsc": str(ascending).lower(),
-    }
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{urllib.parse.urlencode(query, quote_via=urllib.parse.quote)}"
+def runs_link(base_url: str, experiment_id: str, view: str | None = None, **legacy: Any) -> str:
+    """The experiment's runs table, model-training view, opened on the sweep's saved view
+    (`view`: sweep.tracking.ui.view_key; MLflow 3.17 reads the experiment tag
+    `mlflow.sharedViewState.<view>`: the sweep's trials, best first, its metric and searched
+    values as columns). Without a view (a sweep from before it), the filter and order ride in
+    the URL as search facets (`legacy`: instance, order_by, ascending), columns as MLflow's
+    defaults."""
+    query = {"workflowType": "machine_learning", "compareRunsMode": "TABLE"}
+    if view:
+        query["viewStateShareKey"] = view
+    else:
+        trials = "tags.`nrfer.role` = 'trial'"
+        if legacy.get("instance"):
+            trials += f" and tags.`nrfer.sweep_instance` = '{legacy['instance']}'"
+        query |= {
+            "searchFilter": trials,
+            "orderByKey": f"metrics.`{legacy.get('order_by', 'best_val_acc')}`",
+            "orderByAsc": str(bool(legacy.get("ascending"))).lower(),
+        }
+    encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{encoded}"
 
 
 def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
@@ -54,9 +57,14 @@ def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
     from sweep.analysis.study import sweep_spec
     from sweep.tracking import INSTANCE
     from sweep.tracking.sweep_run import find_sweep
+    from sweep.tracking.ui import SHARED_VIEW, view_key
 
     client = MlflowClient(uri)
     parent = find_sweep(client, sweep)
+    experiment_id, instance = parent.info.experiment_id, parent.data.tags.get(INSTANCE)
+    tags = client.get_experiment(experiment_id).tags
+    if instance and SHARED_VIEW + view_key(instance) in tags:
+        return runs_link(base_url, experiment_id, view_key(instance))
     try:
         with tempfile.TemporaryDirectory(prefix="nrfer-ui-") as tmp:
             metric = sweep_spec(client, parent.info.run_id, Path(tmp)).get("metric", "val_acc")
@@ -65,9 +73,9 @@ def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
     order = "best_val_acc" if metric == "val_acc" else metric
     return runs_link(
         base_url,
-        parent.info.experiment_id,
-        parent.data.tags.get(INSTANCE),
-        order,
+        experiment_id,
+        instance=instance,
+        order_by=order,
         ascending=metric == "val_loss",
     )
 
@@ -146,30 +154,11 @@ def stop_group(proc: subprocess.Popen, grace_s: float = 0.5) -> None:
             break
 
 
-def serve_dashboard(args) -> int:
-    exe = shutil.which("optuna-dashboard", path=str(Path(sys.executable).parent))
-    if exe is None:
-        raise ValueError(
-            "optuna-dashboard is not installed: pip install 'nrfer-sweep[dashboard]' "
-            "(or make dashboard)"
-        )
-    cmd = [exe, args.optuna_storage, "--host", args.host, "--port", str(args.port)]
-    print(f"optuna-dashboard: http://{args.host}:{args.port}  ({' '.join(cmd)})")
-    return subprocess.call(cmd)
-
-
 def main(argv: list[str] | None = None) -> int:
     from nrfer.cli import run_command
     from sweep.commands.parsers import ui_parser
 
     return run_command(ui_parser(__doc__), serve_ui, argv)
-
-
-def dashboard(argv: list[str] | None = None) -> int:
-    from nrfer.cli import run_command
-    from sweep.commands.parsers import dashboard_parser
-
-    return run_command(dashboard_parser(__doc__), serve_dashboard, argv)
 
 
 if __name__ == "__main__":

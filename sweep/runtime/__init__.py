@@ -17,6 +17,8 @@ PUBLIC = {
     "check_data": "sweep.runtime.checks",
     "check_pretrained": "sweep.runtime.checks",
     "init_ray": "sweep.runtime.local_ray",
+    "launched": "sweep.runtime.startup",
+    "phase": "sweep.runtime.startup",
     "LOCAL_RAY_IP": "sweep.runtime.local_ray",
 }
 __all__ = sorted(PUBLIC)

@@ -15,6 +15,7 @@ from collections.abc import Collection
 from ray import tune
 from ray.tune.result import TRAINING_ITERATION
 
+from sweep.runtime.startup import clock, launched
 from sweep.tracking.ui import run_name, trial_number
 
 
@@ -31,12 +32,6 @@ def quiet() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def clock(seconds: float) -> str:
-    seconds = int(max(seconds, 0))
-    h, rest = divmod(seconds, 3600)
-    return f"{h}h{rest // 60:02d}m" if h else f"{rest // 60}m{rest % 60:02d}s"
-
-
 class Console(tune.Callback):
     """Tune callback printing the sweep's progress (see the module docstring)."""
 
@@ -50,10 +45,14 @@ class Console(tune.Callback):
         completed: Collection[str] = (),
         stream=None,
         redraw_s: float = 5.0,
+        since: float | None = None,
     ) -> None:
         self.total, self.metric, self.mode, self.max_epochs = total, metric, mode, max_epochs
         self._stream = stream  # None: sys.stdout at the time (Tune pickles its callbacks)
-        self.start = time.monotonic()
+        self.since = launched() if since is None else since  # wall clock: elapsed from launch
+        self.first_start: float | None = None  # when the first trial started (wall clock)
+        self.epochs = 0  # epochs reported by this driver's trials
+        self.ended_epochs: list[int] = []  # epochs each ended trial ran
         self.counted = set(ended)  # trials a resumed sweep had already ended, and since
         self.done_before = len(self.counted)
         self.again = set(completed)  # completed before a kill; Tune's older state runs them
@@ -81,6 +80,7 @@ class Console(tune.Callback):
     def on_trial_start(self, iteration, trials, trial, **info):
         name = run_name(trial_number(str(trial)), dict(trial.config or {}), trial.trial_id)
         self.names[trial.trial_id] = name
+        self.first_start = self.first_start or time.time()
         if trial.trial_id not in self.again:  # else it ends at once, as it had ended
             self.event(f"{name}: started")
 
@@ -89,6 +89,7 @@ class Console(tune.Callback):
         value = result.get(self.metric)
         if value is None:
             return
+        self.epochs += 1
         self.event(f"{self.name(trial)}: epoch {epoch}/{self.max_epochs} {self.metric} {value:.4f}")
         self.note_best(value, trial)
 
@@ -96,6 +97,8 @@ class Console(tune.Callback):
         result = trial.last_result or {}
         epochs = int(result.get(TRAINING_ITERATION, 0))
         value = result.get(self.metric)
+        if trial.trial_id not in self.counted:
+            self.ended_epochs.append(epochs)
         self.count(trial)
         if result.get("diverged"):
             how = "failed: the loss diverged"
@@ -146,17 +149,27 @@ class Console(tune.Callback):
         running = sum(t.status == "RUNNING" and t.trial_id not in self.ended for t in trials)
         done = self.done_before + self.done
         pending = max(self.total - done - running, 0)
-        elapsed = time.monotonic() - self.start
-        eta = (
-            f"ETA {clock(elapsed / self.done * (self.total - done))}"
-            if self.done and done < self.total
-            else "ETA -"
-        )
+        elapsed = time.time() - self.since
+        left = self.eta(running, pending)
+        eta = f"ETA {clock(left)}" if left is not None and done < self.total else "ETA -"
         best = f"best {self.metric} {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
         return (
             f"[{done}/{self.total} done, {running} running, {pending} pending | "
             f"{clock(elapsed)} elapsed, {eta}{' | ' + best if best else ''}]"
         )
+
+    def eta(self, running: int, pending: int) -> float | None:
+        """Seconds left: the epochs still to run (each trial to come runs as many as the
+        ended ones did, on average; the running ones have run some) at the rate epochs have
+        been reported since the first trial started (start-up excluded). None before a
+        trial ended."""
+        if not self.ended_epochs or not self.first_start or self.epochs == 0:
+            return None
+        per_trial = sum(self.ended_epochs) / len(self.ended_epochs)
+        in_flight = self.epochs - sum(self.ended_epochs)  # epochs the running trials ran
+        left = max((pending + running) * per_trial - max(in_flight, 0), 0.0)
+        rate = self.epochs / max(time.time() - self.first_start, 1e-6)
+        return left / rate
 
     def show_status(self, trials) -> None:
         self.stream.write(f"\r\033[K{self.status(trials)}")

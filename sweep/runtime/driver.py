@@ -33,6 +33,7 @@ from sweep.runtime.console import Console, quiet
 from sweep.runtime.disk_guard import DiskGuard
 from sweep.runtime.ledger import FINISHED, INTERRUPTED, RUNNING, Ledger, saved_trials
 from sweep.runtime.lifecycle import TrialStatusCallback
+from sweep.runtime.live_report import ReportRefresh, write_report_html
 from sweep.runtime.local_ray import init_ray
 from sweep.runtime.retention import WORK, Retention
 from sweep.runtime.scheduler import ResumableASHA, build_early_stopping
@@ -45,6 +46,7 @@ from sweep.runtime.search import (
     study_storage_url,
     warm_start_trials,
 )
+from sweep.runtime.startup import launched, phase
 from sweep.runtime.trainable import TrialContext, run_trial
 from sweep.spec.space import SweepSpec, parse_space
 from sweep.tracking import (
@@ -266,6 +268,7 @@ def run_sweep(
     verbose: int = 1,
     warm_start: list[str] | None = None,
     optuna_storage: str | None = None,
+    since: float | None = None,
 ) -> SweepSummary:
     """Run (or resume) a sweep; returns its summary. Raises sweep.runtime.resume.SweepFinished
     when `resume` finds the sweep finished (nothing is touched). The sweep's lock
@@ -275,35 +278,61 @@ def run_sweep(
     storage: the folder of sweeps (default $NRFER_STORAGE, else runs/sweeps); address: a Ray
     cluster (default: a local one); uri: the MLflow store; verbose: 0 our lines, 1 Tune's
     tables, 2 and its logs; warm_start: earlier sweeps whose trials seed the Optuna study;
-    optuna_storage: where the study lives (default: beside the MLflow store)."""
+    optuna_storage: where the study lives (default: beside the MLflow store); since: the
+    launch (wall clock) elapsed times count from (default: this process's start)."""
     with sweep_state.SweepLock(storage_dir(storage), spec.name):
         for k, v in TUNE_ENV.items():  # read by Tune when the Tuner runs
             os.environ.setdefault(k, v)
         if verbose == 0:
             quiet()
+        since = launched() if since is None else since
         exp_dir = storage_dir(storage) / spec.name
-        run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
-        return _run_sweep(run, exp_dir, space_file, address, resume, verbose)
+        with phase("sweep state and Optuna study", since) as found:
+            run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
+            found.append("restored from its saved state" if run.restore else "new")
+        return _run_sweep(run, exp_dir, space_file, address, resume, verbose, since)
 
 
 def _run_sweep(
-    run: Prepared, exp_dir: Path, space_file: Path, address: str | None, resume: bool, verbose: int
+    run: Prepared,
+    exp_dir: Path,
+    space_file: Path,
+    address: str | None,
+    resume: bool,
+    verbose: int,
+    since: float,
 ) -> SweepSummary:
     spec, ledger = run.spec, run.ledger
 
     # Setup: Ray first (a trial larger than the cluster is refused before minutes of SR
     # caching), the data once in the driver, the parent run.
     base = resolve_base_config(spec)
-    init_ray(address, verbose)
-    check_resources(spec)
+    with phase("Ray", since) as found:
+        started = init_ray(address, verbose)
+        check_resources(spec)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        where = (
+            f"joined {address}"
+            if address
+            else "a local cluster"
+            if started
+            else "the Ray this process runs"
+        )
+        found.append(f"{where}, {cpus} CPUs")
     t0 = time.perf_counter()
-    data, sr_builds, datasets = load_datasets(spec, base)
-    eval_data = load_eval_sets(spec)
+    with phase("data read once for every trial", since) as found:
+        data, sr_builds, datasets = load_datasets(spec, base)
+        eval_data = load_eval_sets(spec)
+        for mode, d in data.items():
+            sizes = "/".join(str(len(d.split(s))) for s in ("train", "val", "test"))
+            found.append(f"{d.source} ({mode}) {sizes} faces")
     data_s = time.perf_counter() - t0
     # from here on a killed driver leaves something to --resume
     ledger.write_sweep(run.spec_dict, RUNNING, instance=run.instance)
     saved = saved_trials(exp_dir, spec.metric, spec.mode) if run.restore else {}
-    tracker = start_tracking(run, exp_dir, space_file, datasets, resume, set(saved))
+    with phase("MLflow parent run", since) as found:
+        tracker = start_tracking(run, exp_dir, space_file, datasets, resume, set(saved))
+        found.append(f"{tracker.parent} in experiment {spec.name}")
 
     # Tuner: the trainable with the shared data, the callback that closes trial runs.
     trainable = make_trainable(spec, base, data, tracker, datasets, exp_dir, eval_data)
@@ -313,9 +342,14 @@ def _run_sweep(
     )
     # what a killed driver left: records of trials Tune never saved, retention and file
     # removals cut short, folders of unsaved trials (a new sweep: nothing)
-    ledger.reconcile(saved, retention, status_callback)
+    with phase("crash-recovery records reconciled", since) as found:
+        done = ledger.reconcile(saved, retention, status_callback)
+        found.append(
+            f"{len(saved)} trials in Tune's saved state, {len(done.retained)} retained, "
+            f"{len(done.orphans)} unsaved folders removed"
+        )
     guard = DiskGuard(guarded_folders(exp_dir, run.uri))
-    callbacks = [status_callback, guard]
+    callbacks = [status_callback, guard, ReportRefresh(tracker, run.spec_dict, exp_dir)]
     if verbose == 0:  # our lines instead of Tune's tables (1: its tables, 2: and logs)
         callbacks.append(
             Console(
@@ -325,10 +359,18 @@ def _run_sweep(
                 spec.max_epochs,
                 set(ledger.ended),
                 ledger.completed(),
+                since=since,
             )
         )
-    searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
-    tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
+    with phase("searcher and Tune", since) as found:
+        searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
+        tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
+        stop = spec.early_stopping
+        found.append(
+            f"{spec.searcher} + {stop.name}"
+            + (f" (rungs from epoch {stop.grace_period})" if stop.name == "asha" else "")
+            + f", {spec.budget.max_concurrent} trials at a time"
+        )
 
     status = "FAILED"
     try:
@@ -337,7 +379,7 @@ def _run_sweep(
         wall = time.perf_counter() - t1
         status_callback.flush_pending()  # runs an MLflow outage kept the callback from closing
         summary = summarize(
-            spec, tracker, results, wall, space_file.name, len(ledger.ended), exp_dir
+            spec, tracker, results, wall, space_file.name, len(ledger.ended), exp_dir, run.spec_dict
         )
         summary.stopped_because = guard.reason
         summary.storage = str(exp_dir)
@@ -501,6 +543,7 @@ def summarize(
     source: str,
     ended: int,
     exp_dir: Path,
+    spec_dict: dict,
 ) -> SweepSummary:
     """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent.
     The report is written in the sweep's work folder (a driver killed while writing it
@@ -515,6 +558,11 @@ def summarize(
         ranked, importance = write_report(results, spec, run_ids, Path(tmp), names)
         best = ranked[0] if ranked else None
         table = study_results(spec, tracker, Path(tmp)) if spec.is_study else None
+        try:  # the interactive report: every trial, offline (sweep.analysis.html_report)
+            study_md = (table or {}).get("study_table")
+            write_report_html(tracker, spec_dict, Path(tmp), study_md)
+        except Exception as e:  # a view: its failure must not lose the sweep's results
+            print(f"warning: the sweep's interactive report could not be written: {e}")
         metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
         if best:
             metrics[f"best_{spec.metric}"] = best[spec.metric]

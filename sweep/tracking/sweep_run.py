@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,11 @@ from sweep.tracking.trial import RunContext
 from sweep.tracking.ui import (
     DESCRIPTION,
     EXPERIMENT_KIND,
+    SHARED_VIEW,
     dataset_input,
     sweep_description,
+    trials_view,
+    view_key,
 )
 
 
@@ -134,6 +138,7 @@ class SweepTracker:
             self.parent_id = found[0].info.run_id
             self.client.update_run(self.parent_id, status="RUNNING")
             self.client.set_tag(self.parent_id, "nrfer.storage", storage)  # it may have moved
+            self.save_trials_view(spec_dict)  # (a sweep started before the view had none)
             return self.parent_id
         # an earlier sweep of this name keeps its parent; this one is listed beside it
         earlier = find_runs(
@@ -150,6 +155,7 @@ class SweepTracker:
             **{f"nrfer.version.{k}": v for k, v in package_versions().items()},
         }
         self.parent_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        self.save_trials_view(spec_dict)
         self.client.log_artifact(self.parent_id, str(space_file), "space")
         self.client.log_dict(self.parent_id, spec_dict, "space/resolved_spec.yaml")
         # in file order (the YAML copy's keys are sorted): a study's grid is in this order
@@ -158,6 +164,22 @@ class SweepTracker:
         if datasets:
             self.client.log_inputs(self.parent_id, [dataset_input(d) for d in datasets])
         return self.parent_id
+
+    def save_trials_view(self, spec_dict: dict) -> None:
+        """The experiment's saved view of this sweep's trials (MLflow's runs page shows its
+        metric and searched values as columns; `sweep.commands.ui.runs_link` opens it)."""
+        view = trials_view(
+            self.sweep_id,
+            self.instance,
+            spec_dict.get("metric") or "val_acc",
+            spec_dict.get("mode") or "max",
+            list(spec_dict.get("search") or {}),
+            study=bool(spec_dict.get("study")),
+            created_ms=int(time.time() * 1000),
+        )
+        self.client.set_experiment_tag(
+            self.experiment_id, SHARED_VIEW + view_key(self.instance), view
+        )
 
     @property
     def parent(self) -> str:

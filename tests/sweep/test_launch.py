@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,31 @@ def test_a_sweep_whose_every_trial_failed_exits_4(tmp_path, synthetic_root):
     )  # fmt: skip
     assert p.returncode == 4, p.stdout[-2000:] + p.stderr[-2000:]
     assert "none of its 1 trial(s) completed" in p.stderr
+
+
+def test_the_first_line_comes_within_two_seconds_then_each_phase_with_its_time():
+    """Timed by this test's own clock from the process's start: the first line names what
+    runs before any slow import; the checks' line follows with its duration."""
+    import time
+
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "launch.py", "--space", "demo.yaml", "--dry-run"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        took = time.monotonic() - t0
+        second = proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert first == "nrfer sweep: dry run of demo.yaml\n" and took < 2.0, (first, took)
+    assert re.match(
+        r"^\[0m\d\ds\] space, data, weights, storage and store checked: demo, 8 trials "
+        r"\(\d+\.\d s\)$",
+        second,
+    ), second

@@ -1,6 +1,7 @@
 """A real sweep: local Ray runtime on loopback, SQLite MLflow store, tiny synthetic data."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,20 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.status == "FINISHED"
+    # the saved view the printed link opens (MLflow 3.17: ?viewStateShareKey=K reads the
+    # experiment tag mlflow.sharedViewState.K): this sweep's 4 trials, best first, the
+    # metric and both searched keys as columns
+    instance = parent.data.tags["nrfer.sweep_instance"]
+    view = json.loads(exp.tags[f"mlflow.sharedViewState.nrfer-{instance[:16]}"])
+    state = json.loads(view["state"])
+    assert view["name"] == "e2e: trials by best_val_acc" and view["createdAt"] > 0
+    shown = client.search_runs([exp.experiment_id], state["searchFilter"])
+    assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in children)
+    assert state["orderByKey"] == "metrics.`best_val_acc`" and state["orderByAsc"] is False
+    columns = set(state["selectedColumns"])
+    assert {"metrics.`best_val_acc`", "metrics.`val_acc`", "attributes.`Description`"} <= columns
+    assert {f"params.`{k}`" for k in space["search"]} <= columns
+    assert all(k in children[0].data.params for k in space["search"])  # the columns have values
     best_by_run, kept_by_run = {}, {}
     for child in children:
         run_id = child.info.run_id
@@ -126,7 +141,9 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         "report/leaderboard.csv",
         "report/optimization_history.png",
         "report/learning_curves.png",
+        "report/index.html",
     } <= report
+    assert_interactive_report(client, parent, children, tmp_path, uri)
     # ASHA's rung records are saved beside the sweep (YAML), for --resume
     state = yaml.safe_load(
         (tmp_path / "storage" / "e2e" / "nrfer_ledger" / "asha_rungs.yaml").read_text()
@@ -155,6 +172,45 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     assert_no_secrets(
         client, runs, [tmp_path / "mlflow.db", tmp_path / "mlflow-artifacts", tmp_path / "storage"]
     )
+
+
+def report_trials(page: str) -> list[dict]:
+    """The trials an interactive report embeds (and plots)."""
+    import html as html_lib
+
+    m = re.search(r'<script type="application/json" id="nrfer-trials">(.*?)</script>', page, re.S)
+    assert m, "no trial data in the report"
+    return json.loads(html_lib.unescape(m.group(1)))
+
+
+def assert_interactive_report(client, parent, children, tmp_path, uri) -> None:
+    """report/index.html on the parent run holds every trial, its id, run and values as
+    MLflow has them, and needs no network (plotly's JavaScript inside, nothing fetched);
+    `nrfer report` writes the same page anywhere."""
+    from sweep.commands.report import main as report_main
+
+    page = Path(client.download_artifacts(parent.info.run_id, "report/index.html", str(tmp_path)))
+    text = page.read_text()
+    shown = {t["run_id"]: t for t in report_trials(text)}
+    assert set(shown) == {c.info.run_id for c in children}
+    for child in children:
+        t = shown[child.info.run_id]
+        history = client.get_metric_history(child.info.run_id, "val_acc")
+        curve = [m.value for m in sorted(history, key=lambda m: m.step)]
+        assert t["trial_id"] == child.data.tags["nrfer.trial_id"] and t["curve"] == curve
+        assert t["value"] == pytest.approx(max(curve))
+        assert t["params"]["optim.lr"] == pytest.approx(float(child.data.params["optim.lr"]))
+        stopped = child.data.tags.get("nrfer.stopped_early") == "true"
+        assert t["state"] == ("stopped early" if stopped else "finished")
+        assert f"/#/experiments/{parent.info.experiment_id}/runs/{child.info.run_id}" in text
+    # offline: no script, style or frame is fetched; plotly's bundle is in the page
+    assert not re.search(r'<(script|link|iframe|img)[^>]+(src|href)="(https?:)?//', text)
+    assert "Plotly.newPlot" in text and len(text) > 1_000_000
+    for heading in ("Optimisation history", "Learning curves", "Parallel coordinates", "Slices"):
+        assert f"<h2>{heading}" in text, heading
+    assert report_main(["--sweep", "e2e", "--tracking-uri", uri, "--out", str(tmp_path / "r")]) == 0
+    again = report_trials((tmp_path / "r" / "index.html").read_text())
+    assert {t["run_id"]: t["value"] for t in again} == {k: v["value"] for k, v in shown.items()}
 
 
 def assert_ui_story(client, exp, parent, children, synthetic_root) -> None:

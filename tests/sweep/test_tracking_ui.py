@@ -6,6 +6,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from nrfer.data.ferplus import read_ferplus
 from nrfer.data.identity import identity, sr_identity
@@ -99,3 +100,49 @@ def test_dataset_digest_follows_the_arrays_and_the_sr_cache(synthetic_root):
     assert (inp.dataset.name, inp.dataset.digest) == (x4["name"], x4["digest"])
     assert json.loads(inp.dataset.profile)["image_size"] == [192, 192]
     assert np.array_equal(data.test.images, read_ferplus(synthetic_root, "majority").test.images)
+
+
+def test_the_link_carries_the_saved_view_alone():
+    """MLflow 3.17 ignores a shared view when the URL also holds a search facet: the link
+    holds the view's key, the model-training switch and the table mode, nothing else."""
+    import json
+    import urllib.parse
+
+    from sweep.commands.ui import runs_link
+    from sweep.tracking.ui import trials_view, view_key
+
+    link = runs_link("http://127.0.0.1:5000/", "7", view_key("abc123"))
+    path, _, query = link.partition("?")
+    assert path == "http://127.0.0.1:5000/#/experiments/7/runs"
+    assert dict(urllib.parse.parse_qsl(query)) == {
+        "workflowType": "machine_learning",
+        "compareRunsMode": "TABLE",
+        "viewStateShareKey": "nrfer-abc123",
+    }
+    view = json.loads(trials_view("s", "abc123", "val_loss", "min", ["optim.lr"], study=True))
+    state = json.loads(view["state"])
+    assert state["orderByKey"] == "metrics.`val_loss`" and state["orderByAsc"] is True
+    assert state["selectedColumns"][:3] == [
+        "metrics.`val_loss`",
+        "metrics.`val_acc`",
+        "metrics.`test_acc`",
+    ]
+    assert "params.`optim.lr`" in state["selectedColumns"]
+    assert "tags.`nrfer.sweep_instance` = 'abc123'" in state["searchFilter"]
+
+
+def test_the_eta_counts_epochs_left_at_the_rate_since_the_first_trial(monkeypatch):
+    """Two trials ended after 4 and 2 epochs (3 each on average), 8 epochs reported in the
+    40 s since the first trial started: 0.2 epochs a second. With 2 running (2 epochs in)
+    and 4 pending, 6 x 3 - 2 = 16 epochs are left: 80 s, whatever start-up took."""
+    import time
+
+    from sweep.runtime.console import Console
+
+    console = Console(8, "val_acc", "max", 4, since=0.0)
+    now = 1000.0
+    monkeypatch.setattr(time, "time", lambda: now)
+    console.first_start = now - 40
+    console.epochs, console.ended_epochs = 8, [4, 2]
+    assert console.eta(running=2, pending=4) == pytest.approx(80.0)
+    assert Console(8, "val_acc", "max", 4).eta(running=2, pending=6) is None  # none ended

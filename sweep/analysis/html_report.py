@@ -1,0 +1,384 @@
+"""The sweep's interactive report: one self-contained `index.html` (plotly's JavaScript inside,
+so it opens offline and in MLflow's artifact viewer) with the optimisation history, parallel
+coordinates, every trial's learning curve with the trials early stopping ended marked,
+parameter importance (explained, and flagged when the trials are too few to trust it),
+slices, the leaderboard with each trial's MLflow run, and a study's table.
+
+Built from MLflow alone (each trial run's params, per-epoch metrics and end tags), so a
+search and a study, a running sweep and a finished one, read the same way; the driver writes
+it to the parent run's `report/` as trials end, and `nrfer report --sweep NAME` anywhere.
+The trials' numbers are embedded as JSON (`<script id="nrfer-trials">`): what the plots show.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from sweep.analysis.report import IMPORTANCE_METHOD, param_importance
+
+MIN_TRIALS_FOR_IMPORTANCE = 20  # under this, fANOVA's split of the variance is mostly noise
+
+
+@dataclass
+class TrialRecord:
+    """One trial as its MLflow run has it."""
+
+    trial_id: str
+    run_id: str
+    name: str
+    number: int  # tNN: the order the searcher proposed it
+    params: dict[str, Any]
+    curve: list[float]  # the sweep's metric per epoch
+    value: float | None  # its best value of the metric (None: no epoch reported)
+    state: str  # finished | stopped early | failed | running | interrupted
+    metrics: dict[str, float] = field(default_factory=dict)  # the run's latest metrics
+
+
+def _param(value: str) -> Any:
+    """An MLflow param (text) as the value it was: numbers as numbers."""
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(value, value)
+
+
+def trial_records(client, parent, spec: dict) -> list[TrialRecord]:
+    """Every trial of the sweep instance `parent` belongs to, from MLflow."""
+    from sweep.tracking.store import INSTANCE, ROLE, STATE_TAG, TRIAL_ID, find_runs
+
+    metric, mode = spec.get("metric") or "val_acc", spec.get("mode") or "max"
+    searched = list(spec.get("search") or {})
+    tags = {INSTANCE: parent.data.tags[INSTANCE], ROLE: "trial"}
+    out: list[TrialRecord] = []
+    for run in find_runs(client, parent.info.experiment_id, tags):
+        history = client.get_metric_history(run.info.run_id, metric)
+        curve = [m.value for m in sorted(history, key=lambda m: m.step)]
+        finite = [v for v in curve if math.isfinite(v)]
+        value = (max(finite) if mode == "max" else min(finite)) if finite else None
+        t = run.data.tags
+        if t.get("nrfer.failed") == "true":
+            state = "failed"
+        elif run.info.status == "RUNNING":
+            state = "running"
+        elif t.get(STATE_TAG) or run.info.status == "KILLED":
+            state = "interrupted"
+        elif t.get("nrfer.stopped_early") == "true":
+            state = "stopped early"
+        else:
+            state = "finished"
+        name = t.get("mlflow.runName", run.info.run_id)
+        number = name.split(" ")[0].lstrip("t")
+        out.append(
+            TrialRecord(
+                trial_id=t.get(TRIAL_ID, run.info.run_id),
+                run_id=run.info.run_id,
+                name=name,
+                number=int(number) if number.isdigit() else len(out) + 1,
+                params={k: _param(run.data.params[k]) for k in searched if k in run.data.params},
+                curve=curve,
+                value=value,
+                state=state,
+                metrics=dict(run.data.metrics),
+            )
+        )
+    return sorted(out, key=lambda r: r.number)
+
+
+def _study(records: list[TrialRecord], spec: dict) -> optuna.Study:
+    """An in-memory Optuna study of the trials with a value (each its best value of the
+    metric, as the leaderboard ranks them), for Optuna's own plots."""
+    maximize = (spec.get("mode") or "max") == "max"
+    study = optuna.create_study(direction="maximize" if maximize else "minimize")
+    for r in records:
+        if r.value is None or not r.params:
+            continue
+        dists = {k: _distribution(v, records, k) for k, v in r.params.items()}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params=r.params,
+                distributions=dists,
+                value=r.value,
+                intermediate_values=dict(enumerate(r.curve, start=1)),
+                user_attrs={"name": r.name, "state": r.state},
+            )
+        )
+    return study
+
+
+def _distribution(value: Any, records: list[TrialRecord], key: str):
+    seen = [r.params[key] for r in records if key in r.params]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in seen)
+    if numeric and len(set(seen)) > 1:
+        low, high = min(seen), max(seen)
+        if all(isinstance(v, int) for v in seen):
+            return optuna.distributions.IntDistribution(int(low), int(high))
+        log = low > 0 and high / low >= 20
+        return optuna.distributions.FloatDistribution(float(low), float(high), log=log)
+    choices = sorted({json.dumps(v) for v in seen})
+    return optuna.distributions.CategoricalDistribution([json.loads(c) for c in choices])
+
+
+def _curves_figure(records: list[TrialRecord], metric: str):
+    """Every trial's metric per epoch (its intermediate values); a trial early stopping
+    ended is dashed, with an x at the epoch it was stopped after; a failed one dotted."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for r in records:
+        if not r.curve:
+            continue
+        dash = {"stopped early": "dash", "failed": "dot"}.get(r.state, "solid")
+        epochs = list(range(1, len(r.curve) + 1))
+        fig.add_trace(
+            go.Scatter(
+                x=epochs,
+                y=r.curve,
+                mode="lines+markers",
+                name=r.name.split(" ")[0],
+                line={"dash": dash},
+                hovertext=f"{r.name} ({r.state})",
+            )
+        )
+        if r.state == "stopped early":
+            fig.add_trace(
+                go.Scatter(
+                    x=[epochs[-1]],
+                    y=[r.curve[-1]],
+                    mode="markers",
+                    marker={"symbol": "x", "size": 12, "color": "black"},
+                    name=f"{r.name.split(' ')[0]} stopped (pruned)",
+                    showlegend=False,
+                    hovertext=f"{r.name}: stopped early after epoch {epochs[-1]}",
+                )
+            )
+    fig.update_layout(
+        title=f"{metric} per epoch (dashed, x: stopped early, i.e. pruned; dotted: failed)",
+        xaxis_title="epoch",
+        xaxis={"dtick": 1},
+        yaxis_title=metric,
+    )
+    return fig
+
+
+def _importance_figure(importance: dict[str, float]):
+    import plotly.graph_objects as go
+
+    names = list(importance)[::-1]
+    fig = go.Figure(go.Bar(x=[importance[n] for n in names], y=names, orientation="h"))
+    fig.update_layout(title="parameter importance (fANOVA)", xaxis_title="share of variance")
+    return fig
+
+
+def _rows_for_importance(records: list[TrialRecord]) -> list[dict]:
+    return [
+        {"params": r.params, "value": r.value, "error": r.state == "failed"}
+        for r in records
+        if r.value is not None
+    ]
+
+
+def _leaderboard(records: list[TrialRecord], spec: dict, run_url) -> str:
+    metric, mode = spec.get("metric") or "val_acc", spec.get("mode") or "max"
+    ranked = sorted(
+        (r for r in records if r.value is not None),
+        key=lambda r: r.value if r.value is not None else 0.0,
+        reverse=mode == "max",
+    )
+    keys = list(spec.get("search") or {})
+    head = "".join(
+        f"<th>{html.escape(h)}</th>"
+        for h in ["rank", f"best {metric}", "epochs", "state", "run", *keys]
+    )
+    rows = []
+    for i, r in enumerate(ranked, start=1):
+        url = run_url(r.run_id)
+        link = (
+            f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(r.name)}</a>'
+            if url
+            else html.escape(r.name)
+        )
+        cells = [str(i), f"{r.value:.4f}", str(len(r.curve)), r.state]
+        values = [html.escape(str(r.params.get(k, ""))) for k in keys]
+        rows.append(
+            "<tr>"
+            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+            + f"<td>{link}<br><code>{r.run_id}</code></td>"
+            + "".join(f"<td>{v}</td>" for v in values)
+            + "</tr>"
+        )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def build_html(
+    records: list[TrialRecord],
+    spec: dict,
+    *,
+    title: str,
+    run_url=lambda run_id: "",
+    study_table: str | None = None,
+    note: str = "",
+) -> str:
+    """The report page (see the module's text). `run_url(run_id)`: a trial run's page in the
+    MLflow UI ("" when no UI address is known)."""
+    import plotly.io as pio
+    from optuna import visualization as vis
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "study created" lines
+    metric = spec.get("metric") or "val_acc"
+    study = _study(records, spec)
+    sections: list[tuple[str, str, Any]] = []  # (heading, text above, figure)
+    valued = [t for t in study.trials if t.value is not None]
+    if valued:
+        sections.append(
+            (
+                "Optimisation history",
+                f"Each trial's best {metric} in the order the searcher proposed it, and the "
+                "best so far.",
+                vis.plot_optimization_history(study, target_name=metric),
+            )
+        )
+    sections.append(
+        (
+            "Learning curves (intermediate values)",
+            "What early stopping saw: a trial it stopped is dashed and ends in an x (Optuna "
+            "calls such a trial pruned).",
+            _curves_figure(records, metric),
+        )
+    )
+    if len(valued) >= 2 and any(len(t.params) for t in valued):
+        sections.append(
+            (
+                "Parallel coordinates",
+                f"One line per trial across its searched values, coloured by its best {metric}.",
+                vis.plot_parallel_coordinate(study, target_name=metric),
+            )
+        )
+        sections.append(
+            (
+                "Slices",
+                f"Each searched key against the best {metric}, one point per trial.",
+                vis.plot_slice(study, target_name=metric),
+            )
+        )
+    importance = _importance(records, spec)
+    if importance:
+        n = len(valued)
+        warning = (
+            f" <strong>Only {n} trials: fANOVA's split of the variance over so few is mostly "
+            f"noise (read it as a hint under {MIN_TRIALS_FOR_IMPORTANCE} trials).</strong>"
+            if n < MIN_TRIALS_FOR_IMPORTANCE
+            else ""
+        )
+        sections.append(
+            (
+                "Parameter importance",
+                f"The share of the variance of best {metric} fANOVA attributes to each "
+                f"searched key ({html.escape(IMPORTANCE_METHOD)}). The always-active keys "
+                "share 1 between them; a conditional key (n/N trials) is estimated "
+                "separately over the trials where it is active, so the bars together can "
+                f"exceed 1.{warning}",
+                _importance_figure(importance),
+            )
+        )
+    parts = []
+    first = True
+    for heading, text, fig in sections:
+        fig.update_layout(height=420, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+        div = pio.to_html(fig, include_plotlyjs=first, full_html=False, config={"responsive": True})
+        first = False
+        parts.append(f"<h2>{html.escape(heading)}</h2><p>{text}</p>{div}")
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    data = [
+        {
+            "trial_id": r.trial_id,
+            "run_id": r.run_id,
+            "name": r.name,
+            "state": r.state,
+            "value": r.value,
+            "curve": r.curve,
+            "params": r.params,
+        }
+        for r in records
+    ]
+    table = f"<h2>Study table</h2><pre>{html.escape(study_table)}</pre>" if study_table else ""
+    built = time.strftime("%Y-%m-%d %H:%M:%S")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 1.5em; max-width: 1200px; }}
+table {{ border-collapse: collapse; font-size: 13px; }}
+th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
+code {{ font-size: 11px; color: #555; }}
+pre {{ font-size: 12px; overflow-x: auto; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{len(records)} trials: {html.escape(summary) or "none yet"}. Built {built}{html.escape(note)}.
+Everything here works offline (plotly's JavaScript is inside this file); hover for values,
+drag to zoom, double-click to reset.</p>
+<h2>Leaderboard</h2>
+<p>Ranked by each trial's best {html.escape(metric)} on validation (test is never used to
+choose). In MLflow's artifact viewer the links open with a right-click, in a new tab (the
+viewer's frame may not open windows).</p>
+{_leaderboard(records, spec, run_url)}
+{"".join(parts)}
+{table}
+<script type="application/json" id="nrfer-trials">{html.escape(json.dumps(data), quote=False)}</script>
+</body></html>
+"""
+
+
+def _importance(records: list[TrialRecord], spec: dict) -> dict[str, float]:
+    """The leaderboard's fANOVA importance (sweep.analysis.report.param_importance)."""
+    from sweep.spec.space import parse_space
+
+    try:
+        parsed = parse_space(spec, "the sweep's spec")
+    except Exception:  # a spec this version cannot read: no importance
+        return {}
+    metric = parsed.metric
+    rows = [
+        {"params": r["params"], metric: r["value"], "error": r["error"]}
+        for r in _rows_for_importance(records)
+    ]
+    return param_importance(rows, parsed)
+
+
+def mlflow_run_url(base_url: str | None, experiment_id: str):
+    """run id -> its page in the MLflow UI at `base_url` ("" without one)."""
+
+    def url(run_id: str) -> str:
+        if not base_url:
+            return ""
+        return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    return url
+
+
+def ui_base(uri: str) -> str:
+    """Where a person opens the MLflow UI of store `uri`: a server is its own UI; a local
+    store is what `nrfer ui` serves (127.0.0.1:5000 unless told otherwise)."""
+    return uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+
+
+def sweep_page(client, parent, spec: dict, uri: str, study_table: str | None = None) -> str:
+    """The report page of the sweep whose parent run is `parent`, in store `uri`."""
+    records = trial_records(client, parent, spec)
+    return build_html(
+        records,
+        spec,
+        title=f"Sweep {parent.data.tags.get('mlflow.runName', spec.get('name', ''))}",
+        run_url=mlflow_run_url(ui_base(uri), parent.info.experiment_id),
+        study_table=study_table,
+    )
