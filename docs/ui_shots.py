@@ -8,11 +8,12 @@ a FRESH profile with nothing pre-set (what a new user has): each page is opened 
 `nrfer ui` prints (sweep.commands.ui.runs_link: the model-training view, the sweep's trials, best
 first), gets --wait-s seconds to render, and screenshots are saved of:
 
-- runs.png: the sweep's experiment, opened on its trials with their names and datasets;
+- runs.png: the sweep's experiment, opened on its saved view: the trials, best first, their
+  metric and searched values as columns;
 - trial.png: the best trial's run page (description, dataset, params);
 - trial_metrics.png: the best trial's metric charts (val_acc, losses, peak memory);
 - trial_system.png: its system-metrics charts (MLflow's monitor);
-- report.png: the sweep's report image (learning curves) among the parent run's artifacts.
+- report.png: the sweep's interactive report (report/index.html) in MLflow's artifact viewer.
 
 Look at each picture before committing it: the UI changes between MLflow versions.
 """
@@ -58,16 +59,6 @@ def start_ui(uri: str, port: int, log: Path) -> subprocess.Popen:
     raise RuntimeError(f"mlflow ui did not answer within 90 s; see {log}")
 
 
-# the right edge of the runs table's Run Name header, dragged 170 px to the right
-WIDEN_RUN_NAME = """(() => {
-  const h = [...document.querySelectorAll('[role=columnheader]')]
-    .find(e => e.textContent.trim().startsWith('Run Name'));
-  if (!h) return null;
-  const r = h.getBoundingClientRect();
-  return [r.right - 2, r.top + r.height / 2, r.right + 170, r.top + r.height / 2];
-})()"""
-
-
 def pages(client, sweep: str | None) -> dict[str, str]:
     """name -> URL path after '#'."""
     from sweep.tracking.sweep_run import find_sweep
@@ -89,7 +80,7 @@ def pages(client, sweep: str | None) -> dict[str, str]:
         "trial": f"{run}/{best}{view}",
         "trial_metrics": f"{run}/{best}/model-metrics{view}",
         "trial_system": f"{run}/{best}/system-metrics{view}",
-        "report": f"{run}/{parent_id}/artifacts/report/learning_curves.png{view}",
+        "report": f"{run}/{parent_id}/artifacts/report/index.html{view}",
     }
     return urls
 
@@ -130,8 +121,6 @@ def main() -> int:
             out = args.out / f"{name}.png"
             # about:blank between pages: each loads afresh
             steps += [("goto", "about:blank"), ("goto", base + path), ("wait", args.wait_s)]
-            if name == "runs":  # widen the Run Name column, as a reader would, by its edge
-                steps += [("drag", WIDEN_RUN_NAME), ("wait", 1)]
             steps += [("shot", str(out))]
             print(f"{out}  <- {base}{path}")
         browser.run(steps)

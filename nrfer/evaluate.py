@@ -191,7 +191,7 @@ def data_config(state: dict, args) -> tuple:
         **overrides.get("data", {}),
     }
     cfg = make_config({"data": raw}, "--dataset/--set").data
-    return cfg, ("its training data" if own else cfg.dataset)
+    return cfg, ("the dataset it was trained on" if own else f"--dataset {cfg.dataset}")
 
 
 def evaluate_state(
@@ -250,7 +250,8 @@ def evaluate_model(args, model_path: Path) -> dict:
         where=f"dataset {cfg.dataset}",
     )
     report = {
-        "model": str(model_path),
+        "model": getattr(args, "model", None) or str(model_path),  # as named: models:/...
+        "model_file": str(model_path),
         "dataset": cfg.dataset,
         "data": data.source,
         "evaluated_on": label,
@@ -299,8 +300,8 @@ def write_outputs(out: Path, report: dict, probs: np.ndarray, labels: np.ndarray
 
 def print_report(report: dict) -> None:
     print(
-        f"{report['model']} on {report['dataset']} {report['split']} "
-        f"({report['n']} faces, {report['evaluated_on']}, tta {report['tta']}): "
+        f"{report['model']} on the {report['split']} split of {report['dataset']} "
+        f"({report['evaluated_on']}; {report['n']} faces, tta {report['tta']}): "
         f"acc {report['acc']:.4f}  mean class acc {report['mean_class_acc']:.4f}  "
         f"macro-F1 {report['macro_f1']:.4f}"
     )

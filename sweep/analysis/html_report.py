@@ -21,9 +21,7 @@ from typing import Any
 
 import optuna
 
-from sweep.analysis.report import IMPORTANCE_METHOD, param_importance
-
-MIN_TRIALS_FOR_IMPORTANCE = 20  # under this, fANOVA's split of the variance is mostly noise
+from sweep.analysis.report import IMPORTANCE_METHOD, MIN_TRIALS_FOR_IMPORTANCE, param_importance
 
 
 @dataclass
@@ -49,6 +47,13 @@ def _param(value: str) -> Any:
         except ValueError:
             pass
     return {"True": True, "False": False, "None": None}.get(value, value)
+
+
+def sampled_keys(tags: dict[str, str], searched: list[str]) -> set[str]:
+    """The keys the searcher sampled for a trial (its tag nrfer.sampled; all searched keys
+    for a run without it)."""
+    listed = tags.get("nrfer.sampled")
+    return set(listed.split(",")) if listed else set(searched)
 
 
 def trial_records(client, parent, spec: dict) -> list[TrialRecord]:
@@ -83,7 +88,13 @@ def trial_records(client, parent, spec: dict) -> list[TrialRecord]:
                 run_id=run.info.run_id,
                 name=name,
                 number=int(number) if number.isdigit() else len(out) + 1,
-                params={k: _param(run.data.params[k]) for k in searched if k in run.data.params},
+                # what was sampled (a conditional key inactive in this trial is in its
+                # params too, as the config's unused default: not a sampled value)
+                params={
+                    k: _param(run.data.params[k])
+                    for k in searched
+                    if k in run.data.params and k in sampled_keys(t, searched)
+                },
                 curve=curve,
                 value=value,
                 state=state,
@@ -327,12 +338,12 @@ pre {{ font-size: 12px; overflow-x: auto; }}
 <p>{len(records)} trials: {html.escape(summary) or "none yet"}. Built {built}{html.escape(note)}.
 Everything here works offline (plotly's JavaScript is inside this file); hover for values,
 drag to zoom, double-click to reset.</p>
+{"".join(parts)}
 <h2>Leaderboard</h2>
 <p>Ranked by each trial's best {html.escape(metric)} on validation (test is never used to
 choose). In MLflow's artifact viewer the links open with a right-click, in a new tab (the
 viewer's frame may not open windows).</p>
 {_leaderboard(records, spec, run_url)}
-{"".join(parts)}
 {table}
 <script type="application/json" id="nrfer-trials">{html.escape(json.dumps(data), quote=False)}</script>
 </body></html>

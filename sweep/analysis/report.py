@@ -102,6 +102,7 @@ def plot_curves(rows: list[dict], spec: SweepSpec, path: Path) -> None:
     plt.close(fig)
 
 
+MIN_TRIALS_FOR_IMPORTANCE = 20  # under this, fANOVA's split of the variance is mostly noise
 IMPORTANCE_METHOD = (
     "fANOVA (optuna FanovaImportanceEvaluator, seed 0); a conditional parameter (one with "
     "when:) is estimated over the trials where it is active, with the always-active ones"
@@ -186,7 +187,8 @@ def print_leaderboard(summary: Any, metric: str) -> None:
     )
     print(
         f"\nsweep {summary.sweep}: {summary.num_trials} trials, {summary.num_errors} errors{state}, "
-        f"{summary.wall_s:.0f}s; MLflow parent run {summary.parent_run_id} at {summary.tracking_uri}"
+        f"{summary.elapsed_s:.0f} s from launch ({summary.wall_s:.0f} s of trials); "
+        f"MLflow parent run {summary.parent_run_id} at {summary.tracking_uri}"
     )
     print(f"{'rank':>4}  {metric:>10}  {'epochs':>6}  {'trial':9}  run name / config")
     for i, row in enumerate(summary.leaderboard, start=1):
@@ -197,3 +199,20 @@ def print_leaderboard(summary: Any, metric: str) -> None:
     if summary.importance:
         print(f"parameter importance ({IMPORTANCE_METHOD}):")
         print("  " + ", ".join(f"{k} {v:.2f}" for k, v in summary.importance.items()))
+        always = sum(v for k, v in summary.importance.items() if "trials)" not in k)
+        conditional = len(summary.importance) - sum("trials)" not in k for k in summary.importance)
+        why = (
+            f"; each of the {conditional} conditional one(s) (n/N trials) is a share of its own "
+            f"fANOVA, so all together sum to {sum(summary.importance.values()):.2f}"
+            if conditional
+            else ""
+        )
+        print(
+            f"  (shares of the variance of {metric}: the always-active keys sum to {always:.2f}{why})"
+        )
+        n = summary.num_trials - summary.num_errors
+        if n < MIN_TRIALS_FOR_IMPORTANCE:
+            print(
+                f"  only {n} trials: fANOVA over so few is mostly noise; read it as a hint "
+                f"(under {MIN_TRIALS_FOR_IMPORTANCE} trials)"
+            )

@@ -3,9 +3,9 @@ accuracy, macro-F1, calibration, extra evaluation sets), then a block of compari
 baseline (each cell against its baseline cell), and the paper's layout (rows: one axis;
 columns: the others) as Markdown, LaTeX and CSV.
 
-    python -m sweep.analysis.study table --sweep demo-study                 # also while it runs
-    python -m sweep.analysis.study table --sweep demo-study --format latex --out tables/
-    python -m sweep.analysis.study plan --sweep demo-study --delta 0.5      # seeds for 0.5 points
+    nrfer study table --sweep demo-study                 # also while it runs
+    nrfer study table --sweep demo-study --format latex --out tables/
+    nrfer study plan --sweep demo-study --delta 0.5      # seeds for 0.5 points
 
 Everything comes from the MLflow store (each run's metrics and its `predictions/test.npz`),
 so a table is recomputed without retraining. The comparisons (`sweep.analysis.comparisons`): the

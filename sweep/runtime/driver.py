@@ -246,6 +246,7 @@ class SweepSummary:
     importance: dict[str, float]  # fANOVA importance per searched key
     wall_s: float  # Tune's fit() time
     results: Any  # Ray's ResultGrid, for callers that want every trial
+    elapsed_s: float = 0.0  # from the launch to the end, start-up included
     storage: str = ""  # the sweep's folder
     stopped_because: str | None = None  # the disk guard's reason, if it stopped the sweep
     data_load_s: float = 0.0
@@ -387,6 +388,7 @@ def _run_sweep(
         summary.sr_caches = sr_builds
         summary.optuna_storage = run.study_url
         summary.warm_start_trials = len(run.warm)
+        summary.elapsed_s = time.time() - since
         status = "KILLED" if summary.unfinished else "FINISHED"
         ledger.write_sweep(
             run.spec_dict,

@@ -22,7 +22,7 @@ The order of writes (each atomic: a kill leaves the old file or the new one):
 4. `sweep.yaml` INTERRUPTED or FINISHED last.
 
 A resume calls `Ledger.reconcile` once with Tune's saved trials: the records of trials Tune
-never saved are dropped (they run again under new ids), each ended trial's retention and
+never saved are dropped, in `kept.yaml` too (they run again under new ids), each ended trial's retention and
 file removal is finished where a kill cut it short, pushed-out copies are deleted and the
 work folders of unsaved trials go. Running it twice does what running it once does.
 
@@ -340,6 +340,7 @@ class Ledger:
         done = Reconciled()
         done.forgotten = sorted(set(self.ended) - set(saved))
         self.forget(set(done.forgotten))
+        retention.forget(set(done.forgotten))  # a kill after its upload: out of the top K
         for trial in saved.values():
             if trial.status != "TERMINATED":
                 continue

@@ -102,6 +102,13 @@ class Retention:
             self.evicting.append(evicted)
         self._write()
 
+    def forget(self, trial_ids: set[str]) -> None:
+        """Trials Tune never saved (they run again under new ids, their runs deleted): out of
+        the top K, so their places go to the trials that do count."""
+        if trial_ids & set(self.kept):
+            self.kept = {t: s for t, s in self.kept.items() if t not in trial_ids}
+            self._write()
+
     def finish_evictions(self, store: CheckpointStore) -> int:
         """Delete the uploaded best.pt of each trial pushed out (a kill or an outage may have
         kept an earlier try from it). Returns how many are still to delete."""

@@ -140,14 +140,17 @@ def trials_view(
     a study, each searched key, and the description (epochs run, how the trial ended)."""
     order = "best_val_acc" if metric == "val_acc" else metric
     metrics = list(dict.fromkeys([order, metric, "val_acc", *(["test_acc"] if study else [])]))
+    name_col, description_col = column("tags", "mlflow.runName"), column("tags", DESCRIPTION)
+    shown = [column("metrics", m) for m in metrics] + [column("params", k) for k in searched]
     state = {
         "searchFilter": f"tags.`nrfer.role` = 'trial' and tags.`nrfer.sweep_instance` = '{instance}'",
         "orderByKey": column("metrics", order),
         "orderByAsc": mode == "min",
-        "selectedColumns": [column("metrics", m) for m in metrics]
-        + [column("params", k) for k in searched]
-        + [column("attributes", "Description")],
-        "columnWidths": {column("tags", "mlflow.runName"): 300},
+        "selectedColumns": [*shown, column("attributes", "Description")],
+        # widths apply to the columns the order names (MLflow's runs table): the names whole,
+        # the values readable, the description last
+        "columnOrder": [name_col, *shown, description_col],
+        "columnWidths": {name_col: 320, **{c: 120 for c in shown}, description_col: 420},
     }
     name = f"{sweep}: trials by {order}"
     return json.dumps({"name": name, "createdAt": created_ms, "state": json.dumps(state)})

@@ -92,3 +92,24 @@ def test_an_outage_leaves_the_retention_for_later_and_the_files_in_place(tmp_pat
     store.down = set()
     done, ledger = reconcile(tmp_path, saved, store)  # the next resume finishes it
     assert "unretained" in done.retained and ledger.ended["unretained"].removed
+
+
+def test_a_trial_tune_never_saved_leaves_the_top_k(tmp_path):
+    """Killed after a trial's upload and before Tune saved it as ended: the resume runs it
+    again under a new id, so the record of it in the top K goes (found by the kill test)."""
+    ledger = Ledger(tmp_path)
+    retention = Retention(ledger, keep=2, mode="max")
+    store = Store(tmp_path)
+    for trial_id, score in (("a", 0.9), ("b", 0.5)):
+        trial_files(tmp_path, trial_id)
+        ledger.trial_ended(trial_id, {"val_acc": score}, score, str(tmp_path / f"trial_{trial_id}"))
+        assert ledger.retain(trial_id, score, retention, store) is True
+    saved = {"b": SavedTrial("b", "TERMINATED", str(tmp_path / "trial_b"), 0.5)}
+    done, _ = reconcile_keep(tmp_path, saved, store, keep=2)
+    assert done.forgotten == ["a"]
+    assert Retention(Ledger(tmp_path), keep=2, mode="max").kept == {"b": 0.5}
+
+
+def reconcile_keep(exp, saved, store, keep):
+    ledger = Ledger(exp)
+    return ledger.reconcile(saved, Retention(ledger, keep=keep, mode="max"), store), ledger

@@ -29,7 +29,9 @@ def end_state(sweep: Sweep) -> dict:
     state = ledger.read_sweep()
     kept, evicting = ledger.read_kept()
     scores = {t: r.score for t, r in ledger.ended.items()}
-    top = sorted(scores, key=lambda t: scores[t], reverse=True)[:3]
+    kept_scores = [scores[t] for t in kept if t in scores]
+    others = [s for t, s in scores.items() if t not in kept and s is not None]
+    top = len(kept_scores) == len(kept) and min(kept_scores) >= max(others, default=-1.0)
     uploads = {
         t
         for t, r in trials.items()
@@ -57,7 +59,8 @@ def end_state(sweep: Sweep) -> dict:
         "records done": all(
             r.completed and r.kept is not None and r.removed for r in ledger.ended.values()
         ),
-        "kept": (len(kept), set(kept) == set(top) == uploads, evicting),
+        # the top 3 by score (ties either way), each uploaded, nothing else
+        "kept": (len(kept), top, set(kept) == uploads, evicting),
         # ASHA's records are the trials' own results, and its stops follow its rules
         "rung records": all(
             {t: curves[t][m - 1] for t in scores} == scores for m, scores in rungs.items()

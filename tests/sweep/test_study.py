@@ -410,7 +410,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
         [
             sys.executable,
             "-m",
-            "sweep.analysis.study",
+            "sweep.commands.study",
             "table",
             "--sweep",
             "study",
