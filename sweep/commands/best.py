@@ -13,6 +13,7 @@ nested under the sweep's parent run; the best seed (by val) is registered as a m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -436,11 +437,12 @@ def register(
     val_acc = [r.best_val_acc for r in winner.results]
     best_seed = int(np.argmax(val_acc))
     result = winner.results[best_seed]
-    from sweep.commands.serving import log_and_register  # mlflow.pyfunc: imported when registering
+    with mlflow_quiet():
+        from sweep.commands.serving import log_and_register  # mlflow.pyfunc: imported here
 
-    version = log_and_register(
-        Path(result.paths["best"]), result.class_names, name, seed_runs[best_seed]
-    )
+        version = log_and_register(
+            Path(result.paths["best"]), result.class_names, name, seed_runs[best_seed]
+        )
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_tag(rep_id, "nrfer.registered_model", f"{name}/{version}")
     # what the Model Registry page says of this version: how it was chosen and its test
@@ -474,12 +476,32 @@ def register(
     }
 
 
+QUIET = {"mlflow": False}  # set by quiet_mlflow (not --verbose)
+
+
+@contextlib.contextmanager
+def mlflow_quiet():
+    """Without --verbose: MLflow's warnings (its pyfunc warns about type hints on every model
+    it logs, in raw colour codes) and its own stderr lines ("Successfully registered model")
+    left out for the block; our lines say what was done."""
+    if not QUIET["mlflow"]:
+        yield
+        return
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
 def quiet_mlflow() -> None:
     """MLflow's download bars, INFO lines and warnings off (`--verbose` keeps them): its
     pyfunc warns about type hints on every model it logs, with raw colour codes."""
     import logging
     import warnings
 
+    QUIET["mlflow"] = True
     os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
