@@ -1,11 +1,7 @@
 """A study's table: a row per cell (val and test mean +- std over seeds, mean class
 accuracy, macro-F1, calibration, extra evaluation sets), then a block of comparisons per
 baseline (each cell against its baseline cell), and the paper's layout (rows: one axis;
-columns: the others) as Markdown, LaTeX and CSV.
-
-    nrfer study table --sweep demo-study                 # also while it runs
-    nrfer study table --sweep demo-study --format latex --out tables/
-    nrfer study plan --sweep demo-study --delta 0.5      # seeds for 0.5 points
+columns: the others) as Markdown, LaTeX and CSV (the command: sweep.commands.study).
 
 Everything comes from the MLflow store (each run's metrics and its `predictions/test.npz`),
 so a table is recomputed without retraining. The comparisons (`sweep.analysis.comparisons`): the

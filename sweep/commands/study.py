@@ -1,17 +1,13 @@
-"""`nrfer study`: a study's table: a row per cell (val and test mean +- std over seeds, mean class
-accuracy, macro-F1, calibration, extra evaluation sets), then a block of comparisons per
-baseline (each cell against its baseline cell), and the paper's layout (rows: one axis;
-columns: the others) as Markdown, LaTeX and CSV.
+"""`nrfer study`: a study's table (md / latex / csv, sweep.analysis.study), also while it
+runs, and the seeds a claim needs.
 
     nrfer study table --sweep demo-study                 # also while it runs
     nrfer study table --sweep demo-study --format latex --out tables/
     nrfer study plan --sweep demo-study --delta 0.5      # seeds for 0.5 points
 
-Everything comes from the MLflow store (each run's metrics and its `predictions/test.npz`),
-so a table is recomputed without retraining. The comparisons (`sweep.analysis.comparisons`): the
-difference of mean test accuracy with a hierarchical bootstrap interval (seeds, then faces),
-the per-seed differences' t-interval, a paired permutation p over seeds, Holm and
-Benjamini-Hochberg adjusted over the table, and per-seed McNemar as a secondary column.
+Everything comes from the MLflow store (each run's metrics and its predictions), so a table
+is recomputed without retraining; the comparisons and their statistics are explained in
+docs/studies.md.
 """
 
 from __future__ import annotations

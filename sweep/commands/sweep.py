@@ -187,15 +187,13 @@ def option_errors(text: str, given: dict[str, tuple[str, object]]) -> str:
 
 def print_ui_pointer(summary: SweepSummary, spec, uri_option: str | None) -> None:
     """The exact command that shows this sweep in the MLflow UI, and the page it opens."""
+    from sweep.analysis.html_report import ui_base
     from sweep.commands.ui import runs_link
-
-    uri = summary.tracking_uri
-    server = uri.startswith(("http://", "https://"))
-    base = uri if server else "http://127.0.0.1:5000"
     from sweep.tracking.ui import view_key
 
-    link = runs_link(base, summary.experiment_id, view_key(summary.instance))
-    if not server:
+    uri = summary.tracking_uri
+    link = runs_link(ui_base(uri), summary.experiment_id, view_key(summary.instance))
+    if ui_base(uri) != uri:  # a local store: the UI is `nrfer ui`'s
         store = f" --tracking-uri {uri_option}" if uri_option else ""
         print(f"MLflow UI: nrfer ui --sweep {spec.name}{store}")
     print(f"its trials: {link}")
