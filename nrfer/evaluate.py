@@ -9,6 +9,13 @@ recall and calibration (ECE over 15 confidence bins, NLL, and on data with annot
 the mean total-variation distance to the vote distribution), and writes to --out:
 metrics.json, confusion.csv + confusion.png (counts), reliability.png (the reliability
 diagram), and the per-image predictions (predictions.csv and predictions.npz).
+--degrade evaluates the same faces degraded too (nrfer.degrade: lowres, blur, jpeg, noise,
+occlude, each at the severities given, deterministic by --degrade-seed) and adds a table
+of accuracy, mean class accuracy and calibration per degradation relative to clean
+(degradations.csv, degradations.png and predictions_<kind>_<severity>.npz in --out):
+
+    python -m nrfer.evaluate --model best.pt --degrade lowres:12,16,24 blur:1,2 jpeg:20,50 \\
+        noise:0.05 occlude:0.25 --out eval/
 Without --dataset the model is evaluated on the data it was trained on (its config's data
 section). Another dataset's classes are matched to the model's by name: a model class the
 dataset lacks (FER+'s contempt in RAF-DB) has its logit dropped, and said so; a dataset
@@ -22,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +201,56 @@ def data_config(state: dict, args) -> tuple:
     return cfg, ("the dataset it was trained on" if own else f"--dataset {cfg.dataset}")
 
 
+class Evaluator:
+    """A model checkpoint's state (best.pt) ready to score splits of raw faces whose classes
+    are `class_names` (matched to the model's by name): the model is built once."""
+
+    def __init__(
+        self,
+        state: dict,
+        class_names,
+        *,
+        tta: str = "none",
+        device: str = "cpu",
+        source: str = "checkpoint",
+        where: str = "the dataset",
+    ) -> None:
+        from nrfer.predict import Predictor
+
+        self.predictor = Predictor(state, device, source=source)
+        self.class_names = list(class_names)
+        self.cmap = map_classes(self.predictor.class_names, class_names, where)
+        self.tta = tta
+        if self.predictor.config.train.channels_last:
+            self.predictor.model.to(memory_format=torch.channels_last)
+
+    def __call__(self, split) -> tuple[dict, np.ndarray]:
+        """Scores of `split` (a FERSplit of raw faces) and its per-image probabilities in
+        the dataset's classes."""
+        predictor, config = self.predictor, self.predictor.config
+        bs = config.train.eval_batch_size
+        batches = (
+            predictor.preprocess(list(split.images[i : i + bs])) for i in range(0, len(split), bs)
+        )
+        columns = None if self.cmap.identity else self.cmap.columns
+        probs = predict_batches(predictor.model, batches, config, self.tta, columns)
+        names = self.class_names
+        report = {
+            "tta": self.tta,
+            "class_names": names,
+            "dropped_model_classes": list(self.cmap.dropped),
+            **scores(probs, split.labels, names, split_votes(split, names)),
+        }
+        return report, probs
+
+    def degraded(self, split, degradations, seed: int = 0):
+        """(degradation, report, probs) of `split` under each degradation (nrfer.degrade)."""
+        for d in degradations:
+            faces = replace(split, images=d.apply(split.images, seed))
+            report, probs = self(faces)
+            yield d, report, probs
+
+
 def evaluate_state(
     state: dict,
     split,
@@ -206,25 +263,24 @@ def evaluate_state(
 ) -> tuple[dict, np.ndarray]:
     """A model checkpoint's state (best.pt) on `split` (a FERSplit of raw faces, classes
     `class_names`): its scores and the per-image probabilities in the dataset's classes."""
-    from nrfer.predict import Predictor
-
-    predictor = Predictor(state, device, source=source)
-    cmap = map_classes(predictor.class_names, class_names, where)
-    model, config = predictor.model, predictor.config
-    if config.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    bs = config.train.eval_batch_size
-    batches = (
-        predictor.preprocess(list(split.images[i : i + bs])) for i in range(0, len(split), bs)
+    return Evaluator(state, class_names, tta=tta, device=device, source=source, where=where)(
+        split
     )
-    probs = predict_batches(model, batches, config, tta, None if cmap.identity else cmap.columns)
-    report = {
-        "tta": tta,
-        "class_names": list(class_names),
-        "dropped_model_classes": list(cmap.dropped),
-        **scores(probs, split.labels, class_names, split_votes(split, class_names)),
-    }
-    return report, probs
+
+
+DEGRADATION_KEYS = ("acc", "mean_class_acc", "macro_f1", "ece", "nll")
+
+
+def degradation_rows(clean: dict, results) -> list[dict]:
+    """One row per (degradation, report, probs): its scores and accuracy relative to clean."""
+    rows = []
+    for d, report, _ in results:
+        row: dict = {"degradation": d.label, "kind": d.kind, "severity": d.severity}
+        row.update({k: report[k] for k in DEGRADATION_KEYS})
+        row["delta_acc"] = report["acc"] - clean["acc"]
+        row["relative_acc"] = report["acc"] / clean["acc"] if clean["acc"] else float("nan")
+        rows.append(row)
+    return rows
 
 
 def evaluate_model(args, model_path: Path) -> dict:
@@ -233,6 +289,9 @@ def evaluate_model(args, model_path: Path) -> dict:
     from nrfer.data import load_data
     from nrfer.predict import model_file
 
+    from nrfer.degrade import parse
+
+    degradations = parse(getattr(args, "degrade", None) or [])  # bad input before any work
     model_path = model_file(model_path)
     state = load_checkpoint(model_path)
     cfg, label = data_config(state, args)
@@ -240,15 +299,15 @@ def evaluate_model(args, model_path: Path) -> dict:
     split = data.split(args.split)
     if len(split) == 0:
         raise ValueError(f"{data.source}: the {args.split} split is empty")
-    scored, probs = evaluate_state(
+    evaluator = Evaluator(
         state,
-        split,
         data.class_names,
         tta=args.tta,
         device=args.device,
         source=str(model_path),
         where=f"dataset {cfg.dataset}",
     )
+    scored, probs = evaluator(split)
     report = {
         "model": getattr(args, "model", None) or str(model_path),  # as named: models:/...
         "model_file": str(model_path),
@@ -258,15 +317,23 @@ def evaluate_model(args, model_path: Path) -> dict:
         "split": args.split,
         **scored,
     }
+    degraded = []
+    if degradations:
+        seed = args.degrade_seed
+        degraded = list(evaluator.degraded(split, degradations, seed))
+        report["degradation_seed"] = seed
+        report["degradations"] = degradation_rows(scored, degraded)
     if args.out:
-        report["outputs"] = write_outputs(Path(args.out), report, probs, split.labels)
+        report["outputs"] = write_outputs(Path(args.out), report, probs, split.labels, degraded)
     else:
         report["reliability_bins"] = reliability_bins(probs, split.labels)
     return report
 
 
-def write_outputs(out: Path, report: dict, probs: np.ndarray, labels: np.ndarray) -> dict:
-    from nrfer.viz import confusion_image, reliability_image
+def write_outputs(
+    out: Path, report: dict, probs: np.ndarray, labels: np.ndarray, degraded=()
+) -> dict:
+    from nrfer.viz import confusion_image, degradation_image, reliability_image
 
     out.mkdir(parents=True, exist_ok=True)
     names = report["class_names"]
@@ -293,6 +360,19 @@ def write_outputs(out: Path, report: dict, probs: np.ndarray, labels: np.ndarray
         for i, (p, y) in enumerate(zip(probs, labels, strict=True)):
             w.writerow([i, names[y], names[int(p.argmax())], *(f"{v:.5f}" for v in p)])
     save_predictions(files["predictions_npz"], probs, labels, names)
+    if degraded:
+        files["degradations_csv"] = out / "degradations.csv"
+        files["degradations_png"] = out / "degradations.png"
+        rows = report["degradations"]
+        with open(files["degradations_csv"], "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        title = f"{report['model']} on {report['dataset']} {report['split']}"
+        clean = {k: report[k] for k in DEGRADATION_KEYS}
+        degradation_image({"model": rows}, {"model": clean}, title).save(files["degradations_png"])
+        for d, _, p in degraded:
+            save_predictions(out / f"predictions_{d.key}.npz", p, labels, names)
     paths = {k: str(v) for k, v in files.items()}
     files["metrics"].write_text(json.dumps({**report, "outputs": paths}, indent=1))
     return paths
@@ -313,8 +393,29 @@ def print_report(report: dict) -> None:
         print(f"  model class {name} has no {report['dataset']} class: its logit is dropped")
     recall = "  ".join(f"{n} {r:.3f}" for n, r in report["per_class_recall"].items())
     print(f"  per-class recall: {recall}")
+    if report.get("degradations"):
+        print(degradation_table(report))
     if "outputs" in report:
         print(f"  outputs in {Path(report['outputs']['metrics']).parent}")
+
+
+def degradation_table(report: dict) -> str:
+    """The degradations as a Markdown table: accuracy (and its change from clean), mean class
+    accuracy, ECE and NLL per degradation and severity, clean first."""
+    lines = [
+        f"\n  degradations of the {report['split']} faces (seed {report['degradation_seed']}):",
+        "  | degradation | acc % | Δ acc vs clean | relative | mean class acc % | ECE % | NLL |",
+        "  |---|---:|---:|---:|---:|---:|---:|",
+        f"  | clean | {100 * report['acc']:.2f} | | | {100 * report['mean_class_acc']:.2f} "
+        f"| {100 * report['ece']:.2f} | {report['nll']:.3f} |",
+    ]
+    for r in report["degradations"]:
+        lines.append(
+            f"  | {r['degradation']} | {100 * r['acc']:.2f} | {100 * r['delta_acc']:+.2f} "
+            f"| {r['relative_acc']:.3f} | {100 * r['mean_class_acc']:.2f} "
+            f"| {100 * r['ece']:.2f} | {r['nll']:.3f} |"
+        )
+    return "\n".join(lines)
 
 
 def run(args, resolve) -> int:

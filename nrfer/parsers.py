@@ -89,6 +89,17 @@ def evaluate_parser(
     parser.add_argument("--split", default="test", choices=SPLITS, help="the split to evaluate")
     parser.add_argument("--tta", default="none", choices=TTA, help="flip: face + mirror")
     parser.add_argument("--out", help="folder for metrics, confusion matrix and predictions")
+    parser.add_argument(
+        "--degrade",
+        nargs="+",
+        metavar="KIND:SEVERITY[,...]",
+        help="also evaluate the faces degraded: lowres:PX blur:SIGMA jpeg:QUALITY "
+        "noise:STD occlude:FRACTION, e.g. --degrade lowres:12,16,24 blur:1,2 jpeg:20,50 "
+        "noise:0.05 occlude:0.25",
+    )
+    parser.add_argument(
+        "--degrade-seed", type=int, default=0, help="the seed of noise and occlusion"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     return parser

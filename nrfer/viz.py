@@ -109,6 +109,47 @@ def reliability_image(bins: list[dict], ece: float, title: str = "") -> Image.Im
     return Image.open(buf).convert("RGB")
 
 
+def degradation_image(
+    rows: dict[str, list[dict]], clean: dict[str, dict], title: str = ""
+) -> Image.Image:
+    """Accuracy under each kind of degradation (nrfer.degrade), a panel per kind with the
+    harsher severities to the right, a line per model (`rows[name]`: its degradation rows)
+    and its clean accuracy dashed in the same colour; a study draws a line per cell."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    from nrfer.degrade import KINDS
+
+    kinds = list(dict.fromkeys(r["kind"] for model_rows in rows.values() for r in model_rows))
+    fig = Figure(figsize=(3.4 * max(1, len(kinds)) + 0.6, 3.6), dpi=100)
+    axes = fig.subplots(1, max(1, len(kinds)), squeeze=False)[0]
+    colours = matplotlib.colormaps["tab10"]
+    for ax, kind in zip(axes, kinds, strict=False):
+        for i, (name, model_rows) in enumerate(rows.items()):
+            mine = sorted((r["severity"], r["acc"]) for r in model_rows if r["kind"] == kind)
+            xs, ys = zip(*mine, strict=True)
+            colour = colours(i % 10)
+            ax.plot(xs, [100 * y for y in ys], "o-", color=colour, label=name, ms=4)
+            ax.axhline(100 * clean[name]["acc"], color=colour, ls="--", lw=0.9)
+        if KINDS[kind].worse == "lower":
+            ax.invert_xaxis()
+        ax.set_xlabel(f"{kind} ({KINDS[kind].unit})")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy % (dashed: clean)")
+    if len(rows) > 1:
+        axes[-1].legend(fontsize=7, loc="lower left")
+    fig.suptitle(title or "accuracy under degradation", fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     """[3, H, W] float -> [H, W, 3] uint8, stretched per image to the full range."""
     x = x.float()

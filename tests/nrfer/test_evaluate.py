@@ -160,3 +160,45 @@ def test_calibration_equals_hand_computed_values():
     assert expected_calibration_error(edge, np.array([1, 0])) == pytest.approx(
         (abs(1 - 14 / 15) + 0.0) / 2
     )
+
+
+def test_degradations_score_the_same_faces_degraded(trained, capsys, tmp_path):
+    """--degrade: a row per degradation and severity, each the scores of the test faces
+    degraded as nrfer.degrade says (paired with clean: the same faces, the same labels)."""
+    from nrfer.checkpoint import load_checkpoint
+    from nrfer.data import load_data
+    from nrfer.degrade import Degradation
+    from nrfer.evaluate import evaluate_state
+
+    out, result = trained
+    ev = tmp_path / "ev"
+    args = ["--model", str(out), "--out", str(ev), "--degrade", "lowres:8,24", "noise:0.2"]
+    report = run_json(capsys, *args, "--degrade-seed", "5")
+    assert report["acc"] == result.scores.acc  # clean is the run's own test
+    rows = report["degradations"]
+    assert [r["degradation"] for r in rows] == ["lowres:8", "lowres:24", "noise:0.2"]
+    state = load_checkpoint(out / "checkpoint" / "best.pt")
+    split = load_data(make_config(state["config"]).data, sr=False).test
+    from dataclasses import replace
+
+    for row, d in zip(rows, (Degradation("lowres", 8), Degradation("lowres", 24)), strict=False):
+        degraded = replace(split, images=d.apply(split.images, seed=5))
+        expected, _ = evaluate_state(state, degraded, EMOTIONS)
+        assert row["acc"] == expected["acc"] and row["ece"] == pytest.approx(expected["ece"])
+        assert row["delta_acc"] == pytest.approx(expected["acc"] - report["acc"])
+        kept = np.load(ev / f"predictions_{d.key}.npz")
+        assert (kept["labels"] == split.labels).all()
+        kept_acc = (kept["probs"].astype(np.float32).argmax(1) == split.labels).mean()
+        assert kept_acc == pytest.approx(row["acc"], abs=0.02)  # float16: near-ties may flip
+    csv_rows = (ev / "degradations.csv").read_text().strip().splitlines()
+    assert len(csv_rows) == 4 and csv_rows[1].startswith("lowres:8,lowres,8.0,")
+    with Image.open(ev / "degradations.png") as im:
+        assert im.size[0] > 500 and len(set(im.convert("L").getdata())) > 10
+    # the printed table, clean first
+    assert main(["--model", str(out), "--degrade", "lowres:8"]) == 0
+    text = capsys.readouterr().out
+    assert "| clean |" in text and f"| lowres:8 | {100 * rows[0]['acc']:.2f} |" in text
+    # a bad item is refused before anything is evaluated, naming it
+    with pytest.raises(SystemExit):
+        main(["--model", str(out), "--degrade", "jpeg:200"])
+    assert "jpeg severity '200': expected an integer in 1..95" in capsys.readouterr().err
