@@ -263,9 +263,7 @@ def evaluate_state(
 ) -> tuple[dict, np.ndarray]:
     """A model checkpoint's state (best.pt) on `split` (a FERSplit of raw faces, classes
     `class_names`): its scores and the per-image probabilities in the dataset's classes."""
-    return Evaluator(state, class_names, tta=tta, device=device, source=source, where=where)(
-        split
-    )
+    return Evaluator(state, class_names, tta=tta, device=device, source=source, where=where)(split)
 
 
 DEGRADATION_KEYS = ("acc", "mean_class_acc", "macro_f1", "ece", "nll")
@@ -287,9 +285,8 @@ def evaluate_model(args, model_path: Path) -> dict:
     """Evaluate the model file `model_path` as `args` says; returns the report."""
     from nrfer.checkpoint import load_checkpoint
     from nrfer.data import load_data
-    from nrfer.predict import model_file
-
     from nrfer.degrade import parse
+    from nrfer.predict import model_file
 
     degradations = parse(getattr(args, "degrade", None) or [])  # bad input before any work
     model_path = model_file(model_path)

@@ -73,7 +73,30 @@ def predict_parser(
         "--batch-size", type=positive_int, default=64, help="images per forward pass"
     )
     parser.add_argument(
-        "images", nargs="+", help="face images (PNG, JPEG, ...; any size and colour)"
+        "--faces",
+        choices=("auto", "detect", "whole"),
+        default="auto",
+        help="auto: an image of at most 128 px a side is one face, a larger one a photo "
+        "searched for faces; detect: search every image; whole: every image is one face",
+    )
+    parser.add_argument(
+        "--detector", help="an OpenCV cascade XML (default: the frontal-face Haar cascade)"
+    )
+    parser.add_argument(
+        "--min-face",
+        type=positive_int,
+        help="the smallest face searched, px (default: 6%% of the photo's shorter side)",
+    )
+    parser.add_argument(
+        "--margin", type=float, default=0.1, help="the crop around a face box, per side"
+    )
+    parser.add_argument(
+        "--annotate",
+        metavar="PATH",
+        help="write the photo with each face's box and label (a folder for several images)",
+    )
+    parser.add_argument(
+        "images", nargs="+", help="face images or photos (PNG, JPEG, ...; any size and colour)"
     )
     return parser
 

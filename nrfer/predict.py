@@ -8,7 +8,15 @@ shape) or a training output folder. A model in MLflow (models:/NAME@champion, th
 `nrfer best` sets; models:/NAME/VERSION; runs:/...) is `nrfer predict` (sweep.commands.predict),
 the same command with MLflow at the sweep layer (nrfer never imports it).
 Images of any size and colour are converted as in training (grayscale, resized to the
-training input size, or to the pre-SR size and then through the same SR stage). A bad path or an undecodable image is an error for that image only.
+training input size, or to the pre-SR size and then through the same SR stage). A bad path or
+an undecodable image is an error for that image only.
+
+A photo (--faces auto: an image larger than 128 px a side) is searched for faces with
+OpenCV's Haar cascade (nrfer.faces; --detector for a cascade XML of your own): each face is
+aligned (eyes level where they are found), cropped and predicted, one line per face with its
+box; --annotate writes the photo with boxes and labels. A photo without a face says so.
+
+    python -m nrfer.predict --model best.pt --json --annotate out.png photo.jpg
 """
 
 from __future__ import annotations
@@ -198,51 +206,115 @@ def main(argv: list[str] | None = None) -> int:
     return run_command(predict_parser(__doc__), lambda args: predict_files(args, local_model), argv)
 
 
+CROP_SIDE = 128  # --faces auto: an image no larger than this a side is taken as a face crop
+
+
+def is_crop(img: np.ndarray, mode: str) -> bool:
+    """Whether an image is one face (--faces whole, or auto and at most CROP_SIDE a side)
+    rather than a photo to search for faces."""
+    return mode == "whole" or (mode == "auto" and max(img.shape[:2]) <= CROP_SIDE)
+
+
 def predict_files(args, resolve: Callable[[str], Path]) -> int:
-    """Print a prediction per image of `args.images` with the model `resolve(args.model)`
-    names; an image that cannot be read is an error for that image only (exit 1)."""
+    """Print a prediction per face of `args.images` with the model `resolve(args.model)`
+    names: a small image is a face crop, a photo is searched for faces (nrfer.faces; see
+    --faces); an image that cannot be read is an error for that image only (exit 1)."""
     try:
         predictor = Predictor.from_path(resolve(args.model), args.device)
     except (ValueError, OSError) as e:
         raise ValueError(f"--model {args.model}: {one_line(e)}") from None
+    finder = None
+    if args.faces != "whole":
+        from nrfer.faces import FaceFinder
+
+        try:
+            finder = FaceFinder(args.detector, min_face=args.min_face, margin=args.margin)
+        except ValueError as e:
+            raise ValueError(one_line(e)) from None
+    annotate_to = annotation_paths(args)
     failed = 0
     for start in range(0, len(args.images), args.batch_size):  # read and run a batch at a time
-        readable = []
+        crops, photos = [], []
         for path in args.images[start : start + args.batch_size]:
             try:
-                readable.append((path, read_image(path)))
+                img = read_image(path)
             except DataFormatError as e:
                 failed += 1
                 print(f"error: {e}", file=sys.stderr)
-        try:
-            probs = predictor.predict_proba([img for _, img in readable], args.batch_size)
-        except ValueError:  # a bad shape in the batch: one at a time names the image
-            probs = None
-        for k, (path, img) in enumerate(readable):
-            if probs is None:
-                try:
-                    row = predictor.predict_proba([img])[0]
-                except ValueError as e:
-                    failed += 1
-                    print(f"error: {path}: {e}", file=sys.stderr)
-                    continue
-            else:
-                row = probs[k]
-            _print_prediction(args, predictor, path, row)
+                continue
+            (crops if is_crop(img, args.faces) else photos).append((path, img))
+        failed += predict_crops(args, predictor, crops)
+        for path, img in photos:
+            assert finder is not None  # photos only when faces are searched for
+            predict_photo(args, predictor, finder, path, img, annotate_to.get(path))
     return 1 if failed else 0
 
 
-def _print_prediction(args, predictor: Predictor, path: str, probs: np.ndarray) -> None:
+def annotation_paths(args) -> dict[str, Path]:
+    """--annotate: with one image, the file to write; with several, a folder that gets
+    <image name>.annotated.png for each photo."""
+    if not args.annotate:
+        return {}
+    target = Path(args.annotate)
+    if len(args.images) == 1:
+        return {args.images[0]: target}
+    return {p: target / f"{Path(p).stem}.annotated.png" for p in args.images}
+
+
+def predict_crops(args, predictor: Predictor, crops: list[tuple[str, np.ndarray]]) -> int:
+    """Face images predicted in one batch; returns how many failed."""
+    failed = 0
+    try:
+        probs = predictor.predict_proba([img for _, img in crops], args.batch_size)
+    except ValueError:  # a bad shape in the batch: one at a time names the image
+        probs = None
+    for k, (path, img) in enumerate(crops):
+        if probs is None:
+            try:
+                row = predictor.predict_proba([img])[0]
+            except ValueError as e:
+                failed += 1
+                print(f"error: {path}: {e}", file=sys.stderr)
+                continue
+        else:
+            row = probs[k]
+        _print_prediction(args, predictor, path, row)
+    return failed
+
+
+def predict_photo(args, predictor: Predictor, finder, path: str, img, annotate_to) -> None:
+    """Each face of a photo: found, aligned, predicted, printed; the photo annotated."""
+    from nrfer.faces import annotate
+
+    faces = finder(img)
+    probs = predictor.predict_proba([f.image for f in faces], args.batch_size)
+    names = predictor.class_names
+    labels = [f"{names[int(p.argmax())]} {p.max():.2f}" for p in probs]
+    if annotate_to is not None:
+        annotate_to.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(annotate(img, faces, labels)).save(annotate_to)
+    if not faces:
+        searched = f"searched with {finder.name}, faces of at least {finder.min_face or 'auto'} px"
+        if args.json:
+            print(json.dumps({"image": path, "faces": 0, "label": None, "searched": searched}))
+        else:
+            print(f"{path}: no face found ({searched}; --faces whole takes it as one face)")
+        return
+    for k, (face, row) in enumerate(zip(faces, probs, strict=True)):
+        _print_prediction(args, predictor, path, row, {"face": k, **face.to_dict()})
+
+
+def _print_prediction(
+    args, predictor: Predictor, path: str, probs: np.ndarray, face: dict | None = None
+) -> None:
     top = int(probs.argmax())
     if not args.json:
-        print(f"{path}: {predictor.class_names[top]} ({probs[top]:.3f})")
+        where = "" if face is None else f" face {face['face']} at {tuple(face['box'])}"
+        print(f"{path}:{where} {predictor.class_names[top]} ({probs[top]:.3f})")
         return
     probabilities = dict(zip(predictor.class_names, map(float, probs), strict=True))
-    print(
-        json.dumps(
-            {"image": path, "label": predictor.class_names[top], "probabilities": probabilities}
-        )
-    )
+    row = {"image": path, **(face or {}), "label": predictor.class_names[top]}
+    print(json.dumps({**row, "probabilities": probabilities}))
 
 
 if __name__ == "__main__":

@@ -93,12 +93,21 @@ def check_root(cfg) -> None:
         )
 
 
+def face_size(cfg) -> int | None:
+    """The side of the faces a data config reads, when known before reading them: its
+    image_size (rafdb, affectnet), else its kind's (48 for FER+ and the synthetic set)."""
+    return cfg.image_size or DATASETS.props(cfg.dataset).get("face_size")
+
+
 def synthetic_root(cfg) -> Path:
     s = cfg.synthetic
     return Path(cfg.root or f"data/synthetic-{s.seed}-{s.n_train}-{s.n_val}-{s.n_test}")
 
 
-@DATASETS.register("synthetic", class_names=EMOTIONS, channels=1, root=None, check=_no_check)
+# face_size: the side of the faces as read, where the kind fixes it (FER2013's 48 px)
+@DATASETS.register(
+    "synthetic", class_names=EMOTIONS, channels=1, root=None, check=_no_check, face_size=48
+)
 def _synthetic(cfg) -> FERData:
     s = cfg.synthetic
     root = ensure_synthetic(synthetic_root(cfg), s.seed, s.n_train, s.n_val, s.n_test)
@@ -116,7 +125,9 @@ def _microsoft_tree(cfg) -> bool:
     )
 
 
-@DATASETS.register("ferplus", class_names=EMOTIONS, channels=1, root="ferplus", check=_ferplus_root)
+@DATASETS.register(
+    "ferplus", class_names=EMOTIONS, channels=1, root="ferplus", check=_ferplus_root, face_size=48
+)
 def _ferplus(cfg) -> FERData:
     if _microsoft_tree(cfg):
         return _ferplus_folders(cfg)
@@ -124,7 +135,12 @@ def _ferplus(cfg) -> FERData:
 
 
 @DATASETS.register(
-    "ferplus_folders", class_names=EMOTIONS, channels=1, root="folder", check=_microsoft_labels
+    "ferplus_folders",
+    class_names=EMOTIONS,
+    channels=1,
+    root="folder",
+    check=_microsoft_labels,
+    face_size=48,
 )
 def _ferplus_folders(cfg) -> FERData:
     return read_ferplus_folders(cfg.root, cfg.label_mode, cfg.label_file)

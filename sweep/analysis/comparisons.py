@@ -86,11 +86,14 @@ def correct(predictions: dict) -> np.ndarray:
     return predictions["probs"].argmax(1) == predictions["labels"]
 
 
-def compare_cells(spec, cells: list, predictions, resamples: int = RESAMPLES) -> list:
+def compare_cells(
+    spec, cells: list, predictions, resamples: int = RESAMPLES, condition: str = ""
+) -> list:
     """Every cell against its baseline cell under each of spec.study.baselines, in block
     order then grid order, adjusted for multiplicity over all of them; each comparison is
-    also appended to its cell's `comparisons`. `predictions(run_id)` -> {"probs",
-    "labels"} of that run's test split, or None."""
+    also appended to its cell's `comparisons` (a `condition`, a degradation's label: to its
+    `degraded[condition]`). `predictions(run_id)` -> {"probs", "labels"} of that run's
+    test split (under that condition), or None."""
     by_key = {cell_key(c.cell): c for c in cells}
     cache: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}  # run -> (right?, labels)
 
@@ -112,7 +115,7 @@ def compare_cells(spec, cells: list, predictions, resamples: int = RESAMPLES) ->
                 comp.missing = "no finished run" if base is not None else "no baseline cell"
             else:
                 fill(comp, c, base, right, resamples)
-            c.comparisons.append(comp)
+            (c.degraded.setdefault(condition, []) if condition else c.comparisons).append(comp)
             out.append(comp)
     adjust(out)
     return out

@@ -50,6 +50,8 @@ class Cell:
     interrupted: int = 0  # the sweep stopped before they ended: --resume continues them
     stopped: int = 0  # ended before their last epoch (early stopping): no test
     comparisons: list[Comparison] = field(default_factory=list)  # this cell vs a baseline
+    # the same, on the test faces under each degradation (its label -> comparisons)
+    degraded: dict[str, list[Comparison]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -115,6 +117,7 @@ def collect(spec, runs: list, driver_done: bool = False) -> list[Cell]:
     seeds = spec.study.seeds
     cells = {cell_key(c): Cell(c, len(seeds)) for c in spec.cells()}
     extra = [f"eval_{ev.name}_{k}" for ev in spec.study.eval_sets for k in ("acc",)]
+    extra += [degraded_metric(d) for d in spec.study.degradations]
     keys = (*METRICS.values(), *(m for _, m, _, _ in CALIBRATION), *extra)
     for run in runs:
         cell = cells.get(run.data.tags.get(CELL_TAG, ""))
@@ -142,6 +145,11 @@ def collect(spec, runs: list, driver_done: bool = False) -> list[Cell]:
         c.values = {k: [v[i] for i in order] if len(v) == c.n else v for k, v in c.values.items()}
         c.seeds = sorted(c.seeds)
     return out
+
+
+def degraded_metric(d, key: str = "acc") -> str:
+    """The run metric of a degradation (nrfer.degrade.Degradation): deg_lowres_12_acc."""
+    return f"deg_{d.key}_{key}"
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -172,16 +180,19 @@ def calibration_columns(cells: list[Cell]) -> list[tuple[str, str, float, int]]:
 def cell_rows(spec, cells: list[Cell]) -> tuple[list[str], list[list[str]]]:
     """The per-cell table as header + rows of text."""
     evals = [ev.name for ev in spec.study.eval_sets]
+    degraded = spec.study.degradations
     calib = calibration_columns(cells)
     header = [short(k) for k in axes(spec)]
-    header += ["n", *METRICS, *(c[0] for c in calib), *evals, "status"]
+    header += ["n", *METRICS, *(c[0] for c in calib), *evals, *(d.label for d in degraded)]
     rows = []
     for c in cells:
         row = [value_text(c.cell.get(k)) for k in axes(spec)]
         row += [f"{c.n}/{c.expected}", *(c.shown(m) for m in METRICS.values())]
         row += [c.shown(m, scale, digits) for _, m, scale, digits in calib]
         row += [c.shown(f"eval_{e}_acc") for e in evals]
+        row += [c.shown(degraded_metric(d)) for d in degraded]
         rows.append(row + [c.status])
+    header.append("status")
     return header, rows
 
 
@@ -240,6 +251,53 @@ def comparison_rows(spec, comps: list[Comparison]) -> tuple[list[str], list[list
         ]
         rows.append(row)
     return header, rows
+
+
+VERDICT_MARK = {"cell better": " ▲", "baseline better": " ▼"}
+
+
+def condition_text(comp: Comparison | None) -> str:
+    """'+3.10 [-0.52, +6.40] p=0.041 ▲': Δ with its bootstrap interval, Holm p and the
+    verdict's mark (▲ cell better, ▼ baseline better); why there is none."""
+    if comp is None:
+        return "–"
+    if comp.missing or comp.bootstrap is None:
+        return comp.missing or "n/a"
+    p = f" p={comp.p_holm:.2g}" if comp.p_holm is not None else ""
+    return interval_text(comp.bootstrap) + p + VERDICT_MARK.get(comp.verdict, "")
+
+
+def degradation_rows(spec, cells: list[Cell], block: int) -> tuple[list[str], list[list[str]]]:
+    """One baseline block under each degradation: a row per comparison, a column per
+    condition (clean first), each Δ [bootstrap CI] with its Holm p over that column."""
+    labels = [d.label for d in spec.study.degradations]
+    keys = axes(spec)
+    header = [short(k) for k in keys] + ["clean", *labels]
+    rows = []
+    for c in cells:
+        clean = [x for x in c.comparisons if x.block == block]
+        if not clean:
+            continue
+        row = [value_text(c.cell.get(k)) for k in keys] + [condition_text(clean[0])]
+        for label in labels:
+            under = [x for x in c.degraded.get(label, []) if x.block == block]
+            row.append(condition_text(under[0] if under else None))
+        rows.append(row)
+    return header, rows
+
+
+def degradation_note(spec, cells: list[Cell]) -> str:
+    d = spec.study.degradations
+    family = {family_size([x for c in cells for x in c.degraded.get(e.label, [])]) for e in d}
+    return (
+        "Each run's best weights tested on its test faces degraded as `nrfer.degrade` says "
+        f"({', '.join(x.label for x in d)}; seed {spec.study.degradation_seed}: the same faces "
+        "and the same degradation in every run, so the comparison stays paired). Each column "
+        "is its own family: the bootstrap interval, the permutation p and its Holm adjustment "
+        f"over that column's {'/'.join(map(str, sorted(family)))} comparisons, as the clean "
+        "table. ▲: the cell is better (Holm p < 0.05 and the interval above 0); ▼: the "
+        "baseline is."
+    )
 
 
 def comparison_notes(spec, cells: list[Cell], comps: list[Comparison]) -> list[str]:
@@ -348,6 +406,7 @@ def csv_text(spec, cells: list[Cell]) -> str:
         *METRICS.values(),
         *(m for _, m, _, _ in CALIBRATION),
         *(f"eval_{e}_acc" for e in evals),
+        *(degraded_metric(d) for d in spec.study.degradations),
     ]
     w.writerow(
         [
@@ -399,9 +458,17 @@ def compare_csv_text(spec, cells: list[Cell]) -> str:
             "direction",
             "resamples",
             "missing",
+            "condition",
         ]
     )
-    for comp in sorted((x for c in cells for x in c.comparisons), key=lambda x: x.block):
+    conditions = ["", *(d.label for d in spec.study.degradations)]
+    every = [
+        (cond, x)
+        for cond in conditions
+        for c in cells
+        for x in (c.degraded.get(cond, []) if cond else c.comparisons)
+    ]
+    for cond, comp in sorted(every, key=lambda t: (conditions.index(t[0]), t[1].block)):
         boot, paired = comp.bootstrap, comp.paired
         w.writerow(
             [
@@ -420,6 +487,7 @@ def compare_csv_text(spec, cells: list[Cell]) -> str:
                 comp.agreement,
                 RESAMPLES,
                 comp.missing,
+                cond or "clean",
             ]
         )
     return out.getvalue()
@@ -449,6 +517,12 @@ def render(spec, cells: list[Cell]) -> dict[str, str]:
         title = f"vs {baseline_text(base)}: Δ test accuracy (points), cell minus baseline"
         parts += [f"#### {title}", markdown(*comparison_rows(spec, comps))]
         tex.append(latex(*comparison_rows(spec, comps)[:2], f"{spec.name}, {title}"))
+    for i, base in enumerate(spec.study.baselines if spec.study.degradations else []):
+        title = f"vs {baseline_text(base)} under degradation: Δ test accuracy (points)"
+        parts += [f"#### {title}", markdown(*degradation_rows(spec, cells, i))]
+        tex.append(latex(*degradation_rows(spec, cells, i), f"{spec.name}, {title}"))
+    if spec.study.degradations:
+        parts.append(f"- {degradation_note(spec, cells)}")
     all_comps = [x for c in cells for x in c.comparisons]
     if all_comps:
         parts.append("\n".join(f"- {n}" for n in comparison_notes(spec, cells, all_comps)))
@@ -488,13 +562,14 @@ def write_tables(out: Path, tables: dict[str, str]) -> dict[str, Path]:
 # --- from the MLflow store ----------------------------------------------------------------
 
 
-def run_predictions(client, folder: Path):
-    """run id -> its test predictions (None when the run has none), downloaded once."""
+def run_predictions(client, folder: Path, artifact: str = PREDICTIONS):
+    """run id -> its test predictions (None when the run has none), downloaded once;
+    `artifact`: another predictions file of the run (predictions/deg_lowres_12.npz)."""
     from nrfer.evaluate import load_predictions
 
     def get(run_id: str):
         try:
-            path = client.download_artifacts(run_id, PREDICTIONS, str(folder))
+            path = client.download_artifacts(run_id, artifact, str(folder))
         except Exception:  # an older run, or one whose upload failed
             return None
         return load_predictions(path)
@@ -540,4 +615,7 @@ def study_table(client, parent, spec=None, driver_done: bool = False) -> tuple[A
         runs = find_runs(client, parent.info.experiment_id, tags)
         cells = collect(spec, runs, driver_done)
         compare_cells(spec, cells, run_predictions(client, Path(tmp)))
+        for d in spec.study.degradations:  # each its own family, as the clean table
+            found = run_predictions(client, Path(tmp), f"predictions/deg_{d.key}.npz")
+            compare_cells(spec, cells, found, condition=d.label)
     return spec, cells

@@ -89,11 +89,19 @@ def log_pretrained(logger: TrialLogger, report: dict) -> None:
 
 
 def log_study_results(
-    logger: TrialLogger, result: FitResult, out: Path, eval_data: dict | None
+    logger: TrialLogger,
+    result: FitResult,
+    out: Path,
+    eval_data: dict | None,
+    study: dict,
+    test_faces: FERData,
+    device: str = "cpu",
 ) -> Path:
-    """A study run's test, once (fit evaluated it with the best-by-val weights), and each
-    extra evaluation set of the study, as metrics at the chosen epoch; the per-image
-    predictions of each go to a folder uploaded as the run's `predictions` artifacts."""
+    """A study run's test, once (fit evaluated it with the best-by-val weights), each extra
+    evaluation set of the study, and its raw `test_faces` under each of the study's
+    degradations (`deg_<kind>_<severity>_<metric>`), as metrics at the chosen epoch; the
+    per-image predictions of each go to a folder uploaded as the run's `predictions`
+    artifacts."""
     folder = out / "predictions"
     folder.mkdir(exist_ok=True)
     shutil.copy(result.scores.predictions, folder / "test.npz")
@@ -111,9 +119,30 @@ def log_study_results(
                     continue
                 metrics[f"eval_{name}_{key}"] = report[key]
             save_predictions(folder / f"{name}.npz", probs, ev["split"].labels, ev["class_names"])
+    if study.get("eval_degradations"):
+        metrics.update(degraded_test(result, folder, study, test_faces, device))
     logger.log_epoch(metrics, step=result.best_epoch)
     logger.log_artifacts(folder, "predictions")
     return folder
+
+
+def degraded_test(
+    result: FitResult, folder: Path, study: dict, faces: FERData, device: str
+) -> dict:
+    """The best weights on the raw test faces under each of the study's degradations (the
+    same faces and seed in every run: paired), their predictions saved as deg_<key>.npz."""
+    from nrfer.degrade import parse
+    from nrfer.evaluate import DEGRADATION_KEYS, Evaluator
+
+    state = load_checkpoint(result.paths["best"])
+    evaluator = Evaluator(state, faces.class_names, device=device)
+    degradations = parse(study["eval_degradations"], "study.eval_degradations")
+    metrics = {}
+    test = faces.test
+    for d, report, probs in evaluator.degraded(test, degradations, study["degradation_seed"]):
+        metrics.update({f"deg_{d.key}_{k}": report[k] for k in DEGRADATION_KEYS})
+        save_predictions(folder / f"deg_{d.key}.npz", probs, test.labels, faces.class_names)
+    return metrics
 
 
 def run_trial(
@@ -133,7 +162,7 @@ def run_trial(
         return  # it completed before the driver was killed, after Tune's last saved state:
         # the driver gives it its final result back (sweep.runtime.ledger)
     cfg = apply_params(base, {k: absolute_path(k, v, launch_dir) for k, v in params.items()})
-    faces = data[cfg.data.label_mode]
+    faces = raw_faces = data[cfg.data.label_mode]
     study = tracking.study
     resume = None
     checkpoint = tune.get_checkpoint()
@@ -215,6 +244,7 @@ def run_trial(
     finally:
         stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial
     if study:
-        log_study_results(logger, result, out, eval_data)
+        device = str(resolve_device(cfg.train.device))
+        log_study_results(logger, result, out, eval_data, study, raw_faces, device)
     # best.pt goes to MLflow from the driver, for the top K trials (sweep.runtime.retention)
     logger.finish()

@@ -186,6 +186,14 @@ class EvalSet(_Section):
     settings: dict = {}  # other data.* keys (image_size, image_folder, ...)
 
 
+def _degradations(v: Any) -> list[str]:
+    """study.eval_degradations: {kind: severities} or ['kind:severities', ...] (nrfer.degrade)
+    -> their labels (lowres:12), each once."""
+    from nrfer.degrade import from_mapping
+
+    return [d.label for d in from_mapping(v, "eval_degradations")] if v else []
+
+
 class Study(_Section):
     """`searcher: grid` as an experiment: every cell of the searched choices (`when:`
     honoured) x `seeds`, each run to its full epochs, epoch chosen on val, test once; the
@@ -199,6 +207,17 @@ class Study(_Section):
     # then the loss ce); `baseline`, when given, is the first block
     compare: list[dict] = []
     eval_sets: list[EvalSet] = []
+    # each run's best weights also tested on its test faces degraded (nrfer.degrade): a
+    # column per degradation, compared with the baselines as the clean test is
+    eval_degradations: Annotated[list[str], PlainValidator(_degradations)] = []
+    degradation_seed: Annotated[int, _int_at_least(0, MAX_SEED)] = 0
+
+    @property
+    def degradations(self) -> list:
+        """study.eval_degradations as nrfer.degrade.Degradation, in the order given."""
+        from nrfer.degrade import parse
+
+        return parse(self.eval_degradations, "study.eval_degradations")
 
     @property
     def baselines(self) -> list[dict]:

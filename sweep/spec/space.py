@@ -273,6 +273,22 @@ def cell_label(cell: dict[str, Any]) -> str:
     return ", ".join(f"{k.rsplit('.', 1)[-1]}={shown(v, 40)}" for k, v in cell.items()) or "(one)"
 
 
+def check_degradations(spec, source: str) -> None:
+    """A lowres degradation no larger than the faces it degrades (where their size is known)."""
+    from nrfer.data import face_size
+
+    study = spec.study_section
+    side = face_size(make_config({"data": spec.data}, source).data)
+    for d in study.degradations:
+        if side and d.kind == "lowres" and d.severity > side:
+            raise _err(
+                source,
+                "study.eval_degradations",
+                f"{d.label} is larger than the faces ({side}x{side} px); lowres makes a face "
+                "smaller",
+            )
+
+
 def check_study(spec: SweepSpec) -> None:
     """A study's grid: choices only, its seeds from study.seeds, rows and baseline naming
     searched keys and listed values; the budget becomes every cell once per seed."""
@@ -311,6 +327,7 @@ def check_study(spec: SweepSpec) -> None:
             make_config({"data": {"dataset": ev.dataset, "root": ev.root, **ev.settings}}, source)
         except ConfigError as e:
             raise _err(source, f"study.eval_sets.{ev.name}", str(e)) from None
+    check_degradations(spec, source)
     if len({ev.name for ev in study.eval_sets}) != len(study.eval_sets):
         raise _err(source, "study.eval_sets", "two sets share a name")
     runs = len(spec.grid())

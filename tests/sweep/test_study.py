@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -108,6 +109,14 @@ def test_the_grid_searcher_hands_out_each_run_once_and_resumes(tmp_path):
         ({"budget": {"num_samples": 10}}, "36 cells x 3 seeds = 108"),
         ({"searcher": "tpe"}, "searcher: a study runs every cell"),
         ({"study": {"eval_sets": [{"name": "x", "dataset": "rafdbb"}]}}, "rafdbb"),
+        (
+            {"study": {"eval_degradations": {"pixelate": [4]}}},
+            "study.eval_degradations: eval_degradations: 'pixelate:4' is not KIND:SEVERITY",
+        ),
+        (
+            {"study": {"eval_degradations": {"lowres": [4, 96]}}},
+            "lowres:96 is larger than the faces (48x48 px)",
+        ),
     ],
 )
 def test_a_bad_study_names_the_key(change, message):
@@ -305,10 +314,12 @@ def test_baselines_on_any_axis_one_seed_cells_and_calibration_columns(tmp_path):
 # --- real studies ----------------------------------------------------------------------------
 
 
-def tiny_study(synthetic_root, name="study", epochs=2, eval_root=None) -> dict:
-    study = {"seeds": 2, "baseline": {"model.resizer.enabled": False}}
+def tiny_study(synthetic_root, name="study", epochs=2, eval_root=None, degradations=None) -> dict:
+    study: dict = {"seeds": 2, "baseline": {"model.resizer.enabled": False}}
     if eval_root is not None:
         study["eval_sets"] = [{"name": "rafdb", "dataset": "rafdb", "root": str(eval_root)}]
+    if degradations:
+        study["eval_degradations"] = degradations
     return {
         "name": name,
         "data": {"dataset": "synthetic", "root": str(synthetic_root)},
@@ -346,7 +357,8 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
     from nrfer.evaluate import load_predictions
 
     rafdb = write_rafdb(tmp_path / "RAF-DB", n_per_class=2)
-    summary = run_tiny_sweep(tiny_study(synthetic_root, eval_root=rafdb))
+    degradations = {"lowres": [12], "occlude": 0.25}
+    summary = run_tiny_sweep(tiny_study(synthetic_root, eval_root=rafdb, degradations=degradations))
     assert summary.num_trials == 4 and summary.num_errors == 0
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = study_runs(client, "study")
@@ -372,12 +384,25 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
         assert history[0].step == best_epoch
         assert 0 <= r.data.metrics["eval_rafdb_acc"] <= 1
         files = {a.path for a in client.list_artifacts(r.info.run_id, "predictions")}
-        assert files == {"predictions/test.npz", "predictions/rafdb.npz"}
+        degraded = {"predictions/deg_lowres_12.npz", "predictions/deg_occlude_0.25.npz"}
+        assert files == {"predictions/test.npz", "predictions/rafdb.npz", *degraded}
         pred = load_predictions(
             client.download_artifacts(r.info.run_id, "predictions/test.npz", str(tmp_path))
         )
         acc = float((pred["probs"].argmax(1) == pred["labels"]).mean())
         assert acc == pytest.approx(r.data.metrics["test_acc"])
+        for key in ("lowres_12", "occlude_0.25"):  # the same faces, degraded, at that epoch
+            (logged,) = client.get_metric_history(r.info.run_id, f"deg_{key}_acc")
+            assert logged.step == history[0].step
+            deg = load_predictions(
+                client.download_artifacts(
+                    r.info.run_id, f"predictions/deg_{key}.npz", str(tmp_path)
+                )
+            )
+            assert (deg["labels"] == pred["labels"]).all()
+            right = deg["probs"].argmax(1) == deg["labels"]
+            assert right.mean() == pytest.approx(logged.value, abs=0.02)  # float16 ties
+            assert (deg["probs"] != pred["probs"]).any()
         rafdb_pred = load_predictions(
             client.download_artifacts(r.info.run_id, "predictions/rafdb.npz", str(tmp_path))
         )
@@ -394,6 +419,20 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
     on = cells[1]
     (comp,) = on.comparisons
     assert comp.seeds == [0, 1] and comp.p is not None and comp.bootstrap is not None
+    # each degradation column: the same comparison on that condition's predictions
+    assert set(on.degraded) == {"lowres:12", "occlude:0.25"} and not cells[0].degraded
+    for label, key in (
+        ("lowres:12", "deg_lowres_12_acc"),
+        ("occlude:0.25", "deg_occlude_0.25_acc"),
+    ):
+        (under,) = on.degraded[label]
+        assert under.seeds == [0, 1] and under.p is not None and under.p_holm == under.p
+        want = statistics.fmean(on.values[key]) - statistics.fmean(cells[0].values[key])
+        assert under.bootstrap.estimate == pytest.approx(want, abs=0.02)
+    md = summary.study_table
+    assert (
+        "under degradation: Δ test accuracy" in md and "| clean | lowres:12 | occlude:0.25 |" in md
+    )
     for c in cells:  # calibration logged once per run, from its test predictions
         assert len(c.values["test_ece"]) == 2 and len(c.values["test_nll"]) == 2
         assert len(c.values["test_vote_tv"]) == 2  # the synthetic set has votes

@@ -1,0 +1,140 @@
+"""Faces in real photographs (nrfer.faces, nrfer predict on photos): found where they are on
+photographs that registry packages ship, nothing found where there is no face, eyes
+levelled, and the command's JSON and annotated photo.
+
+The hand boxes were read off the photos by eye (a 50 px grid drawn over each): brow to chin,
+ear to ear."""
+
+import json
+import shutil
+
+import cv2
+import matplotlib.cbook
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from nrfer.config import make_config
+from nrfer.faces import FaceFinder, iou, shipped
+from nrfer.predict import main
+
+ASTRONAUT_FACE = (175, 65, 95, 100)  # skimage.data.astronaut(), 512x512
+HOPPER_FACE = (160, 150, 213, 180)  # matplotlib's grace_hopper.jpg, 512x600
+
+
+def hopper() -> np.ndarray:
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def finder():
+    return FaceFinder()
+
+
+def test_the_face_is_found_where_it_is(finder):
+    (face,) = finder(data.astronaut())
+    assert iou(face.box, ASTRONAUT_FACE) >= 0.5
+    assert face.eyes is not None and abs(face.angle) < 6  # she holds her head nearly level
+    (left, right) = face.eyes
+    x, y, w, h = ASTRONAUT_FACE
+    assert x < left[0] < x + w / 2 < right[0] < x + w and y < left[1] < y + h / 2
+    assert face.image.shape[0] == face.image.shape[1] >= face.box[2]  # square, with margin
+    (face,) = finder(hopper())  # her glasses hide the eyes from the cascades: not levelled
+    assert iou(face.box, HOPPER_FACE) >= 0.5
+    (face,) = finder(hopper()[..., 0].copy())  # grayscale photos too
+    assert iou(face.box, HOPPER_FACE) >= 0.5
+
+
+def test_lfw_faces_are_found_and_non_faces_are_not(finder):
+    """scikit-image's lfw_subset: 100 LFW faces (25x25 crops), then 100 non-face patches;
+    each pasted at 100x100 into a plain 200x200 frame."""
+    patches = (data.lfw_subset() * 255).astype(np.uint8)
+    found, false = 0, 0
+    for i, patch in enumerate(patches):
+        photo = np.full((200, 200), 128, np.uint8)
+        photo[50:150, 50:150] = cv2.resize(patch, (100, 100))
+        boxes = [f.box for f in finder(photo)]
+        if i < 100:
+            found += any(iou(b, (50, 50, 100, 100)) >= 0.5 for b in boxes)
+        else:
+            false += len(boxes)
+    assert found >= 80 and false == 0, (found, false)
+
+
+@pytest.mark.parametrize("name", ["coffee", "rocket", "chelsea", "clock"])
+def test_photos_without_a_face_have_none(finder, name):
+    assert finder(getattr(data, name)()) == []
+
+
+def test_a_tilted_face_is_levelled(finder):
+    """The photo turned 12 degrees each way: the eyes' tilt follows, and the crop levels it."""
+    photo = data.astronaut()
+    (upright,) = finder(photo)
+    for turn in (-12, 12):  # cv2: positive turns counter-clockwise
+        m = cv2.getRotationMatrix2D((256, 256), turn, 1)
+        (face,) = finder(cv2.warpAffine(photo, m, (512, 512), borderMode=cv2.BORDER_REPLICATE))
+        assert face.eyes is not None
+        assert face.angle - upright.angle == pytest.approx(-turn, abs=5)
+
+
+def test_a_detector_from_a_local_file_and_a_bad_one(tmp_path):
+    own = tmp_path / "alt2.xml"
+    shutil.copy(shipped("haarcascade_frontalface_alt2.xml"), own)
+    (face,) = FaceFinder(own)(data.astronaut())
+    assert iou(face.box, ASTRONAUT_FACE) >= 0.5
+    (tmp_path / "bad.xml").write_text("<opencv_storage></opencv_storage>")
+    with pytest.raises(ValueError, match=r"--detector .*bad.xml: not an OpenCV cascade"):
+        FaceFinder(tmp_path / "bad.xml")
+    with pytest.raises(ValueError, match=r"--detector .*gone.xml: no such file"):
+        FaceFinder(tmp_path / "gone.xml")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory, tiny_config_dict):
+    from nrfer.train import fit
+
+    out = tmp_path_factory.mktemp("faces") / "run"
+    raw = {**tiny_config_dict, "train": {**tiny_config_dict["train"], "epochs": 1}}
+    fit(make_config(raw), out_dir=out, evaluate_test=False)
+    return out / "checkpoint" / "best.pt"
+
+
+def test_predict_on_photos_json_annotation_and_no_face(model, tmp_path, capsys):
+    from nrfer.predict import Predictor
+
+    Image.fromarray(data.astronaut()).save(tmp_path / "astronaut.png")
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.jpg")
+    face48 = np.asarray(Image.fromarray(data.astronaut()).convert("L").resize((48, 48)))
+    Image.fromarray(face48).save(tmp_path / "crop.png")
+    paths = [str(tmp_path / n) for n in ("astronaut.png", "coffee.jpg", "crop.png")]
+    code = main(["--model", str(model), "--json", "--annotate", str(tmp_path / "ann"), *paths])
+    assert code == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    by_image = {x["image"]: x for x in lines}
+    assert len(lines) == 3
+    found = by_image[paths[0]]
+    assert found["face"] == 0 and iou(found["box"], ASTRONAUT_FACE) >= 0.5
+    assert found["eyes"] is not None and abs(sum(found["probabilities"].values()) - 1) < 1e-5
+    # the face's prediction is the model's on the aligned crop
+    predictor = Predictor.from_path(model)
+    (face,) = FaceFinder()(data.astronaut())
+    expected = predictor.predict_proba([face.image])[0]
+    got = [found["probabilities"][n] for n in predictor.class_names]
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert by_image[paths[1]]["faces"] == 0 and by_image[paths[1]]["label"] is None
+    assert "box" not in by_image[paths[2]]  # a 48 px image is one face, as before
+    # the annotated photo: the box drawn in green where the face is, the rest untouched
+    with Image.open(tmp_path / "ann" / "astronaut.annotated.png") as im:
+        drawn = np.asarray(im.convert("RGB")).astype(int)
+    x, y, w, h = found["box"]
+    edge = drawn[y + h // 2, x - 1 : x + 2]
+    assert (edge[:, 1] > 200).any() and (edge[:, 0] < 40).any()
+    assert (drawn[400:, 400:] == data.astronaut()[400:, 400:]).all()
+    assert (tmp_path / "ann" / "coffee.annotated.png").is_file()
+    # the text form says where the face is and that a photo has none
+    assert main(["--model", str(model), paths[1]]) == 0
+    assert "no face found" in capsys.readouterr().out
+    assert main(["--model", str(model), "--faces", "whole", paths[1]]) == 0
+    assert "no face" not in capsys.readouterr().out
