@@ -362,9 +362,9 @@ def write_outputs(
         files["degradations_png"] = out / "degradations.png"
         rows = report["degradations"]
         with open(files["degradations_csv"], "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+            table = csv.DictWriter(f, fieldnames=list(rows[0]))
+            table.writeheader()
+            table.writerows(rows)
         title = f"{report['model']} on {report['dataset']} {report['split']}"
         clean = {k: report[k] for k in DEGRADATION_KEYS}
         degradation_image({"model": rows}, {"model": clean}, title).save(files["degradations_png"])

@@ -59,7 +59,7 @@ def shipped(name: str) -> Path:
     """A cascade file opencv-python-headless ships (cv2.data)."""
     import cv2
 
-    return Path(cv2.data.haarcascades) / name
+    return Path(cv2.data.haarcascades) / name  # type: ignore[attr-defined]  # cv2 stubs
 
 
 def gray_of(image: np.ndarray) -> np.ndarray:
@@ -131,8 +131,9 @@ class FaceFinder:
             minNeighbors=self.min_neighbors,
             minSize=(side, side),
         )
-        boxes = [tuple(int(round(v / scale)) for v in b) for b in found]
-        return sorted(boxes, key=lambda b: -b[2] * b[3])  # type: ignore[misc]
+        boxes = [(round(x / scale), round(y / scale), round(bw / scale), round(bh / scale))
+                 for x, y, bw, bh in found]  # fmt: skip
+        return sorted(boxes, key=lambda b: -b[2] * b[3])
 
     def eyes(self, gray: np.ndarray, box) -> tuple[tuple[float, float], tuple[float, float]] | None:
         """The centres of the face's two eyes in photo coordinates (image-left first): the

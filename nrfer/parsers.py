@@ -128,6 +128,25 @@ def evaluate_parser(
     return parser
 
 
+def export_parser(
+    doc: str | None = None, prog: str | None = None, mlflow: bool = False
+) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    add_model(parser, mlflow)
+    parser.add_argument("--onnx", required=True, help="the ONNX file to write")
+    parser.add_argument(
+        "--faces", type=positive_int, default=64, help="faces the parity check runs"
+    )
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-4,
+        help="the largest difference of a probability from PyTorch's that is accepted",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON")
+    return parser
+
+
 def data_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
     parser = _parser(doc, prog)
     parser.add_argument(

@@ -234,7 +234,8 @@ def predict_files(args, resolve: Callable[[str], Path]) -> int:
     annotate_to = annotation_paths(args)
     failed = 0
     for start in range(0, len(args.images), args.batch_size):  # read and run a batch at a time
-        crops, photos = [], []
+        crops: list[tuple[str, np.ndarray]] = []
+        photos: list[tuple[str, np.ndarray]] = []
         for path in args.images[start : start + args.batch_size]:
             try:
                 img = read_image(path)

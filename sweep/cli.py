@@ -92,6 +92,12 @@ COMMANDS: dict[str, Command] = {
         _run("sweep.commands.evaluate"),
         "sweep.commands.evaluate",
     ),
+    "export": Command(
+        "export a model to ONNX (one graph, dynamic batch), checked against PyTorch",
+        _parser("nrfer.parsers", "export_parser", "sweep.commands.export", mlflow=True),
+        _run("sweep.commands.export"),
+        "sweep.commands.export",
+    ),
     "predict": Command(
         "predict the expression of face images",
         _parser("nrfer.parsers", "predict_parser", "sweep.commands.predict", mlflow=True),

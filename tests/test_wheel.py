@@ -164,7 +164,7 @@ def test_every_imported_package_is_declared():
         m = re.match(r'\s*"([A-Za-z0-9_.-]+)', line)
         if m:
             declared.add(m.group(1).lower().replace("-", "_"))
-    names = {"pillow": "PIL", "pyyaml": "yaml", "ray": "ray"}
+    names = {"pillow": "PIL", "pyyaml": "yaml", "ray": "ray", "opencv_python_headless": "cv2"}
     importable = {names.get(d, d) for d in declared}
     found = set()
     for path in [*REPO.glob("nrfer/**/*.py"), *REPO.glob("sweep/**/*.py")]:

@@ -1,14 +1,22 @@
 """The registered model: an MLflow pyfunc around nrfer.predict.Predictor (preprocessing included).
 
-Input: a tensor of grayscale faces [N, H, W] with values 0..255, any H and W (48x48 FER+
-faces, or larger images, resized as in training). Output: one row per face with the
-probability of each class and the top `label`.
+Two kinds of input, so the signature leaves the input schema open:
+- faces: a tensor of grayscale faces [N, H, W] with values 0..255, any H and W (48x48 FER+
+  faces, or larger crops, resized as in training): one output row per face with the
+  probability of each class and the top `label`;
+- photos: a DataFrame with a `photo` column of image files (PNG, JPEG, ...) as base64 text
+  or bytes (`{"dataframe_split": {"columns": ["photo"], "data": [["<base64>"]]}}`), each
+  searched for faces as `nrfer predict` does (nrfer.faces): one row per face found, with
+  `photo` (the input row), `face`, its box `x`, `y`, `w`, `h`, the probabilities and
+  `label`; a photo without a face gives one row with face -1, an empty label and no
+  probabilities.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import numpy as np
@@ -32,15 +40,66 @@ def max_request() -> int:
     return int(os.environ.get(MAX_REQUEST_ENV, MAX_REQUEST))
 
 
+PHOTO = "photo"  # the input column of encoded photos
+
+
+def decode_photo(value, row: int) -> np.ndarray:
+    """An encoded image (bytes, or base64 text) as uint8 RGB."""
+    import base64
+    import binascii
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        raw = value if isinstance(value, bytes | bytearray) else base64.b64decode(value)
+        with Image.open(io.BytesIO(raw)) as im:
+            return np.asarray(im.convert("RGB"))
+    except (binascii.Error, TypeError, ValueError, UnidentifiedImageError, OSError) as e:
+        raise ValueError(
+            f"photo {row}: not an image file as base64 text or bytes ({type(e).__name__}: "
+            f"{str(e)[:100]})"
+        ) from None
+
+
 class FERPyfunc(PythonModel):
     def load_context(self, context) -> None:
         self.predictor = Predictor.from_path(
             context.artifacts["checkpoint"], sr_weights=context.artifacts.get("sr_weights")
         )
+        self.finder: Any = None  # the face detector (nrfer.faces), built on the first photo
+
+    def predict_photos(self, photos) -> pd.DataFrame:
+        """One row per face of each photo (see the module's docstring)."""
+        if len(photos) > max_request():
+            raise ValueError(
+                f"a request of {len(photos)} photos is over the limit of {max_request()} "
+                f"({MAX_REQUEST_ENV}); split it into smaller requests"
+            )
+        if getattr(self, "finder", None) is None:
+            from nrfer.faces import FaceFinder
+
+            self.finder = FaceFinder()
+        names = self.predictor.class_names
+        rows = []
+        for i, value in enumerate(photos):
+            faces = self.finder(decode_photo(value, i))
+            found = self.predictor.predict_proba([f.image for f in faces])
+            for k, (face, p) in enumerate(zip(faces, found, strict=True)):
+                x, y, w, h = face.box
+                box = {"x": x, "y": y, "w": w, "h": h}
+                probs = dict(zip(names, map(float, p), strict=True))
+                rows.append({PHOTO: i, "face": k, **box, **probs, "label": names[int(p.argmax())]})
+            if not faces:
+                rows.append({PHOTO: i, "face": -1, "label": ""})
+        columns = [PHOTO, "face", "x", "y", "w", "h", *names, "label"]
+        return pd.DataFrame(rows, columns=columns)
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         if isinstance(model_input, dict):  # a named tensor input
             (model_input,) = model_input.values()
+        if isinstance(model_input, pd.DataFrame) and PHOTO in model_input.columns:
+            return self.predict_photos(list(model_input[PHOTO]))
         if isinstance(model_input, pd.DataFrame):  # e.g. dataframe_split of flattened faces
             model_input = model_input.to_numpy()
         images = np.asarray(model_input)
@@ -63,12 +122,11 @@ FERModel = FERPyfunc
 
 
 def signature(class_names: list[str]) -> ModelSignature:
+    """The output columns of a face tensor's rows; the input schema is left open (faces as
+    a tensor, or photos as a DataFrame column: MLflow enforces one input schema)."""
     columns: list[ColSpec | TensorSpec] = [ColSpec("double", c) for c in class_names]
     columns.append(ColSpec("string", "label"))
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1, -1))]),
-        outputs=Schema(columns),
-    )
+    return ModelSignature(inputs=None, outputs=Schema(columns))
 
 
 def model_artifacts(checkpoint: Path) -> dict[str, str]:
@@ -107,6 +165,7 @@ def log_and_register(checkpoint: Path, class_names: list[str], model_name: str, 
                 "mlflow",
                 "pydantic",
                 "pyyaml",
+                "opencv-python-headless<5",
             ],
         )
     return str(info.registered_model_version)

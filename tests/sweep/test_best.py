@@ -1,5 +1,7 @@
 """reproduce-best on a real tiny sweep: retrain with 2 seeds, register, load, predict, serve."""
 
+import base64
+import io
 import json
 import os
 import signal
@@ -275,6 +277,38 @@ def test_registered_model_serves_over_http(reproduced, synthetic_root):
         got = np.array([[p[c] for c in predictor.class_names] for p in preds])
         np.testing.assert_allclose(got, expected, atol=1e-5)
         assert [p["label"] for p in preds] == [predictor.class_names[i] for i in expected.argmax(1)]
+        # photos: each searched for faces as nrfer predict does; a row per face found
+        from skimage import data
+
+        from nrfer.faces import FaceFinder, iou
+
+        encoded = []
+        for photo in (data.astronaut(), data.coffee()):
+            buf = io.BytesIO()
+            Image.fromarray(photo).save(buf, format="PNG")
+            encoded.append([base64.b64encode(buf.getvalue()).decode()])
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"dataframe_split": {"columns": ["photo"], "data": encoded}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        rows = json.loads(urllib.request.urlopen(req, timeout=60).read())["predictions"]
+        assert [(r["photo"], r["face"]) for r in rows] == [(0, 0), (1, -1)]
+        assert iou([rows[0][k] for k in "xywh"], (175, 65, 95, 100)) >= 0.5  # by eye
+        assert rows[1]["label"] == ""  # no face: face -1, no class
+        (face,) = FaceFinder()(data.astronaut())
+        expected = predictor.predict_proba([face.image])[0]
+        got = [rows[0][c] for c in predictor.class_names]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        bad = json.dumps({"dataframe_split": {"columns": ["photo"], "data": [["not base64!"]]}})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=bad.encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(req, timeout=60)
+        assert "photo 0: not an image file" in e.value.read().decode()
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
@@ -337,3 +371,35 @@ def test_top_k_retrains_each_candidate_and_chooses_by_mean_val(reproduced, capsy
     assert str(client.get_model_version_by_alias("fer-tiny", "champion").version) == str(
         version.version
     )
+
+
+def test_export_of_the_champion_is_logged_to_its_version(
+    reproduced, synthetic_root, tmp_path, capsys
+):
+    """nrfer export --model models:/NAME@champion: the ONNX file on the version's run, the
+    version tagged with it, and it predicts what the registered checkpoint does."""
+    import onnxruntime as ort
+    from mlflow.tracking import MlflowClient
+
+    from nrfer.data.ferplus import read_ferplus
+    from nrfer.predict import Predictor
+    from sweep.cli import main as nrfer_main
+
+    _, uri, out, report = reproduced
+    path = tmp_path / "champion.onnx"
+    model = ["--model", "models:/fer-tiny@champion", "--tracking-uri", uri]
+    assert nrfer_main(["export", *model, "--onnx", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "parity with PyTorch on 64 faces" in printed and "logged to fer-tiny version" in printed
+    client = MlflowClient(uri, registry_uri=uri)
+    version = client.get_model_version_by_alias("fer-tiny", "champion")
+    assert version.tags["nrfer.onnx"] == f"runs:/{version.run_id}/onnx/champion.onnx"
+    assert float(version.tags["nrfer.onnx_max_abs_diff"]) <= 1e-4
+    logged = client.download_artifacts(version.run_id, "onnx/champion.onnx", str(tmp_path / "dl"))
+    assert Path(logged).read_bytes() == path.read_bytes()
+    ckpt = out / f"seed-{report['best_seed']}" / "checkpoint" / "best.pt"
+    predictor = Predictor.from_path(ckpt)
+    faces = read_ferplus(synthetic_root).test.images[:16]
+    x = predictor.preprocess(list(faces)).float().numpy()
+    got = ort.InferenceSession(logged).run(["probabilities"], {"faces": x})[0]
+    np.testing.assert_allclose(got, predictor.predict_proba(list(faces)), atol=1e-4)

@@ -1,0 +1,149 @@
+"""Inference latency: onnxruntime (CPU) against torch eager on the same exported model.
+
+    python bench/onnx_latency.py                       # the demo ViT and a ViT-S/16 at 224
+    python bench/onnx_latency.py --models demo_vit --repeat 50
+
+Each model (random weights: latency does not depend on them) is exported by nrfer.export
+(STN, resizer, backbone and softmax in one graph, checked against PyTorch), then both run
+the same preprocessed faces at batch 1 and batch 64, side by side in this process with the
+same thread count: a few warm-up calls, then the median of --repeat timed calls. Reported:
+milliseconds per call and per face, and the ratio torch / onnxruntime (> 1: onnxruntime
+faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import print_table, record  # noqa: E402
+
+MODELS = {
+    "demo_vit": {  # nrfer/configs/demo.yaml's model: 48 px faces -> resizer -> ViT at 56 px
+        "input": 56,
+        "model": {
+            "backbone": "vit_tiny_patch16_224",
+            "backbone_args": {
+                "img_size": 56,
+                "patch_size": 7,
+                "embed_dim": 96,
+                "depth": 4,
+                "num_heads": 3,
+            },
+            "resizer": {"enabled": True, "n": 8, "r": 1},
+        },
+    },
+    "vit_s16_224_stn": {  # a deployable size: x2 SR faces (96 px) -> STN -> resizer -> 224
+        "input": 224,
+        "sr": 2,
+        "model": {
+            "backbone": "vit_small_patch16_224",
+            "backbone_args": {},
+            "resizer": {"enabled": True, "n": 16, "r": 1},
+            "stn": True,
+        },
+    },
+}
+
+
+def checkpoint(name: str) -> dict:
+    """A best.pt-shaped state of the model `name` with random weights."""
+    from nrfer.config import make_config
+    from nrfer.data import EMOTIONS
+    from nrfer.models import build_model
+
+    spec = MODELS[name]
+    sr = spec.get("sr")
+    data = {"dataset": "synthetic"}
+    if sr:
+        data["sr"] = {"method": "bicubic", "scale": sr}
+    cfg = make_config({"data": data, "model": {**spec["model"], "input_size": spec["input"]}})
+    side = 48 * (sr or 1)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, len(EMOTIONS), (side, side))
+    return {
+        "model": model.state_dict(),
+        "config": cfg.to_dict(),
+        "class_names": list(EMOTIONS),
+        "input_shape": [1, side, side],
+    }
+
+
+def median_ms(fn, repeat: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
+
+
+def bench(name: str, repeat: int, batches: list[int]) -> list[dict]:
+    import onnxruntime as ort
+
+    from nrfer.export import export_onnx
+    from nrfer.predict import Predictor
+
+    state = checkpoint(name)
+    predictor = Predictor(state, "cpu")
+    model = predictor.model.eval()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        exported = export_onnx(state, Path(tmp) / f"{name}.onnx", faces=8)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = ort.InferenceSession(
+            str(exported.path), options, providers=["CPUExecutionProvider"]
+        )
+        for batch in batches:
+            x = torch.rand(batch, *exported.input_shape)
+            xn = x.numpy()
+
+            def eager(x=x):
+                with torch.inference_mode():
+                    torch.softmax(model(x), 1)
+
+            def onnx(xn=xn):
+                session.run(["probabilities"], {"faces": xn})
+
+            reps = max(3, repeat // 4) if batch > 8 else repeat
+            t_torch, t_ort = median_ms(eager, reps), median_ms(onnx, reps)
+            rows.append(
+                {
+                    "model": name,
+                    "input": f"{exported.input_shape[1]}px",
+                    "batch": batch,
+                    "torch_ms": t_torch,
+                    "onnxruntime_ms": t_ort,
+                    "torch_ms_per_face": t_torch / batch,
+                    "ort_ms_per_face": t_ort / batch,
+                    "ratio_torch_over_ort": t_torch / t_ort,
+                    "max_abs_diff": exported.max_abs_diff,
+                }
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls at batch 1")
+    args = parser.parse_args(argv)
+    rows = [r for name in args.models for r in bench(name, args.repeat, args.batches)]
+    print_table("inference latency: torch eager vs onnxruntime (CPU, same process)", rows)
+    record("onnx_latency", rows, {"repeat": args.repeat})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
