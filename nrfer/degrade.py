@@ -37,6 +37,7 @@ class Kind:
     integer: bool
     apply: Callable[[np.ndarray, float, np.random.Generator], np.ndarray]
     worse: str  # "lower" or "higher": which way a severity is harsher
+    clean: float  # the severity that leaves a face as it is (lowres: FER+'s 48 px)
 
 
 def _lowres(x: np.ndarray, s: float, rng) -> np.ndarray:
@@ -98,11 +99,11 @@ def _occlude(x: np.ndarray, f: float, rng: np.random.Generator) -> np.ndarray:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("lowres", "px a side", 2, 1024, True, _lowres, "lower"),
-        Kind("blur", "px sigma", 0.1, 50, False, _blur, "higher"),
-        Kind("jpeg", "quality", 1, 95, True, _jpeg, "lower"),
-        Kind("noise", "std (0..1 range)", 0.001, 1, False, _noise, "higher"),
-        Kind("occlude", "of the face", 0.01, 0.9, False, _occlude, "higher"),
+        Kind("lowres", "px a side", 2, 1024, True, _lowres, "lower", 48),
+        Kind("blur", "px sigma", 0.1, 50, False, _blur, "higher", 0),
+        Kind("jpeg", "quality", 1, 95, True, _jpeg, "lower", 100),
+        Kind("noise", "std (0..1 range)", 0.001, 1, False, _noise, "higher", 0),
+        Kind("occlude", "of the face", 0.01, 0.9, False, _occlude, "higher", 0),
     )
 }
 

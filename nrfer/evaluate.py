@@ -319,6 +319,7 @@ def evaluate_model(args, model_path: Path) -> dict:
         seed = args.degrade_seed
         degraded = list(evaluator.degraded(split, degradations, seed))
         report["degradation_seed"] = seed
+        report["face_size"] = split.image_size[0]
         report["degradations"] = degradation_rows(scored, degraded)
     if args.out:
         report["outputs"] = write_outputs(Path(args.out), report, probs, split.labels, degraded)
@@ -367,7 +368,9 @@ def write_outputs(
             table.writerows(rows)
         title = f"{report['model']} on {report['dataset']} {report['split']}"
         clean = {k: report[k] for k in DEGRADATION_KEYS}
-        degradation_image({"model": rows}, {"model": clean}, title).save(files["degradations_png"])
+        face = report["face_size"]
+        plot = degradation_image({"model": rows}, {"model": clean}, title, face)
+        plot.save(files["degradations_png"])
         for d, _, p in degraded:
             save_predictions(out / f"predictions_{d.key}.npz", p, labels, names)
     paths = {k: str(v) for k, v in files.items()}

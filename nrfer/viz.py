@@ -110,11 +110,12 @@ def reliability_image(bins: list[dict], ece: float, title: str = "") -> Image.Im
 
 
 def degradation_image(
-    rows: dict[str, list[dict]], clean: dict[str, dict], title: str = ""
+    rows: dict[str, list[dict]], clean: dict[str, dict], title: str = "", face_size: int = 48
 ) -> Image.Image:
     """Accuracy under each kind of degradation (nrfer.degrade), a panel per kind with the
     harsher severities to the right, a line per model (`rows[name]`: its degradation rows)
-    and its clean accuracy dashed in the same colour; a study draws a line per cell."""
+    starting from its clean accuracy (drawn at the severity that changes nothing: lowres at
+    `face_size`, quality 100, no blur, noise or occlusion); a study draws a line per cell."""
     import io
 
     import matplotlib
@@ -125,25 +126,29 @@ def degradation_image(
     from nrfer.degrade import KINDS
 
     kinds = list(dict.fromkeys(r["kind"] for model_rows in rows.values() for r in model_rows))
-    fig = Figure(figsize=(3.4 * max(1, len(kinds)) + 0.6, 3.6), dpi=100)
+    legend_rows = (len(rows) + 1) // 2 if len(rows) > 1 else 0
+    fig = Figure(figsize=(3.3 * max(1, len(kinds)) + 0.6, 3.4 + 0.22 * legend_rows), dpi=100)
     axes = fig.subplots(1, max(1, len(kinds)), squeeze=False)[0]
     colours = matplotlib.colormaps["tab10"]
     for ax, kind in zip(axes, kinds, strict=False):
+        at_clean = face_size if kind == "lowres" else KINDS[kind].clean
         for i, (name, model_rows) in enumerate(rows.items()):
             mine = sorted((r["severity"], r["acc"]) for r in model_rows if r["kind"] == kind)
-            xs, ys = zip(*mine, strict=True)
-            colour = colours(i % 10)
-            ax.plot(xs, [100 * y for y in ys], "o-", color=colour, label=name, ms=4)
-            ax.axhline(100 * clean[name]["acc"], color=colour, ls="--", lw=0.9)
+            points = sorted([(at_clean, clean[name]["acc"]), *mine])
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, [100 * y for y in ys], "o-", color=colours(i % 10), label=name, ms=4)
         if KINDS[kind].worse == "lower":
             ax.invert_xaxis()
         ax.set_xlabel(f"{kind} ({KINDS[kind].unit})")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy % (dashed: clean)")
-    if len(rows) > 1:
-        axes[-1].legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("accuracy %")
     fig.suptitle(title or "accuracy under degradation", fontsize=10)
-    fig.tight_layout()
+    if legend_rows:
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
+        fig.tight_layout(rect=(0, 0.06 * legend_rows / (1 + 0.065 * legend_rows) + 0.02, 1, 1))
+    else:
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     buf.seek(0)

@@ -544,7 +544,34 @@ def render(spec, cells: list[Cell]) -> dict[str, str]:
     }
 
 
-def write_tables(out: Path, tables: dict[str, str]) -> dict[str, Path]:
+def degradation_plot(spec, cells: list[Cell]):
+    """Test accuracy against each degradation's severity, a line per cell (mean over its
+    seeds, its clean accuracy dashed): a PIL image, or None without degradations."""
+    from nrfer.viz import degradation_image
+
+    degradations = spec.study.degradations
+    shown = [
+        c for c in cells if c.n and all(c.values.get(degraded_metric(d)) for d in degradations)
+    ]
+    if not degradations or not shown:
+        return None
+    rows, clean = {}, {}
+    for c in shown:
+        name = ", ".join(f"{short(k)}={value_text(v)}" for k, v in c.cell.items())
+        rows[name] = [
+            {"kind": d.kind, "severity": d.severity, "acc": c.stat(degraded_metric(d))[0]}
+            for d in degradations
+        ]
+        clean[name] = {"acc": c.stat("test_acc")[0]}
+    from nrfer.config import make_config
+    from nrfer.data import face_size
+
+    side = face_size(make_config({"data": spec.data}, spec.source).data) or 48
+    return degradation_image(rows, clean, f"{spec.name}: test accuracy under degradation", side)
+
+
+def write_tables(out: Path, tables: dict[str, str], plot=None) -> dict[str, Path]:
+    """The tables in `out`, and `plot` (degradation_plot) as study_degradations.png."""
     out.mkdir(parents=True, exist_ok=True)
     names = {
         "md": "study_table.md",
@@ -556,6 +583,9 @@ def write_tables(out: Path, tables: dict[str, str]) -> dict[str, Path]:
     for fmt, text in tables.items():
         paths[fmt] = out / names[fmt]
         paths[fmt].write_text(text, encoding="utf-8")
+    if plot is not None:
+        paths["degradations"] = out / "study_degradations.png"
+        plot.save(paths["degradations"])
     return paths
 
 

@@ -15,7 +15,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from sweep.analysis.comparisons import plan
-from sweep.analysis.study import Cell, baseline_text, blocks, render, study_table, write_tables
+from sweep.analysis.study import (
+    Cell,
+    baseline_text,
+    blocks,
+    degradation_plot,
+    render,
+    study_table,
+    write_tables,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +48,7 @@ def run(args) -> int:
     tables = render(spec, cells)
     print(tables[args.format], end="")
     if args.out:
-        paths = write_tables(Path(args.out), tables)
+        paths = write_tables(Path(args.out), tables, degradation_plot(spec, cells))
         print(f"written: {', '.join(str(p) for p in paths.values())}")
     return 0
 

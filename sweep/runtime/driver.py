@@ -25,7 +25,7 @@ from nrfer.data import FERData, load_data
 from nrfer.data.identity import identity, sr_identity
 from nrfer.sr import ensure_sr
 from sweep.analysis.report import write_report
-from sweep.analysis.study import render, study_table, write_tables
+from sweep.analysis.study import degradation_plot, render, study_table, write_tables
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.runtime import resume as sweep_state
 from sweep.runtime.checks import check_storage, storage_dir
@@ -593,5 +593,5 @@ def study_results(spec: SweepSpec, tracker: SweepTracker, out: Path) -> dict:
     parent = tracker.client.get_run(tracker.parent)
     _, cells = study_table(tracker.client, parent, spec, driver_done=True)
     tables = render(spec, cells)
-    write_tables(out, tables)
+    write_tables(out, tables, degradation_plot(spec, cells))
     return {"study_table": tables["md"], "study_cells": cells}

@@ -444,6 +444,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
     )
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/study_table.md", "report/study_table.tex", "report/study_table.csv"} <= report
+    assert "report/study_degradations.png" in report  # a line per cell, per degradation
     # the on-demand command prints the same table
     out = subprocess.run(
         [
