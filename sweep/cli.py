@@ -87,7 +87,7 @@ COMMANDS: dict[str, Command] = {
         "sweep.commands.report",
     ),
     "evaluate": Command(
-        "evaluate a model (best.pt or models:/NAME@champion) on a dataset split",
+        "evaluate a model (best.pt or models:/NAME@champion) on a dataset split, degraded too",
         _parser("nrfer.parsers", "evaluate_parser", "sweep.commands.evaluate", mlflow=True),
         _run("sweep.commands.evaluate"),
         "sweep.commands.evaluate",
@@ -99,7 +99,7 @@ COMMANDS: dict[str, Command] = {
         "sweep.commands.export",
     ),
     "predict": Command(
-        "predict the expression of face images",
+        "predict the expression of face images, or of each face found in photos",
         _parser("nrfer.parsers", "predict_parser", "sweep.commands.predict", mlflow=True),
         _run("sweep.commands.predict"),
         "sweep.commands.predict",

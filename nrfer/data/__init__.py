@@ -96,7 +96,7 @@ def check_root(cfg) -> None:
 def face_size(cfg) -> int | None:
     """The side of the faces a data config reads, when known before reading them: its
     image_size (rafdb, affectnet), else its kind's (48 for FER+ and the synthetic set)."""
-    return cfg.image_size or DATASETS.props(cfg.dataset).get("face_size")
+    return cfg.image_size or DATASETS.props(cfg.dataset)["face_size"]
 
 
 def synthetic_root(cfg) -> Path:
@@ -147,7 +147,12 @@ def _ferplus_folders(cfg) -> FERData:
 
 
 @DATASETS.register(
-    "folders", class_names=EMOTIONS, channels=None, root="folder", check=_folders_root
+    "folders",
+    class_names=EMOTIONS,
+    channels=None,
+    root="folder",
+    check=_folders_root,
+    face_size=None,  # the images' own size
 )
 def _folders(cfg) -> FERData:
     if _microsoft_tree(cfg):
@@ -155,12 +160,16 @@ def _folders(cfg) -> FERData:
     return read_folders(cfg.root, cfg.label_mode, cfg.label_file)
 
 
-@DATASETS.register("rafdb", class_names=CLASSES_7, channels=1, root="folder", check=_folder)
+@DATASETS.register(
+    "rafdb", class_names=CLASSES_7, channels=1, root="folder", check=_folder, face_size=None
+)
 def _rafdb(cfg) -> FERData:
     return read_rafdb(cfg.root, cfg.image_folder, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 
 
-@DATASETS.register("affectnet", class_names=EMOTIONS, channels=1, root="folder", check=_folder)
+@DATASETS.register(
+    "affectnet", class_names=EMOTIONS, channels=1, root="folder", check=_folder, face_size=None
+)
 def _affectnet(cfg) -> FERData:
     return read_affectnet(cfg.root, cfg.image_size, cfg.val_fraction, cfg.split_seed)
 

@@ -5,11 +5,16 @@ confusion matrix, the reliability diagram and the per-image predictions (--out).
     nrfer evaluate --model models:/nrfer-demo@champion --dataset rafdb --root data/RAF-DB
     nrfer evaluate --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db --json
     nrfer evaluate --model runs/demo/checkpoint/best.pt --tta flip
+    nrfer evaluate --model models:/nrfer-demo@champion --out eval/ \
+        --degrade lowres:12,16,24 blur:1,2 jpeg:20,50 noise:0.05 occlude:0.25
 
 --model: models:/NAME@ALIAS (`nrfer best` sets `champion`), models:/NAME/VERSION, runs:/ID/
 PATH, or a local best.pt / training folder. Without --dataset, the model's own dataset
 (its config's data section) is evaluated on --split (default test). The store is
 --tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db (as every sweep command).
+--degrade also scores the faces degraded (lowres, blur, jpeg, noise, occlude at the
+severities given; nrfer.degrade), a table relative to clean and, with --out,
+degradations.csv and degradations.png.
 """
 
 from __future__ import annotations

@@ -3,10 +3,13 @@
     nrfer predict --model models:/nrfer-demo@champion --json face.png other.jpg
     nrfer predict --model models:/nrfer-demo/1 --tracking-uri sqlite:///mlflow.db face.png
     nrfer predict --model runs/demo/checkpoint/best.pt faces/*.png
+    nrfer predict --model models:/nrfer-demo@champion --annotate out.png photo.jpg
 
 --model: models:/NAME@ALIAS (`nrfer best` sets `champion`), models:/NAME/VERSION, runs:/ID/
 PATH, or a local best.pt / training folder. Images of any size and colour are converted as
-in training; a bad path or an undecodable image is an error for that image only. The store is
+in training; a bad path or an undecodable image is an error for that image only. A photo
+(larger than 128 px a side; --faces) is searched for faces (OpenCV's Haar cascade), each
+aligned, cropped and predicted, with its box; --annotate draws them on the photo. The store is
 --tracking-uri, else $MLFLOW_TRACKING_URI, else ./mlflow.db (as every sweep command).
 """
 

@@ -209,6 +209,7 @@ def test_every_dataset_entry_states_its_facts():
 
     for name in DATASETS.names():
         facts = DATASETS.props(name)
-        assert set(facts) == {"class_names", "channels", "root", "check"}, name
+        assert set(facts) == {"class_names", "channels", "root", "check", "face_size"}, name
+        assert facts["face_size"] in (48, None), name  # FER2013's 48 px, or read from files
         assert set(facts["class_names"]) <= set(EMOTIONS) and facts["channels"] in (1, None)
         assert callable(facts["check"]), name
