@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long load-test clean
+.PHONY: help setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-onnx load-test clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -77,6 +77,10 @@ bench-search-long: setup  ## search strategies on 24-epoch curves, 100 seeds, wi
 		--space bench/replay_long.yaml --n 48 --epochs 24 --seed 123 --out bench/search_replay_curves_24ep.json
 	$(BIN)/python bench/search_replay.py run --curves bench/search_replay_curves_24ep.json \
 		--reps 100 --grace 2 --rf 2 --name search_replay_24ep --plot bench/search_replay_24ep.png
+
+# Inference: onnxruntime against torch eager on the exported graph (nrfer export), batch 1 and 64.
+bench-onnx: setup  ## ONNX export latency: onnxruntime vs torch eager, as a ratio
+	$(BIN)/python bench/onnx_latency.py
 
 # 50 one-epoch trials, 2 at a time: no run lost, driver memory; vs a new worker per trial.
 load-test: setup  ## 50 one-epoch trials: no run lost, driver memory

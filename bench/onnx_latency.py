@@ -69,6 +69,7 @@ def checkpoint(name: str) -> dict:
     torch.manual_seed(0)
     model = build_model(cfg.model, len(EMOTIONS), (side, side))
     return {
+        "kind": "model",
         "model": model.state_dict(),
         "config": cfg.to_dict(),
         "class_names": list(EMOTIONS),

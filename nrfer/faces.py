@@ -116,6 +116,10 @@ class FaceFinder:
     def name(self) -> str:
         return self.detector_file.name
 
+    def min_side(self, height: int, width: int) -> int:
+        """The smallest face side searched in a photo of that size, px."""
+        return self.min_face or max(24, round(0.06 * min(height, width)))
+
     def boxes(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Face boxes (x, y, w, h) of a uint8 grayscale photo, largest first."""
         import cv2
@@ -123,8 +127,7 @@ class FaceFinder:
         h, w = gray.shape
         scale = min(1.0, DETECT_SIDE / max(h, w))
         small = gray if scale == 1 else cv2.resize(gray, (round(w * scale), round(h * scale)))
-        side = self.min_face or max(24, round(0.06 * min(h, w)))
-        side = max(20, round(side * scale))
+        side = max(20, round(self.min_side(h, w) * scale))
         found = self.face.detectMultiScale(
             cv2.equalizeHist(small),
             scaleFactor=self.scale_factor,

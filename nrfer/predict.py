@@ -295,7 +295,8 @@ def predict_photo(args, predictor: Predictor, finder, path: str, img, annotate_t
         annotate_to.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(annotate(img, faces, labels)).save(annotate_to)
     if not faces:
-        searched = f"searched with {finder.name}, faces of at least {finder.min_face or 'auto'} px"
+        side = finder.min_side(*img.shape[:2])
+        searched = f"searched with {finder.name} for faces of at least {side} px"
         if args.json:
             print(json.dumps({"image": path, "faces": 0, "label": None, "searched": searched}))
         else:
