@@ -154,7 +154,11 @@ ARMS = {  # name: (searcher, early stopping, prune-aware searcher)
     "HyperBand (async, 3 brackets) + TPE (PRUNED)": ("tpe", "hyperband", True),
     "median stopping + random": ("random", "median", False),
     "median stopping + TPE (PRUNED)": ("tpe", "median", True),
+    # the first rung placed by the sweep's own completed curves, or none (sweep.runtime.adaptive)
+    "adaptive + random": ("random", "adaptive", False),
+    "adaptive + TPE (PRUNED)": ("tpe", "adaptive", True),
 }
+ADAPTIVE = {"min_trials": 6, "min_rank_correlation": 0.6}  # run --min-trials / --min-rho
 SPACE = {"file": "demo.yaml"}  # the space of the recording being replayed (its "space" key)
 
 
@@ -164,7 +168,7 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
     import optuna
     from ray import tune
 
-    from sweep.runtime.scheduler import build_early_stopping
+    from sweep.runtime.adaptive import build_early_stopping
     from sweep.runtime.search import SweepSearch
     from sweep.spec.sections import EarlyStopping
     from sweep.spec.space import load_space
@@ -172,11 +176,16 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
     searcher_name, stopping, prune_aware = ARMS[arm]
     spec = load_space(SPACE["file"])
     spec.seed, spec.searcher = seed, searcher_name
-    spec.early_stopping = (
-        EarlyStopping(name="asha", max_epochs=epochs, grace_period=grace, reduction_factor=rf)
-        if stopping == "asha"
-        else EarlyStopping(name="fifo", max_epochs=epochs)
-    )
+    if stopping == "asha":
+        spec.early_stopping = EarlyStopping(
+            name="asha", max_epochs=epochs, grace_period=grace, reduction_factor=rf
+        )
+    elif stopping == "adaptive":
+        spec.early_stopping = EarlyStopping(
+            name="adaptive", max_epochs=epochs, reduction_factor=rf, **ADAPTIVE
+        )
+    else:
+        spec.early_stopping = EarlyStopping(name="fifo", max_epochs=epochs)
     sampler = (
         optuna.samplers.RandomSampler(seed=seed)
         if searcher_name == "random"
@@ -275,7 +284,15 @@ def simulate_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[
                 fill()
             else:
                 heapq.heappush(running, (now + st["curve"][st["epoch"]]["epoch_time_s"], n, tid))
+        if hasattr(scheduler, "choice"):  # adaptive: where it put the first rung, if anywhere
+            choice = scheduler.choice
+            DECISIONS.setdefault(arm, []).append(
+                "undecided" if choice is None else (choice.epoch or "none")
+            )
         return seen[:budget]
+
+
+DECISIONS: dict[str, list] = {}  # adaptive arms: each seed's first rung (none: no stopping)
 
 
 def run_arm(curves, epochs, budget, arm, seed, grace, rf, startup) -> list[float]:
@@ -468,6 +485,10 @@ def summarize(
         frac = f"{hit / budget:.2f}" if hit else "never"
         print(f"| {arm} | " + " | ".join(cells) + f" | {reach} | {frac} {ci} | {seeds_hit:.0%} |")
         LAST_ROWS.append(row)
+    for arm, picks in DECISIONS.items():
+        counts = {str(k): picks.count(k) for k in dict.fromkeys(sorted(picks, key=str))}
+        print(f"{arm}: first rung per seed (epoch: seeds) {counts}")
+        LAST_META.setdefault("adaptive_first_rung", {})[arm] = counts
     LAST_META.update(
         budget_epochs=budget,
         epochs=epochs,
@@ -530,6 +551,8 @@ def main() -> int:
     rp.add_argument("--multivariate", action="store_true", help="TPE: multivariate=True")
     rp.add_argument("--constant-liar", action="store_true", help="TPE: constant_liar=True")
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
+    rp.add_argument("--min-trials", type=int, default=6, help="adaptive: completed trials first")
+    rp.add_argument("--min-rho", type=float, default=0.6, help="adaptive: the bound to reach")
     rp.add_argument("--curves", type=Path, default=CURVES)
     rp.add_argument("--seed-offset", type=int, default=0, help="seeds 1000+K .. 1000+K+reps-1")
     rp.add_argument("--name", default="search_replay", help="the bench/results.json section")
@@ -554,6 +577,7 @@ def main() -> int:
             TPE_OPTIONS.update(multivariate=True, group=True)
         if args.constant_liar:
             TPE_OPTIONS["constant_liar"] = True
+        ADAPTIVE.update(min_trials=args.min_trials, min_rank_correlation=args.min_rho)
         run(
             args.reps,
             args.trials,

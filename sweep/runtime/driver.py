@@ -10,6 +10,7 @@ and only ever touches the runs of its own instance (`sweep.runtime.resume`).
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import time
@@ -23,11 +24,13 @@ from ray import tune
 from nrfer.config import ConfigError, absolute_paths, make_config
 from nrfer.data import FERData, load_data
 from nrfer.data.identity import identity, sr_identity
+from nrfer.errors import first_line
 from nrfer.sr import ensure_sr
 from sweep.analysis.report import write_report
 from sweep.analysis.study import degradation_plot, render, study_table, write_tables
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.runtime import resume as sweep_state
+from sweep.runtime.adaptive import AdaptiveStopping, build_early_stopping
 from sweep.runtime.checks import check_storage, storage_dir
 from sweep.runtime.console import Console, quiet
 from sweep.runtime.disk_guard import DiskGuard
@@ -36,7 +39,7 @@ from sweep.runtime.lifecycle import TrialStatusCallback
 from sweep.runtime.live_report import ReportRefresh, write_report_html
 from sweep.runtime.local_ray import init_ray
 from sweep.runtime.retention import WORK, Retention
-from sweep.runtime.scheduler import ResumableASHA, build_early_stopping
+from sweep.runtime.scheduler import ResumableASHA
 from sweep.runtime.search import (
     build_searcher,
     check_study,
@@ -46,7 +49,7 @@ from sweep.runtime.search import (
     study_storage_url,
     warm_start_trials,
 )
-from sweep.runtime.startup import launched, phase
+from sweep.runtime.startup import clock, launched, phase
 from sweep.runtime.trainable import TrialContext, run_trial
 from sweep.spec.space import SweepSpec, parse_space
 from sweep.tracking import (
@@ -57,6 +60,8 @@ from sweep.tracking import (
 )
 from sweep.tracking.store import check_experiment, move_credentials_to_env
 from sweep.tracking.ui import tune_trial_name
+
+log = logging.getLogger("nrfer.sweep")
 
 METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
 # Tune saves its experiment state (which trials finished) at most every 10 s by default; a
@@ -157,6 +162,24 @@ def resolve_base_config(spec: SweepSpec) -> dict:
     return base
 
 
+def announce_rung(choice, tracker: SweepTracker, since: float) -> None:
+    """Adaptive early stopping's decision (sweep.runtime.adaptive): a line in the terminal;
+    on the parent run the tag nrfer.early_stopping, each epoch's rho and its bound as
+    metrics (step = epoch) and early_stopping/decision.json."""
+    print(f"[{clock(time.time() - since)}] {choice.line()}", flush=True)
+    parent = tracker.parent
+    try:
+        client = tracker.client
+        rung = f"first rung at epoch {choice.epoch}" if choice.epoch else "none: no epoch qualifies"
+        client.set_tag(parent, "nrfer.early_stopping", f"adaptive: {rung}")
+        for row in choice.rows:
+            client.log_metric(parent, "early_stopping_rho", row["rho"], step=row["epoch"])
+            client.log_metric(parent, "early_stopping_rho_low", row["low"], step=row["epoch"])
+        client.log_dict(parent, choice.to_dict(), "early_stopping/decision.json")
+    except Exception as e:  # MLflow away: the ledger and the terminal have it
+        log.warning("could not log the early-stopping decision to MLflow: %s", first_line(e))
+
+
 def make_tuner(
     spec: SweepSpec,
     trainable,
@@ -173,6 +196,8 @@ def make_tuner(
         scheduler = restored_scheduler(tuner)
         if isinstance(scheduler, ResumableASHA):  # its records are in this sweep folder now
             scheduler.state_file = Ledger(exp_dir).asha_file
+        if isinstance(scheduler, AdaptiveStopping):  # its records too (its ASHA's: rebuilt)
+            scheduler.folder = Ledger(exp_dir).dir
         return tuner
     return tune.Tuner(
         trainable,
@@ -367,9 +392,17 @@ def _run_sweep(
         searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
         tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
         stop = spec.early_stopping
+        scheduler = restored_scheduler(tuner)
+        if isinstance(scheduler, AdaptiveStopping):  # its decision: to the terminal and MLflow
+            scheduler.announce = lambda choice: announce_rung(choice, tracker, since)
         found.append(
             f"{spec.searcher} + {stop.name}"
             + (f" (rungs from epoch {stop.grace_period})" if stop.name == "asha" else "")
+            + (
+                f" (first rung placed after {stop.min_trials} completed trials)"
+                if stop.name == "adaptive"
+                else ""
+            )
             + f", {spec.budget.max_concurrent} trials at a time"
         )
 

@@ -7,6 +7,8 @@ folder: a restored Tuner syncs its start-time copies of those back over newer on
 - `sweep.yaml`: the resolved space (and its sha256), status RUNNING / INTERRUPTED /
   FINISHED, the sweep's instance id, its parent run, the number of trials at its end;
 - `asha_rungs.yaml`: ASHA's rung records (Tune checkpoints the searcher, not the scheduler);
+- `early_stopping.yaml` (`early_stopping: {name: adaptive}`): the completed trials' curves
+  until the first rung is placed, then the decision and its numbers (sweep.runtime.adaptive);
 - `ended/<trial id>.json`: a trial Tune ended: completed (its final result) or failed, its
   score and folder; then its retention (best.pt kept or not), then its files removed;
 - `kept.yaml`: the top K trials whose best.pt MLflow keeps, and those pushed out whose
@@ -29,7 +31,7 @@ work folders of unsaved trials go. Running it twice does what running it once do
 For the tests, `NRFER_LEDGER_FAULTS="a>b,c>d"` SIGKILLs the driver's process group between
 a write of kind a and the next write, of kind b (once per pair over the sweep's life: the
 pairs used are kept in `.faults`), and `NRFER_LEDGER_TRACE=1` lists every write's kind in
-`.trace`. Kinds: `sweep:<status>`, `asha`, `ended`, `kept`, `retained`, `removed`.
+`.trace`. Kinds: `sweep:<status>`, `asha`, `adaptive`, `ended`, `kept`, `retained`, `removed`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from nrfer.files import write_atomic
 
 LEDGER = "nrfer_ledger"
 SWEEP, ENDED, KEPT, ASHA = "sweep.yaml", "ended", "kept.yaml", "asha_rungs.yaml"
+ADAPTIVE = "early_stopping.yaml"  # adaptive early stopping: its completed curves, its decision
 RUNNING, INTERRUPTED, FINISHED = "RUNNING", "INTERRUPTED", "FINISHED"
 # this project's records before the ledger, beside Tune's files: moved in once
 OLD_NAMES = {
@@ -295,7 +298,7 @@ class Ledger:
         self.read_sweep()
         self.read_kept()
         path = self.asha_file
-        if early_stopping != "asha" or not path.exists():
+        if early_stopping not in ("asha", "adaptive") or not path.exists():
             return
         try:
             records = yaml.safe_load(path.read_text())

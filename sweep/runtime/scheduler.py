@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler
 
 from sweep.compat.ray_tune import (
     asha_bracket_of,
@@ -25,7 +25,6 @@ from sweep.compat.ray_tune import (
     asha_score_sign,
     asha_time_attr,
 )
-from sweep.runtime.ledger import ASHA, ledger_dir
 from sweep.runtime.ledger import write as ledger_write
 
 log = logging.getLogger("nrfer.sweep")
@@ -42,20 +41,6 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 def dump(records: dict) -> str:
     return yaml.dump(records, Dumper=_DUMPER, sort_keys=False)
-
-
-def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
-    """ASHA (its rung records kept in `exp_dir`) or FIFO, as the space file says."""
-    s = spec.early_stopping
-    if s.name == "asha":
-        return ResumableASHA(
-            ledger_dir(exp_dir) / ASHA,
-            time_attr="training_iteration",
-            max_t=s.max_epochs,
-            grace_period=s.grace_period,
-            reduction_factor=s.reduction_factor,
-        )
-    return FIFOScheduler()
 
 
 class ResumableASHA(ASHAScheduler):

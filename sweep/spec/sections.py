@@ -18,6 +18,7 @@ SEARCHERS = ("tpe", "random", "grid")  # grid: every cell of the choices (a stud
 EARLY_STOPPING_KEYS = {
     "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
     "fifo": ("name", "max_epochs"),
+    "adaptive": ("name", "max_epochs", "reduction_factor", "min_trials", "min_rank_correlation"),
 }
 
 
@@ -96,12 +97,17 @@ class _Section(BaseModel):
 
 
 class EarlyStopping(_Section):
-    """ASHA stops weak trials at rungs grace_period * reduction_factor^k; FIFO runs all."""
+    """ASHA stops weak trials at rungs grace_period * reduction_factor^k; FIFO runs all;
+    adaptive runs `min_trials` trials to the end, then places ASHA's first rung at the first
+    epoch whose rank correlation with the final value is at least `min_rank_correlation`
+    (a bootstrap lower bound), or stops nothing (sweep.runtime.adaptive)."""
 
     name: Annotated[str, _one_of(tuple(EARLY_STOPPING_KEYS))] = "asha"
     max_epochs: Annotated[int, _int_at_least(1)] = 10
     grace_period: Annotated[int, _int_at_least(1)] | None = None
     reduction_factor: Annotated[int, _int_at_least(2)] | None = None
+    min_trials: Annotated[int, _int_at_least(3)] | None = None
+    min_rank_correlation: Annotated[float, _number_at_least(-1)] | None = None
 
     @model_validator(mode="after")
     def _fits_the_scheduler(self) -> EarlyStopping:
@@ -114,6 +120,13 @@ class EarlyStopping(_Section):
             _set(self, "reduction_factor", self.reduction_factor or 2)
             if grace > self.max_epochs:
                 raise ValueError(f"grace_period: {grace} > max_epochs {self.max_epochs}")
+        if self.name == "adaptive":
+            _set(self, "reduction_factor", self.reduction_factor or 2)
+            _set(self, "min_trials", self.min_trials or 6)
+            rho = 0.6 if self.min_rank_correlation is None else self.min_rank_correlation
+            if rho > 1:
+                raise ValueError(f"min_rank_correlation: {rho} > 1 (a rank correlation)")
+            _set(self, "min_rank_correlation", rho)
         return self
 
 

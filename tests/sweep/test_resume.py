@@ -337,53 +337,6 @@ def test_killed_mid_trial_resumes_without_rerun_or_duplicates(
         assert (db.stat().st_mtime_ns, sorted(p.name for p in sweep.exp_dir.iterdir())) == stamp
 
 
-def test_a_trial_that_ended_just_before_the_kill_is_not_run_again(
-    tmp_path, synthetic_root, monkeypatch
-):
-    """Tune saves its state every few seconds (here: once a minute, and after every second
-    checkpoint of a trial), so a driver killed just after a trial completed leaves Tune's
-    saved state with it still running. The resume must neither train it on (nor fail on
-    its deleted checkpoint: seen as 'Could not recover from checkpoint'), nor report to its
-    finished Optuna trial (seen in CI as UpdateFinishedTrialError); it ends as it ended."""
-    monkeypatch.setenv("TUNE_GLOBAL_CHECKPOINT_S", "60")  # a wide window, on purpose
-    scheduler = {"name": "asha", "grace_period": 3, "reduction_factor": 2, "max_epochs": 3}
-    path = write_space(tmp_path, synthetic_root, scheduler, 2)
-    space = yaml.safe_load(path.read_text())
-    space["fixed"]["model"] = {"backbone": "resnet10t", "input_size": 32}
-    path.write_text(yaml.safe_dump(space))
-    sweep = Sweep(tmp_path, path)
-    proc = sweep.launch()
-    ended_dir = sweep.exp_dir / "nrfer_ledger" / "ended"
-    stale, deadline = None, time.time() + 300
-    while stale is None and proc.poll() is None and time.time() < deadline:
-        for record in ended_dir.glob("*.json"):
-            state = sweep.tune_trials().get(record.stem)
-            if state is not None and state[0] != "TERMINATED":
-                os.killpg(proc.pid, signal.SIGKILL)
-                stale = (record.stem, state)
-                break
-        time.sleep(0.02)
-    assert stale is not None, f"no trial ended while Tune's state lagged:\n{sweep.log()}"
-    proc.wait(timeout=30)
-    ended_id, (status, saved_epochs) = stale
-    print("killed with", ended_id, "ended; Tune's saved state:", status, saved_epochs)
-
-    proc = sweep.launch("--resume")
-    assert proc.wait(timeout=400) == 0, sweep.log()
-    trials = sweep.assert_complete(2, "asha", max_epochs=3)
-    run = trials[ended_id]
-    assert len(sweep.steps(run)) == 3  # its three epochs, each once, none more
-    assert run.data.tags["nrfer.restarts"] == "0"  # its trainable did not start again
-    assert "nrfer.resumed_after_epoch" not in run.data.tags
-    assert run.data.tags["nrfer.stopped_early"] == "false"
-    assert sweep.tune_trials()[ended_id] == ("TERMINATED", 3)  # its own final result
-    import optuna
-
-    study = optuna.load_study(study_name="resume", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
-    assert sorted(t.state.name for t in study.trials) == ["COMPLETE", "COMPLETE"]
-    assert all(sorted(t.intermediate_values) == [1, 2, 3] for t in study.trials)
-
-
 def asha_stops(rungs: dict[int, dict[str, float]], max_epochs: int, rf: float) -> dict:
     """Replay ASHA's rule over its rung records, in the order trials arrived at each rung:
     a trial stops at the first rung where its score is below the cut-off of the scores

@@ -1,0 +1,308 @@
+"""Early stopping that earns its place (`early_stopping: {name: adaptive}`): ASHA whose first
+rung is placed by the sweep's own learning curves, or no early stopping at all.
+
+ASHA's bet is that a trial's rank at an early epoch predicts its rank at the end. On short
+or noisy curves it does not (bench/NOTES.md: with its first rung at epoch 2, 4 or 8, ASHA
+never reached FIFO + random's final median on either recording), so here the bet is
+measured before it is placed. The first `min_trials` trials run to their last epoch (FIFO);
+then, for each epoch e, the Spearman rank correlation between the completed trials' metric
+at e and their best over the whole run, with a one-sided 95% bootstrap lower bound over the
+trials (`resamples`, seeded). The first rung is the first epoch whose lower bound reaches
+`min_rank_correlation`; if no epoch before the last does, the sweep does no early stopping.
+With a rung, ASHA (rungs e, e*rf, ...) takes over: the completed trials and those running are
+replayed into it, so its cut-offs start informed. The decision and its numbers go to the
+ledger's `early_stopping.yaml` (a resume keeps it), to the terminal and to the parent run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
+
+from sweep.runtime.ledger import ADAPTIVE, ASHA, ledger_dir
+from sweep.runtime.ledger import write as ledger_write
+from sweep.runtime.scheduler import ResumableASHA
+
+log = logging.getLogger("nrfer.sweep")
+STATE_VERSION = 1
+RESAMPLES = 1000
+ALPHA = 0.05  # one-sided: the lower bound is the 5th percentile of the bootstrap
+
+
+def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
+    """The early stopping the space file asks for: ASHA (its rung records kept in the
+    ledger of `exp_dir`), adaptive (this module) or FIFO."""
+    s = spec.early_stopping
+    if s.name == "adaptive":
+        return AdaptiveStopping(
+            ledger_dir(exp_dir),
+            max_t=s.max_epochs,
+            reduction_factor=s.reduction_factor,
+            min_trials=s.min_trials,
+            threshold=s.min_rank_correlation,
+        )
+    if s.name == "asha":
+        return ResumableASHA(
+            ledger_dir(exp_dir) / ASHA,
+            time_attr="training_iteration",
+            max_t=s.max_epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+    return FIFOScheduler()
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's rho of each row pair of x and y [B, n] (average ranks for ties); 0 where
+    a row has no spread (no evidence of agreement)."""
+    from scipy.stats import rankdata
+
+    rx, ry = rankdata(x, axis=1), rankdata(y, axis=1)
+    rx = rx - rx.mean(axis=1, keepdims=True)
+    ry = ry - ry.mean(axis=1, keepdims=True)
+    den = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum(axis=1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(axis=1) / den
+    return np.where(den > 0, rho, 0.0)
+
+
+@dataclass(frozen=True)
+class RungChoice:
+    """Where the first rung goes, and why: per epoch before the last, rho and its bound."""
+
+    epoch: int | None  # None: no epoch qualifies, no early stopping
+    trials: int
+    threshold: float
+    rows: list[dict] = field(default_factory=list)  # {epoch, rho, low}
+
+    def line(self) -> str:
+        shown = ", ".join(f"e{r['epoch']} {r['rho']:.2f} [≥{r['low']:.2f}]" for r in self.rows)
+        head = (
+            f"first rung at epoch {self.epoch}"
+            if self.epoch
+            else "no epoch qualifies: no early stopping for this sweep"
+        )
+        return (
+            f"early stopping (adaptive): {head}. Spearman rho of each epoch's value with the "
+            f"final best over {self.trials} completed trials, with its one-sided 95% "
+            f"bootstrap bound (needs ≥ {self.threshold:g}): {shown}"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "trials": self.trials,
+            "threshold": self.threshold,
+            "rows": [dict(r) for r in self.rows],
+        }
+
+
+def choose_rung(
+    curves: list[list[float]],
+    max_epochs: int,
+    threshold: float,
+    sign: float = 1.0,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> RungChoice:
+    """The first epoch e < max_epochs at which the completed `curves` (each max_epochs values
+    of the metric; `sign` -1 for a metric to minimise) rank their final best with a bootstrap
+    lower bound of Spearman's rho at least `threshold`; None if no epoch does."""
+    y = np.array([[sign * v for v in c[:max_epochs]] for c in curves], dtype=float)
+    n = len(y)
+    final = y.max(axis=1)
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, n, size=(resamples, n))
+    rows, chosen = [], None
+    for e in range(1, max_epochs):
+        at = y[:, e - 1]
+        rho = float(spearman_rows(at[None], final[None])[0])
+        boot = spearman_rows(at[picks], final[picks])
+        low = float(np.quantile(boot, ALPHA, method="lower"))
+        rows.append({"epoch": e, "rho": round(rho, 4), "low": round(low, 4)})
+        if chosen is None and low >= threshold:
+            chosen = e
+    return RungChoice(chosen, n, threshold, rows)
+
+
+class _Stub:
+    """A trial as ASHA reads it when replayed into it: only its id."""
+
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+class AdaptiveStopping(FIFOScheduler):
+    """FIFO until `min_trials` trials completed, then ASHA from the chosen rung or FIFO to
+    the end (see the module's docstring)."""
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        max_t: int,
+        reduction_factor: int,
+        min_trials: int,
+        threshold: float,
+        time_attr: str = "training_iteration",
+        resamples: int = RESAMPLES,
+    ) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.max_t, self.rf = max_t, reduction_factor
+        self.min_trials, self.threshold = min_trials, threshold
+        self.time_attr, self.resamples = time_attr, resamples
+        self.metric_name: str | None = None
+        self.sign = 1.0
+        self.curves: dict[str, dict[int, float]] = {}  # trial -> epoch -> metric
+        self.completed: dict[str, list[float]] = {}  # trials that ran every epoch
+        self.choice: RungChoice | None = None
+        self.asha: ResumableASHA | None = None
+        self.to_stop: set[str] = set()  # running trials the replay into ASHA stopped
+        self.announce: Callable[[RungChoice], None] | None = None  # the driver's (not pickled)
+
+    @property
+    def state_file(self) -> Path:
+        return self.folder / ADAPTIVE
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec) -> bool:
+        if metric:
+            self.metric_name = metric
+        if mode:
+            self.sign = 1.0 if mode == "max" else -1.0
+        super().set_search_properties(metric, mode, **spec)
+        if self.state_file.is_file():  # a resumed sweep: what it had decided, or seen
+            self.load_record(self.state_file)
+        return True
+
+    def load_record(self, path: Path) -> None:
+        state = yaml.safe_load(path.read_text())
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            raise ValueError(f"{path}: not an adaptive early-stopping record of this version")
+        self.completed = {t: [float(v) for v in c] for t, c in state["completed"].items()}
+        decided = state.get("choice")
+        self.choice = None
+        if decided is not None:
+            self.choice = RungChoice(
+                decided["epoch"], decided["trials"], decided["threshold"], decided["rows"]
+            )
+            if self.choice.epoch:
+                self.asha = self._build_asha(self.choice.epoch)  # its records restore it
+
+    def save_record(self) -> None:
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "metric": self.metric_name,
+            "choice": None if self.choice is None else self.choice.to_dict(),
+            "completed": self.completed,
+        }
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            ledger_write(self.state_file, yaml.safe_dump(state, sort_keys=False), "adaptive")
+        except OSError as e:  # costs the decision's inputs on a resume, not results
+            log.warning("could not save the early-stopping record %s: %s", self.state_file, e)
+
+    def _build_asha(self, grace: int) -> ResumableASHA:
+        asha = ResumableASHA(
+            self.folder / ASHA,
+            time_attr=self.time_attr,
+            max_t=self.max_t,
+            grace_period=grace,
+            reduction_factor=self.rf,
+        )
+        asha.set_search_properties(self.metric_name, "max" if self.sign > 0 else "min")
+        return asha
+
+    def decide(self, tune_controller) -> RungChoice:
+        """Place the first rung from the completed curves; with one, replay every trial seen
+        into ASHA (completed ones to their end) and let it take over."""
+        curves = list(self.completed.values())
+        choice = choose_rung(curves, self.max_t, self.threshold, self.sign, self.resamples)
+        self.choice = choice
+        if choice.epoch:
+            self.asha = self._build_asha(choice.epoch)
+            for tid, curve in self.completed.items():
+                self._replay(tune_controller, tid, dict(enumerate(curve, 1)), complete=True)
+            for tid, seen in self.curves.items():
+                if tid not in self.completed:
+                    if self._replay(tune_controller, tid, seen, complete=False):
+                        self.to_stop.add(tid)
+        self.save_record()
+        log.info("%s", choice.line())
+        if self.announce is not None:
+            self.announce(choice)
+        return choice
+
+    def _replay(self, ctl, tid: str, seen: dict[int, float], complete: bool) -> bool:
+        """A trial's results fed to ASHA in order; True if ASHA would have stopped it."""
+        assert self.asha is not None and self.metric_name is not None
+        stub = _Stub(tid)
+        self.asha.on_trial_add(ctl, stub)
+        stopped, result = False, {}
+        for epoch in sorted(seen):
+            result = {self.time_attr: epoch, self.metric_name: seen[epoch]}
+            if self.asha.on_trial_result(ctl, stub, result) == TrialScheduler.STOP:
+                stopped = True
+                break
+        if complete or stopped:
+            self.asha.on_trial_complete(ctl, stub, result)
+        return stopped and not complete
+
+    # Tune's hooks
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self.curves.setdefault(trial.trial_id, {})
+        if self.asha is not None:
+            self.asha.on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        tid = trial.trial_id
+        if self.metric_name in result and self.time_attr in result:
+            self.curves.setdefault(tid, {})[int(result[self.time_attr])] = float(
+                result[self.metric_name]
+            )
+        if tid in self.to_stop:
+            self.to_stop.discard(tid)
+            return TrialScheduler.STOP
+        if self.asha is not None:
+            return self.asha.on_trial_result(tune_controller, trial, result)
+        return TrialScheduler.CONTINUE
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        tid = trial.trial_id
+        seen = self.curves.pop(tid, {})
+        if self.asha is not None:
+            self.asha.on_trial_complete(tune_controller, trial, result)
+            return
+        if self.choice is None and all(e in seen for e in range(1, self.max_t + 1)):
+            self.completed[tid] = [seen[e] for e in range(1, self.max_t + 1)]
+            if len(self.completed) >= self.min_trials:
+                self.decide(tune_controller)
+            else:
+                self.save_record()
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self.curves.pop(trial.trial_id, None)
+        if self.asha is not None:
+            self.asha.on_trial_error(tune_controller, trial)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self.curves.pop(trial.trial_id, None)
+        if self.asha is not None:
+            self.asha.on_trial_remove(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        if self.choice is None:
+            return f"adaptive early stopping: {len(self.completed)}/{self.min_trials} trials"
+        return self.choice.line()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["announce"] = None  # the driver's closure; set again on resume
+        return state
