@@ -158,7 +158,7 @@ ARMS = {  # name: (searcher, early stopping, prune-aware searcher)
     "adaptive + random": ("random", "adaptive", False),
     "adaptive + TPE (PRUNED)": ("tpe", "adaptive", True),
 }
-ADAPTIVE = {"min_trials": 6, "min_rank_correlation": 0.6}  # run --min-trials / --min-rho
+ADAPTIVE = {"min_trials": 8, "min_rank_correlation": 0.8}  # run --min-trials / --min-rho
 SPACE = {"file": "demo.yaml"}  # the space of the recording being replayed (its "space" key)
 
 
@@ -551,8 +551,8 @@ def main() -> int:
     rp.add_argument("--multivariate", action="store_true", help="TPE: multivariate=True")
     rp.add_argument("--constant-liar", action="store_true", help="TPE: constant_liar=True")
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
-    rp.add_argument("--min-trials", type=int, default=6, help="adaptive: completed trials first")
-    rp.add_argument("--min-rho", type=float, default=0.6, help="adaptive: the bound to reach")
+    rp.add_argument("--min-trials", type=int, default=8, help="adaptive: completed trials first")
+    rp.add_argument("--min-rho", type=float, default=0.8, help="adaptive: the bound to reach")
     rp.add_argument("--curves", type=Path, default=CURVES)
     rp.add_argument("--seed-offset", type=int, default=0, help="seeds 1000+K .. 1000+K+reps-1")
     rp.add_argument("--name", default="search_replay", help="the bench/results.json section")
@@ -571,7 +571,7 @@ def main() -> int:
         from sweep.spec.space import load_space
 
         demo = load_space("demo.yaml").early_stopping
-        args.grace = args.grace or getattr(demo, "grace_period", None) or 1
+        args.grace = args.grace or getattr(demo, "grace_period", None) or 2
         args.rf = args.rf or getattr(demo, "reduction_factor", None) or 2
         if args.multivariate:
             TPE_OPTIONS.update(multivariate=True, group=True)

@@ -166,6 +166,7 @@ class AdaptiveStopping(FIFOScheduler):
         self.choice: RungChoice | None = None
         self.asha: ResumableASHA | None = None
         self.to_stop: set[str] = set()  # running trials the replay into ASHA stopped
+        self.in_asha: set[str] = set()  # trials ASHA was told of (added, not yet ended)
         self.announce: Callable[[RungChoice], None] | None = None  # the driver's (not pickled)
 
     @property
@@ -195,6 +196,7 @@ class AdaptiveStopping(FIFOScheduler):
             )
             if self.choice.epoch:
                 self.asha = self._build_asha(self.choice.epoch)  # its records restore it
+                self.in_asha = set()  # Tune adds the trials it restores again
 
     def save_record(self) -> None:
         state: dict[str, Any] = {
@@ -245,21 +247,24 @@ class AdaptiveStopping(FIFOScheduler):
         assert self.asha is not None and self.metric_name is not None
         stub = _Stub(tid)
         self.asha.on_trial_add(ctl, stub)
+        self.in_asha.add(tid)
         stopped, result = False, {}
         for epoch in sorted(seen):
             result = {self.time_attr: epoch, self.metric_name: seen[epoch]}
             if self.asha.on_trial_result(ctl, stub, result) == TrialScheduler.STOP:
                 stopped = True
                 break
-        if complete or stopped:
+        if complete:  # a running trial ASHA stops ends when Tune ends it (on_trial_complete)
             self.asha.on_trial_complete(ctl, stub, result)
+            self.in_asha.discard(tid)
         return stopped and not complete
 
     # Tune's hooks
     def on_trial_add(self, tune_controller, trial) -> None:
         self.curves.setdefault(trial.trial_id, {})
-        if self.asha is not None:
+        if self.asha is not None and trial.trial_id not in self.in_asha:
             self.asha.on_trial_add(tune_controller, trial)
+            self.in_asha.add(trial.trial_id)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         tid = trial.trial_id
@@ -270,15 +275,18 @@ class AdaptiveStopping(FIFOScheduler):
         if tid in self.to_stop:
             self.to_stop.discard(tid)
             return TrialScheduler.STOP
-        if self.asha is not None:
+        if self.asha is not None and tid in self.in_asha:
             return self.asha.on_trial_result(tune_controller, trial, result)
         return TrialScheduler.CONTINUE
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
         tid = trial.trial_id
         seen = self.curves.pop(tid, {})
+        self.to_stop.discard(tid)
         if self.asha is not None:
-            self.asha.on_trial_complete(tune_controller, trial, result)
+            if tid in self.in_asha:
+                self.asha.on_trial_complete(tune_controller, trial, result)
+                self.in_asha.discard(tid)
             return
         if self.choice is None and all(e in seen for e in range(1, self.max_t + 1)):
             self.completed[tid] = [seen[e] for e in range(1, self.max_t + 1)]
@@ -289,13 +297,15 @@ class AdaptiveStopping(FIFOScheduler):
 
     def on_trial_error(self, tune_controller, trial) -> None:
         self.curves.pop(trial.trial_id, None)
-        if self.asha is not None:
+        if self.asha is not None and trial.trial_id in self.in_asha:
             self.asha.on_trial_error(tune_controller, trial)
+            self.in_asha.discard(trial.trial_id)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
         self.curves.pop(trial.trial_id, None)
-        if self.asha is not None:
+        if self.asha is not None and trial.trial_id in self.in_asha:
             self.asha.on_trial_remove(tune_controller, trial)
+            self.in_asha.discard(trial.trial_id)
 
     def debug_string(self) -> str:
         if self.choice is None:

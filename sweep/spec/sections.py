@@ -122,8 +122,9 @@ class EarlyStopping(_Section):
                 raise ValueError(f"grace_period: {grace} > max_epochs {self.max_epochs}")
         if self.name == "adaptive":
             _set(self, "reduction_factor", self.reduction_factor or 2)
-            _set(self, "min_trials", self.min_trials or 6)
-            rho = 0.6 if self.min_rank_correlation is None else self.min_rank_correlation
+            # the defaults bench/search_replay.py supports on both recordings (bench/NOTES.md)
+            _set(self, "min_trials", self.min_trials or 8)
+            rho = 0.8 if self.min_rank_correlation is None else self.min_rank_correlation
             if rho > 1:
                 raise ValueError(f"min_rank_correlation: {rho} > 1 (a rank correlation)")
             _set(self, "min_rank_correlation", rho)

@@ -107,9 +107,19 @@ def test_the_scheduler_decides_after_min_trials_then_stops_at_the_rung_and_resum
 
     first = make()
     order = list(named)  # the first 6 run to their end, whatever they show
+    running = Trial("running")  # started before the decision, weak at epochs 1..5
+    first.on_trial_add(None, running)
+    for e in range(1, 6):
+        result = {"training_iteration": e, "val_acc": 0.05}
+        assert first.on_trial_result(None, running, result) == TrialScheduler.CONTINUE
     ran = drive(first, named, order[:6])
     assert ran == dict.fromkeys(order[:6], 8) and first.choice is not None
     assert first.choice.epoch == 4 and announced == [first.choice]
+    # replayed into ASHA, the running trial is below the cut at epoch 4: its next result
+    # stops it, and Tune's completion reaches ASHA once
+    result = {"training_iteration": 6, "val_acc": 0.05}
+    assert first.on_trial_result(None, running, result) == TrialScheduler.STOP
+    first.on_trial_complete(None, running, result)
     record = yaml.safe_load((tmp_path / "early_stopping.yaml").read_text())
     assert record["choice"]["epoch"] == 4 and len(record["completed"]) == 6
     # ASHA from epoch 4 with the 6 completed trials replayed into it: a trial below their

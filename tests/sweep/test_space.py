@@ -153,7 +153,9 @@ def test_asha_rung_inside_the_lr_warmup_warns():
 def test_shipped_spaces_load_and_sample():
     demo = load_space("demo.yaml")
     assert (
-        demo.name == "demo" and demo.early_stopping.name == "asha" and demo.budget.num_samples == 8
+        demo.name == "demo"
+        and demo.early_stopping.name == "adaptive"
+        and demo.budget.num_samples == 8
     )
     assert len(sample_configs(demo, 3)) == 3
     paper = load_space("ferplus_vit.yaml")
