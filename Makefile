@@ -37,7 +37,7 @@ train-demo: setup  ## train one demo model (nrfer train)
 
 SPACE ?= demo.yaml
 SWEEP_ARGS ?=
-demo: setup  ## the demo sweep: 8 tiny trials on synthetic FER+, ASHA, MLflow in ./mlflow.db
+demo: setup  ## the demo sweep: 8 tiny trials on synthetic FER+, adaptive early stopping, MLflow in ./mlflow.db
 	$(BIN)/nrfer sweep --space demo $(SWEEP_ARGS)
 
 sweep: setup  ## a sweep of SPACE=... (SWEEP_ARGS=... for more options)
