@@ -140,11 +140,17 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
         cond = f"  when {p.when}" if p.when else ""
         print(f"  {p.key:32s} {p.kind:10s} {p.args}{cond}")
     s = spec.early_stopping
-    sched = (
-        f"ASHA(grace {s.grace_period}, reduction {s.reduction_factor}, max {s.max_epochs} epochs)"
-        if s.name == "asha"
-        else f"FIFO({s.max_epochs} epochs)"
-    )
+    if s.name == "asha":
+        sched = f"ASHA(grace {s.grace_period}, reduction {s.reduction_factor}, max {s.max_epochs} epochs)"
+    elif s.name == "adaptive":
+        sched = (
+            f"adaptive(the first {s.min_trials} trials to their {s.max_epochs} epochs, then ASHA "
+            f"with reduction {s.reduction_factor} from the first epoch whose rank correlation "
+            f"with the final value has a bootstrap bound of at least {s.min_rank_correlation:g}, "
+            "or no early stopping)"
+        )
+    else:
+        sched = f"FIFO({s.max_epochs} epochs)"
     print(f"early stopping: {sched}")
     print(
         f"budget: {spec.budget.num_samples} trials, {spec.budget.max_concurrent} at a time, time budget {spec.budget.time_budget_s or 'none'}"
