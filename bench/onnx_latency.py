@@ -24,21 +24,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import print_table, record  # noqa: E402
+from train_step import MODELS as TRAIN_STEP_MODELS  # noqa: E402  # the same demo ViT
 
 MODELS = {
     "demo_vit": {  # nrfer/configs/demo.yaml's model: 48 px faces -> resizer -> ViT at 56 px
         "input": 56,
-        "model": {
-            "backbone": "vit_tiny_patch16_224",
-            "backbone_args": {
-                "img_size": 56,
-                "patch_size": 7,
-                "embed_dim": 96,
-                "depth": 4,
-                "num_heads": 3,
-            },
-            "resizer": {"enabled": True, "n": 8, "r": 1},
-        },
+        "model": {**TRAIN_STEP_MODELS["demo_vit"], "resizer": {"enabled": True, "n": 8, "r": 1}},
     },
     "vit_s16_224_stn": {  # a deployable size: x2 SR faces (96 px) -> STN -> resizer -> 224
         "input": 224,
