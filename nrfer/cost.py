@@ -67,9 +67,19 @@ class Cost:
     latency_ms: dict[int, float]  # batch size -> median ms per call
 
     def to_metrics(self) -> dict[str, float]:
+        """`params`, `gflops`, `latency_ms_b<B>` per batch size B, and `latency_ms`: batch 1's
+        (one face at a time: the phone or robot case) where batch 1 was measured."""
         out: dict[str, float] = {"params": float(self.params), "gflops": self.gflops}
         out.update({f"latency_ms_b{b}": v for b, v in self.latency_ms.items()})
+        if 1 in self.latency_ms:
+            out["latency_ms"] = self.latency_ms[1]
         return out
+
+
+def cost_metric_names(batches: tuple[int, ...] | list[int]) -> list[str]:
+    """The metric names `measure(..., batches).to_metrics()` gives."""
+    names = ["params", "gflops", *(f"latency_ms_b{b}" for b in batches)]
+    return names + (["latency_ms"] if 1 in batches else [])
 
 
 def measure(
@@ -78,6 +88,7 @@ def measure(
     device: str | torch.device = "cpu",
     batches: tuple[int, ...] = (1, 64),
     repeats: int = 20,
+    warmup: int = 3,
 ) -> Cost:
     """A model's cost at its input shape (C, H, W) on `device`: parameters, GFLOPs per face,
     and latency at each batch size (random input: the time does not depend on the values)."""
@@ -86,6 +97,32 @@ def measure(
     one = torch.rand(1, *input_shape, device=device)
     flops = forward_flops(model, one)
     times = {
-        b: latency_ms(model, torch.rand(b, *input_shape, device=device), repeats) for b in batches
+        b: latency_ms(model, torch.rand(b, *input_shape, device=device), repeats, warmup)
+        for b in batches
     }
     return Cost(count_params(model), flops / 1e9, times)
+
+
+def config_cost(
+    model_cfg,
+    num_classes: int,
+    input_shape: tuple[int, int, int],
+    device: str | torch.device = "cpu",
+    batches: tuple[int, ...] = (1, 64),
+    repeats: int = 20,
+    warmup: int = 3,
+) -> Cost:
+    """What the model of `model_cfg` (nrfer.config.ModelConfig) costs on faces of
+    `input_shape`: a fresh, randomly initialised copy measured and dropped (cost depends on
+    the architecture, not the weights; a pretrained file is not read)."""
+    from nrfer.models import build_model
+
+    cfg = model_cfg.model_copy(update={"pretrained": None})
+    channels, height, width = input_shape
+    model = build_model(cfg, num_classes, (height, width))
+    try:
+        return measure(model, (channels, height, width), device, tuple(batches), repeats, warmup)
+    finally:
+        del model
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()

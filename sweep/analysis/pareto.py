@@ -73,6 +73,7 @@ class Pick:
     sense: str
     objective: str
     constraints: tuple[tuple[str, str, float], ...] = ()
+    text: str = ""  # as the user wrote it
 
     def admits(self, point: Mapping[str, float]) -> bool:
         return all(
@@ -93,7 +94,7 @@ def parse_pick(text: str) -> Pick:
             if c is None:
                 raise ValueError(f"--pick: cannot read the constraint {part.strip()!r}; {form}")
             constraints.append((c.group(1), c.group(2), float(c.group(3))))
-    return Pick(m.group(1).lower(), m.group(2), tuple(constraints))
+    return Pick(m.group(1).lower(), m.group(2), tuple(constraints), text.strip())
 
 
 def choose(points: Sequence[Mapping[str, float]], pick: Pick) -> int:

@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from sweep.analysis.pareto import fronts  # noqa: E402
 from sweep.spec.space import SweepSpec  # noqa: E402
 
 log = logging.getLogger("nrfer.sweep")
@@ -38,7 +39,72 @@ def trial_rows(results, spec: SweepSpec) -> list[dict]:
                 "params": dict(r.config),
             }
         )
+        # the objectives: the metric's best, the others' (cost: the same every epoch) last
+        rows[-1]["objectives"] = {
+            k: rows[-1][k] if k == spec.metric else float(df[k].dropna().iloc[-1])
+            for k in spec.senses
+            if k in df and df[k].notna().any()
+        }
+    mark_fronts(rows, spec)
     return rows
+
+
+def mark_fronts(rows: list[dict], spec: SweepSpec) -> None:
+    """Each row's `front`: 1 on the Pareto front of the objectives, 2 on the front of what is
+    left, ... (None: an objective missing, or an errored trial); only with several
+    objectives."""
+    if not spec.multi_objective:
+        return
+    ok = [r for r in rows if not r["error"]]
+    for i, front in enumerate(fronts([r["objectives"] for r in ok], spec.senses), start=1):
+        for k in front:
+            ok[k]["front"] = i
+    for r in rows:
+        r.setdefault("front", None)
+
+
+def pareto_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r.get("front") == 1]
+
+
+def write_pareto(rows: list[dict], spec: SweepSpec, run_ids: dict[str, str], folder: Path) -> None:
+    """pareto_front.csv (the front, best `metric` first) and pareto_front.png (every trial
+    over the first two objectives, the front joined)."""
+    front = rank(pareto_rows(rows), spec)
+    names = list(spec.senses)
+    keys = sorted({k for r in front for k in r["params"]})
+    with open(folder / "pareto_front.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["trial_id", "run_id", "run_name", *names, "epochs", *keys])
+        for r in front:
+            w.writerow(
+                [r["trial_id"], run_ids.get(r["trial_id"], ""), r.get("name", "")]
+                + [f"{r['objectives'][n]:.6g}" for n in names]
+                + [r["epochs"], *[r["params"].get(k, "") for k in keys]]
+            )
+    x, y = names[1], names[0]  # a cost across, the metric up
+    shown = [r for r in rows if r.get("front") is not None]
+    if not shown:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = {id(r): r["objectives"][x] for r in shown}
+    ys = {id(r): r["objectives"][y] for r in shown}
+    ax.scatter(list(xs.values()), list(ys.values()), c="0.6", label="trial")
+    line = sorted(front, key=lambda r: xs[id(r)])
+    ax.plot(
+        [xs[id(r)] for r in line], [ys[id(r)] for r in line], "o-", c="C3", label="Pareto front"
+    )
+    for r in line:
+        label = (r.get("name") or r["trial_id"]).split()[0]
+        point = (xs[id(r)], ys[id(r)])
+        ax.annotate(label, point, fontsize=8, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"{x} ({spec.senses[x]})")
+    ax.set_ylabel(f"{y} ({spec.senses[y]})")
+    ax.set_title(f"{spec.name}: {len(front)} of {len(shown)} trials on the front")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(folder / "pareto_front.png", dpi=100)
+    plt.close(fig)
 
 
 def rank(rows: list[dict], spec: SweepSpec) -> list[dict]:
@@ -49,9 +115,14 @@ def write_leaderboard_csv(
     rows: list[dict], spec: SweepSpec, run_ids: dict[str, str], path: Path
 ) -> None:
     keys = sorted({k for r in rows for k in r["params"]})
+    others = [k for k in spec.senses if k != spec.metric]  # with several objectives
+    front = ["pareto_front"] if spec.multi_objective else []
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["rank", "trial_id", "run_id", "run_name", spec.metric, "epochs", *keys])
+        w.writerow(
+            ["rank", "trial_id", "run_id", "run_name", spec.metric, *others, *front, "epochs"]
+            + keys
+        )
         for i, r in enumerate(rows, start=1):
             w.writerow(
                 [
@@ -60,6 +131,8 @@ def write_leaderboard_csv(
                     run_ids.get(r["trial_id"], ""),
                     r.get("name", ""),
                     f"{r[spec.metric]:.6f}",
+                    *[f"{r['objectives'][k]:.6g}" if k in r["objectives"] else "" for k in others],
+                    *(["" if r.get("front") is None else r["front"]] if front else []),
                     r["epochs"],
                     *[r["params"].get(k, "") for k in keys],
                 ]
@@ -172,6 +245,8 @@ def write_report(
         r["name"] = (names or {}).get(r["trial_id"], r["trial_id"])
     ranked = rank(rows, spec)
     write_leaderboard_csv(ranked, spec, run_ids, folder / "leaderboard.csv")
+    if spec.multi_objective:
+        write_pareto(ranked, spec, run_ids, folder)
     if rows:
         plot_history(rows, spec, folder / "optimization_history.png")
         plot_curves(rows, spec, folder / "learning_curves.png")
@@ -179,6 +254,35 @@ def write_report(
     if importance:
         plot_importance(importance, folder / "param_importance.png")
     return ranked, importance
+
+
+def print_pareto(summary: Any, senses: dict[str, str]) -> None:
+    """The Pareto front of a sweep with several objectives, best first metric first."""
+    front = summary.pareto
+    names = list(senses)
+    print(
+        f"Pareto front ({', '.join(f'{n} {s}' for n, s in senses.items())}): {len(front)} of "
+        f"{summary.pareto_of} trials"
+    )
+    print("  " + "  ".join(f"{n:>14}" for n in names) + f"  {'epochs':>6}  run name")
+    for r in front:
+        values = "  ".join(f"{r['objectives'][n]:>14.6g}" for n in names)
+        print(f"  {values}  {r['epochs']:>6}  {r.get('name', r['trial_id'])}")
+    if front:
+        print(
+            f"  reproduce a point: nrfer best --sweep {summary.sweep} --pick {pick_hint(front, senses)!r}"
+        )
+
+
+def pick_hint(front: list[dict], senses: dict[str, str]) -> str:
+    """A --pick for the front's middle point: the first objective's best under a bound on
+    the second just past that point's value."""
+    first, second = list(senses)[:2]
+    mid = sorted(r["objectives"][second] for r in front)[len(front) // 2]
+    op, bound = ("<=", float(f"{mid:.2g}")) if senses[second] == "min" else (">=", mid)
+    if senses[second] == "min" and bound < mid:
+        bound = float(f"{mid * 1.05:.2g}")
+    return f"{senses[first]} {first} where {second} {op} {bound:g}"
 
 
 def print_leaderboard(summary: Any, metric: str) -> None:

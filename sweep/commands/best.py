@@ -29,10 +29,11 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from nrfer.cli import check_out_dir, run_command
-from nrfer.config import TrialConfig, dotted_value, make_config
+from nrfer.config import ConfigError, TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
 from nrfer.train import FitResult, fit
 from nrfer.viz import confusion_image
+from sweep.analysis.pareto import Pick, choose, parse_pick
 from sweep.tracking import (
     INSTANCE,
     ROLE,
@@ -44,13 +45,17 @@ from sweep.tracking import (
     tracking_uri,
 )
 from sweep.tracking.store import move_credentials_to_env
+from sweep.tracking.sweep_run import PARETO_TAG
 
 CHAMPION = "champion"  # the registry alias on the version reproduce-best registers last
 
 
-def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], dict]:
-    """The `k` best finished trials by the sweep's metric (validation only) -> ([(trial
-    run, its best val accuracy, its resolved config dict)], the sweep's spec)."""
+def best_trials(
+    client: MlflowClient, parent, k: int = 1, pick: Pick | None = None
+) -> tuple[list[tuple], dict]:
+    """The `k` best finished trials by the sweep's metric (validation only), or the one
+    `pick` chooses -> ([(trial run, its best val accuracy, its resolved config dict)], the
+    sweep's spec)."""
     spec = yaml.safe_load(
         Path(client.download_artifacts(parent.info.run_id, "space/resolved_spec.yaml")).read_text()
     )
@@ -80,7 +85,9 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
             f"sweep {parent.data.tags[SWEEP_ID]!r} has no finished trial with {metric} history"
         )
     scored.sort(key=lambda x: x[0], reverse=mode == "max")
-    if k > len(scored):
+    if pick is not None:
+        scored = [picked(client, scored, pick, metric, mode)]
+    elif k > len(scored):
         print(f"--top {k}: the sweep has {len(scored)} finished trials; retraining all of them")
     out = []
     for value, run in scored[:k]:
@@ -90,6 +97,37 @@ def best_trials(client: MlflowClient, parent, k: int = 1) -> tuple[list[tuple], 
         val_history = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
         out.append((run, max(val_history) if val_history else value, config))
     return out, spec
+
+
+VAL_METRICS = {"val_acc": "max", "val_macro_f1": "max", "val_loss": "min"}
+
+
+def picked(client: MlflowClient, scored: list[tuple], pick: Pick, metric: str, mode: str) -> tuple:
+    """The (value, run) of `scored` that `pick` chooses among the finished trials: a
+    validation metric at its best epoch, a cost (params, gflops, latency_ms ...) as measured."""
+    points = []
+    for value, run in scored:
+        point = {k: v for k, v in run.data.metrics.items() if k not in VAL_METRICS}
+        for name in {pick.objective, *(n for n, _, _ in pick.constraints)} & set(VAL_METRICS):
+            history = [m.value for m in client.get_metric_history(run.info.run_id, name)]
+            if history:
+                point[name] = max(history) if VAL_METRICS[name] == "max" else min(history)
+        point[metric] = value
+        points.append(point)
+    i = choose(points, pick)
+    value, run = scored[i]
+    front = run.data.tags.get(PARETO_TAG)
+    where = {"1": "on the Pareto front", None: ""}.get(front, f"on front {front}")
+    shown = ", ".join(
+        f"{n} {points[i][n]:.4g}"
+        for n in dict.fromkeys([pick.objective, *(n for n, _, _ in pick.constraints)])
+    )
+    print(
+        f"--pick {pick.text!r}: trial {run.data.tags.get('nrfer.trial_id', '?')} "
+        f"({shown}{'; ' + where if where else ''}), of {len(points)} finished trials",
+        flush=True,
+    )
+    return value, run
 
 
 def train_seed(
@@ -250,22 +288,22 @@ def reproduce(
     parallel: str = "auto",
     model_name: str | None = None,
     top: int = 1,
+    pick: str | None = None,
 ) -> dict:
-    """Retrain the `top` best trials of a sweep with `seeds` seeds each, choose the one with
-    the best mean val accuracy, report val and test of every candidate, register the winner's
-    best seed (by val)."""
+    """Retrain the `top` best trials of a sweep (or the one `pick` chooses: `max val_acc
+    where latency_ms < 5`) with `seeds` seeds each, choose the one with the best mean val
+    accuracy, report val and test of every candidate, register the winner's best seed (by
+    val)."""
+    chooser = parse_pick(pick) if pick else None
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)  # the model is registered in the sweep's store
     client = MlflowClient(uri)
     parent = find_sweep(client, sweep)
     sweep_id = parent.data.tags[SWEEP_ID]
-    chosen, spec = best_trials(client, parent, top)
+    chosen, spec = best_trials(client, parent, top, chooser)
     out.mkdir(parents=True, exist_ok=True)
-    print(
-        f"sweep {sweep_id}: retraining the {len(chosen)} best trial(s) by validation with "
-        f"{seeds} seeds each",
-        flush=True,
-    )
+    what = "the picked trial" if chooser else f"the {len(chosen)} best trial(s) by validation"
+    print(f"sweep {sweep_id}: retraining {what} with {seeds} seeds each", flush=True)
     candidates = train_candidates(chosen, seeds, out, parallel)
     # The winner: the best mean validation accuracy over seeds (test is only reported).
     winner = max(candidates, key=lambda c: c.val_mean)
@@ -274,6 +312,9 @@ def reproduce(
     summary = report(client, rep_id, sweep_id, candidates, winner, seed_runs, out)
     name = model_name or spec.get("registered_model") or f"nrfer-{sweep_id}"
     summary.update(register(client, rep_id, name, winner, seed_runs))
+    if pick:
+        summary["pick"] = pick
+        client.set_tag(rep_id, "nrfer.pick", pick)
     (out / "report.json").write_text(json.dumps(summary, indent=1))
     client.log_artifact(rep_id, str(out / "report.json"))
     client.set_terminated(rep_id, "FINISHED")
@@ -526,7 +567,13 @@ def _reproduce(args) -> int:
     uri = move_credentials_to_env(uri)  # nothing printed or logged carries them
     out = Path(args.out or f"runs/reproduce-{args.sweep or 'latest'}")
     check_out_dir(out, "--out")
-    s = reproduce(args.sweep, args.seeds, uri, out, args.parallel, args.model_name, args.top)
+    if args.pick is not None:
+        if args.top != 1:
+            raise ConfigError("--pick chooses one trial; give it without --top")
+        parse_pick(args.pick)  # a bad expression is refused before anything is read
+    s = reproduce(
+        args.sweep, args.seeds, uri, out, args.parallel, args.model_name, args.top, args.pick
+    )
     if len(s["candidates"]) > 1:
         print(
             f"\n{'cand':>4}  {'trial':16s}  {'sweep val':>9}  {'val mean +- std':>17}  {'test mean +- std':>17}"

@@ -33,6 +33,13 @@ def best_parser(doc: str | None = None, prog: str | None = None) -> argparse.Arg
         help="retrain the K best trials (by val) with --seeds seeds each; the winner is the best "
         "mean val accuracy",
     )
+    parser.add_argument(
+        "--pick",
+        metavar="EXPR",
+        help="retrain the trial this chooses among the finished ones, e.g. 'max val_acc where "
+        "latency_ms < 5' (a sweep with several objectives: a point of its Pareto front; "
+        "constraints on any logged metric, joined by 'and')",
+    )
     parser.add_argument("--tracking-uri", help=URI_HELP)
     parser.add_argument(
         "--out", default=None, help="output folder (default runs/reproduce-<sweep>)"

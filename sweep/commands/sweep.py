@@ -110,7 +110,7 @@ def _launch(args) -> int:
 
         print_plan(spec)
         return 0
-    from sweep.analysis.report import print_leaderboard
+    from sweep.analysis.report import print_leaderboard, print_pareto
     from sweep.runtime import SweepFinished, run_sweep
     from sweep.spec.space import resolve_space_path
 
@@ -132,6 +132,8 @@ def _launch(args) -> int:
         print(str(e))
         return 0
     print_leaderboard(summary, spec.metric)
+    if spec.multi_objective:
+        print_pareto(summary, spec.senses)
     if summary.study_table:
         print(f"\n{summary.study_table}")
         print(f"again, or while a study runs: nrfer study table --sweep {spec.name}")

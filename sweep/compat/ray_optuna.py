@@ -110,3 +110,20 @@ def trial_from_fields(fields: dict[str, Any], study: optuna.Study) -> optuna.Tri
     trial.__dict__.update(fields)
     trial.study, trial.storage = study, study._storage
     return trial
+
+
+class NSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna 5.1's NSGA-II sampler keeps a `threading.Lock` that pickle refuses, and Tune
+    pickles the searcher (with its sampler) into its experiment state: pickled here without
+    the lock, and given a new one when unpickled."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import threading
+
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from sweep.runtime.dominance import MIN_DOMINATING, DominancePruner, rungs_of
 from sweep.runtime.ledger import ADAPTIVE, ASHA, ledger_dir
 from sweep.runtime.ledger import write as ledger_write
 from sweep.runtime.scheduler import ResumableASHA
@@ -47,6 +48,8 @@ def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
             reduction_factor=s.reduction_factor,
             min_trials=s.min_trials,
             threshold=s.min_rank_correlation,
+            senses=spec.senses if spec.multi_objective else None,
+            min_dominating=s.min_dominating,
         )
     if s.name == "asha":
         return ResumableASHA(
@@ -81,6 +84,8 @@ class RungChoice:
     trials: int
     threshold: float
     rows: list[dict] = field(default_factory=list)  # {epoch, rho, low}
+    # several objectives: at the rungs a trial stops where this many trials dominate it
+    min_dominating: int | None = None
 
     def line(self) -> str:
         shown = ", ".join(f"e{r['epoch']} {r['rho']:.2f} [≥{r['low']:.2f}]" for r in self.rows)
@@ -89,6 +94,11 @@ class RungChoice:
             if self.epoch
             else "no epoch qualifies: no early stopping for this sweep"
         )
+        if self.epoch and self.min_dominating:
+            head += (
+                f" (several objectives: a trial stops at a rung only where "
+                f"{self.min_dominating} trials dominate it there)"
+            )
         return (
             f"early stopping (adaptive): {head}. Spearman rho of each epoch's value with the "
             f"final best over {self.trials} completed trials, with its one-sided 95% "
@@ -101,6 +111,7 @@ class RungChoice:
             "trials": self.trials,
             "threshold": self.threshold,
             "rows": [dict(r) for r in self.rows],
+            **({"min_dominating": self.min_dominating} if self.min_dominating else {}),
         }
 
 
@@ -141,7 +152,9 @@ class _Stub:
 
 class AdaptiveStopping(FIFOScheduler):
     """FIFO until `min_trials` trials completed, then ASHA from the chosen rung or FIFO to
-    the end (see the module's docstring)."""
+    the end (see the module's docstring). With several objectives (`senses`: objective ->
+    max | min, the metric among them) the rungs stop by dominance instead of ASHA's rank
+    (sweep.runtime.dominance)."""
 
     def __init__(
         self,
@@ -153,6 +166,8 @@ class AdaptiveStopping(FIFOScheduler):
         threshold: float,
         time_attr: str = "training_iteration",
         resamples: int = RESAMPLES,
+        senses: dict[str, str] | None = None,
+        min_dominating: int | None = None,
     ) -> None:
         super().__init__()
         self.folder = Path(folder)
@@ -168,6 +183,10 @@ class AdaptiveStopping(FIFOScheduler):
         self.to_stop: set[str] = set()  # running trials the replay into ASHA stopped
         self.in_asha: set[str] = set()  # trials ASHA was told of (added, not yet ended)
         self.announce: Callable[[RungChoice], None] | None = None  # the driver's (not pickled)
+        self.senses = dict(senses) if senses and len(senses) > 1 else None
+        self.min_dominating = min_dominating or MIN_DOMINATING
+        self.costs: dict[str, dict[str, float]] = {}  # trial -> its other objectives
+        self.pruner: DominancePruner | None = None
 
     @property
     def state_file(self) -> Path:
@@ -188,13 +207,23 @@ class AdaptiveStopping(FIFOScheduler):
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
             raise ValueError(f"{path}: not an adaptive early-stopping record of this version")
         self.completed = {t: [float(v) for v in c] for t, c in state["completed"].items()}
+        self.costs = {t: dict(c) for t, c in (state.get("costs") or {}).items()}
         decided = state.get("choice")
         self.choice = None
         if decided is not None:
             self.choice = RungChoice(
-                decided["epoch"], decided["trials"], decided["threshold"], decided["rows"]
+                decided["epoch"],
+                decided["trials"],
+                decided["threshold"],
+                decided["rows"],
+                decided.get("min_dominating"),
             )
-            if self.choice.epoch:
+            pruner = state.get("pruner")
+            if self.choice.epoch and self.senses and pruner:
+                self.pruner = DominancePruner(
+                    pruner["rungs"], self.senses, pruner["min_dominating"], pruner["records"]
+                )
+            elif self.choice.epoch:
                 self.asha = self._build_asha(self.choice.epoch)  # its records restore it
                 self.in_asha = set()  # Tune adds the trials it restores again
 
@@ -205,6 +234,9 @@ class AdaptiveStopping(FIFOScheduler):
             "choice": None if self.choice is None else self.choice.to_dict(),
             "completed": self.completed,
         }
+        if self.senses:
+            state["costs"] = {t: c for t, c in self.costs.items() if t in self.completed}
+            state["pruner"] = None if self.pruner is None else self.pruner.to_dict()
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             ledger_write(self.state_file, yaml.safe_dump(state, sort_keys=False), "adaptive")
@@ -227,8 +259,12 @@ class AdaptiveStopping(FIFOScheduler):
         into ASHA (completed ones to their end) and let it take over."""
         curves = list(self.completed.values())
         choice = choose_rung(curves, self.max_t, self.threshold, self.sign, self.resamples)
+        if self.senses:
+            choice = replace(choice, min_dominating=self.min_dominating)
         self.choice = choice
-        if choice.epoch:
+        if choice.epoch and self.senses:
+            self.start_pruner(choice.epoch)
+        elif choice.epoch:
             self.asha = self._build_asha(choice.epoch)
             for tid, curve in self.completed.items():
                 self._replay(tune_controller, tid, dict(enumerate(curve, 1)), complete=True)
@@ -241,6 +277,29 @@ class AdaptiveStopping(FIFOScheduler):
         if self.announce is not None:
             self.announce(choice)
         return choice
+
+    def start_pruner(self, first: int) -> None:
+        """Dominance at the rungs from `first` (several objectives), the trials seen so far
+        replayed into it: a running one it would have stopped stops at its next result."""
+        assert self.senses is not None
+        self.pruner = DominancePruner(
+            rungs_of(first, self.rf, self.max_t), self.senses, self.min_dominating
+        )
+        for tid, curve in self.completed.items():
+            for epoch, value in enumerate(curve, 1):
+                self.pruner.on_result(tid, epoch, self.point(tid, value))
+        for tid, seen in self.curves.items():
+            if tid in self.completed:
+                continue
+            for epoch in sorted(seen):
+                if self.pruner.on_result(tid, epoch, self.point(tid, seen[epoch])):
+                    self.to_stop.add(tid)
+                    break
+
+    def point(self, tid: str, value: float) -> dict[str, float]:
+        """A trial's objectives at an epoch: the metric's value there and its costs."""
+        assert self.metric_name is not None
+        return {**self.costs.get(tid, {}), self.metric_name: value}
 
     def _replay(self, ctl, tid: str, seen: dict[int, float], complete: bool) -> bool:
         """A trial's results fed to ASHA in order; True if ASHA would have stopped it."""
@@ -272,9 +331,22 @@ class AdaptiveStopping(FIFOScheduler):
             self.curves.setdefault(tid, {})[int(result[self.time_attr])] = float(
                 result[self.metric_name]
             )
+        if self.senses and tid not in self.costs:
+            names = [k for k in self.senses if k != self.metric_name]
+            if all(k in result for k in names):
+                self.costs[tid] = {k: float(result[k]) for k in names}
         if tid in self.to_stop:
             self.to_stop.discard(tid)
             return TrialScheduler.STOP
+        if self.pruner is not None and self.metric_name in result and self.time_attr in result:
+            epoch = int(result[self.time_attr])
+            recorded = epoch in self.pruner.rungs
+            stop = self.pruner.on_result(
+                tid, epoch, self.point(tid, float(result[self.metric_name]))
+            )
+            if recorded:
+                self.save_record()
+            return TrialScheduler.STOP if stop else TrialScheduler.CONTINUE
         if self.asha is not None and tid in self.in_asha:
             return self.asha.on_trial_result(tune_controller, trial, result)
         return TrialScheduler.CONTINUE
@@ -283,6 +355,8 @@ class AdaptiveStopping(FIFOScheduler):
         tid = trial.trial_id
         seen = self.curves.pop(tid, {})
         self.to_stop.discard(tid)
+        if self.pruner is not None:
+            return
         if self.asha is not None:
             if tid in self.in_asha:
                 self.asha.on_trial_complete(tune_controller, trial, result)

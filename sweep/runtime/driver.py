@@ -26,7 +26,7 @@ from nrfer.data import FERData, load_data
 from nrfer.data.identity import identity, sr_identity
 from nrfer.errors import first_line
 from nrfer.sr import ensure_sr
-from sweep.analysis.report import write_report
+from sweep.analysis.report import pareto_rows, rank, write_report
 from sweep.analysis.study import degradation_plot, render, study_table, write_tables
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.runtime import resume as sweep_state
@@ -280,6 +280,8 @@ class SweepSummary:
     warm_start_trials: int = 0
     study_table: str | None = None  # a study's table (markdown)
     study_cells: list | None = None  # its cells (sweep.analysis.study.Cell)
+    pareto: list[dict] = field(default_factory=list)  # several objectives: the front's rows
+    pareto_of: int = 0  # the trials with every objective measured (the front is among them)
 
 
 def run_sweep(
@@ -564,6 +566,7 @@ def make_trainable(
                 system_metrics_interval_s=(
                     system.system_metrics_interval_s if system.system_metrics else None
                 ),
+                cost=spec.cost.model_dump() if spec.cost is not None else None,
             ),
         ),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
@@ -601,6 +604,10 @@ def summarize(
         metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
         if best:
             metrics[f"best_{spec.metric}"] = best[spec.metric]
+        pareto = rank(pareto_rows(ranked), spec)
+        if spec.multi_objective:
+            metrics["pareto_front_size"] = len(pareto)
+            tracker.tag_fronts({r["trial_id"]: r.get("front") for r in ranked})
         tracker.finish(Path(tmp), metrics, best, spec.metric, source or spec.source)
     return SweepSummary(
         sweep=spec.name,
@@ -613,6 +620,8 @@ def summarize(
         unfinished=unfinished,
         best=best,
         leaderboard=ranked[:5],
+        pareto=pareto,
+        pareto_of=sum(r.get("front") is not None for r in ranked),
         importance=importance,
         wall_s=wall,
         results=results,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -178,9 +179,10 @@ class SweepSearch(OptunaSearch):
         # Tune hands the result that made the scheduler stop a trial to on_trial_complete
         # only (not on_trial_result): record it as that epoch's value first.
         step = int((result or {}).get(TRAINING_ITERATION, 0))
-        if (
+        if (  # (several objectives: Optuna keeps no per-epoch values)
             not error
             and result
+            and isinstance(self.metric, str)
             and self.metric in result
             and open_here
             and step > self._last_step.get(trial_id, 0)
@@ -235,20 +237,25 @@ def warm_start_trials(spec: SweepSpec, storage_url: str, sweeps: list[str]) -> l
                 f"(studies there: {', '.join(sorted(known)) or 'none'})"
             )
         study = optuna.load_study(study_name=sweep, storage=storage)
-        if study.direction.name.lower() != ("maximize" if spec.mode == "max" else "minimize"):
-            raise ValueError(f"--warm-start {sweep}: that study {study.direction.name.lower()}s")
+        theirs, ours = study_objectives(study), spec_objectives(spec)
+        if len(theirs) != len(ours) or any(
+            d != od or (n and n != on) for (n, d), (on, od) in zip(theirs, ours, strict=True)
+        ):
+            shown = ", ".join(f"{n or '?'} {d}" for n, d in theirs)
+            want = ", ".join(f"{n} {d}" for n, d in ours)
+            raise ValueError(f"--warm-start {sweep}: that study has {shown}; this sweep {want}")
         dropped, skipped, used = set(), 0, 0
         for t in study.get_trials(deepcopy=False, states=WARM_STATES):
             params = {k: v for k, v in t.params.items() if k in dists}
             dropped |= set(t.params) - set(params)
             outside = [k for k, v in params.items() if not in_distribution(dists[k], v)]
-            if outside or (t.state == TrialState.COMPLETE and t.value is None):
+            if outside or (t.state == TrialState.COMPLETE and t.values is None):
                 skipped += 1
                 continue
             out.append(
                 optuna.trial.create_trial(
                     state=t.state,
-                    value=t.value if t.state == TrialState.COMPLETE else None,
+                    values=t.values if t.state == TrialState.COMPLETE else None,
                     params=params,
                     distributions={k: dists[k] for k in params},
                     intermediate_values=dict(t.intermediate_values),
@@ -265,6 +272,18 @@ def warm_start_trials(spec: SweepSpec, storage_url: str, sweeps: list[str]) -> l
                 "space, or no value)"
             )
     return out
+
+
+def spec_objectives(spec: SweepSpec) -> list[tuple[str, str]]:
+    """(objective, maximize | minimize) in the order the study holds them."""
+    return [(n, "maximize" if s == "max" else "minimize") for n, s in spec.senses.items()]
+
+
+def study_objectives(study: optuna.Study) -> list[tuple[str | None, str]]:
+    names: list[str | None] = [None] * len(study.directions)
+    if study.metric_names:
+        names = list(study.metric_names)
+    return [(n, d.name.lower()) for n, d in zip(names, study.directions, strict=True)]
 
 
 def replace_old_study(storage_url: str, name: str) -> None:
@@ -284,14 +303,19 @@ def replace_old_study(storage_url: str, name: str) -> None:
 def start_study(storage_url: str, spec: SweepSpec, warm_start: list) -> None:
     """Create the sweep's study in its storage with the warm-start trials in it, before the
     searcher opens it (OptunaSearch loads an existing study of its name)."""
-    direction: Literal["maximize", "minimize"] = "maximize" if spec.mode == "max" else "minimize"
+    objectives = spec_objectives(spec)
+    directions: list[Literal["maximize", "minimize"]] = [d for _, d in objectives]  # type: ignore[misc]
     study = optuna.create_study(
         storage=open_storage(storage_url),
         study_name=spec.name,
-        direction=direction,
+        directions=directions,
         load_if_exists=True,
     )
-    if study.trials:  # never twice into one study (a new sweep's study starts empty)
+    if study.metric_names is None:  # named: a warm start from it compares objectives
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([n for n, _ in objectives])
+    if study.trials or not warm_start:  # never twice into one study (a new one is empty)
         return
     study.add_trials(warm_start)
     log.info("warm start: %d earlier trials added to the study", len(warm_start))
@@ -349,16 +373,16 @@ def build_searcher(
             GridSearch(spec.grid(), spec.metric, spec.mode),
             max_concurrent=spec.budget.max_concurrent,
         )
-    if warm_start:
-        if not storage_url:
-            raise ValueError("a warm start needs the study's storage")
-        start_study(storage_url, spec, warm_start)
+    if warm_start and not storage_url:
+        raise ValueError("a warm start needs the study's storage")
+    if storage_url:
+        start_study(storage_url, spec, warm_start or [])
     searcher = SweepSearch(
         max_epochs=spec.max_epochs,
         study_url=storage_url,
         space=spec.define_by_run,
-        metric=spec.metric,
-        mode=spec.mode,
+        metric=list(spec.senses) if spec.multi_objective else spec.metric,
+        mode=list(spec.senses.values()) if spec.multi_objective else spec.mode,
         sampler=spec.sampler(),
         study_name=spec.name,
     )

@@ -17,6 +17,7 @@ gives it back the result it ended with (sweep.runtime.ledger).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -50,6 +51,8 @@ from sweep.tracking.ui import run_name, trial_number
 RESULT_KEYS = (*EPOCH_KEYS, "epoch")
 TIMING_KEYS = ("epoch_time_s", "images_per_s")  # logged to MLflow, not reported to Tune
 TUNE_DIR = "tune_checkpoint"  # in the work folder: what the next report hands to Tune
+COST_FILE = "cost.json"  # in Tune's checkpoint: a resumed trial keeps the cost it measured
+COSTS_DIR = "costs"  # in the sweep's folder: each architecture's cost, measured once
 STUDY_TEST_KEYS = ("test_acc", "test_macro_f1", "test_mean_class_acc", "test_ece", "test_nll")
 STUDY_OPTIONAL_KEYS = ("test_vote_tv",)  # where the test split has annotator votes
 # the worst result (what a diverged trial reports): the searcher and ASHA rank it last
@@ -67,6 +70,7 @@ class TrialContext:
     dataset: dict[str, dict]  # label mode -> the data's identity before SR
     study: dict | None = None  # a study's section: each run tested once, its cell tagged
     system_metrics_interval_s: float | None = None  # None: no system metrics recorded
+    cost: dict | None = None  # the space's cost section: measure each trial's cost
 
 
 def epoch_row(metrics: dict) -> dict:
@@ -145,6 +149,44 @@ def degraded_test(
     return metrics
 
 
+def trial_cost(settings: dict, cfg, faces: FERData, exp_dir: str) -> dict[str, float]:
+    """What this trial's model costs (nrfer.cost) on its own device and faces: `params`,
+    `gflops`, `latency_ms_b<B>` (and `latency_ms`, batch 1's). Cost is a property of the
+    architecture on a device, so it is measured once per sweep for each (model config,
+    input, device): the first trial to measure it writes `<sweep>/costs/<key>.json` and
+    trials with the same architecture read it, so two equal models never differ by the
+    noise of the moment each was timed (a CPU shared with other trials)."""
+    from nrfer.cost import config_cost
+
+    channels, height, width = (int(d) for d in faces.train.images.shape[1:])
+    device = resolve_device(cfg.train.device)
+    model = {k: v for k, v in cfg.model.model_dump().items() if k != "pretrained"}
+    what = [model, [channels, height, width], faces.num_classes, str(device), settings]
+    key = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(exp_dir) / COSTS_DIR / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())["metrics"]
+    cost = config_cost(
+        cfg.model,
+        faces.num_classes,
+        (channels, height, width),
+        device,
+        tuple(settings["batch_sizes"]),
+        settings["repeats"],
+        settings["warmup"],
+    ).to_metrics()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"architecture": what, "metrics": cost}, default=str))
+    try:  # the first measurement of an architecture wins; a later one reads it
+        os.link(tmp, path)
+    except FileExistsError:
+        cost = json.loads(path.read_text())["metrics"]
+    finally:
+        tmp.unlink(missing_ok=True)
+    return cost
+
+
 def run_trial(
     params: dict[str, Any],
     base: dict,
@@ -165,10 +207,13 @@ def run_trial(
     faces = raw_faces = data[cfg.data.label_mode]
     study = tracking.study
     resume = None
+    cost: dict[str, float] = {}
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # Ray retried this trial, or the sweep resumed: continue
         with checkpoint.as_directory() as d:
             resume = load_checkpoint(Path(d) / RunPaths.LAST)
+            if (Path(d) / COST_FILE).is_file():
+                cost = json.loads((Path(d) / COST_FILE).read_text())
     for k, v in WORKER_HTTP_ENV.items():
         os.environ.setdefault(k, v)
     logger = TrialLogger(tracking.run, trial_id, Path(tracking.record_dir) / f"{trial_id}.jsonl")
@@ -199,6 +244,10 @@ def run_trial(
             "nrfer.pretrained", str(resolve_weights(cfg.model.pretrained, cfg.model.backbone))
         )
     logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
+    if tracking.cost is not None and not cost:  # before training: known at every rung
+        cost = trial_cost(tracking.cost, cfg, faces, tracking.exp_dir)
+    if cost:  # constant over the epochs: logged at step 0, reported with every epoch
+        logger.log_epoch(cost, step=0)
 
     def report(metrics: dict, paths: RunPaths) -> None:
         if not history and paths.pretrained.is_file():  # once per attempt, before epoch 1
@@ -215,11 +264,13 @@ def run_trial(
             staged.mkdir()
             os.replace(paths.last, staged / RunPaths.LAST)
             (staged / HISTORY_FILE).write_text(json.dumps(history))
+            if cost:
+                (staged / COST_FILE).write_text(json.dumps(cost))
             checkpoint = tune.Checkpoint.from_directory(str(staged))
         else:  # no checkpoint: a resume runs this epoch again anyway (logged once)
             log_history(logger, history[-1:])
         # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
-        tune.report(epoch_row(metrics), checkpoint=checkpoint)
+        tune.report({**epoch_row(metrics), **cost}, checkpoint=checkpoint)
         if checkpoint is not None:  # Tune has its copy
             shutil.rmtree(paths.out / TUNE_DIR, ignore_errors=True)
             log_history(logger, history[-1:])
@@ -239,7 +290,7 @@ def run_trial(
         )
     except FloatingPointError:  # diverged: a bad config, not a crash; retrying cannot help
         logger.fail(traceback.format_exc(), diverged=True)
-        tune.report(dict(WORST))  # the searcher and ASHA see it as the worst result
+        tune.report({**WORST, **cost})  # the searcher and ASHA see it as the worst result
         return
     finally:
         stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial

@@ -14,11 +14,25 @@ from nrfer.registry import suggest
 from sweep.spec.params import SpaceError, shown
 
 METRICS = ("val_acc", "val_macro_f1", "val_loss")
-SEARCHERS = ("tpe", "random", "grid")  # grid: every cell of the choices (a study)
+# what a trial costs to run (nrfer.cost; measured when an objective names one, or `cost:` is
+# given): parameters, GFLOPs of one face, and latency in ms per call at each of
+# cost.batch_sizes (latency_ms_b<B>; latency_ms is batch 1's)
+COST_METRICS = ("params", "gflops", "latency_ms")
+LATENCY_AT = re.compile(r"latency_ms_b([1-9][0-9]*)")
+# tpe and random handle several objectives too (Optuna's MOTPE; random ignores them);
+# nsga2: Optuna's NSGA-II; grid: every cell of the choices (a study)
+SEARCHERS = ("tpe", "random", "nsga2", "grid")
 EARLY_STOPPING_KEYS = {
     "asha": ("name", "grace_period", "reduction_factor", "max_epochs"),
     "fifo": ("name", "max_epochs"),
-    "adaptive": ("name", "max_epochs", "reduction_factor", "min_trials", "min_rank_correlation"),
+    "adaptive": (
+        "name",
+        "max_epochs",
+        "reduction_factor",
+        "min_trials",
+        "min_rank_correlation",
+        "min_dominating",
+    ),
 }
 
 
@@ -100,7 +114,9 @@ class EarlyStopping(_Section):
     """ASHA stops weak trials at rungs grace_period * reduction_factor^k; FIFO runs all;
     adaptive runs `min_trials` trials to the end, then places ASHA's first rung at the first
     epoch whose rank correlation with the final value is at least `min_rank_correlation`
-    (a bootstrap lower bound), or stops nothing (sweep.runtime.adaptive)."""
+    (a bootstrap lower bound), or stops nothing (sweep.runtime.adaptive); with several
+    objectives a trial stops at a rung only where `min_dominating` trials dominate it
+    (sweep.runtime.dominance)."""
 
     name: Annotated[str, _one_of(tuple(EARLY_STOPPING_KEYS))] = "asha"
     max_epochs: Annotated[int, _int_at_least(1)] = 10
@@ -108,6 +124,8 @@ class EarlyStopping(_Section):
     reduction_factor: Annotated[int, _int_at_least(2)] | None = None
     min_trials: Annotated[int, _int_at_least(3)] | None = None
     min_rank_correlation: Annotated[float, _number_at_least(-1)] | None = None
+    # several objectives: a trial stops at a rung only where this many trials dominate it
+    min_dominating: Annotated[int, _int_at_least(1)] | None = None
 
     @model_validator(mode="after")
     def _fits_the_scheduler(self) -> EarlyStopping:
@@ -150,6 +168,47 @@ class Resources(_Section):
         if self.gpu > 1 and self.gpu != int(self.gpu):
             raise ValueError(f"gpu: fractions are allowed below 1 only, got {self.gpu}")
         return self
+
+
+def _batch_sizes(v: Any) -> list[int]:
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"expected a non-empty list of batch sizes, got {shown(v)}")
+    for b in v:
+        if not isinstance(b, int) or isinstance(b, bool) or not 1 <= b <= 4096:
+            raise ValueError(f"a batch size must be an integer in 1..4096, got {shown(b)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"a batch size is listed twice in {shown(v)}")
+    return list(v)
+
+
+class Cost(_Section):
+    """How each trial measures what its model costs (nrfer.cost), once, before its first
+    epoch, on the trial's own device: latency is the median of `repeats` warm calls (after
+    `warmup` ones) at each batch size; parameters and FLOPs are counted."""
+
+    batch_sizes: Annotated[list[int], PlainValidator(_batch_sizes)] = [1, 64]
+    repeats: Annotated[int, _int_at_least(1, 1000)] = 20
+    warmup: Annotated[int, _int_at_least(0, 100)] = 3
+
+
+def _objectives(v: Any) -> dict[str, str]:
+    """objectives: {name: max | min, ...} in the order given (a name: a validation metric or
+    a cost metric)."""
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError(f"expected a mapping of objective -> max or min, got {shown(v)}")
+    allowed = (*METRICS, *COST_METRICS, "latency_ms_b<B>")
+    for name, sense in v.items():
+        if not isinstance(name, str) or not (
+            name in METRICS or name in COST_METRICS or LATENCY_AT.fullmatch(name)
+        ):
+            raise ValueError(
+                f"{shown(name)} is not an objective; {suggest(str(name), list(allowed))}"
+            )
+        if sense not in ("max", "min"):
+            raise ValueError(f"{name}: expected max or min, got {shown(sense)}")
+    return dict(v)
 
 
 def _keep(v: Any) -> int | None:
@@ -272,6 +331,10 @@ class SpaceFile(_Section):
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
     study: Study | None = None
+    # several objectives (accuracy against latency, ...): the searcher proposes along their
+    # Pareto front, and the leaderboard marks it; `metric` stays the one early stopping ranks
+    objectives: Annotated[dict[str, str], PlainValidator(_objectives)] = {}
+    cost: Cost | None = None
     registered_model: Annotated[str, _model_name("model name")] | None = None
 
     @model_validator(mode="before")
@@ -316,9 +379,59 @@ class SpaceFile(_Section):
 
     @model_validator(mode="after")
     def _mode_follows_metric(self) -> SpaceFile:
+        if self.objectives:
+            self._check_objectives()
         if not self.mode:
             _set(self, "mode", "min" if self.metric == "val_loss" else "max")
         return self
+
+    def _check_objectives(self) -> None:
+        """Two or more objectives, one of them a validation metric: `metric` (given, else
+        the first validation metric listed), its sense the one listed; each latency at a
+        batch size `cost.batch_sizes` measures."""
+        objectives = self.objectives
+        if len(objectives) < 2:
+            raise ValueError(
+                f"objectives: give two or more (one objective is metric: and mode:), got "
+                f"{', '.join(objectives)}"
+            )
+        if self.searcher == "grid":
+            raise ValueError("objectives: a study (searcher: grid) compares cells; it has none")
+        if "metric" not in self.model_fields_set:
+            metric = next((n for n in objectives if n in METRICS), None)
+            if metric is None:
+                raise ValueError(
+                    f"objectives: one must be a validation metric ({', '.join(METRICS)}): it is "
+                    "what trials train towards and early stopping ranks"
+                )
+            _set(self, "metric", metric)
+        if self.metric not in objectives:
+            raise ValueError(f"metric: {self.metric} is not one of the objectives")
+        sense = objectives[self.metric]
+        if self.mode and self.mode != sense:
+            raise ValueError(f"mode: {self.mode}, but objectives.{self.metric} is {sense}")
+        _set(self, "mode", sense)
+        cost = self.cost or Cost()
+        if self.cost is None:
+            _set(self, "cost", cost)
+        for name in objectives:
+            m = LATENCY_AT.fullmatch(name)
+            batch = int(m.group(1)) if m else (1 if name == "latency_ms" else None)
+            if batch is not None and batch not in cost.batch_sizes:
+                raise ValueError(
+                    f"objectives.{name}: batch {batch} is not measured; cost.batch_sizes is "
+                    f"{cost.batch_sizes}"
+                )
+
+    @property
+    def senses(self) -> dict[str, str]:
+        """objective -> max | min: `metric` first, then the other objectives in file order
+        (the order Optuna's study holds them in)."""
+        return {self.metric: self.mode, **{k: v for k, v in self.objectives.items()}}
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
 
 def _study_defaults(raw: dict) -> dict:

@@ -146,12 +146,17 @@ class SweepSpec(SpaceFile):
         return None if out == cell else out
 
     def sampler(self):
-        """The Optuna sampler of `searcher` (tpe | random), seeded: sweeps and --dry-run
-        draw from the same one."""
+        """The Optuna sampler of `searcher` (tpe | random | nsga2), seeded: sweeps and
+        --dry-run draw from the same one. TPE and NSGA-II take several objectives."""
         import optuna
 
         if self.searcher == "random":
             return optuna.samplers.RandomSampler(seed=self.seed)
+        if self.searcher == "nsga2":  # a generation of a quarter of the budget, 4 to 50
+            population = max(4, min(50, self.budget.num_samples // 4))
+            from sweep.compat.ray_optuna import NSGAIISampler
+
+            return NSGAIISampler(population_size=population, seed=self.seed)
         return optuna.samplers.TPESampler(
             seed=self.seed, n_startup_trials=min(4, self.budget.num_samples)
         )
@@ -167,8 +172,9 @@ class SweepSpec(SpaceFile):
         """The spec as plain data, every default filled in: what the sweep's state file keeps
         (a resume compares it) and the parent run logs."""
         out = self.model_dump()
-        if out["study"] is None:  # a sweep's state reads as it did before studies
-            del out["study"]
+        for key in ("study", "objectives", "cost"):  # a sweep's state reads as it did
+            if not out[key]:  # before studies and objectives
+                del out[key]
         out["early_stopping"] = self.early_stopping.model_dump(exclude_none=True)
         out["search"] = {
             p.key: {p.kind: p.args, **({"when": p.when} if p.when else {})} for p in self.params

@@ -69,6 +69,7 @@ def package_versions() -> dict[str, str]:
 
 
 SPEC_JSON = "space/resolved_spec.json"
+PARETO_TAG = "nrfer.pareto_front"  # on each trial run of a sweep with several objectives
 
 
 def space_params(spec: dict) -> list[Param]:
@@ -191,6 +192,16 @@ class SweepTracker:
     def context(self) -> RunContext:
         """What a trial needs to log to its nested run (passed to workers)."""
         return RunContext(self.uri, self.experiment_id, self.parent, self.sweep_id, self.instance)
+
+    def tag_fronts(self, fronts: dict[str, int | None]) -> None:
+        """Each trial run's `nrfer.pareto_front` (1: on the Pareto front of the sweep's
+        objectives; 2: on the next front ...; none: an objective unmeasured), searchable in the
+        UI: tags.`nrfer.pareto_front` = '1'."""
+        runs = self.trial_runs()
+        for trial_id, front in fronts.items():
+            if trial_id in runs:
+                value = "none" if front is None else str(front)
+                self.client.set_tag(runs[trial_id].info.run_id, PARETO_TAG, value)
 
     def trial_runs(self, attempts: int = FINAL_ATTEMPTS) -> dict[str, Any]:
         """trial_id -> run, for this sweep instance only. Waits out an MLflow outage (about

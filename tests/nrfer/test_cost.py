@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from nrfer.cost import count_params, forward_flops, latency_ms, measure
+from nrfer.cost import cost_metric_names, count_params, forward_flops, latency_ms, measure
 
 
 def test_params_and_flops_of_a_linear_and_a_conv_by_hand():
@@ -31,5 +31,8 @@ def test_latency_is_a_warm_median_and_measure_reports_per_batch():
     assert cost.gflops == pytest.approx(2 * 48 * 48 * 8 / 1e9)
     assert set(cost.latency_ms) == {1, 8} and all(v > 0 for v in cost.latency_ms.values())
     metrics = cost.to_metrics()
-    assert set(metrics) == {"params", "gflops", "latency_ms_b1", "latency_ms_b8"}
+    assert set(metrics) == {"params", "gflops", "latency_ms_b1", "latency_ms_b8", "latency_ms"}
+    assert metrics["latency_ms"] == metrics["latency_ms_b1"]  # one face at a time
+    assert set(cost_metric_names((1, 8))) == set(metrics)
+    assert "latency_ms" not in cost_metric_names((8,))
     assert model.training  # left as it was
