@@ -108,7 +108,9 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
     senses = {"val_acc": "max", "params": "min"}
     front = {trials[i].data.tags["nrfer.trial_id"] for i in pareto_front(points, senses)}
     assert {r["trial_id"] for r in summary.pareto} == front
-    assert all(r["objectives"]["params"] == by_trial[r["trial_id"]]["params"] for r in summary.pareto)
+    assert all(
+        r["objectives"]["params"] == by_trial[r["trial_id"]]["params"] for r in summary.pareto
+    )
     assert summary.pareto_of == 5
     for tid, t in by_trial.items():
         tag = t["run"].data.tags.get("nrfer.pareto_front")
