@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-onnx load-test clean
+.PHONY: help setup demo-pareto demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-pareto bench-onnx load-test clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -39,6 +39,9 @@ SPACE ?= demo.yaml
 SWEEP_ARGS ?=
 demo: setup  ## the demo sweep: 8 tiny trials on synthetic FER+, adaptive early stopping, MLflow in ./mlflow.db
 	$(BIN)/nrfer sweep --space demo $(SWEEP_ARGS)
+
+demo-pareto: setup  ## accuracy against latency: 10 trials, two objectives, the Pareto front (a few minutes)
+	$(BIN)/nrfer sweep --space demo_pareto $(SWEEP_ARGS)
 
 sweep: setup  ## a sweep of SPACE=... (SWEEP_ARGS=... for more options)
 	$(BIN)/nrfer sweep --space $(SPACE) $(SWEEP_ARGS)
@@ -77,6 +80,13 @@ bench-search-long: setup  ## search strategies on 24-epoch curves, 100 seeds, wi
 		--space bench/replay_long.yaml --n 48 --epochs 24 --seed 123 --out bench/search_replay_curves_24ep.json
 	$(BIN)/python bench/search_replay.py run --curves bench/search_replay_curves_24ep.json \
 		--reps 100 --grace 2 --rf 2 --name search_replay_24ep --plot bench/search_replay_24ep.png
+
+# Two objectives (val_acc, latency_ms): early stopping by dominance vs ASHA on the recorded
+# curves, each config's latency measured (bench/pareto_replay_costs.json), 100 seeds.
+bench-pareto: setup  ## multi-objective early stopping replayed: final-front trials stopped, epochs saved
+	test -f bench/pareto_replay_costs.json || $(BIN)/python bench/pareto_replay.py costs
+	$(BIN)/python bench/pareto_replay.py run
+	$(BIN)/python bench/pareto_replay.py run --latency config
 
 # Inference: onnxruntime against torch eager on the exported graph (nrfer export), batch 1 and 64.
 bench-onnx: setup  ## ONNX export latency: onnxruntime vs torch eager, as a ratio

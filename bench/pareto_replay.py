@@ -41,17 +41,19 @@ COSTS = HERE / "pareto_replay_costs.json"
 SENSES = {"val_acc": "max", "latency_ms": "min"}
 ADAPTIVE = {"min_trials": 8, "threshold": 0.8, "reduction_factor": 2}
 
-# name: (objectives the rungs compare (None: ASHA on val_acc), dominating trials needed,
-# rank-correlation threshold: -1 forces the first rung to epoch 1)
-ARMS: dict[str, tuple[dict | None, int, float | None]] = {
-    "FIFO (no early stopping)": (None, 0, None),
-    "adaptive, ASHA on val_acc": (None, 0, ADAPTIVE["threshold"]),
-    "adaptive, dominance k=1": (SENSES, 1, ADAPTIVE["threshold"]),
-    "adaptive, dominance k=2 (default)": (SENSES, 2, ADAPTIVE["threshold"]),
-    "adaptive, dominance k=3": (SENSES, 3, ADAPTIVE["threshold"]),
-    "rung forced to epoch 1, ASHA on val_acc": (None, 0, -1.0),
-    "rung forced to epoch 1, dominance k=2": (SENSES, 2, -1.0),
+# name: (objectives the rungs compare (None: ASHA on val_acc), min_dominating, fraction of
+# the trials at the rung that must dominate (None: ASHA's 1 - 1/rf), rank-correlation
+# threshold (None: no early stopping; -1 forces the first rung to epoch 1))
+ARMS: dict[str, tuple[dict | None, int, float | None, float | None]] = {
+    "FIFO (no early stopping)": (None, 0, None, None),
+    "adaptive, ASHA on val_acc": (None, 0, None, ADAPTIVE["threshold"]),
+    "adaptive, dominance (ASHA's fraction; default)": (SENSES, 1, None, ADAPTIVE["threshold"]),
+    "adaptive, dominance by any 2": (SENSES, 2, 0.0, ADAPTIVE["threshold"]),
+    "rung forced to epoch 1, ASHA on val_acc": (None, 0, None, -1.0),
+    "rung forced to epoch 1, dominance (ASHA's fraction)": (SENSES, 1, None, -1.0),
+    "rung forced to epoch 1, dominance by any 2": (SENSES, 2, 0.0, -1.0),
 }
+LATENCY = {"mode": "architecture"}  # run --latency: per architecture (as a sweep measures)
 
 
 # -- costs -----------------------------------------------------------------------------------
@@ -96,7 +98,7 @@ def scheduler_for(arm: str, epochs: int, folder: Path):
 
     from sweep.runtime.adaptive import AdaptiveStopping
 
-    senses, k, threshold = ARMS[arm]
+    senses, k, fraction, threshold = ARMS[arm]
     if threshold is None:
         return FIFOScheduler()
     s = AdaptiveStopping(
@@ -107,6 +109,7 @@ def scheduler_for(arm: str, epochs: int, folder: Path):
         threshold=threshold,
         senses=senses,
         min_dominating=k or None,
+        dominance_fraction=fraction,
     )
     s.set_search_properties("val_acc", "max")
     return s
@@ -165,6 +168,18 @@ def replay(name: str, reps: int, arms: list[str]) -> dict:
     cost_rows = json.loads(COSTS.read_text())[name]
     curves = [c["curve"] for c in recorded["configs"]]
     latency = [r["latency_ms"] for r in cost_rows]
+    if LATENCY["mode"] == "architecture":  # equal models, equal latency: the group's median
+        arch = [
+            json.dumps(
+                {k: v for k, v in c["params"].items() if k.startswith("model.")}, sort_keys=True
+            )
+            for c in recorded["configs"]
+        ]
+        groups = {
+            a: float(np.median([t for t, b in zip(latency, arch, strict=True) if b == a]))
+            for a in arch
+        }
+        latency = [groups[a] for a in arch]
     epochs, n = len(curves[0]), len(curves)
     final = [
         {"val_acc": max(r["val_acc"] for r in c), "latency_ms": lat}
@@ -234,7 +249,16 @@ def main() -> int:
     rp.add_argument("--reps", type=int, default=100)
     rp.add_argument("--recordings", nargs="*", default=list(RECORDINGS))
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
+    rp.add_argument(
+        "--latency",
+        choices=("architecture", "config"),
+        default="architecture",
+        help="architecture: each architecture's median measurement (what a sweep measures: "
+        "once per architecture); config: each config's own measurement (latency varying "
+        "continuously, a proxy for a space with many architectures)",
+    )
     args = ap.parse_args()
+    LATENCY["mode"] = args.latency
     if args.cmd == "costs":
         costs()
         return 0
@@ -242,8 +266,14 @@ def main() -> int:
 
     t0 = time.perf_counter()
     results = {name: replay(name, args.reps, args.arms) for name in args.recordings}
-    meta = {"adaptive": ADAPTIVE, "senses": SENSES, "wall_s": round(time.perf_counter() - t0, 1)}
-    record("pareto_replay", [{"recording": k, **v} for k, v in results.items()], meta)
+    meta = {
+        "adaptive": ADAPTIVE,
+        "senses": SENSES,
+        "latency": args.latency,
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+    section = "pareto_replay" + ("" if args.latency == "architecture" else "_per_config")
+    record(section, [{"recording": k, **v} for k, v in results.items()], meta)
     return 0
 
 

@@ -2,6 +2,7 @@
 
     python bench/search_replay.py record   # train N demo-space configs for E epochs, all epochs kept
     python bench/search_replay.py run      # every arm x R seeds through Ray Tune, replaying curves
+    python bench/search_replay.py pareto   # two objectives: the dominance arms (bench/pareto_replay.py)
 
 `record` trains a seeded random sample of the demo space with `nrfer.train.fit` (no early
 stopping) and writes every epoch's val_acc, val_loss and wall time to
@@ -564,6 +565,11 @@ def main() -> int:
         help="simulate: the real searcher and scheduler driven in simulated time (seconds per "
         "sweep); tune: a real Tune sweep of the replay trainable (minutes per sweep)",
     )
+    if len(sys.argv) > 1 and sys.argv[1] == "pareto":  # its own arms and options
+        import pareto_replay
+
+        sys.argv = [sys.argv[0], "run", *sys.argv[2:]]
+        return pareto_replay.main()
     args = ap.parse_args()
     if args.cmd == "record":
         record(args.n, args.epochs, args.workers, args.seed, args.out, args.space)

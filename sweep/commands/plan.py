@@ -143,15 +143,29 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
     if s.name == "asha":
         sched = f"ASHA(grace {s.grace_period}, reduction {s.reduction_factor}, max {s.max_epochs} epochs)"
     elif s.name == "adaptive":
+        rule = (
+            f"rungs (reduction {s.reduction_factor}) where a trial stops only if as many trials "
+            f"dominate it on {', '.join(spec.senses)} as ASHA needs to beat it (and at least "
+            f"{s.min_dominating or 1})"
+            if spec.multi_objective
+            else f"ASHA with reduction {s.reduction_factor}"
+        )
         sched = (
-            f"adaptive(the first {s.min_trials} trials to their {s.max_epochs} epochs, then ASHA "
-            f"with reduction {s.reduction_factor} from the first epoch whose rank correlation "
-            f"with the final value has a bootstrap bound of at least {s.min_rank_correlation:g}, "
-            "or no early stopping)"
+            f"adaptive(the first {s.min_trials} trials to their {s.max_epochs} epochs, then "
+            f"{rule} from the first epoch whose rank correlation with the final value has a "
+            f"bootstrap bound of at least {s.min_rank_correlation:g}, or no early stopping)"
         )
     else:
         sched = f"FIFO({s.max_epochs} epochs)"
     print(f"early stopping: {sched}")
+    if spec.multi_objective and spec.cost is not None:
+        c = spec.cost
+        print(
+            f"objectives: {', '.join(f'{k} ({v})' for k, v in spec.senses.items())}; searcher "
+            f"{spec.searcher} proposes along their Pareto front. Each architecture's cost is "
+            f"measured once, on the trial's device: params, GFLOPs, latency at batch "
+            f"{', '.join(map(str, c.batch_sizes))} (median of {c.repeats} calls after {c.warmup})"
+        )
     print(
         f"budget: {spec.budget.num_samples} trials, {spec.budget.max_concurrent} at a time, time budget {spec.budget.time_budget_s or 'none'}"
     )

@@ -112,7 +112,7 @@ def trial_from_fields(fields: dict[str, Any], study: optuna.Study) -> optuna.Tri
     return trial
 
 
-class NSGAIISampler(optuna.samplers.NSGAIISampler):
+class _PicklableNSGAII(optuna.samplers.NSGAIISampler):
     """Optuna 5.1's NSGA-II sampler keeps a `threading.Lock` that pickle refuses, and Tune
     pickles the searcher (with its sampler) into its experiment state: pickled here without
     the lock, and given a new one when unpickled."""
@@ -127,3 +127,10 @@ class NSGAIISampler(optuna.samplers.NSGAIISampler):
 
         self.__dict__.update(state)
         self._thread_lock = threading.Lock()
+
+
+def picklable_sampler(sampler: optuna.samplers.BaseSampler) -> optuna.samplers.BaseSampler:
+    """`sampler`, made picklable where Optuna's is not (NSGA-II: its lock)."""
+    if type(sampler) is optuna.samplers.NSGAIISampler:
+        sampler.__class__ = _PicklableNSGAII
+    return sampler

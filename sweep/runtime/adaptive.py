@@ -96,8 +96,8 @@ class RungChoice:
         )
         if self.epoch and self.min_dominating:
             head += (
-                f" (several objectives: a trial stops at a rung only where "
-                f"{self.min_dominating} trials dominate it there)"
+                " (several objectives: a trial stops at a rung only where as many trials "
+                f"dominate it as ASHA needs to beat it, and at least {self.min_dominating})"
             )
         return (
             f"early stopping (adaptive): {head}. Spearman rho of each epoch's value with the "
@@ -168,6 +168,7 @@ class AdaptiveStopping(FIFOScheduler):
         resamples: int = RESAMPLES,
         senses: dict[str, str] | None = None,
         min_dominating: int | None = None,
+        dominance_fraction: float | None = None,
     ) -> None:
         super().__init__()
         self.folder = Path(folder)
@@ -185,6 +186,10 @@ class AdaptiveStopping(FIFOScheduler):
         self.announce: Callable[[RungChoice], None] | None = None  # the driver's (not pickled)
         self.senses = dict(senses) if senses and len(senses) > 1 else None
         self.min_dominating = min_dominating or MIN_DOMINATING
+        # ASHA's: stop where 1 - 1/rf of the trials at the rung beat (here: dominate) it
+        self.fraction = (
+            1 - 1 / reduction_factor if dominance_fraction is None else dominance_fraction
+        )
         self.costs: dict[str, dict[str, float]] = {}  # trial -> its other objectives
         self.pruner: DominancePruner | None = None
 
@@ -221,7 +226,11 @@ class AdaptiveStopping(FIFOScheduler):
             pruner = state.get("pruner")
             if self.choice.epoch and self.senses and pruner:
                 self.pruner = DominancePruner(
-                    pruner["rungs"], self.senses, pruner["min_dominating"], pruner["records"]
+                    pruner["rungs"],
+                    self.senses,
+                    pruner["min_dominating"],
+                    pruner["records"],
+                    pruner.get("fraction", self.fraction),
                 )
             elif self.choice.epoch:
                 self.asha = self._build_asha(self.choice.epoch)  # its records restore it
@@ -283,7 +292,10 @@ class AdaptiveStopping(FIFOScheduler):
         replayed into it: a running one it would have stopped stops at its next result."""
         assert self.senses is not None
         self.pruner = DominancePruner(
-            rungs_of(first, self.rf, self.max_t), self.senses, self.min_dominating
+            rungs_of(first, self.rf, self.max_t),
+            self.senses,
+            self.min_dominating,
+            fraction=self.fraction,
         )
         for tid, curve in self.completed.items():
             for epoch, value in enumerate(curve, 1):

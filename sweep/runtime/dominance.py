@@ -1,6 +1,8 @@
-"""Early stopping that respects several objectives: at each rung, a trial stops only when at
-least `min_dominating` other trials recorded at that rung dominate it there (each at least
-as good on every objective, better on one: sweep.analysis.pareto.dominates).
+"""Early stopping that respects several objectives: ASHA's rule with "better" read as
+"dominates". At each rung, ASHA stops a trial when at least a fraction 1 - 1/rf of the
+trials recorded there beat it; here, when at least that fraction of them *dominate* it (each
+at least as good on every objective, better on one: sweep.analysis.pareto.dominates), and
+at least `min_dominating` of them. With one objective this is ASHA's cut-off.
 
 ASHA ranks trials by one metric, so with accuracy against latency it stops a fast model
 whose accuracy is middling at the rung: the very trials that end on the cheap side of the
@@ -16,11 +18,12 @@ ledger record, so a resumed sweep prunes against the same points.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from sweep.analysis.pareto import dominates
 
-MIN_DOMINATING = 2  # bench/NOTES.md: the replay's safe choice on both recordings
+MIN_DOMINATING = 1  # the floor; the fraction decides where many trials are recorded
 
 
 def rungs_of(first: int, reduction_factor: int, max_t: int) -> list[int]:
@@ -33,8 +36,9 @@ def rungs_of(first: int, reduction_factor: int, max_t: int) -> list[int]:
 
 
 class DominancePruner:
-    """Stops a trial at a rung when `min_dominating` trials recorded there dominate it over
-    `senses` (objective -> max | min; the metric's value is the one at that epoch)."""
+    """Stops a trial at a rung when at least `fraction` of the other trials recorded there,
+    and at least `min_dominating`, dominate it over `senses` (objective -> max | min; the
+    metric's value is the one at that epoch)."""
 
     def __init__(
         self,
@@ -42,10 +46,12 @@ class DominancePruner:
         senses: Mapping[str, str],
         min_dominating: int = MIN_DOMINATING,
         records: Mapping[int, Mapping[str, Mapping[str, float]]] | None = None,
+        fraction: float = 0.5,
     ) -> None:
         self.rungs = list(rungs)
         self.senses = dict(senses)
         self.min_dominating = min_dominating
+        self.fraction = fraction
         self.records: dict[int, dict[str, dict[str, float]]] = {
             int(r): {t: dict(p) for t, p in trials.items()} for r, trials in (records or {}).items()
         }
@@ -63,7 +69,9 @@ class DominancePruner:
         here = self.records.setdefault(epoch, {})
         if trial_id in here:  # a rerun of a recorded epoch (a resumed trial): decided once
             return False
-        stop = self.dominating(epoch, trial_id, point) >= self.min_dominating
+        others = sum(t != trial_id for t in here)
+        needed = max(self.min_dominating, math.ceil(self.fraction * others - 1e-9))
+        stop = self.dominating(epoch, trial_id, point) >= needed
         here[trial_id] = {k: float(point[k]) for k in self.senses}
         return stop
 
@@ -71,5 +79,6 @@ class DominancePruner:
         return {
             "rungs": self.rungs,
             "min_dominating": self.min_dominating,
+            "fraction": self.fraction,
             "records": {r: dict(t) for r, t in self.records.items()},
         }

@@ -19,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 from nrfer.config import ConfigError
 from nrfer.errors import first_line
 from sweep.compat.ray_optuna import (
+    picklable_sampler,
     searcher_completed,
     searcher_state,
     searcher_study,
@@ -383,7 +384,7 @@ def build_searcher(
         space=spec.define_by_run,
         metric=list(spec.senses) if spec.multi_objective else spec.metric,
         mode=list(spec.senses.values()) if spec.multi_objective else spec.mode,
-        sampler=spec.sampler(),
+        sampler=picklable_sampler(spec.sampler()),  # Tune pickles it with the searcher
         study_name=spec.name,
     )
     return ConcurrencyLimiter(searcher, max_concurrent=spec.budget.max_concurrent)

@@ -154,9 +154,7 @@ class SweepSpec(SpaceFile):
             return optuna.samplers.RandomSampler(seed=self.seed)
         if self.searcher == "nsga2":  # a generation of a quarter of the budget, 4 to 50
             population = max(4, min(50, self.budget.num_samples // 4))
-            from sweep.compat.ray_optuna import NSGAIISampler
-
-            return NSGAIISampler(population_size=population, seed=self.seed)
+            return optuna.samplers.NSGAIISampler(population_size=population, seed=self.seed)
         return optuna.samplers.TPESampler(
             seed=self.seed, n_startup_trials=min(4, self.budget.num_samples)
         )

@@ -177,6 +177,7 @@ class SweepTracker:
             list(spec_dict.get("search") or {}),
             study=bool(spec_dict.get("study")),
             created_ms=int(time.time() * 1000),
+            objectives=list(spec_dict.get("objectives") or {}),
         )
         self.client.set_experiment_tag(
             self.experiment_id, SHARED_VIEW + view_key(self.instance), view

@@ -133,15 +133,23 @@ def trials_view(
     searched: list[str],
     study: bool = False,
     created_ms: int = 0,
+    objectives: list[str] | None = None,
 ) -> str:
     """The experiment tag value of the saved view of a sweep's trials: MLflow's envelope
     (name, createdAt, state), its state the runs table's filter (this instance's trials),
     order (best first by the sweep's metric) and columns: that metric, val_acc, test_acc in
-    a study, each searched key, and the description (epochs run, how the trial ended)."""
+    a study, each other objective of a sweep with several, each searched key, the Pareto
+    front tag (several objectives), and the description (epochs run, how the trial ended)."""
     order = "best_val_acc" if metric == "val_acc" else metric
-    metrics = list(dict.fromkeys([order, metric, "val_acc", *(["test_acc"] if study else [])]))
+    metrics = list(
+        dict.fromkeys(
+            [order, metric, "val_acc", *(["test_acc"] if study else []), *(objectives or [])]
+        )
+    )
     name_col, description_col = column("tags", "mlflow.runName"), column("tags", DESCRIPTION)
     shown = [column("metrics", m) for m in metrics] + [column("params", k) for k in searched]
+    if objectives:  # 1 on the Pareto front (set when the sweep ends)
+        shown.append(column("tags", "nrfer.pareto_front"))
     state = {
         "searchFilter": f"tags.`nrfer.role` = 'trial' and tags.`nrfer.sweep_instance` = '{instance}'",
         "orderByKey": column("metrics", order),

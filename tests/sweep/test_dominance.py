@@ -11,6 +11,16 @@ from sweep.runtime.dominance import DominancePruner, rungs_of
 SENSES = {"val_acc": "max", "latency_ms": "min"}
 
 
+def test_with_one_objective_the_fraction_is_ashas_cut():
+    """One objective: dominating is beating, so half of the recorded trials beating a trial
+    stops it, as ASHA at rf 2 stops a trial under the median."""
+    pruner = DominancePruner([1], {"val_acc": "max"}, fraction=0.5)
+    for i, v in enumerate([0.1, 0.2, 0.3, 0.4]):
+        pruner.records.setdefault(1, {})[f"r{i}"] = {"val_acc": v}
+    assert pruner.on_result("low", 1, {"val_acc": 0.25})  # 2 of 4 beat it
+    assert not pruner.on_result("high", 1, {"val_acc": 0.35})  # 1 of 5 beats it
+
+
 def test_rungs_are_ashas():
     assert rungs_of(2, 2, 10) == [2, 4, 8]
     assert rungs_of(3, 3, 9) == [3]  # never the last epoch
@@ -18,7 +28,8 @@ def test_rungs_are_ashas():
 
 
 def test_a_trial_stops_where_enough_recorded_trials_dominate_it():
-    pruner = DominancePruner([2, 4], SENSES, min_dominating=2)
+    # half the trials recorded at the rung (ASHA's 1 - 1/rf at rf 2), and at least 2
+    pruner = DominancePruner([2, 4], SENSES, min_dominating=2, fraction=0.5)
     assert not pruner.on_result("a", 2, {"val_acc": 0.6, "latency_ms": 5.0})
     assert not pruner.on_result("b", 2, {"val_acc": 0.7, "latency_ms": 4.0})  # dominates a
     # c: worse than a and b on both: dominated twice
@@ -36,11 +47,13 @@ def test_a_trial_stops_where_enough_recorded_trials_dominate_it():
     assert not pruner.on_result("g", 3, {"val_acc": 0.0, "latency_ms": 99.0})
     assert not pruner.on_result("h", 2, {"val_acc": 0.0})
     assert set(pruner.records) == {2} and set(pruner.records[2]) == set("abcdef")
-    # at k=1, e (dominated by b) stops too
-    strict = DominancePruner([2], SENSES, 1, pruner.to_dict()["records"])
+    # by any one: e (dominated by b) stops too
+    strict = DominancePruner([2], SENSES, 1, pruner.to_dict()["records"], fraction=0.0)
     assert strict.on_result("e2", 2, {"val_acc": 0.6, "latency_ms": 5.0})
-    # a pruner rebuilt from its records decides the same; a rerun epoch is decided once
+    # a pruner rebuilt from its records decides the same; a rerun epoch is decided once.
+    # c2 (equal to c): of the 6 recorded, a, b and e dominate it: 3 = half of 6
     again = DominancePruner(**{k: v for k, v in pruner.to_dict().items()}, senses=SENSES)
+    assert again.dominating(2, "c2", {"val_acc": 0.5, "latency_ms": 6.0}) == 3
     assert again.on_result("c2", 2, {"val_acc": 0.5, "latency_ms": 6.0})
     assert not again.on_result("c", 2, {"val_acc": 0.5, "latency_ms": 6.0})
 
@@ -90,7 +103,8 @@ def test_adaptive_with_two_objectives_spares_the_fast_trial_asha_stops(tmp_path)
     pareto = make(tmp_path / "pareto")
     ran = drive(pareto, {**first, **late})
     assert pareto.choice is not None and pareto.choice.epoch == 1
-    assert pareto.choice.min_dominating == 2 and "2 trials dominate it" in pareto.choice.line()
+    assert pareto.choice.min_dominating == 2
+    assert "as many trials dominate it as ASHA needs to beat it" in pareto.choice.line()
     assert ran == {**dict.fromkeys(first, 6), "slow_weak": 1, "fast_weak": 6}
     assert pareto.asha is None and pareto.pruner is not None
     assert pareto.pruner.rungs == [1, 2, 4]

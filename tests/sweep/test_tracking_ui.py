@@ -129,6 +129,13 @@ def test_the_link_carries_the_saved_view_alone():
     ]
     assert "params.`optim.lr`" in state["selectedColumns"]
     assert "tags.`nrfer.sweep_instance` = 'abc123'" in state["searchFilter"]
+    # several objectives: each one a column, and the Pareto front's tag
+    view = json.loads(
+        trials_view("s", "abc", "val_acc", "max", [], objectives=["val_acc", "latency_ms"])
+    )
+    columns = json.loads(view["state"])["selectedColumns"]
+    assert columns[:3] == ["metrics.`best_val_acc`", "metrics.`val_acc`", "metrics.`latency_ms`"]
+    assert "tags.`nrfer.pareto_front`" in columns
 
 
 def test_the_eta_counts_epochs_left_at_the_rate_since_the_first_trial(monkeypatch):
