@@ -124,7 +124,8 @@ def picked(client: MlflowClient, scored: list[tuple], pick: Pick, metric: str, m
     )
     print(
         f"--pick {pick.text!r}: trial {run.data.tags.get('nrfer.trial_id', '?')} "
-        f"({shown}{'; ' + where if where else ''}), of {len(points)} finished trials",
+        f"{run.data.tags.get('mlflow.runName', '')!r} ({shown}{'; ' + where if where else ''}), "
+        f"of {len(points)} finished trials",
         flush=True,
     )
     return value, run
