@@ -398,7 +398,13 @@ def _run_sweep(
         if isinstance(scheduler, AdaptiveStopping):  # its decision: to the terminal and MLflow
             scheduler.announce = lambda choice: announce_rung(choice, tracker, since)
         found.append(
-            f"{spec.searcher} + {stop.name}"
+            f"{spec.searcher}"
+            + (
+                f" on {', '.join(f'{k} {v}' for k, v in spec.senses.items())}"
+                if spec.multi_objective
+                else ""
+            )
+            + f" + {stop.name}"
             + (f" (rungs from epoch {stop.grace_period})" if stop.name == "asha" else "")
             + (
                 f" (first rung placed after {stop.min_trials} completed trials)"

@@ -1,3 +1,4 @@
+import json
 import warnings
 
 import optuna
@@ -164,6 +165,10 @@ def test_shipped_spaces_load_and_sample():
     assert paper.data["dataset"] == "ferplus" and paper.resources.gpu == 0.5
     with pytest.raises(SpaceError, match="not found"):
         load_space("nope.yaml")
+    pareto = load_space("demo_pareto")  # two objectives; cost measured at batch 1 and 64
+    assert pareto.senses == {"val_acc": "max", "latency_ms": "min"} and pareto.multi_objective
+    assert pareto.cost is not None and pareto.cost.batch_sizes == [1, 64]
+    assert len({json.dumps(c, sort_keys=True) for c in sample_configs(pareto, 12)}) > 1
     assert {(s.method, s.scale) for s in paper.sr_settings()} == {
         (m, x) for m in ("bicubic", "lanczos") for x in (4, 8)
     }
