@@ -5,6 +5,7 @@ point it names."""
 
 import csv
 import json
+import math
 
 import pytest
 import yaml
@@ -49,7 +50,7 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
     from nrfer.config import make_config
     from nrfer.cost import count_params
     from nrfer.models import build_model
-    from sweep.analysis.pareto import pareto_front
+    from sweep.analysis.pareto import dominates, pareto_front
     from sweep.analysis.report import print_pareto
     from sweep.commands.best import main as best_main
     from sweep.runtime.driver import SweepSummary
@@ -62,7 +63,14 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
             "model.resizer.enabled": {"choice": [False, True]},
             "optim.lr": {"loguniform": [1e-3, 1e-2]},
         },
-        scheduler={"name": "fifo", "max_epochs": 2},
+        # adaptive with its bound at -1: after 3 full trials the rung goes to epoch 1, where
+        # the later trials are stopped by dominance (sweep.runtime.dominance)
+        scheduler={
+            "name": "adaptive",
+            "max_epochs": 2,
+            "min_trials": 3,
+            "min_rank_correlation": -1,
+        },
         budget={"num_samples": 5, "max_concurrent": 2},
     )
     space["objectives"] = {"val_acc": "max", "params": "min"}
@@ -136,8 +144,41 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
     assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
     assert study.metric_names == ["val_acc", "params"]
     done = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
-    assert len(done) == 5 and all(len(t.values) == 2 for t in done)
-    assert sorted(t.values[1] for t in done) == sorted(t["params"] for t in by_trial.values())
+    pruned = study.get_trials(states=[optuna.trial.TrialState.PRUNED])
+    ran = {
+        tid: len(client.get_metric_history(t["run"].info.run_id, "val_acc"))
+        for tid, t in by_trial.items()
+    }
+    assert len(done) == sum(n == 2 for n in ran.values()) and len(pruned) == 5 - len(done)
+    assert all(len(t.values) == 2 for t in done)
+    full = sorted(t["params"] for tid, t in by_trial.items() if ran[tid] == 2)
+    assert sorted(t.values[1] for t in done) == full
+
+    # the rung at epoch 1, placed after 3 full trials, and each later trial's fate there as
+    # the rule gives it: stopped when half the trials recorded before it dominate it
+    record = yaml.safe_load(
+        (tmp_path / "storage" / "pareto" / "nrfer_ledger" / "early_stopping.yaml").read_text()
+    )
+    assert record["choice"]["epoch"] == 1 and record["choice"]["min_dominating"] == 1
+    assert record["pruner"]["rungs"] == [1] and record["pruner"]["fraction"] == 0.5
+    at_rung = record["pruner"]["records"][1]
+    assert set(at_rung) == set(by_trial)
+    order, stopped = list(at_rung), []
+    for k, tid in enumerate(order):
+        point = at_rung[tid]
+        assert point["params"] == by_trial[tid]["params"]
+        first = client.get_metric_history(by_trial[tid]["run"].info.run_id, "val_acc")
+        assert point["val_acc"] == next(m.value for m in first if m.step == 0)
+        if tid in record["completed"]:
+            continue  # the 3 that decided: replayed, never stopped
+        beaten = sum(dominates(at_rung[o], point, senses) for o in order[:k])
+        if beaten < max(1, math.ceil(0.5 * k)):  # not stopped at the rung: ran to the end
+            assert ran[tid] == 2, (tid, beaten, k)
+        else:
+            stopped.append(tid)
+    # a stopped trial ran 1 epoch, but for one running when the rung was placed: stopped at
+    # its next result, which may be its last (max_concurrent 2)
+    assert sum(ran[t] == 2 for t in stopped) <= 1, (stopped, ran)
 
     capsys.readouterr()
     print_pareto(summary, senses)
