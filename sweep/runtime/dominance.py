@@ -67,13 +67,19 @@ class DominancePruner:
         if epoch not in self.rungs or any(k not in point for k in self.senses):
             return False
         here = self.records.setdefault(epoch, {})
-        if trial_id in here:  # a rerun of a recorded epoch (a resumed trial): decided once
-            return False
-        others = sum(t != trial_id for t in here)
-        needed = max(self.min_dominating, math.ceil(self.fraction * others - 1e-9))
-        stop = self.dominating(epoch, trial_id, point) >= needed
+        if trial_id in here:  # a rerun of a recorded epoch (a resumed trial): the decision
+            # made then, against the trials recorded before it
+            before = list(here)[: list(here).index(trial_id)]
+            return self.stops([here[t] for t in before], here[trial_id])
+        stop = self.stops(list(here.values()), point)
         here[trial_id] = {k: float(point[k]) for k in self.senses}
         return stop
+
+    def stops(self, others: list[Mapping[str, float]], point: Mapping[str, float]) -> bool:
+        """Whether `point` stops against `others` recorded at its rung: dominated by at least
+        `fraction` of them and at least `min_dominating`."""
+        needed = max(self.min_dominating, math.ceil(self.fraction * len(others) - 1e-9))
+        return sum(dominates(o, point, self.senses) for o in others) >= needed
 
     def to_dict(self) -> dict:
         return {

@@ -55,7 +55,11 @@ def test_a_trial_stops_where_enough_recorded_trials_dominate_it():
     again = DominancePruner(**{k: v for k, v in pruner.to_dict().items()}, senses=SENSES)
     assert again.dominating(2, "c2", {"val_acc": 0.5, "latency_ms": 6.0}) == 3
     assert again.on_result("c2", 2, {"val_acc": 0.5, "latency_ms": 6.0})
-    assert not again.on_result("c", 2, {"val_acc": 0.5, "latency_ms": 6.0})
+    # a recorded epoch reported again (a trial resumed before Tune acted on the stop):
+    # the same decision, against the trials recorded before it
+    assert again.on_result("c", 2, {"val_acc": 0.5, "latency_ms": 6.0})
+    assert not again.on_result("d", 2, {"val_acc": 0.3, "latency_ms": 1.0})
+    assert list(again.records[2]) == [*"abcdef", "c2"]  # nothing recorded twice
 
 
 class Trial:
