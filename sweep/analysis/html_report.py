@@ -180,6 +180,63 @@ def _curves_figure(records: list[TrialRecord], metric: str):
     return fig
 
 
+def _senses(spec: dict) -> dict[str, str]:
+    """objective -> max | min of a sweep with several objectives, its metric first ({} for
+    one objective)."""
+    objectives = dict(spec.get("objectives") or {})
+    if len(objectives) < 2:
+        return {}
+    metric = spec.get("metric") or "val_acc"
+    return {metric: objectives[metric], **objectives}
+
+
+def pareto_points(records: list[TrialRecord], senses: dict[str, str]) -> list[tuple]:
+    """(record, its objectives) of the trials with every objective measured and not failed:
+    the metric at its best epoch, the others (costs) as logged."""
+    metric = next(iter(senses))
+    out = []
+    for r in records:
+        point = {metric: r.value, **{k: r.metrics.get(k) for k in senses if k != metric}}
+        if r.state != "failed" and all(v is not None for v in point.values()):
+            out.append((r, point))
+    return out
+
+
+def _pareto_figure(records: list[TrialRecord], senses: dict[str, str]):
+    """Every measured trial over the first two objectives, the Pareto front joined."""
+    import plotly.graph_objects as go
+
+    from sweep.analysis.pareto import pareto_front
+
+    points = pareto_points(records, senses)
+    front = set(pareto_front([p for _, p in points], senses))
+    y, x = list(senses)[:2]
+    fig = go.Figure()
+    for on, name in ((False, "trial"), (True, "Pareto front")):
+        chosen = sorted(
+            (points[i] for i in range(len(points)) if (i in front) == on), key=lambda rp: rp[1][x]
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=[p[x] for _, p in chosen],
+                y=[p[y] for _, p in chosen],
+                mode="lines+markers" if on else "markers",
+                name=name,
+                marker={"size": 10 if on else 8, "color": "#d62728" if on else "#999"},
+                hovertext=[
+                    f"{r.name} ({r.state}): " + ", ".join(f"{k} {v:.4g}" for k, v in p.items())
+                    for r, p in chosen
+                ],
+            )
+        )
+    fig.update_layout(
+        title=f"{len(front)} of {len(points)} trials on the Pareto front",
+        xaxis_title=f"{x} ({senses[x]})",
+        yaxis_title=f"{y} ({senses[y]}, best epoch)",
+    )
+    return fig
+
+
 def _importance_figure(importance: dict[str, float]):
     import plotly.graph_objects as go
 
@@ -255,6 +312,17 @@ def build_html(
                 f"Each trial's best {metric} in the order the searcher proposed it, and the "
                 "best so far.",
                 vis.plot_optimization_history(study, target_name=metric),
+            )
+        )
+    senses = _senses(spec)
+    if senses and pareto_points(records, senses):
+        sections.append(
+            (
+                "Pareto front",
+                f"Several objectives ({', '.join(f'{k} {v}' for k, v in senses.items())}): "
+                "each trial's best metric against what its model costs; the trials no other "
+                "trial beats on every objective are joined. `nrfer best --pick` retrains one.",
+                _pareto_figure(records, senses),
             )
         )
     sections.append(

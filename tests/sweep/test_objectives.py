@@ -138,6 +138,9 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
     import os
 
     assert os.path.getsize(f"{report}/pareto_front.png") > 5000
+    page = open(f"{report}/index.html", encoding="utf-8").read()  # the interactive report
+    assert "<h2>Pareto front</h2>" in page
+    assert f"{len(front)} of 5 trials on the Pareto front" in page
 
     # Optuna's study has both objectives, named, and each finished trial's values
     study = optuna.load_study(study_name="pareto", storage=f"sqlite:///{tmp_path / 'optuna.db'}")
