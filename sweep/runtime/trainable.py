@@ -149,6 +149,19 @@ def degraded_test(
     return metrics
 
 
+def tag_where_it_runs(logger: TrialLogger, cfg) -> None:
+    """Where the trial runs (the GPUs Ray gave it, a fraction of one shared, and what CUDA
+    sees), the weights its backbone starts from, and its exact config (for reproduce-best)."""
+    logger.set_tag("nrfer.gpu_ids", ",".join(str(g) for g in ray.get_gpu_ids()))
+    logger.set_tag("nrfer.cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+    logger.set_tag("nrfer.device", str(resolve_device(cfg.train.device)))
+    if cfg.model.pretrained:  # the file this trial's backbone starts from
+        logger.set_tag(
+            "nrfer.pretrained", str(resolve_weights(cfg.model.pretrained, cfg.model.backbone))
+        )
+    logger.log_dict(cfg.to_dict(), "config.yaml")
+
+
 def trial_cost(settings: dict, cfg, faces: FERData, exp_dir: str) -> dict[str, float]:
     """What this trial's model costs (nrfer.cost) on its own device and faces: `params`,
     `gflops`, `latency_ms_b<B>` (and `latency_ms`, batch 1's). Cost is a property of the
@@ -235,15 +248,7 @@ def run_trial(
         history = [epoch_row(m) for m in resume.get("history", [])]
         log_history(logger, history)  # epochs checkpointed but not logged before the kill
         logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
-    # where it runs: the GPUs Ray gave it (a fraction of one is shared) and what CUDA sees
-    logger.set_tag("nrfer.gpu_ids", ",".join(str(g) for g in ray.get_gpu_ids()))
-    logger.set_tag("nrfer.cuda_visible_devices", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    logger.set_tag("nrfer.device", str(resolve_device(cfg.train.device)))
-    if cfg.model.pretrained:  # the file this trial's backbone starts from
-        logger.set_tag(
-            "nrfer.pretrained", str(resolve_weights(cfg.model.pretrained, cfg.model.backbone))
-        )
-    logger.log_dict(cfg.to_dict(), "config.yaml")  # the exact config, for reproduce-best
+    tag_where_it_runs(logger, cfg)
     if tracking.cost is not None and not cost:  # before training: known at every rung
         cost = trial_cost(tracking.cost, cfg, faces, tracking.exp_dir)
     if cost:  # constant over the epochs: logged at step 0, reported with every epoch
