@@ -76,12 +76,6 @@ class Cost:
         return out
 
 
-def cost_metric_names(batches: tuple[int, ...] | list[int]) -> list[str]:
-    """The metric names `measure(..., batches).to_metrics()` gives."""
-    names = ["params", "gflops", *(f"latency_ms_b{b}" for b in batches)]
-    return names + (["latency_ms"] if 1 in batches else [])
-
-
 def measure(
     model: torch.nn.Module,
     input_shape: tuple[int, int, int],

@@ -202,13 +202,13 @@ def pareto_points(records: list[TrialRecord], senses: dict[str, str]) -> list[tu
     return out
 
 
-def _pareto_figure(records: list[TrialRecord], senses: dict[str, str]):
-    """Every measured trial over the first two objectives, the Pareto front joined."""
+def _pareto_figure(points: list[tuple], senses: dict[str, str]):
+    """Every measured trial (`pareto_points`) over the first two objectives, the Pareto
+    front joined."""
     import plotly.graph_objects as go
 
     from sweep.analysis.pareto import pareto_front
 
-    points = pareto_points(records, senses)
     front = set(pareto_front([p for _, p in points], senses))
     y, x = list(senses)[:2]
     fig = go.Figure()
@@ -315,14 +315,15 @@ def build_html(
             )
         )
     senses = _senses(spec)
-    if senses and pareto_points(records, senses):
+    points = pareto_points(records, senses) if senses else []
+    if points:
         sections.append(
             (
                 "Pareto front",
                 f"Several objectives ({', '.join(f'{k} {v}' for k, v in senses.items())}): "
                 "each trial's best metric against what its model costs; the trials no other "
                 "trial beats on every objective are joined. `nrfer best --pick` retrains one.",
-                _pareto_figure(records, senses),
+                _pareto_figure(points, senses),
             )
         )
     sections.append(
