@@ -3,10 +3,11 @@ baselines (`study.baseline`, `study.compare`), from the runs' per-face test pred
 with the tests of `sweep.analysis.significance`, multiplicity-adjusted over the whole table; and the
 seeds a comparison needs (`plan`).
 
-The unit of replication is the seed: a run is one draw of the training noise, its test
-split one draw of the faces. So the headline interval resamples both (hierarchical
-bootstrap) and the headline p is a paired test over seeds; per-seed McNemar only says how
-one trained pair differs on these faces.
+A run is one draw of the training noise, its test split one draw of the faces, and the
+two are crossed (every seed of both cells is tested on the same faces). So the headline
+interval and p are the crossed seeds x faces ones (`significance.crossed_interval`): the
+spread of the per-seed differences over the seeds, plus the faces' shared part; per-seed
+McNemar only says how one trained pair differs on these faces.
 """
 
 from __future__ import annotations
@@ -20,18 +21,16 @@ from typing import Any
 import numpy as np
 
 from sweep.analysis.significance import (
-    RESAMPLE_SEED,
-    RESAMPLES,
+    Crossed,
     Interval,
     agreement,
     benjamini_hochberg,
+    crossed_interval,
     detectable,
     face_sd,
-    hierarchical_bootstrap,
     holm,
     mcnemar_exact,
     paired_t_interval,
-    permutation_test,
     seeds_needed,
 )
 
@@ -53,15 +52,20 @@ class Comparison:
     cell: dict[str, Any]
     base: dict[str, Any]
     seeds: list[int] = field(default_factory=list)  # paired: both cells have predictions
-    bootstrap: Interval | None = None  # mean(cell) - mean(base): seeds, then faces
-    paired: Interval | None = None  # mean per-seed difference, t-interval
-    p: float | None = None  # permutation test of the paired t (>= 2 paired seeds)
+    crossed: Crossed | None = None  # mean(cell) - mean(base) over seeds x faces, its p
+    paired: Interval | None = None  # mean per-seed difference, t-interval (seeds only)
+    p: float | None = None  # the crossed p (>= 2 paired seeds)
     p_holm: float | None = None
     p_bh: float | None = None
     per_seed: dict[int, dict] = field(default_factory=dict)  # seed -> diff, b, c, mcnemar p
     pooled_mcnemar: float | None = None  # test-set noise only (kept for the CSV)
     face_sds: list[float] = field(default_factory=list)  # per seed, from the faces alone
     missing: str = ""  # why there are no numbers
+
+    @property
+    def interval(self) -> Interval | None:
+        """The headline: the crossed seeds x faces 95% interval."""
+        return None if self.crossed is None else self.crossed.interval
 
     @property
     def diffs(self) -> list[float]:
@@ -73,12 +77,13 @@ class Comparison:
 
     @property
     def verdict(self) -> str:
-        """'cell better' / 'baseline better' when the Holm-adjusted p is under ALPHA and
-        the bootstrap interval excludes 0 on the same side, else 'not shown'."""
-        if self.p_holm is None or self.bootstrap is None:
+        """'cell better' / 'baseline better' when the Holm-adjusted p is under ALPHA (its
+        crossed interval then excludes 0), else 'not shown'."""
+        iv = self.interval
+        if self.p_holm is None or iv is None:
             return "n/a (< 2 seeds)" if not self.missing else "n/a"
-        if self.p_holm < ALPHA and self.bootstrap.excludes_zero:
-            return "cell better" if self.bootstrap.estimate > 0 else "baseline better"
+        if self.p_holm < ALPHA and iv.excludes_zero:
+            return "cell better" if iv.estimate > 0 else "baseline better"
         return "not shown"
 
 
@@ -86,9 +91,7 @@ def correct(predictions: dict) -> np.ndarray:
     return predictions["probs"].argmax(1) == predictions["labels"]
 
 
-def compare_cells(
-    spec, cells: list, predictions, resamples: int = RESAMPLES, condition: str = ""
-) -> list:
+def compare_cells(spec, cells: list, predictions, condition: str = "") -> list:
     """Every cell against its baseline cell under each of spec.study.baselines, in block
     order then grid order, adjusted for multiplicity over all of them; each comparison is
     also appended to its cell's `comparisons` (a `condition`, a degradation's label: to its
@@ -114,14 +117,14 @@ def compare_cells(
             if base is None or c.n == 0 or base.n == 0:
                 comp.missing = "no finished run" if base is not None else "no baseline cell"
             else:
-                fill(comp, c, base, right, resamples)
+                fill(comp, c, base, right)
             (c.degraded.setdefault(condition, []) if condition else c.comparisons).append(comp)
             out.append(comp)
     adjust(out)
     return out
 
 
-def fill(comp: Comparison, cell, base, right, resamples: int) -> None:
+def fill(comp: Comparison, cell, base, right) -> None:
     """The numbers of one comparison from the two cells' runs."""
     mine = {s: right(r) for s, r in cell.run_ids.items()}
     theirs = {s: right(r) for s, r in base.run_ids.items()}
@@ -148,9 +151,9 @@ def fill(comp: Comparison, cell, base, right, resamples: int) -> None:
         return
     right_a = {s: v[0] for s, v in mine.items()}
     right_b = {s: v[0] for s, v in theirs.items()}
-    comp.bootstrap = hierarchical_bootstrap(right_a, right_b, resamples, RESAMPLE_SEED)
+    comp.crossed = crossed_interval(right_a, right_b)
     comp.paired = paired_t_interval(comp.diffs)
-    comp.p = permutation_test(right_a, right_b, resamples, RESAMPLE_SEED)
+    comp.p = None if comp.crossed is None else comp.crossed.p
     if comp.seeds:
         b = sum(v["b"] for v in comp.per_seed.values())
         c = sum(v["c"] for v in comp.per_seed.values())
@@ -174,62 +177,89 @@ def family_size(comparisons: list[Comparison]) -> int:
 
 @dataclass(frozen=True)
 class Plan:
-    """Seeds needed for a paired comparison, from the measured spread (fractions)."""
+    """Seeds needed for a crossed comparison, from the measured spread (fractions), at the
+    level a verdict needs after correcting over the table's family (alpha / comparisons:
+    Holm's first step)."""
 
     delta: float
     sd: float  # per-seed difference sd used: max(seed spread, face-level floor)
     seed_sd: float | None  # pooled sd of per-seed differences (None: unmeasured)
     face_sd: float  # mean sd of one seed's difference from the faces alone
+    face_var: float  # the faces' shared part of the difference's variance (seeds don't shrink it)
     df: int  # degrees of freedom of seed_sd
-    comparisons: int
-    seeds: int | None  # None: more than `most`
+    comparisons: int  # the family the verdict is corrected over
+    seeds: int | None  # None: more than `most`, or no number of seeds
     power: float = POWER
-    alpha: float = ALPHA
+    alpha: float = ALPHA  # the family's level; each comparison is planned at alpha / m
+
+    @property
+    def level(self) -> float:
+        return self.alpha / max(self.comparisons, 1)
+
+    @property
+    def seeds_text(self) -> str:
+        if self.seeds:
+            return f"{self.seeds} seeds"
+        if seeds_needed(self.delta, 0.0, self.power, self.level, face_var=self.face_var) is None:
+            return "no number of seeds (the faces' shared part alone caps the power: more test faces would)"
+        return "more than 200 seeds"
 
     def line(self) -> str:
-        n = f"{self.seeds} seeds" if self.seeds else "more than 200 seeds"
-        return f"Δ={100 * self.delta:g} pt: {n}"
+        return f"Δ={100 * self.delta:g} pt: {self.seeds_text}"
 
 
-def spread(comparisons: list[Comparison]) -> tuple[float | None, int, float]:
+def spread(comparisons: list[Comparison]) -> tuple[float | None, int, float, float]:
     """(pooled sd of per-seed differences over comparisons with >= 2 paired seeds, its
-    degrees of freedom, mean face-level sd of one seed's difference)."""
+    degrees of freedom, mean face-level sd of one seed's difference, mean shared face
+    variance of the crossed comparisons)."""
     ss, df = 0.0, 0
     for c in comparisons:
         if len(c.seeds) >= 2:
             ss += statistics.variance(c.diffs) * (len(c.seeds) - 1)
             df += len(c.seeds) - 1
     faces = [s for c in comparisons for s in c.face_sds]
-    return (math.sqrt(ss / df) if df else None), df, (statistics.fmean(faces) if faces else 0.0)
-
-
-def plan(
-    comparisons: list[Comparison], delta: float, power: float = POWER, alpha: float = ALPHA
-) -> Plan | None:
-    """Seeds for a paired test (two-sided, `alpha`) to detect a true difference of `delta`
-    (a fraction) with `power`, per-seed differences having the measured sd (pooled over
-    the comparisons), never below what the test faces alone give; None without a
-    comparison with numbers."""
-    seed_sd, df, f_sd = spread(comparisons)
-    if seed_sd is None and not f_sd:
-        return None
-    sd = max(seed_sd or 0.0, f_sd)
-    n = sum(bool(c.seeds) for c in comparisons)
-    return Plan(
-        delta, sd, seed_sd, f_sd, df, n, seeds_needed(delta, sd, power, alpha), power, alpha
+    shared = [c.crossed.face_var for c in comparisons if c.crossed is not None]
+    return (
+        (math.sqrt(ss / df) if df else None),
+        df,
+        (statistics.fmean(faces) if faces else 0.0),
+        (statistics.fmean(shared) if shared else 0.0),
     )
 
 
+def plan(
+    comparisons: list[Comparison],
+    delta: float,
+    power: float = POWER,
+    alpha: float = ALPHA,
+    family: int | None = None,
+) -> Plan | None:
+    """Seeds for the crossed test to detect a true difference of `delta` (a fraction) with
+    `power` at two-sided alpha / m, m the family the verdict is Holm-corrected over (`family`,
+    or the comparisons with seeds); per-seed differences having the measured sd (pooled
+    over the comparisons, never below what the test faces alone give) and the faces'
+    shared variance as measured. None without a comparison with numbers."""
+    seed_sd, df, f_sd, f_var = spread(comparisons)
+    if seed_sd is None and not f_sd:
+        return None
+    sd = max(seed_sd or 0.0, f_sd)
+    m = family if family is not None else sum(bool(c.seeds) for c in comparisons)
+    level = alpha / max(m, 1)
+    needed = seeds_needed(delta, sd, power, level, face_var=f_var)
+    return Plan(delta, sd, seed_sd, f_sd, f_var, df, m, needed, power, alpha)
+
+
 def plan_text(comparisons: list[Comparison], seeds: int, deltas=PLAN_DELTAS) -> str:
-    """One line: the seeds each difference in `deltas` (points) needs, the difference the
-    study's own `seeds` and 10 seeds can detect, and what it rests on."""
+    """One line: the seeds each difference in `deltas` (points) needs for a verdict after
+    the table's correction, the difference the study's own `seeds` and 10 seeds can
+    detect, and what it rests on."""
     plans = [p for p in (plan(comparisons, d / 100) for d in deltas) if p is not None]
     if not plans:  # (one for every delta, or none: they rest on the same numbers)
         return ""
     p = plans[0]
 
     def detects(n: int) -> str:
-        d = 100 * detectable(n, p.sd, p.power, p.alpha)
+        d = 100 * detectable(n, p.sd, p.power, p.level, p.face_var)
         return f"{n} seeds detect Δ ≥ {d:.1f} pt" if d <= 100 else f"{n} seeds detect nothing"
 
     can = ", ".join(detects(n) for n in sorted({max(seeds, 2), 10}))
@@ -240,7 +270,10 @@ def plan_text(comparisons: list[Comparison], seeds: int, deltas=PLAN_DELTAS) -> 
         else "seed spread unmeasured (one seed per cell): a lower bound from the faces alone"
     )
     return (
-        f"Seeds needed for {int(100 * p.power)}% power (paired, two-sided α={p.alpha:g}): "
+        f"Seeds needed for {int(100 * p.power)}% power of a verdict (crossed seeds x faces "
+        f"test, two-sided α={p.alpha:g}/{p.comparisons}={p.level:.2g}, the first step of Holm "
+        f"over this table's {p.comparisons} comparisons): "
         + ", ".join(x.line() for x in plans)
-        + f" ({can}); {basis}, face-level sd {100 * p.face_sd:.2f} pt."
+        + f" ({can}); {basis}, face-level sd {100 * p.face_sd:.2f} pt, shared face part "
+        f"sd {100 * math.sqrt(p.face_var):.2f} pt."
     )

@@ -5,9 +5,8 @@ columns: the others) as Markdown, LaTeX and CSV (the command: sweep.commands.stu
 
 Everything comes from the MLflow store (each run's metrics and its `predictions/test.npz`),
 so a table is recomputed without retraining. The comparisons (`sweep.analysis.comparisons`): the
-difference of mean test accuracy with a hierarchical bootstrap interval (seeds, then faces),
-the per-seed differences' t-interval, a paired permutation p over seeds, Holm and
-Benjamini-Hochberg adjusted over the table, and per-seed McNemar as a secondary column.
+difference of mean test accuracy with its crossed seeds x faces 95% interval and p, Holm
+and Benjamini-Hochberg adjusted over the table, and per-seed McNemar as a secondary column.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from sweep.analysis.comparisons import (
     family_size,
     plan_text,
 )
-from sweep.analysis.significance import RESAMPLE_SEED, RESAMPLES, mean_std
+from sweep.analysis.significance import mean_std
 
 CELL_TAG, SEED_TAG = "nrfer.study.cell", "nrfer.study.seed"
 FORMATS = ("md", "latex", "csv", "compare-csv")
@@ -220,8 +219,7 @@ def comparison_rows(spec, comps: list[Comparison]) -> tuple[list[str], list[list
     header = [short(k) for k in keys]
     header += [
         "seeds",
-        "Δ test, bootstrap 95% CI",
-        "per-seed Δ, t 95% CI",
+        "Δ test, 95% CI (seeds × faces)",
         "p",
         "p Holm",
         "p BH",
@@ -233,15 +231,14 @@ def comparison_rows(spec, comps: list[Comparison]) -> tuple[list[str], list[list
     for comp in comps:
         row = [value_text(comp.cell.get(k)) for k in keys]
         if comp.missing:
-            rows.append(row + [f"0 ({comp.missing})", *[""] * 8])
+            rows.append(row + [f"0 ({comp.missing})", *[""] * 7])
             continue
-        paired = interval_text(comp.paired) or (
-            f"{points(comp.diffs[0])} (n=1)" if comp.seeds else ""
+        headline = interval_text(comp.interval) or (
+            f"{points(comp.diffs[0])} (1 seed: no interval)" if comp.seeds else ""
         )
         row += [
             str(len(comp.seeds)),
-            interval_text(comp.bootstrap),
-            paired,
+            headline,
             p_text(comp.p) or "n/a (< 2 seeds)",
             p_text(comp.p_holm),
             p_text(comp.p_bh),
@@ -257,19 +254,19 @@ VERDICT_MARK = {"cell better": " ▲", "baseline better": " ▼"}
 
 
 def condition_text(comp: Comparison | None) -> str:
-    """'+3.10 [-0.52, +6.40] p=0.041 ▲': Δ with its bootstrap interval, Holm p and the
-    verdict's mark (▲ cell better, ▼ baseline better); why there is none."""
+    """'+3.10 [-0.52, +6.40] p_Holm=0.041 ▲': Δ with its crossed interval, Holm-adjusted p
+    and the verdict's mark (▲ cell better, ▼ baseline better); why there is none."""
     if comp is None:
         return "–"
-    if comp.missing or comp.bootstrap is None:
+    if comp.missing or comp.interval is None:
         return comp.missing or "n/a"
-    p = f" p={comp.p_holm:.2g}" if comp.p_holm is not None else ""
-    return interval_text(comp.bootstrap) + p + VERDICT_MARK.get(comp.verdict, "")
+    p = f" p_Holm={comp.p_holm:.2g}" if comp.p_holm is not None else ""
+    return interval_text(comp.interval) + p + VERDICT_MARK.get(comp.verdict, "")
 
 
 def degradation_rows(spec, cells: list[Cell], block: int) -> tuple[list[str], list[list[str]]]:
     """One baseline block under each degradation: a row per comparison, a column per
-    condition (clean first), each Δ [bootstrap CI] with its Holm p over that column."""
+    condition (clean first), each Δ [crossed CI] with its Holm p over that column."""
     labels = [d.label for d in spec.study.degradations]
     keys = axes(spec)
     header = [short(k) for k in keys] + ["clean", *labels]
@@ -293,8 +290,8 @@ def degradation_note(spec, cells: list[Cell]) -> str:
         "Each run's best weights tested on its test faces degraded as `nrfer.degrade` says "
         f"({', '.join(x.label for x in d)}; seed {spec.study.degradation_seed}: the same faces "
         "and the same degradation in every run, so the comparison stays paired). Each column "
-        "is its own family: the bootstrap interval, the permutation p and its Holm adjustment "
-        f"over that column's {'/'.join(map(str, sorted(family)))} comparisons, as the clean "
+        "is its own family: the crossed seeds x faces interval, its p and p_Holm, the p Holm-"
+        f"adjusted over that column's {'/'.join(map(str, sorted(family)))} comparisons, as the clean "
         "table. ▲: the cell is better (Holm p < 0.05 and the interval above 0); ▼: the "
         "baseline is."
     )
@@ -305,16 +302,15 @@ def comparison_notes(spec, cells: list[Cell], comps: list[Comparison]) -> list[s
     are wide, and the seeds a claim needs."""
     m = family_size(comps)
     notes = [
-        "Δ test: the cell's mean test accuracy minus its baseline's, in points. Bootstrap: "
-        f"{RESAMPLES:,} resamples of the seeds, then of the test faces (the same faces for "
-        f"both cells; seeds paired), percentile interval, resampling seed {RESAMPLE_SEED}. "
-        "Per-seed Δ: the mean of the paired per-seed differences with a t-interval.",
-        f"p: paired permutation test ({RESAMPLES:,} random swaps of the two cells' "
-        "predictions within each (seed, face)) of the paired t statistic over seeds, so "
-        "seed-to-seed variance counts; needs 2 paired seeds. "
+        "Δ test: the cell's mean test accuracy minus its baseline's over the seeds both ran, "
+        "in points, with a 95% interval over seeds x faces (both cells tested on the same "
+        "faces): the spread of the per-seed differences (t on seeds - 1 df) and the part "
+        "the faces share across seeds (t on faces - 1 df), summed in quadrature; it holds "
+        "95% in simulated studies at 2 to 10 seeds, also when the cells differ face by face.",
+        "p: where that interval touches 0 (p < 0.05 exactly when the 95% interval excludes "
+        "0); needs 2 paired seeds. "
         f"Multiplicity: Holm (family-wise) and Benjamini-Hochberg (false discovery rate) over "
-        f"all {m} comparisons of this table. Verdict: Holm p < 0.05 and a bootstrap "
-        "interval on that side of 0.",
+        f"all {m} comparisons of this table. Verdict: Holm p < 0.05.",
         "Per-seed McNemar: one trained pair on these faces only (test-set noise, not seed "
         "noise); direction: whether the seeds' differences share a sign.",
     ]
@@ -324,9 +320,8 @@ def comparison_notes(spec, cells: list[Cell], comps: list[Comparison]) -> list[s
         notes.append(
             f"With {few} seed{'s' if few > 1 else ''} in some cells, intervals are wide "
             + (
-                f"(the t quantile with {few - 1} df is {t_quantile(few - 1):.1f}; the "
-                "bootstrap has few distinct seed draws): they bound what these seeds can "
-                "show, not the effect."
+                f"(the t quantile with {few - 1} df is {t_quantile(few - 1):.1f}): they "
+                "bound what these seeds can show, not the effect."
                 if few > 1
                 else "or absent: one seed has no spread to measure."
             )
@@ -443,12 +438,14 @@ def compare_csv_text(spec, cells: list[Cell]) -> str:
             *axes(spec),
             "paired_seeds",
             "diff",
-            "bootstrap_low",
-            "bootstrap_high",
+            "crossed_low",
+            "crossed_high",
+            "crossed_seed_var",
+            "crossed_face_var",
             "paired_mean",
-            "paired_t_low",
-            "paired_t_high",
-            "p_permutation",
+            "paired_t_low_seeds_only",
+            "paired_t_high_seeds_only",
+            "p_crossed",
             "p_holm",
             "p_bh",
             "verdict",
@@ -456,7 +453,6 @@ def compare_csv_text(spec, cells: list[Cell]) -> str:
             "per_seed_mcnemar_p",
             "mcnemar_pooled_test_noise_only",
             "direction",
-            "resamples",
             "missing",
             "condition",
         ]
@@ -469,13 +465,14 @@ def compare_csv_text(spec, cells: list[Cell]) -> str:
         for x in (c.degraded.get(cond, []) if cond else c.comparisons)
     ]
     for cond, comp in sorted(every, key=lambda t: (conditions.index(t[0]), t[1].block)):
-        boot, paired = comp.bootstrap, comp.paired
+        crossed, paired = comp.interval, comp.paired
         w.writerow(
             [
                 baseline_text(comp.base),
                 *(comp.cell.get(k, "") for k in axes(spec)),
                 len(comp.seeds),
-                *(_num(getattr(boot, a, None)) for a in ("estimate", "low", "high")),
+                *(_num(getattr(crossed, a, None)) for a in ("estimate", "low", "high")),
+                *(_num(getattr(comp.crossed, a, None)) for a in ("seed_var", "face_var")),
                 *(_num(getattr(paired, a, None)) for a in ("estimate", "low", "high")),
                 _num(comp.p),
                 _num(comp.p_holm),
@@ -485,7 +482,6 @@ def compare_csv_text(spec, cells: list[Cell]) -> str:
                 ";".join(f"{s}:{v['p']:.6g}" for s, v in comp.per_seed.items()),
                 _num(comp.pooled_mcnemar),
                 comp.agreement,
-                RESAMPLES,
                 comp.missing,
                 cond or "clean",
             ]

@@ -58,13 +58,15 @@ def print_plan(spec, cells: list[Cell], args) -> int:
     everything = [x for c in cells for x in c.comparisons]
     if not everything:
         raise ValueError(f"study {spec.name} has no comparisons (no study.baseline or compare)")
+    family = sum(bool(c.seeds) for c in everything)  # the verdict's Holm family: the table
     print(
-        f"{spec.name}: seeds for a paired comparison to detect Δ={args.delta:g} points of test "
-        f"accuracy with {100 * args.power:g}% power (two-sided α={args.alpha:g})"
+        f"{spec.name}: seeds for a verdict (crossed seeds x faces test, Holm over the table's "
+        f"{family} comparisons) to detect Δ={args.delta:g} points of test accuracy with "
+        f"{100 * args.power:g}% power: each comparison at two-sided α={args.alpha:g}/{family}"
     )
     for base, comps in [*blocks(spec, cells), ({"all comparisons": ""}, everything)]:
         label = baseline_text(base) if "all comparisons" not in base else "all comparisons"
-        p = plan(comps, args.delta / 100, args.power, args.alpha)
+        p = plan(comps, args.delta / 100, args.power, args.alpha, family)
         if p is None:
             print(f"  vs {label}: no comparison with numbers yet")
             continue
@@ -73,10 +75,10 @@ def print_plan(spec, cells: list[Cell], args) -> int:
             if p.seed_sd is not None
             else "unmeasured (one seed per cell; the faces' floor is a lower bound)"
         )
-        n = p.seeds if p.seeds is not None else "more than 200"
         print(
-            f"  vs {label}: {n} seeds  (per-seed difference sd {seed_sd}; face-level sd "
-            f"{100 * p.face_sd:.2f} pt; planned with sd {100 * p.sd:.2f} pt)"
+            f"  vs {label}: {p.seeds_text}  (per-seed difference sd {seed_sd}; face-level sd "
+            f"{100 * p.face_sd:.2f} pt; shared face part sd {100 * p.face_var**0.5:.2f} pt; "
+            f"planned with sd {100 * p.sd:.2f} pt)"
         )
     return 0
 

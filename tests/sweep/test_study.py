@@ -198,10 +198,9 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
     from sweep.analysis.comparisons import ALPHA
     from sweep.analysis.significance import (
         benjamini_hochberg,
-        hierarchical_bootstrap,
+        crossed_interval,
         holm,
         paired_t_interval,
-        permutation_test,
     )
     from sweep.analysis.study import render, study_table
 
@@ -228,12 +227,12 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
     assert [v["diff"] for v in comp.per_seed.values()] == pytest.approx([0.16, 0.16])
     assert [v["p"] for v in comp.per_seed.values()] == [mcnemar_exact(32, 0)] * 2
     assert comp.pooled_mcnemar == mcnemar_exact(64, 0)
-    assert comp.bootstrap == hierarchical_bootstrap(right, right_base)
+    assert comp.crossed == crossed_interval(right, right_base)
     want = paired_t_interval([0.16, 0.16])
     assert (comp.paired.estimate, comp.paired.low, comp.paired.high) == pytest.approx(
         (want.estimate, want.low, want.high)
     )
-    assert comp.p == permutation_test(right, right_base)
+    assert comp.p == comp.crossed.p
     assert comp.agreement == "seeds agree 2/2 +"
     # the family: the two comparisons with numbers (cell 1 vs 0: the resizer off both
     # times is the baseline itself, so none; the failed cell 3 has no numbers)
@@ -247,9 +246,10 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
     assert "| off | ce | 2/2 |" in md and "failed" in md and "2 failed" in md
     m, s = mean_std(values[(2, "test_acc")])
     assert f"{100 * m:.2f} ± {100 * s:.2f}" in md
-    boot = comp.bootstrap
+    boot = comp.interval
     assert f"{100 * boot.estimate:+.2f} [{100 * boot.low:+.2f}, {100 * boot.high:+.2f}]" in md
-    assert "over all 1 comparisons of this table" in md and "10,000 resamples" in md
+    assert "over all 1 comparisons of this table" in md and "Δ test, 95% CI (seeds × faces)" in md
+    assert "bootstrap" not in md
     assert "With 2 seeds in some cells, intervals are wide" in md
     assert "Seeds needed for 80% power" in md
     assert "\\toprule" in tex and "\\bottomrule" in tex and "$\\pm$" in tex
@@ -260,12 +260,12 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
     failed_row = dict(zip(head, rows[4], strict=True))
     assert failed_row["test_acc_mean"] == "" and failed_row["status"] == "2 failed"
     comp_rows = list(csv.DictReader(io.StringIO(tables["compare-csv"])))
-    got = next(r for r in comp_rows if r["p_permutation"])
-    assert float(got["bootstrap_low"]) == pytest.approx(boot.low, rel=1e-5)
+    got = next(r for r in comp_rows if r["p_crossed"])
+    assert float(got["crossed_low"]) == pytest.approx(boot.low, rel=1e-5)
     assert float(got["mcnemar_pooled_test_noise_only"]) == pytest.approx(
         mcnemar_exact(64, 0), rel=1e-5
     )
-    assert got["direction"] == "seeds agree 2/2 +" and got["resamples"] == "10000"
+    assert got["direction"] == "seeds agree 2/2 +"
 
 
 def test_baselines_on_any_axis_one_seed_cells_and_calibration_columns(tmp_path):
@@ -418,7 +418,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
             assert c.values[key] == want and c.stat(key) == pytest.approx(mean_std(want))
     on = cells[1]
     (comp,) = on.comparisons
-    assert comp.seeds == [0, 1] and comp.p is not None and comp.bootstrap is not None
+    assert comp.seeds == [0, 1] and comp.p is not None and comp.crossed is not None
     # each degradation column: the same comparison on that condition's predictions
     assert set(on.degraded) == {"lowres:12", "occlude:0.25"} and not cells[0].degraded
     for label, key in (
@@ -428,7 +428,7 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
         (under,) = on.degraded[label]
         assert under.seeds == [0, 1] and under.p is not None and under.p_holm == under.p
         want = statistics.fmean(on.values[key]) - statistics.fmean(cells[0].values[key])
-        assert under.bootstrap.estimate == pytest.approx(want, abs=0.02)
+        assert under.interval.estimate == pytest.approx(want, abs=0.02)
     md = summary.study_table
     assert (
         "under degradation: Δ test accuracy" in md and "| clean | lowres:12 | occlude:0.25 |" in md
@@ -601,8 +601,12 @@ def test_study_plan_prints_the_seeds_each_block_needs(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert "detect Δ=5 points" in out[0] and "80% power" in out[0]
     want = plan(comps, 0.05)
+    family = sum(bool(c.seeds) for c in comps)
+    assert want.comparisons == family >= 2 and f"α=0.05/{family}" in out[0]
+    alone = plan(comps, 0.05, family=1)  # planned for one uncorrected test: fewer seeds
+    assert alone.seeds is None or want.seeds is None or alone.seeds <= want.seeds
     line = next(x for x in out if x.startswith("  vs all comparisons:"))
-    assert line.startswith(f"  vs all comparisons: {want.seeds} seeds")
+    assert line.startswith(f"  vs all comparisons: {want.seeds_text}")
     assert any(x.startswith("  vs resizer.enabled=off:") for x in out)
     assert any(x.startswith("  vs loss.name=ce:") for x in out)
     with pytest.raises(SystemExit) as exit_:
