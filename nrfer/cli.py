@@ -63,6 +63,26 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file to write: not empty, not an existing folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path; give a file name")
+    if Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a folder; give a file name in it")
+    return text
+
+
 def float_in(low: float, high: float, closed_high: bool = False):
     """argparse type: a number in (low, high), or (low, high] with `closed_high`."""
     shown = f"({low:g}, {high:g}{']' if closed_high else ')'}"

@@ -331,6 +331,7 @@ def evaluate_model(args, model_path: Path) -> dict:
 def write_outputs(
     out: Path, report: dict, probs: np.ndarray, labels: np.ndarray, degraded=()
 ) -> dict:
+    from nrfer.files import atomic_file, save_image, write_atomic
     from nrfer.viz import confusion_image, degradation_image, reliability_image
 
     out.mkdir(parents=True, exist_ok=True)
@@ -343,16 +344,16 @@ def write_outputs(
         "predictions_csv": out / "predictions.csv",
         "predictions_npz": out / "predictions.npz",
     }
-    with open(files["confusion_csv"], "w", newline="") as f:
+    with atomic_file(files["confusion_csv"]) as f:
         w = csv.writer(f)
         w.writerow(["true \\ predicted", *names])
         for name, row in zip(names, report["confusion"], strict=True):
             w.writerow([name, *row])
-    confusion_image(report["confusion"], names).save(files["confusion_png"])
+    save_image(confusion_image(report["confusion"], names), files["confusion_png"])
     report["reliability_bins"] = bins = reliability_bins(probs, labels)
     title = f"{report['dataset']} {report['split']}"
-    reliability_image(bins, report["ece"], title).save(files["reliability_png"])
-    with open(files["predictions_csv"], "w", newline="") as f:
+    save_image(reliability_image(bins, report["ece"], title), files["reliability_png"])
+    with atomic_file(files["predictions_csv"]) as f:
         w = csv.writer(f)
         w.writerow(["index", "label", "predicted", *(f"p_{n}" for n in names)])
         for i, (p, y) in enumerate(zip(probs, labels, strict=True)):
@@ -362,7 +363,7 @@ def write_outputs(
         files["degradations_csv"] = out / "degradations.csv"
         files["degradations_png"] = out / "degradations.png"
         rows = report["degradations"]
-        with open(files["degradations_csv"], "w", newline="") as f:
+        with atomic_file(files["degradations_csv"]) as f:
             table = csv.DictWriter(f, fieldnames=list(rows[0]))
             table.writeheader()
             table.writerows(rows)
@@ -370,11 +371,11 @@ def write_outputs(
         clean = {k: report[k] for k in DEGRADATION_KEYS}
         face = report["face_size"]
         plot = degradation_image({"model": rows}, {"model": clean}, title, face)
-        plot.save(files["degradations_png"])
+        save_image(plot, files["degradations_png"])
         for d, _, p in degraded:
             save_predictions(out / f"predictions_{d.key}.npz", p, labels, names)
     paths = {k: str(v) for k, v in files.items()}
-    files["metrics"].write_text(json.dumps({**report, "outputs": paths}, indent=1))
+    write_atomic(files["metrics"], json.dumps({**report, "outputs": paths}, indent=1))
     return paths
 
 

@@ -17,6 +17,7 @@ file to the registered version.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from dataclasses import dataclass
@@ -77,17 +78,28 @@ def export_onnx(
     state: dict, out: str | Path, *, faces: int = 64, tolerance: float = 1e-4, opset: int = OPSET
 ) -> Exported:
     """The checkpoint `state` (best.pt) as an ONNX file at `out`, checked against PyTorch
-    on `faces` faces; a file that differs by more than `tolerance` is removed and refused."""
+    on `faces` faces. It is written beside `out` and renamed onto it only once it passed:
+    a graph that differs by more than `tolerance`, an error or a full disk leaves `out` as
+    it was (an earlier export stays)."""
+    from nrfer.files import atomic_path
+
+    predictor_source = str(out)
+    with atomic_path(out) as tmp:
+        exported = _export_checked(state, tmp, faces, tolerance, opset, predictor_source)
+    return dataclasses.replace(exported, path=Path(out))
+
+
+def _export_checked(
+    state: dict, out: Path, faces: int, tolerance: float, opset: int, source: str
+) -> Exported:
     import onnx
     import onnxruntime as ort
 
     from nrfer.predict import Predictor
 
-    predictor = Predictor(state, "cpu", source=str(out))
+    predictor = Predictor(state, "cpu", source=source)
     wrapped = _Probabilities(predictor.model).eval()
     shape = (predictor.channels, predictor.height, predictor.width)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, *shape)
     with warnings.catch_warnings():  # the TorchScript exporter's deprecation notes
         warnings.simplefilter("ignore")
@@ -135,10 +147,9 @@ def export_onnx(
     )
     diff = float(max(np.abs(got - expected).max(), np.abs(ones - expected[:4]).max()))
     if not diff <= tolerance:
-        out.unlink()
         raise ValueError(
             f"the ONNX graph differs from PyTorch by {diff:.2e} in a probability on {len(x)} "
-            f"faces (tolerance {tolerance:g}); nothing was written"
+            f"faces (tolerance {tolerance:g}); nothing was written ({source} is as it was)"
         )
     return Exported(out, opset, len(x), diff, shape, predictor.class_names, where)
 
@@ -159,10 +170,15 @@ def print_exported(e: Exported, model: str) -> None:
 def run(args, resolve) -> Exported:
     from nrfer.checkpoint import load_checkpoint
     from nrfer.cli import one_line
+    from nrfer.files import refuse_own_input
     from nrfer.predict import model_file
 
     try:
         path = model_file(resolve(args.model))
+    except (ValueError, OSError) as e:
+        raise ValueError(f"--model {args.model}: {one_line(e)}") from None
+    refuse_own_input(args.onnx, [path], "--onnx")
+    try:
         state = load_checkpoint(path)
     except (ValueError, OSError) as e:
         raise ValueError(f"--model {args.model}: {one_line(e)}") from None

@@ -126,7 +126,8 @@ class FaceFinder:
 
         h, w = gray.shape
         scale = min(1.0, DETECT_SIDE / max(h, w))
-        small = gray if scale == 1 else cv2.resize(gray, (round(w * scale), round(h * scale)))
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))  # a 20000x4 strip: 1 px, not 0
+        small = gray if scale == 1 else cv2.resize(gray, size)
         side = max(20, round(self.min_side(h, w) * scale))
         found = self.face.detectMultiScale(
             cv2.equalizeHist(small),

@@ -71,3 +71,55 @@ def write_atomic(path: str | Path, data: str | bytes) -> Path:
     with atomic_file(path, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
     return Path(path)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temp path beside `path` (ending in the same suffix, so writers that choose the
+    format by name still can) for code that writes by file name (ONNX, PIL, matplotlib);
+    on a clean exit it replaces `path` in one rename, on an error it is removed and `path`
+    is left as it was. A full disk is a DiskFull naming `path` and the free space."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        full = isinstance(e, OSError) and e.errno == errno.ENOSPC
+        full = full or (not isinstance(e, OSError) and "No space left" in str(e))
+        if full and not isinstance(e, DiskFull):
+            raise disk_full(path) from e
+        raise
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (through links and relative parts); False when
+    either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def refuse_own_input(out: str | Path, inputs: list[str | Path], flag: str) -> None:
+    """A ValueError when the file a command is about to write is one of the files it reads:
+    writing it would destroy the input."""
+    for given in inputs:
+        if same_file(out, given) or Path(out).resolve() == Path(given).resolve():
+            raise ValueError(
+                f"{flag} {out}: that is {given}, which this command reads; writing it would "
+                "replace it. Give another path"
+            )
+
+
+def save_image(image, path: str | Path) -> Path:
+    """A PIL image (or anything with .save(path)) written whole or not at all."""
+    with atomic_path(path) as tmp:
+        image.save(tmp)
+    return Path(path)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from nrfer.cli import HelpFormatter, positive_int
+from nrfer.cli import HelpFormatter, float_in, non_negative_int, output_file, positive_int
 
 SPLITS = ("train", "val", "test")
 TTA = ("none", "flip")
@@ -93,7 +93,8 @@ def predict_parser(
     parser.add_argument(
         "--annotate",
         metavar="PATH",
-        help="write the photo with each face's box and label (a folder for several images)",
+        help="write the photo with each face's box and label: a PNG/JPEG file for one image, "
+        "a folder (<name>.annotated.png each) for several or when PATH is a folder",
     )
     parser.add_argument(
         "images", nargs="+", help="face images or photos (PNG, JPEG, ...; any size and colour)"
@@ -115,13 +116,14 @@ def evaluate_parser(
     parser.add_argument(
         "--degrade",
         nargs="+",
+        action="extend",
         metavar="KIND:SEVERITY[,...]",
         help="also evaluate the faces degraded: lowres:PX blur:SIGMA jpeg:QUALITY "
         "noise:STD occlude:FRACTION, e.g. --degrade lowres:12,16,24 blur:1,2 jpeg:20,50 "
-        "noise:0.05 occlude:0.25",
+        "noise:0.05 occlude:0.25 (repeating the flag adds to the list)",
     )
     parser.add_argument(
-        "--degrade-seed", type=int, default=0, help="the seed of noise and occlusion"
+        "--degrade-seed", type=non_negative_int, default=0, help="the seed of noise and occlusion"
     )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
@@ -133,13 +135,13 @@ def export_parser(
 ) -> argparse.ArgumentParser:
     parser = _parser(doc, prog)
     add_model(parser, mlflow)
-    parser.add_argument("--onnx", required=True, help="the ONNX file to write")
+    parser.add_argument("--onnx", required=True, type=output_file, help="the ONNX file to write")
     parser.add_argument(
         "--faces", type=positive_int, default=64, help="faces the parity check runs"
     )
     parser.add_argument(
         "--tolerance",
-        type=float,
+        type=float_in(0, 1, closed_high=True),
         default=1e-4,
         help="the largest difference of a probability from PyTorch's that is accepted",
     )

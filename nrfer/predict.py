@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nrfer.checkpoint import load_checkpoint, load_into, require
 from nrfer.cli import one_line, run_command
@@ -175,13 +175,15 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file")
     try:
-        with Image.open(path) as im:
-            if im.mode == "F":
+        with Image.open(path) as opened:
+            if opened.mode == "F":
                 raise DataFormatError(f"{path}: floating-point images are not supported")
+            im = ImageOps.exif_transpose(opened)  # a phone photo stored turned: upright
             img = image_to_uint8(im)
     except Image.DecompressionBombError as e:
         raise DataFormatError(f"{path}: refused, too many pixels for one face ({e})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        # ValueError: PIL's limits, e.g. "Decompressed data too large" for a huge text chunk
         raise DataFormatError(f"{path}: cannot be decoded as an image: {e}") from None
     if min(img.shape[:2]) < MIN_SIDE:
         warnings.warn(
@@ -234,69 +236,124 @@ def predict_files(args, resolve: Callable[[str], Path]) -> int:
     annotate_to = annotation_paths(args)
     failed = 0
     for start in range(0, len(args.images), args.batch_size):  # read and run a batch at a time
-        crops: list[tuple[str, np.ndarray]] = []
-        photos: list[tuple[str, np.ndarray]] = []
+        batch: list[tuple[str, np.ndarray]] = []
         for path in args.images[start : start + args.batch_size]:
             try:
-                img = read_image(path)
+                batch.append((path, read_image(path)))
             except DataFormatError as e:
                 failed += 1
                 print(f"error: {e}", file=sys.stderr)
-                continue
-            (crops if is_crop(img, args.faces) else photos).append((path, img))
-        failed += predict_crops(args, predictor, crops)
-        for path, img in photos:
-            assert finder is not None  # photos only when faces are searched for
-            predict_photo(args, predictor, finder, path, img, annotate_to.get(path))
+        at = [k for k, (_, img) in enumerate(batch) if is_crop(img, args.faces)]
+        rows = dict(
+            zip(
+                at,
+                crop_probabilities(predictor, [batch[k] for k in at], args.batch_size),
+                strict=True,
+            )
+        )
+        for k, (path, img) in enumerate(batch):  # printed in the order given
+            try:
+                if k in rows:
+                    row = rows[k]
+                    if isinstance(row, Exception):
+                        raise row
+                    _print_prediction(args, predictor, path, row)
+                    if path in annotate_to:
+                        labels = [label_of(predictor, row)]
+                        write_annotated(img, [whole_face(img)], labels, annotate_to[path])
+                else:
+                    assert finder is not None  # photos only when faces are searched for
+                    predict_photo(args, predictor, finder, path, img, annotate_to.get(path))
+            except Exception as e:  # noqa: BLE001 - one bad image must not stop the batch
+                failed += 1
+                print(f"error: {path}: {one_line(e)}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def annotation_paths(args) -> dict[str, Path]:
-    """--annotate: with one image, the file to write; with several, a folder that gets
-    <image name>.annotated.png for each photo."""
+    """--annotate: with one image, the file to write (or, when it names a folder, a file
+    in it); with several, a folder that gets <image name>.annotated.png for each image
+    (<name>-2.annotated.png ... when two inputs share a name). Never one of the inputs,
+    and only a format PIL writes."""
     if not args.annotate:
         return {}
+    from PIL import Image
+
     target = Path(args.annotate)
-    if len(args.images) == 1:
-        return {args.images[0]: target}
-    return {p: target / f"{Path(p).stem}.annotated.png" for p in args.images}
+    if len(args.images) == 1 and not target.is_dir():  # a file
+        if Image.registered_extensions().get(target.suffix.lower()) is None:
+            raise ValueError(
+                f"--annotate {target}: no image format for the extension "
+                f"{target.suffix or '(none)'!r}; give a file ending in .png or .jpg, or a folder"
+            )
+        out = {args.images[0]: target}
+    else:
+        if target.exists() and not target.is_dir():
+            raise ValueError(f"--annotate {target}: is a file; several images need a folder")
+        out, taken = {}, set()
+        for p in dict.fromkeys(args.images):
+            name, k = Path(p).stem, 1
+            while name.lower() in taken:
+                k += 1
+                name = f"{Path(p).stem}-{k}"
+            taken.add(name.lower())
+            out[p] = target / f"{name}.annotated.png"
+    from nrfer.files import refuse_own_input
+
+    for written in out.values():
+        refuse_own_input(written, list(args.images), "--annotate")
+    return out
 
 
-def predict_crops(args, predictor: Predictor, crops: list[tuple[str, np.ndarray]]) -> int:
-    """Face images predicted in one batch; returns how many failed."""
-    failed = 0
+def crop_probabilities(
+    predictor: Predictor, crops: list[tuple[str, np.ndarray]], batch_size: int
+) -> list:
+    """Each face image's probabilities, in one batch; where the batch fails on a bad shape,
+    one at a time, so the error (kept in its place) names the image."""
     try:
-        probs = predictor.predict_proba([img for _, img in crops], args.batch_size)
-    except ValueError:  # a bad shape in the batch: one at a time names the image
-        probs = None
-    for k, (path, img) in enumerate(crops):
-        if probs is None:
-            try:
-                row = predictor.predict_proba([img])[0]
-            except ValueError as e:
-                failed += 1
-                print(f"error: {path}: {e}", file=sys.stderr)
-                continue
-        else:
-            row = probs[k]
-        _print_prediction(args, predictor, path, row)
-    return failed
+        return list(predictor.predict_proba([img for _, img in crops], batch_size))
+    except ValueError:
+        pass
+    out: list = []
+    for _, img in crops:
+        try:
+            out.append(predictor.predict_proba([img])[0])
+        except ValueError as e:
+            out.append(e)
+    return out
+
+
+def whole_face(img: np.ndarray):
+    """A crop taken as one face: its box is the whole image."""
+    from nrfer.faces import Face
+
+    return Face((0, 0, img.shape[1] - 1, img.shape[0] - 1), None, 0.0, img)
+
+
+def label_of(predictor: Predictor, probs: np.ndarray) -> str:
+    return f"{predictor.class_names[int(probs.argmax())]} {probs.max():.2f}"
+
+
+def write_annotated(img: np.ndarray, faces: list, labels: list[str], path: Path) -> None:
+    from nrfer.faces import annotate
+    from nrfer.files import save_image
+
+    save_image(Image.fromarray(annotate(img, faces, labels)), path)
 
 
 def predict_photo(args, predictor: Predictor, finder, path: str, img, annotate_to) -> None:
     """Each face of a photo: found, aligned, predicted, printed; the photo annotated."""
-    from nrfer.faces import annotate
-
     faces = finder(img)
     probs = predictor.predict_proba([f.image for f in faces], args.batch_size)
-    names = predictor.class_names
-    labels = [f"{names[int(p.argmax())]} {p.max():.2f}" for p in probs]
+    labels = [label_of(predictor, p) for p in probs]
     if annotate_to is not None:
-        annotate_to.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(annotate(img, faces, labels)).save(annotate_to)
+        write_annotated(img, faces, labels, annotate_to)
     if not faces:
         side = finder.min_side(*img.shape[:2])
-        searched = f"searched with {finder.name} for faces of at least {side} px"
+        searched = (
+            f"searched with {finder.name} for faces of at least {side} px; "
+            "--min-face PX searches smaller ones"
+        )
         if args.json:
             print(json.dumps({"image": path, "faces": 0, "label": None, "searched": searched}))
         else:

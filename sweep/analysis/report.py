@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from nrfer.files import atomic_file, atomic_path  # noqa: E402
 from sweep.analysis.pareto import fronts  # noqa: E402
 from sweep.spec.space import SweepSpec  # noqa: E402
 
@@ -73,7 +74,7 @@ def write_pareto(rows: list[dict], spec: SweepSpec, run_ids: dict[str, str], fol
     front = rank(pareto_rows(rows), spec)
     names = list(spec.senses)
     keys = sorted({k for r in front for k in r["params"]})
-    with open(folder / "pareto_front.csv", "w", newline="") as f:
+    with atomic_file(folder / "pareto_front.csv") as f:
         w = csv.writer(f)
         w.writerow(["trial_id", "run_id", "run_name", *names, "epochs", *keys])
         for r in front:
@@ -103,7 +104,8 @@ def write_pareto(rows: list[dict], spec: SweepSpec, run_ids: dict[str, str], fol
     ax.set_title(f"{spec.name}: {len(front)} of {len(shown)} trials on the front")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(folder / "pareto_front.png", dpi=100)
+    with atomic_path(folder / "pareto_front.png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -117,7 +119,7 @@ def write_leaderboard_csv(
     keys = sorted({k for r in rows for k in r["params"]})
     others = [k for k in spec.senses if k != spec.metric]  # with several objectives
     front = ["pareto_front"] if spec.multi_objective else []
-    with open(path, "w", newline="") as f:
+    with atomic_file(path) as f:
         w = csv.writer(f)
         w.writerow(
             ["rank", "trial_id", "run_id", "run_name", spec.metric, *others, *front, "epochs"]
@@ -153,7 +155,8 @@ def plot_history(rows_in_order: list[dict], spec: SweepSpec, path: Path) -> None
     ax.set_title(f"optimisation history: {spec.name}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 
@@ -171,7 +174,8 @@ def plot_curves(rows: list[dict], spec: SweepSpec, path: Path) -> None:
     ax.set_ylabel(spec.metric)
     ax.set_title(f"learning curves ({len(rows)} trials)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -226,7 +230,8 @@ def plot_importance(importance: dict[str, float], path: Path) -> None:
     ax.barh(names, [importance[n] for n in names])
     ax.set_xlabel("importance (fANOVA)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nrfer.files import save_image, write_atomic
 from sweep.analysis.comparisons import (
     Comparison,
     cell_key,
@@ -578,10 +579,10 @@ def write_tables(out: Path, tables: dict[str, str], plot=None) -> dict[str, Path
     paths = {}
     for fmt, text in tables.items():
         paths[fmt] = out / names[fmt]
-        paths[fmt].write_text(text, encoding="utf-8")
+        write_atomic(paths[fmt], text)
     if plot is not None:
         paths["degradations"] = out / "study_degradations.png"
-        plot.save(paths["degradations"])
+        save_image(plot, paths["degradations"])
     return paths
 
 

@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 from nrfer.cli import check_out_dir, run_command
 from nrfer.config import ConfigError, TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
+from nrfer.files import save_image, write_atomic
 from nrfer.train import FitResult, fit
 from nrfer.viz import confusion_image
 from sweep.analysis.pareto import Pick, choose, parse_pick
@@ -308,7 +309,7 @@ def reproduce(
     candidates = train_candidates(chosen, seeds, out, parallel)
     # The winner: the best mean validation accuracy over seeds (test is only reported).
     winner = max(candidates, key=lambda c: c.val_mean)
-    (out / "best_config.yaml").write_text(yaml.safe_dump(winner.cfg.to_dict(), sort_keys=False))
+    write_atomic(out / "best_config.yaml", yaml.safe_dump(winner.cfg.to_dict(), sort_keys=False))
     rep_id, seed_runs = log_runs(client, parent, sweep_id, candidates, winner, out)
     summary = report(client, rep_id, sweep_id, candidates, winner, seed_runs, out)
     name = model_name or spec.get("registered_model") or f"nrfer-{sweep_id}"
@@ -316,7 +317,7 @@ def reproduce(
     if pick:
         summary["pick"] = pick
         client.set_tag(rep_id, "nrfer.pick", pick)
-    (out / "report.json").write_text(json.dumps(summary, indent=1))
+    write_atomic(out / "report.json", json.dumps(summary, indent=1))
     client.log_artifact(rep_id, str(out / "report.json"))
     client.set_terminated(rep_id, "FINISHED")
     return summary
@@ -422,10 +423,11 @@ def report(
     summary["winner_rank"] = winner.rank
     table = out / "candidates.csv"
     keys = list(summary["candidates"][0])
-    table.write_text(
+    write_atomic(
+        table,
         ",".join(keys)
         + "\n"
-        + "".join(",".join(str(row[k]) for k in keys) + "\n" for row in summary["candidates"])
+        + "".join(",".join(str(row[k]) for k in keys) + "\n" for row in summary["candidates"]),
     )
     client.log_artifact(rep_id, str(table))
     for row in summary["candidates"]:
@@ -454,7 +456,8 @@ def write_class_report(
     names, seeds = results[0].class_names, len(results)
     recall = np.array([r.scores.per_class_recall for r in results])
     table = out / "per_class_recall.csv"
-    table.write_text(
+    write_atomic(
+        table,
         "class,mean,std,"
         + ",".join(f"seed{s}" for s in range(seeds))
         + "\n"
@@ -463,10 +466,12 @@ def write_class_report(
             + ",".join(f"{v:.4f}" for v in recall[:, i])
             + "\n"
             for i, n in enumerate(names)
-        )
+        ),
     )
     mean_conf = np.mean([r.scores.confusion for r in results], axis=0)
-    confusion_image(np.round(mean_conf).astype(int), names).save(out / "test_confusion_mean.png")
+    save_image(
+        confusion_image(np.round(mean_conf).astype(int), names), out / "test_confusion_mean.png"
+    )
     for f in (table, out / "test_confusion_mean.png"):
         client.log_artifact(rep_id, str(f))
 

@@ -15,6 +15,8 @@ import tempfile
 import webbrowser
 from pathlib import Path
 
+from nrfer.files import write_atomic
+
 
 def run(args) -> int:
     from mlflow.tracking import MlflowClient
@@ -37,7 +39,7 @@ def run(args) -> int:
     out = Path(args.out or f"runs/report-{name}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    path.write_text(sweep_page(client, parent, spec, uri, table), encoding="utf-8")
+    write_atomic(path, sweep_page(client, parent, spec, uri, table))
     print(f"report: {path.resolve()} ({path.stat().st_size / 2**20:.1f} MiB, works offline)")
     if args.open:
         webbrowser.open(path.resolve().as_uri())

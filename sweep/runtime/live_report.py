@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ray import tune
 
+from nrfer.files import write_atomic
 from sweep.analysis.html_report import sweep_page
 from sweep.runtime.retention import WORK
 from sweep.tracking.store import with_retries
@@ -27,7 +28,7 @@ def write_report_html(
     parent = tracker.client.get_run(tracker.parent)
     path = folder / REPORT
     page = sweep_page(tracker.client, parent, spec_dict, tracker.uri, study_table)
-    path.write_text(page, encoding="utf-8")
+    write_atomic(path, page)
     return path
 
 

@@ -62,11 +62,51 @@ def test_the_graph_gives_pytorchs_probabilities_at_any_batch(model, tmp_path, ca
 
 
 def test_a_file_off_by_more_than_the_tolerance_is_refused(model, tmp_path, capsys):
+    from nrfer.checkpoint import load_checkpoint
+    from nrfer.export import export_onnx
+
     path = tmp_path / "m.onnx"
-    args = ["--model", str(model), "--onnx", str(path), "--faces", "8"]
-    assert main([*args, "--tolerance", "-1"]) == 2
-    err = capsys.readouterr().err
-    assert "the ONNX graph differs from PyTorch by" in err and "on 8 faces" in err
-    assert not path.exists()
+    with pytest.raises(ValueError, match=r"the ONNX graph differs from PyTorch by .* on 8 faces"):
+        export_onnx(load_checkpoint(model), path, faces=8, tolerance=-1.0)  # none can meet it
+    assert not path.exists() and list(tmp_path.iterdir()) == []
     assert main(["--model", str(tmp_path / "none.pt"), "--onnx", str(path)]) == 2
     assert "--model" in capsys.readouterr().err and not path.exists()
+
+
+def test_a_refused_export_keeps_the_earlier_file_and_never_writes_over_its_model(
+    model, tmp_path, capsys
+):
+    """A parity failure leaves an earlier good export as it was (the graph is written beside
+    it and renamed only once it passed); --onnx naming the model it reads is refused before
+    anything is written; a tolerance outside (0, 1], an empty path or a folder: flag named."""
+    import shutil
+
+    path = tmp_path / "keep.onnx"
+    assert main(["--model", str(model), "--onnx", str(path), "--faces", "8"]) == 0
+    good = path.read_bytes()
+    capsys.readouterr()
+    # a graph that fails its parity check: refused, and the earlier file is untouched, whole
+    from nrfer.checkpoint import load_checkpoint
+    from nrfer.export import export_onnx
+
+    with pytest.raises(ValueError, match="nothing was written"):
+        export_onnx(load_checkpoint(model), path, faces=8, tolerance=-1.0)
+    assert path.read_bytes() == good
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.onnx"]  # no temp file left
+    for bad in ("-1", "nan", "0", "2"):
+        with pytest.raises(SystemExit):
+            main(["--model", str(model), "--onnx", str(path), "--tolerance", bad])
+        assert "--tolerance" in capsys.readouterr().err
+    for bad in ("", str(tmp_path)):
+        with pytest.raises(SystemExit):
+            main(["--model", str(model), "--onnx", bad])
+        assert "--onnx" in capsys.readouterr().err
+    # the model file itself as the output: refused, the checkpoint intact
+    own = tmp_path / "run" / "checkpoint" / "best.pt"
+    own.parent.mkdir(parents=True)
+    shutil.copy(model, own)
+    before = own.read_bytes()
+    assert main(["--model", str(own), "--onnx", str(own)]) == 2
+    assert "--onnx" in capsys.readouterr().err and own.read_bytes() == before
+    assert main(["--model", str(own.parent.parent), "--onnx", str(own)]) == 2
+    assert own.read_bytes() == before

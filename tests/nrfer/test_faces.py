@@ -138,3 +138,71 @@ def test_predict_on_photos_json_annotation_and_no_face(model, tmp_path, capsys):
     assert "no face found" in capsys.readouterr().out
     assert main(["--model", str(model), "--faces", "whole", paths[1]]) == 0
     assert "no face" not in capsys.readouterr().out
+
+
+def test_predict_never_writes_over_its_input_and_goes_on_past_a_bad_image(model, tmp_path, capsys):
+    """--annotate naming an input photo is refused (the photo intact); two inputs of the
+    same name get two annotated files; a face crop is annotated too; a 20000x4 strip is
+    searched (no face); a PNG whose text chunk is too large is an error for that image
+    only, named, and the rest are predicted, printed in the order given; a phone photo stored turned (EXIF
+    Orientation 6) is turned upright first; an annotation path without an image extension
+    names the flag."""
+    from PIL import PngImagePlugin
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    before = photo.read_bytes()
+    assert main(["--model", str(model), "--annotate", str(photo), str(photo)]) == 2
+    assert "--annotate" in capsys.readouterr().err and photo.read_bytes() == before
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        Image.fromarray(data.astronaut()).save(tmp_path / sub / "face.png")
+    crop = tmp_path / "crop.png"
+    Image.fromarray(
+        np.asarray(Image.fromarray(data.astronaut()).convert("L").resize((48, 48)))
+    ).save(crop)
+    strip = tmp_path / "strip.png"
+    Image.fromarray(np.full((4, 20000), 128, np.uint8)).save(strip)
+    bomb = tmp_path / "bomb.png"
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (64 << 20), zip=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(bomb, pnginfo=info)
+    turned = tmp_path / "turned.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(np.rot90(hopper()).copy()).save(turned, exif=exif)
+    inputs = [
+        str(tmp_path / "a" / "face.png"),
+        str(strip),
+        str(bomb),
+        str(crop),
+        str(turned),
+        str(tmp_path / "b" / "face.png"),
+    ]
+    ann = tmp_path / "ann"
+    code = main(["--model", str(model), "--json", "--annotate", str(ann), *inputs])
+    out, err = capsys.readouterr()
+    assert code == 1  # one image failed, the others were predicted
+    assert f"{bomb}" in err and "too large" in err and err.count("error:") == 1
+    rows = [json.loads(x) for x in out.strip().splitlines()]
+    assert [r["image"] for r in rows] == [inputs[0], inputs[1], inputs[3], inputs[4], inputs[5]]
+    assert rows[1]["faces"] == 0  # the strip: searched (shrunk to 1 px, not 0), no face
+    upright = next(r for r in rows if r["image"] == str(turned))
+    assert upright.get("faces") != 0 and iou(upright["box"], HOPPER_FACE) >= 0.5
+    assert sorted(p.name for p in ann.iterdir()) == [
+        "crop.annotated.png",
+        "face-2.annotated.png",
+        "face.annotated.png",
+        "strip.annotated.png",
+        "turned.annotated.png",
+    ]
+    assert main(["--model", str(model), "--annotate", str(tmp_path / "noext"), str(crop)]) == 2
+    err = capsys.readouterr().err
+    assert "--annotate" in err and "extension" in err
+    # one image and an existing folder: the annotated file goes into it
+    assert main(["--model", str(model), "--annotate", str(ann), str(photo)]) == 0
+    assert (ann / "photo.annotated.png").is_file()
+    assert "--min-face" not in capsys.readouterr().out  # a face was found
+    Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
+    assert main(["--model", str(model), str(tmp_path / "coffee.png")]) == 0
+    assert "no face found" in (o := capsys.readouterr().out) and "--min-face" in o
