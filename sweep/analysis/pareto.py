@@ -60,7 +60,10 @@ def fronts(points: Sequence[Mapping[str, float]], senses: Mapping[str, str]) -> 
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _NAME = r"[A-Za-z_][A-Za-z0-9_.]*"
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# one way to read each number (no two quantifiers over the same digits): linear time on any
+# input, where `\d+\.?\d*` backtracked quadratically over a long run of digits
+_NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
+PICK_MAX_CHARS = 1000
 _PICK = re.compile(rf"^\s*(max|min)\s+({_NAME})\s*(?:where\s+(.+))?$", re.IGNORECASE)
 _CONSTRAINT = re.compile(rf"^\s*({_NAME})\s*(<=|>=|<|>)\s*({_NUMBER})\s*$")
 
@@ -84,6 +87,8 @@ class Pick:
 def parse_pick(text: str) -> Pick:
     """A --pick expression; an error names the part it could not read and the form."""
     form = "'max|min OBJECTIVE [where NAME <|<=|>|>= NUMBER [and ...]]'"
+    if len(text) > PICK_MAX_CHARS:
+        raise ValueError(f"--pick: {len(text):,} characters; at most {PICK_MAX_CHARS} ({form})")
     m = _PICK.match(text)
     if m is None:
         raise ValueError(f"--pick {text!r}: expected {form}")
@@ -97,9 +102,16 @@ def parse_pick(text: str) -> Pick:
     return Pick(m.group(1).lower(), m.group(2), tuple(constraints), text.strip())
 
 
-def choose(points: Sequence[Mapping[str, float]], pick: Pick) -> int:
+COST_SENSES = {"latency_ms": "min", "params": "min", "gflops": "min"}  # lower is cheaper
+
+
+def choose(
+    points: Sequence[Mapping[str, float]], pick: Pick, senses: Mapping[str, str] | None = None
+) -> int:
     """The index of the point `pick` chooses: the best objective among the points that meet
-    its constraints (the first of equals); an error says what no point meets."""
+    its constraints; among points equal on it, one that no other equal point dominates on
+    the other objectives (`senses`, and the costs: lower latency, params, GFLOPs), then
+    the first; an error says what no point meets."""
     names = {pick.objective, *(n for n, _, _ in pick.constraints)}
     have = set().union(*(p.keys() for p in points)) if points else set()
     missing = sorted(names - have)
@@ -112,4 +124,12 @@ def choose(points: Sequence[Mapping[str, float]], pick: Pick) -> int:
         shown = " and ".join(f"{n} {op} {b:g}" for n, op, b in pick.constraints)
         raise ValueError(f"--pick: no trial meets {shown} (of {len(points)} trials)")
     sign = 1 if pick.sense == "max" else -1
-    return max(admitted, key=lambda i: (sign * points[i][pick.objective], -i))
+    best = max(sign * points[i][pick.objective] for i in admitted)
+    tied = [i for i in admitted if sign * points[i][pick.objective] == best]
+    others = {**COST_SENSES, **(senses or {})}
+    others = {k: v for k, v in others.items() if k != pick.objective}
+    shared = {k: v for k, v in others.items() if all(k in points[i] for i in tied)}
+    undominated = [
+        i for i in tied if not any(dominates(points[j], points[i], shared) for j in tied if j != i)
+    ]
+    return min(undominated or tied)

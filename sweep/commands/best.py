@@ -87,7 +87,8 @@ def best_trials(
         )
     scored.sort(key=lambda x: x[0], reverse=mode == "max")
     if pick is not None:
-        scored = [picked(client, scored, pick, metric, mode)]
+        senses = {metric: mode, **(spec.get("objectives") or {})}
+        scored = [picked(client, scored, pick, metric, mode, senses)]
     elif k > len(scored):
         print(f"--top {k}: the sweep has {len(scored)} finished trials; retraining all of them")
     out = []
@@ -103,7 +104,14 @@ def best_trials(
 VAL_METRICS = {"val_acc": "max", "val_macro_f1": "max", "val_loss": "min"}
 
 
-def picked(client: MlflowClient, scored: list[tuple], pick: Pick, metric: str, mode: str) -> tuple:
+def picked(
+    client: MlflowClient,
+    scored: list[tuple],
+    pick: Pick,
+    metric: str,
+    mode: str,
+    senses: dict[str, str] | None = None,
+) -> tuple:
     """The (value, run) of `scored` that `pick` chooses among the finished trials: a
     validation metric at its best epoch, a cost (params, gflops, latency_ms ...) as measured."""
     points = []
@@ -115,7 +123,7 @@ def picked(client: MlflowClient, scored: list[tuple], pick: Pick, metric: str, m
                 point[name] = max(history) if VAL_METRICS[name] == "max" else min(history)
         point[metric] = value
         points.append(point)
-    i = choose(points, pick)
+    i = choose(points, pick, senses)
     value, run = scored[i]
     front = run.data.tags.get(PARETO_TAG)
     where = {"1": "on the Pareto front", None: ""}.get(front, f"on front {front}")

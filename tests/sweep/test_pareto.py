@@ -55,3 +55,46 @@ def test_bad_picks_name_the_part_and_the_form():
         choose(POINTS, parse_pick("max val_acc where flops < 5"))
     with pytest.raises(ValueError, match=r"no trial meets latency_ms < 1 \(of 7 trials\)"):
         choose(POINTS, parse_pick("max val_acc where latency_ms < 1"))
+
+
+def test_a_tie_on_the_objective_goes_to_the_point_that_dominates_on_the_others():
+    """Three trials at the same val_acc: the one at 24.8 ms dominates the one at 71.3 ms and
+    is chosen whatever the order; with the sweep's own objectives (here params) too."""
+    tied = [
+        {"val_acc": 0.7, "latency_ms": 71.3, "params": 5e5},
+        {"val_acc": 0.7, "latency_ms": 40.0, "params": 4e5},
+        {"val_acc": 0.7, "latency_ms": 24.8, "params": 4e5},
+        {"val_acc": 0.6, "latency_ms": 1.0, "params": 1e3},
+    ]
+    pick = parse_pick("max val_acc")
+    assert choose(tied, pick) == 2
+    assert choose(tied[::-1], pick) == 1  # the same trial, listed second
+    # two tied trials neither of which dominates: the first of them
+    split = [
+        {"val_acc": 0.7, "latency_ms": 30.0, "params": 1e5},
+        {"val_acc": 0.7, "latency_ms": 20.0, "params": 2e5},
+    ]
+    assert choose(split, pick) == 0
+    # an objective of the sweep that is not a cost: its sense counts
+    own = [{"val_acc": 0.7, "val_macro_f1": 0.5}, {"val_acc": 0.7, "val_macro_f1": 0.6}]
+    assert choose(own, pick, {"val_acc": "max", "val_macro_f1": "max"}) == 1
+
+
+def test_a_pick_of_40000_digits_is_read_at_once():
+    """The number pattern has one way to read each digit run: 40,000 digits and a stray
+    letter fail in milliseconds (the old pattern backtracked for about 2 minutes); over
+    1,000 characters a pick is refused by its length."""
+    import re
+    import time
+
+    from sweep.analysis import pareto
+
+    digits = "1" * 40_000 + "x"
+    start = time.perf_counter()
+    assert re.match(rf"^{pareto._NUMBER}$", digits) is None
+    assert pareto._CONSTRAINT.match(f"latency_ms < {digits}") is None
+    assert time.perf_counter() - start < 1.0
+    with pytest.raises(ValueError, match="at most 1000"):
+        parse_pick(f"max val_acc where latency_ms < {digits}")
+    with pytest.raises(ValueError, match="cannot read the constraint"):
+        parse_pick("max val_acc where latency_ms < " + "1" * 900 + "x")
