@@ -297,6 +297,10 @@ class Ledger:
         error names its file."""
         self.read_sweep()
         self.read_kept()
+        if early_stopping == "adaptive" and (self.dir / ADAPTIVE).is_file():
+            from sweep.runtime.adaptive import read_record  # (it imports this module)
+
+            read_record(self.dir / ADAPTIVE)
         path = self.asha_file
         if early_stopping not in ("asha", "adaptive") or not path.exists():
             return

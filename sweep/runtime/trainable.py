@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
+import re
 import shutil
 import traceback
 from dataclasses import dataclass
@@ -47,6 +50,8 @@ from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogge
 from sweep.tracking.system import PeakMemory, start_monitor, stop_monitor
 from sweep.tracking.trial import RunContext
 from sweep.tracking.ui import run_name, trial_number
+
+log = logging.getLogger("nrfer.sweep")
 
 RESULT_KEYS = (*EPOCH_KEYS, "epoch")
 TIMING_KEYS = ("epoch_time_s", "images_per_s")  # logged to MLflow, not reported to Tune
@@ -178,7 +183,11 @@ def trial_cost(settings: dict, cfg, faces: FERData, exp_dir: str) -> dict[str, f
     key = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(exp_dir) / COSTS_DIR / f"{key}.json"
     if path.is_file():
-        return json.loads(path.read_text())["metrics"]
+        recorded, problem = read_cost(path)
+        if recorded is not None:
+            return recorded
+        log.warning("%s: %s; measuring this architecture's cost again", path, problem)
+        path.unlink(missing_ok=True)
     cost = config_cost(
         cfg.model,
         faces.num_classes,
@@ -194,10 +203,34 @@ def trial_cost(settings: dict, cfg, faces: FERData, exp_dir: str) -> dict[str, f
     try:  # the first measurement of an architecture wins; a later one reads it
         os.link(tmp, path)
     except FileExistsError:
-        cost = json.loads(path.read_text())["metrics"]
+        cost = read_cost(path)[0] or cost
     finally:
         tmp.unlink(missing_ok=True)
     return cost
+
+
+def read_cost(path: Path) -> tuple[dict[str, float] | None, str]:
+    """A recorded cost (`costs/<key>.json` or a checkpoint's cost.json) -> (its metrics, "")
+    when every value is a finite number >= 0 under a cost name (params, gflops,
+    latency_ms, latency_ms_b<B>), else (None, what is wrong): a damaged or edited file is
+    measured again, never trusted."""
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        return None, f"unreadable ({e})"
+    metrics = raw.get("metrics", raw) if isinstance(raw, dict) else raw
+    if not isinstance(metrics, dict) or not metrics:
+        return None, "no cost metrics in it"
+    for name, value in metrics.items():
+        if not re.fullmatch(r"params|gflops|latency_ms(_b\d+)?", str(name)):
+            return None, f"unknown cost {name!r}"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not (math.isfinite(value) and value >= 0)
+        ):
+            return None, f"{name}: {value!r} is not a finite number >= 0"
+    return {k: float(v) for k, v in metrics.items()}, ""
 
 
 def run_trial(
@@ -226,7 +259,10 @@ def run_trial(
         with checkpoint.as_directory() as d:
             resume = load_checkpoint(Path(d) / RunPaths.LAST)
             if (Path(d) / COST_FILE).is_file():
-                cost = json.loads((Path(d) / COST_FILE).read_text())
+                cost, problem = read_cost(Path(d) / COST_FILE)
+                if cost is None:
+                    log.warning("%s (checkpoint): %s; measured again", COST_FILE, problem)
+                    cost = {}
     for k, v in WORKER_HTTP_ENV.items():
         os.environ.setdefault(k, v)
     logger = TrialLogger(tracking.run, trial_id, Path(tracking.record_dir) / f"{trial_id}.jsonl")

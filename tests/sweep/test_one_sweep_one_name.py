@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 import launch
@@ -217,6 +218,42 @@ def test_damaged_resume_files_are_named_before_ray(tmp_path):
     Ledger(exp).check("fifo")  # FIFO does not read them
     rungs.write_text("brackets: [[{milestone: 1, scores: {t1: 0.5}}]]\n")
     Ledger(exp).check("asha")
+    # the adaptive rule's record: wrong types anywhere are named with the file, before Ray
+    from sweep.runtime.adaptive import STATE_VERSION
+    from sweep.runtime.ledger import ADAPTIVE
+
+    record = ledger_dir(exp) / ADAPTIVE
+    good = {
+        "version": STATE_VERSION,
+        "metric": "val_acc",
+        "choice": {
+            "epoch": 2,
+            "trials": 8,
+            "threshold": 0.8,
+            "rows": [{"epoch": 1, "rho": 0.5, "low": 0.1}],
+        },
+        "completed": {"t1": [0.1, 0.2, 0.3]},
+    }
+    record.write_text(yaml.safe_dump(good))
+    Ledger(exp).check("adaptive")
+    for bad, what in (
+        ({**good, "completed": 7}, "completed: expected a mapping"),
+        ({**good, "completed": {"t1": ["x"]}}, r"completed.t1: 'x' is not a number"),
+        ({**good, "choice": {**good["choice"], "epoch": "two"}}, "choice.epoch"),
+        (
+            {**good, "choice": {**good["choice"], "rows": [{"epoch": 1, "rho": "hi", "low": 0}]}},
+            "choice.rows.rho",
+        ),
+        ({**good, "costs": {"t1": 3}}, "costs.t1: expected a mapping"),
+        ({**good, "version": 99}, "version 99"),
+    ):
+        record.write_text(yaml.safe_dump(bad))
+        with pytest.raises(
+            ConfigError,
+            match=rf"{record}: the adaptive early-stopping record is damaged \(.*{what}",
+        ):
+            Ledger(exp).check("adaptive")
+    Ledger(exp).check("fifo")  # only the adaptive rule reads it
 
 
 def test_an_experiment_deleted_in_the_ui_is_named(tmp_path):
