@@ -475,7 +475,8 @@ def prepare(
     # MLflow's environment variables, so the URI printed, pickled and logged carries none
     uri = move_credentials_to_env(check_tracking_uri(tracking_uri(uri), "--tracking-uri"))
     if spec_dict != spec.to_dict():  # --force-resume: the sweep continues as it was started
-        spec = parse_space(spec_dict, spec.source)
+        # errors name the ledger's file, not the space file the user gave this time
+        spec = parse_space(spec_dict, f"{ledger.sweep_file} (spec)")
     # The Optuna study: kept in an RDB storage under the sweep's name (optuna-dashboard reads
     # it; --resume continues it), started from earlier sweeps' trials with --warm-start.
     study_url = study_storage_url(uri, exp_dir, optuna_storage)

@@ -365,3 +365,24 @@ def test_tracebacks_that_named_nothing_name_the_input(tmp_path):
     for shape in ([1, 100000, 100000], [7, 48, 48], [1, 48], "big", [1, 48.0, 48]):
         with pytest.raises(ValueError, match=r"ckpt: input_shape .* is not \[1 or 3 channels"):
             checked_input_shape(shape, "ckpt")
+
+
+def test_a_bad_value_in_the_ledgers_spec_is_blamed_on_the_ledger(tmp_path, capsys):
+    """--force-resume runs the spec the sweep was started with (sweep.yaml): a bad type
+    there is an error naming that file, not the space file given this time."""
+    import copy
+
+    from sweep.runtime.driver import prepare
+    from sweep.runtime.ledger import RUNNING, Ledger
+    from sweep.spec.space import load_space
+
+    spec = load_space("demo")
+    exp = tmp_path / "demo"
+    started = copy.deepcopy(spec.to_dict())
+    started["budget"]["num_samples"] = "many"
+    Ledger(exp).write_sweep(started, RUNNING)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(ValueError) as e:  # SpaceError / ConfigError
+        prepare(spec, exp, uri, True, True, None, None)
+    assert str(Ledger(exp).sweep_file) in str(e.value) and "num_samples" in str(e.value)
+    assert "demo.yaml" not in str(e.value)
