@@ -381,6 +381,18 @@ class SpaceFile(_Section):
     def _mode_follows_metric(self) -> SpaceFile:
         if self.objectives:
             self._check_objectives()
+        stopping = self.early_stopping
+        if self.objectives and stopping.name == "asha":
+            raise ValueError(
+                f"early_stopping: asha ranks trials by {self.metric} alone, so with several "
+                "objectives it stops the cheap trials the front needs; use adaptive (at its "
+                "rungs a trial stops only where others dominate it) or fifo"
+            )
+        if not self.objectives and "min_dominating" in stopping.model_fields_set:
+            raise ValueError(
+                "early_stopping.min_dominating: used only with several objectives "
+                "(objectives:); this space has one (metric:)"
+            )
         if not self.mode:
             _set(self, "mode", "min" if self.metric == "val_loss" else "max")
         return self

@@ -80,6 +80,19 @@ def test_launch_refuses_bad_names_and_hostile_yaml_before_anything_is_written(
         ),
         (["--space", space_file(**{"resources/cpu": 0})], "resources.cpu: must be > 0, got 0"),
         (["--space", space_file(), "--resume", "--warm-start", "x"], "no sweep named"),
+        (
+            ["--space", space_file(objectives={"val_acc": "max", "params": "min"})],
+            "early_stopping: asha ranks trials by val_acc alone",
+        ),
+        (
+            [
+                "--space",
+                space_file(
+                    early_stopping={"name": "adaptive", "max_epochs": 2, "min_dominating": 2}
+                ),
+            ],
+            "early_stopping.min_dominating: used only with several objectives",
+        ),
     ]
     for argv, message in cases:
         t0 = time.perf_counter()
