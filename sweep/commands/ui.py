@@ -102,12 +102,21 @@ def serve_ui(args) -> int:
         return 0
     base = f"http://{args.host}:{args.port}"
     link = sweep_link(uri, args.sweep, base)  # a missing sweep is said before a server starts
+    check_port_free(args.host, args.port)  # else another server's /health would answer for it
     cmd = [*mlflow_command(), "ui", "--backend-store-uri", uri, "--host", args.host]
     cmd += ["--port", str(args.port)]
     print(f"starting: {' '.join(cmd)}")
     # its own process group: Ctrl+C reaches this process only, which then stops the server
     # and its workers at once (MLflow's own graceful shutdown takes 10-20 s)
     proc = subprocess.Popen(cmd, start_new_session=True)
+
+    def terminated(signum: int, _frame) -> None:  # SIGTERM / SIGHUP: the server goes too
+        stop_group(proc)
+        sys.stdout.flush()
+        os._exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, terminated)
     try:
         wait_for(base, proc)
         print(f"MLflow UI: {link}\n(Ctrl+C stops it)")
@@ -125,6 +134,29 @@ def serve_ui(args) -> int:
         os._exit(0)
     finally:
         stop_group(proc)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """A ValueError naming --port when something already listens on host:port."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            raise ValueError(
+                f"--port {port}: {host}:{port} is already in use ({e.strerror}); another "
+                f"server (an earlier `nrfer ui`?) listens there. Stop it, or give another "
+                f"--port, e.g. --port {free_port(host)}"
+            ) from None
+
+
+def free_port(host: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
 
 
 def mlflow_command() -> list[str]:

@@ -574,6 +574,7 @@ def make_trainable(
                     system.system_metrics_interval_s if system.system_metrics else None
                 ),
                 cost=spec.cost.model_dump() if spec.cost is not None else None,
+                searched=tuple(p.key for p in spec.params),
             ),
         ),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},

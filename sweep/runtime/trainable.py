@@ -76,6 +76,7 @@ class TrialContext:
     study: dict | None = None  # a study's section: each run tested once, its cell tagged
     system_metrics_interval_s: float | None = None  # None: no system metrics recorded
     cost: dict | None = None  # the space's cost section: measure each trial's cost
+    searched: tuple[str, ...] = ()  # every searched key: those a trial did not sample are inactive
 
 
 def epoch_row(metrics: dict) -> dict:
@@ -267,7 +268,11 @@ def run_trial(
         os.environ.setdefault(k, v)
     logger = TrialLogger(tracking.run, trial_id, Path(tracking.record_dir) / f"{trial_id}.jsonl")
     name = run_name(trial_number(context.get_trial_name()), params, trial_id)
-    run_id = logger.start(config=cfg.flat(), sampled=params, name=name)
+    # a searched key this trial did not sample is inactive (its `when:` is not met): its
+    # config default is not a value the trial used, so it is not logged (blank everywhere)
+    inactive = set(tracking.searched) - set(params)
+    logged = {k: v for k, v in cfg.flat().items() if k not in inactive}
+    run_id = logger.start(config=logged, sampled=params, name=name)
     if study:  # the table groups a study's runs by cell
         cell = {k: v for k, v in params.items() if k != SEED_KEY}
         logger.set_tag(CELL_TAG, json.dumps(cell, sort_keys=True))

@@ -107,3 +107,41 @@ def test_mlflow_is_found_beside_the_interpreter_on_path_or_as_a_module(monkeypat
 def test_gitignore_keeps_the_stores_out_of_git():
     ignored = (REPO / ".gitignore").read_text().split()
     assert {"mlflow.db", "optuna.db", "mlflow-artifacts/"} <= set(ignored)
+
+
+def test_ui_refuses_a_taken_port_and_sigterm_takes_the_server_with_it(tmp_path):
+    """A port something else listens on is refused before MLflow starts (the other server's
+    /health used to answer for it, and the link was printed for a UI that then died); a
+    SIGTERM to `nrfer ui` alone (a service manager, `kill`) stops MLflow's server too."""
+    env, _ = scratch_env(tmp_path)
+    fake_study(tmp_path)
+    port = free_port()
+    cmd = [NRFER, "ui", "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    cmd += ["--port", str(port), "--no-browser", "--sweep", "fake"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert f"--port {port}: 127.0.0.1:{port} is already in use" in p.stderr
+    assert "MLflow UI:" not in p.stdout and "starting:" not in p.stdout
+    log = tmp_path / "ui.log"
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while "MLflow UI:" not in log.read_text() and time.time() < deadline:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.3)
+        assert answers(port)
+        os.kill(proc.pid, signal.SIGTERM)  # the ui process only, not its group
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+        deadline = time.time() + 5
+        while answers(port) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not answers(port)  # MLflow's server and workers left with it
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
