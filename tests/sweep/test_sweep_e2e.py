@@ -38,6 +38,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
         seed=1,
         search={
             "model.resizer.enabled": {"choice": [True, False]},
+            "model.resizer.n": {"choice": [4, 8], "when": {"model.resizer.enabled": True}},
             "optim.lr": {"loguniform": [1e-4, 1e-2]},
         },
         scheduler={"name": "asha", "grace_period": 1, "reduction_factor": 2, "max_epochs": 3},
@@ -232,7 +233,10 @@ def assert_ui_story(client, exp, parent, children, synthetic_root) -> None:
     assert [n.split()[0] for n in names] == ["t01", "t02", "t03", "t04"], names
     for c in children:  # the number, then what was sampled: resizer when on, lr=...
         lr = float(c.data.params["optim.lr"])
-        want = "resizer " if c.data.params["model.resizer.enabled"] == "True" else ""
+        on = c.data.params["model.resizer.enabled"] == "True"
+        # an inactive key (resizer.n with the resizer off) is not logged: no default shown
+        assert ("model.resizer.n" in c.data.params) == on, sorted(c.data.params)
+        want = f"resizer resizer.n={c.data.params['model.resizer.n']} " if on else ""
         assert c.info.run_name.split(" ", 1)[1] == f"{want}lr={short_value(lr)}", c.info.run_name
         note = c.data.tags["mlflow.note.content"]
         best = max(m.value for m in client.get_metric_history(c.info.run_id, "val_acc"))
