@@ -175,6 +175,9 @@ def family_size(comparisons: list[Comparison]) -> int:
 # --- how many seeds ----------------------------------------------------------------------
 
 
+CAPPED = "no number of seeds (the faces' shared part alone caps the power: more test faces would)"
+
+
 @dataclass(frozen=True)
 class Plan:
     """Seeds needed for a crossed comparison, from the measured spread (fractions), at the
@@ -197,11 +200,18 @@ class Plan:
         return self.alpha / max(self.comparisons, 1)
 
     @property
+    def capped(self) -> bool:
+        """No number of seeds reaches the power: the faces' shared part alone caps it."""
+        if self.seeds:
+            return False
+        return seeds_needed(self.delta, 0.0, self.power, self.level, face_var=self.face_var) is None
+
+    @property
     def seeds_text(self) -> str:
         if self.seeds:
             return f"{self.seeds} seeds"
-        if seeds_needed(self.delta, 0.0, self.power, self.level, face_var=self.face_var) is None:
-            return "no number of seeds (the faces' shared part alone caps the power: more test faces would)"
+        if self.capped:
+            return CAPPED
         return "more than 200 seeds"
 
     def line(self) -> str:
@@ -269,11 +279,15 @@ def plan_text(comparisons: list[Comparison], seeds: int, deltas=PLAN_DELTAS) -> 
         if p.seed_sd is not None
         else "seed spread unmeasured (one seed per cell): a lower bound from the faces alone"
     )
+    capped = [x for x in plans if x.capped]
+    lines = [x.line() for x in plans if not x.capped]
+    if capped:
+        lines.append(f"Δ={', '.join(f'{100 * x.delta:g}' for x in capped)} pt: {CAPPED}")
     return (
         f"Seeds needed for {int(100 * p.power)}% power of a verdict (crossed seeds x faces "
         f"test, two-sided α={p.alpha:g}/{p.comparisons}={p.level:.2g}, the first step of Holm "
         f"over this table's {p.comparisons} comparisons): "
-        + ", ".join(x.line() for x in plans)
+        + ", ".join(lines)
         + f" ({can}); {basis}, face-level sd {100 * p.face_sd:.2f} pt, shared face part "
         f"sd {100 * math.sqrt(p.face_var):.2f} pt."
     )

@@ -237,6 +237,170 @@ def _pareto_figure(points: list[tuple], senses: dict[str, str]):
     return fig
 
 
+def _tag(r: TrialRecord) -> str:
+    return f"t{r.number:02d}"
+
+
+def _history_figure(records: list[TrialRecord], metric: str, mode: str):
+    """Each trial's best value in the order the searcher proposed it (tNN, as everywhere
+    else in the report and in MLflow), and the best so far."""
+    import plotly.graph_objects as go
+
+    valued = [r for r in records if r.value is not None]
+    best, running = [], None
+    for r in valued:
+        assert r.value is not None
+        better = running is None or (r.value > running if mode == "max" else r.value < running)
+        running = r.value if better else running
+        best.append(running)
+    x = [_tag(r) for r in valued]
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=[r.value for r in valued],
+            mode="markers",
+            name=f"trial's best {metric}",
+            hovertext=[f"{r.name} ({r.state})" for r in valued],
+        )
+    )
+    fig.add_trace(go.Scatter(x=x, y=best, mode="lines", name="best so far"))
+    fig.update_layout(
+        title=f"best {metric} per trial", xaxis_title="trial", yaxis_title=metric,
+        xaxis={"type": "category"},
+    )  # fmt: skip
+    return fig
+
+
+SLICE_COLUMNS = 3  # slice panels per row: the page stays 1200 px wide whatever the keys
+
+
+def _slice_figure(records: list[TrialRecord], metric: str, keys: list[str]):
+    """One panel per searched key, SLICE_COLUMNS to a row: each trial's best value against
+    the value it sampled (a trial where the key was inactive has no point there)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    rows = max(1, math.ceil(len(keys) / SLICE_COLUMNS))
+    fig = make_subplots(rows=rows, cols=SLICE_COLUMNS, subplot_titles=keys)
+    for i, key in enumerate(keys):
+        shown = [r for r in records if r.value is not None and key in r.params]
+        values = [r.params[key] for r in shown]
+        fig.add_trace(
+            go.Scatter(
+                x=[str(v) if isinstance(v, bool | str) else v for v in values],
+                y=[r.value for r in shown],
+                mode="markers",
+                marker={"size": 8},
+                hovertext=[f"{r.name} ({r.state})" for r in shown],
+                showlegend=False,
+            ),
+            row=i // SLICE_COLUMNS + 1,
+            col=i % SLICE_COLUMNS + 1,
+        )
+    fig.update_yaxes(title_text=metric, col=1)
+    fig.update_layout(title=f"best {metric} against each searched key", height=60 + 280 * rows)
+    return fig
+
+
+def study_table_html(md: str) -> str:
+    """The study table's Markdown (sweep.analysis.study.render: headings, pipe tables,
+    bullet notes, paragraphs) as HTML: tables that scroll on their own, notes that wrap."""
+    out: list[str] = []
+    lines = md.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].rstrip()
+        if line.startswith("|"):
+            block = []
+            while i < len(lines) and lines[i].startswith("|"):
+                block.append([c.strip() for c in lines[i].strip().strip("|").split("|")])
+                i += 1
+            head, body = (
+                block[0],
+                [r for r in block[1:] if not all(set(c) <= {"-", ":"} for c in r)],
+            )
+            out.append(
+                '<div class="wide"><table><thead><tr>'
+                + "".join(f"<th>{html.escape(c)}</th>" for c in head)
+                + "</tr></thead><tbody>"
+                + "".join(
+                    "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                    for r in body
+                )
+                + "</tbody></table></div>"
+            )
+            continue
+        if line.startswith("#"):
+            level = min(6, len(line) - len(line.lstrip("#")))
+            out.append(
+                f"<h{max(level, 3)}>{html.escape(line.lstrip('#').strip())}</h{max(level, 3)}>"
+            )
+        elif line.startswith("- "):
+            items = []
+            while i < len(lines) and lines[i].startswith("- "):
+                items.append(f"<li>{html.escape(lines[i][2:].strip())}</li>")
+                i += 1
+            out.append(f"<ul class='notes'>{''.join(items)}</ul>")
+            continue
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+        i += 1
+    return "\n".join(out)
+
+
+def _objective_columns(records: list[TrialRecord], spec: dict) -> tuple[list[str], dict[str, int]]:
+    """With several objectives: the objectives other than the metric, and each measured
+    trial's front rank (1: on the Pareto front, 2: on it once the first is left out ...)."""
+    from sweep.analysis.pareto import fronts
+
+    senses = _senses(spec)
+    if not senses:
+        return [], {}
+    points = pareto_points(records, senses)
+    rank = {}
+    for k, front in enumerate(fronts([p for _, p in points], senses), start=1):
+        for i in front:
+            rank[points[i][0].run_id] = k
+    return [k for k in senses if k != next(iter(senses))], rank
+
+
+def _summary(records: list[TrialRecord], spec: dict, run_url) -> str:
+    """The top of the page: the winner by validation (its run, value and config), the data
+    and the metric."""
+    metric, mode = spec.get("metric") or "val_acc", spec.get("mode") or "max"
+    valued = [r for r in records if r.value is not None]
+    data = spec.get("data") or (spec.get("fixed") or {}).get("data") or {}
+    where = ", ".join(f"{k} {v}" for k, v in data.items() if k in ("dataset", "root", "label_mode"))
+    about = (
+        f"Metric: best <b>{html.escape(metric)}</b> over each trial's epochs ({mode}imised), on "
+        f"the validation split; test is never used to choose. Data: {html.escape(where or 'as the spec says')}."
+    )
+    if not valued:
+        return f"<p>{about} No trial has reported yet.</p>"
+    if spec.get("searcher") == "grid":  # a study: its table is the result, not a winner
+        return (
+            f'<p class="winner">A study: {len(records)} runs (its grid of cells x seeds), each '
+            'run to its last epoch and tested once; the <a href="#study-table">study table</a> '
+            f"at the end of this page holds the comparisons.</p><p>{about}</p>"
+        )
+    win = (max if mode == "max" else min)(valued, key=lambda r: r.value or 0.0)
+    url = run_url(win.run_id)
+    name = (
+        f'<a href="{html.escape(url)}" target="_blank" rel="noopener">{html.escape(win.name)}</a>'
+        if url
+        else html.escape(win.name)
+    )
+    config = ", ".join(f"{k} = {v}" for k, v in win.params.items()) or "(nothing searched)"
+    return (
+        f'<p class="winner">Best so far: {name} with {html.escape(metric)} '
+        f"<b>{win.value:.4f}</b> ({html.escape(win.state)}, {len(win.curve)} epochs). Its "
+        f"searched values: <code>{html.escape(config)}</code>. Retrain it with seeds: "
+        f"<code>nrfer best --sweep {html.escape(str(spec.get('name', 'NAME')))}</code>.</p>"
+        f"<p>{about}</p>"
+    )
+
+
 def _importance_figure(importance: dict[str, float]):
     import plotly.graph_objects as go
 
@@ -262,9 +426,11 @@ def _leaderboard(records: list[TrialRecord], spec: dict, run_url) -> str:
         reverse=mode == "max",
     )
     keys = list(spec.get("search") or {})
+    others, front = _objective_columns(records, spec)
+    extra = [*others, "front rank"] if others else []
     head = "".join(
         f"<th>{html.escape(h)}</th>"
-        for h in ["rank", f"best {metric}", "epochs", "state", "run", *keys]
+        for h in ["rank", f"best {metric}", *extra, "epochs", "state", "run", *keys]
     )
     rows = []
     for i, r in enumerate(ranked, start=1):
@@ -274,7 +440,9 @@ def _leaderboard(records: list[TrialRecord], spec: dict, run_url) -> str:
             if url
             else html.escape(r.name)
         )
-        cells = [str(i), f"{r.value:.4f}", str(len(r.curve)), r.state]
+        measured = [f"{r.metrics[k]:.4g}" if k in r.metrics else "" for k in others]
+        ranked_front = [str(front.get(r.run_id, ""))] if others else []
+        cells = [str(i), f"{r.value:.4f}", *measured, *ranked_front, str(len(r.curve)), r.state]
         values = [html.escape(str(r.params.get(k, ""))) for k in keys]
         rows.append(
             "<tr>"
@@ -294,6 +462,7 @@ def build_html(
     run_url=lambda run_id: "",
     study_table: str | None = None,
     note: str = "",
+    ui_note: str = "",
 ) -> str:
     """The report page (see the module's text). `run_url(run_id)`: a trial run's page in the
     MLflow UI ("" when no UI address is known)."""
@@ -301,7 +470,7 @@ def build_html(
     from optuna import visualization as vis
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # its "study created" lines
-    metric = spec.get("metric") or "val_acc"
+    metric, mode = spec.get("metric") or "val_acc", spec.get("mode") or "max"
     study = _study(records, spec)
     sections: list[tuple[str, str, Any]] = []  # (heading, text above, figure)
     valued = [t for t in study.trials if t.value is not None]
@@ -311,7 +480,7 @@ def build_html(
                 "Optimisation history",
                 f"Each trial's best {metric} in the order the searcher proposed it, and the "
                 "best so far.",
-                vis.plot_optimization_history(study, target_name=metric),
+                _history_figure(records, metric, mode),
             )
         )
     senses = _senses(spec)
@@ -334,19 +503,31 @@ def build_html(
             _curves_figure(records, metric),
         )
     )
-    if len(valued) >= 2 and any(len(t.params) for t in valued):
-        sections.append(
-            (
-                "Parallel coordinates",
-                f"One line per trial across its searched values, coloured by its best {metric}.",
-                vis.plot_parallel_coordinate(study, target_name=metric),
-            )
+    searched = [k for k in (spec.get("search") or {}) if any(k in t.params for t in valued)]
+    always = [k for k in searched if all(k in t.params for t in valued)]
+    conditional = [k for k in searched if k not in always]
+    if len(valued) >= 2 and always:
+        left_out = (
+            f" Conditional keys (active in only some trials) are left out, since an axis "
+            f"has no place for 'inactive': {', '.join(conditional)}; see their slices."
+            if conditional
+            else ""
         )
         sections.append(
             (
+                "Parallel coordinates",
+                f"One line per trial across its searched values, coloured by its best "
+                f"{metric}.{html.escape(left_out)}",
+                vis.plot_parallel_coordinate(study, params=always, target_name=metric),
+            )
+        )
+    if len(valued) >= 2 and searched:
+        sections.append(
+            (
                 "Slices",
-                f"Each searched key against the best {metric}, one point per trial.",
-                vis.plot_slice(study, target_name=metric),
+                f"Each searched key against the best {metric}, one point per trial where the "
+                "key was active (hover for the trial).",
+                _slice_figure(records, metric, searched),
             )
         )
     importance = _importance(records, spec)
@@ -372,7 +553,8 @@ def build_html(
     parts = []
     first = True
     for heading, text, fig in sections:
-        fig.update_layout(height=420, margin={"l": 60, "r": 20, "t": 50, "b": 50})
+        height = fig.layout.height if heading == "Slices" else 420
+        fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 70, "b": 50})
         div = pio.to_html(fig, include_plotlyjs=first, full_html=False, config={"responsive": True})
         first = False
         parts.append(f"<h2>{html.escape(heading)}</h2><p>{text}</p>{div}")
@@ -392,7 +574,18 @@ def build_html(
         }
         for r in records
     ]
-    table = f"<h2>Study table</h2><pre>{html.escape(study_table)}</pre>" if study_table else ""
+    table = (
+        f'<h2 id="study-table">Study table</h2>{study_table_html(study_table)}'
+        if study_table
+        else ""
+    )
+    objectives_note = (
+        "; with several objectives each trial's other objectives as measured and its front "
+        "rank (1: on the Pareto front; 2: on it once the first front is set aside ...)"
+        if _senses(spec)
+        else ""
+    )
+    links_note = f" {ui_note}" if ui_note else ""
     built = time.strftime("%Y-%m-%d %H:%M:%S")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -402,17 +595,21 @@ table {{ border-collapse: collapse; font-size: 13px; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 6px; text-align: left; vertical-align: top; }}
 code {{ font-size: 11px; color: #555; }}
 pre {{ font-size: 12px; overflow-x: auto; }}
+div.wide {{ overflow-x: auto; max-width: 100%; margin-bottom: 1em; }}
+ul.notes {{ font-size: 13px; }}
+p.winner {{ font-size: 16px; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
+{_summary(records, spec, run_url)}
 <p>{len(records)} trials: {html.escape(summary) or "none yet"}. Built {built}{html.escape(note)}.
 Everything here works offline (plotly's JavaScript is inside this file); hover for values,
 drag to zoom, double-click to reset.</p>
 {"".join(parts)}
 <h2>Leaderboard</h2>
 <p>Ranked by each trial's best {html.escape(metric)} on validation (test is never used to
-choose). In MLflow's artifact viewer the links open with a right-click, in a new tab (the
-viewer's frame may not open windows).</p>
-{_leaderboard(records, spec, run_url)}
+choose){html.escape(objectives_note)}. In MLflow's artifact viewer the links open with a
+right-click, in a new tab (the viewer's frame may not open windows).{html.escape(links_note)}</p>
+<div class="wide">{_leaderboard(records, spec, run_url)}</div>
 {table}
 <script type="application/json" id="nrfer-trials">{html.escape(json.dumps(data), quote=False)}</script>
 </body></html>
@@ -446,19 +643,35 @@ def mlflow_run_url(base_url: str | None, experiment_id: str):
     return url
 
 
-def ui_base(uri: str) -> str:
-    """Where a person opens the MLflow UI of store `uri`: a server is its own UI; a local
-    store is what `nrfer ui` serves (127.0.0.1:5000 unless told otherwise)."""
-    return uri if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+DEFAULT_UI = "http://127.0.0.1:5000"  # what `nrfer ui` serves a local store at by default
 
 
-def sweep_page(client, parent, spec: dict, uri: str, study_table: str | None = None) -> str:
-    """The report page of the sweep whose parent run is `parent`, in store `uri`."""
+def ui_base(uri: str, ui_url: str | None = None) -> str:
+    """Where a person opens the MLflow UI of store `uri`: the address given (`--ui-url`), a
+    tracking server itself, else what `nrfer ui` serves a local store at by default."""
+    if ui_url:
+        return ui_url.rstrip("/")
+    return uri if uri.startswith(("http://", "https://")) else DEFAULT_UI
+
+
+def sweep_page(
+    client, parent, spec: dict, uri: str, study_table: str | None = None, ui_url: str | None = None
+) -> str:
+    """The report page of the sweep whose parent run is `parent`, in store `uri`; its run
+    links point at `ui_url` (default: `ui_base`)."""
     records = trial_records(client, parent, spec)
+    base = ui_base(uri, ui_url)
+    local = not uri.startswith(("http://", "https://"))
     return build_html(
         records,
         spec,
         title=f"Sweep {parent.data.tags.get('mlflow.runName', spec.get('name', ''))}",
-        run_url=mlflow_run_url(ui_base(uri), parent.info.experiment_id),
+        run_url=mlflow_run_url(base, parent.info.experiment_id),
         study_table=study_table,
+        ui_note=(
+            f"The run links open the MLflow UI at {base} (`nrfer ui` serves this local store "
+            "there); a UI on another address: `nrfer report --ui-url URL`."
+            if local
+            else ""
+        ),
     )

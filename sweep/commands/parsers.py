@@ -126,4 +126,9 @@ def report_parser(doc: str | None = None, prog: str | None = None) -> argparse.A
     parser.add_argument("--tracking-uri", help=URI_HELP)
     parser.add_argument("--out", help="the folder for index.html; default: runs/report-<sweep>")
     parser.add_argument("--open", action="store_true", help="open it in the browser")
+    parser.add_argument(
+        "--ui-url",
+        help="where the MLflow UI the run links open is (default: a tracking server itself; "
+        "for a local store http://127.0.0.1:5000, where `nrfer ui` serves it)",
+    )
     return parser

@@ -39,7 +39,7 @@ def run(args) -> int:
     out = Path(args.out or f"runs/report-{name}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "index.html"
-    write_atomic(path, sweep_page(client, parent, spec, uri, table))
+    write_atomic(path, sweep_page(client, parent, spec, uri, table, args.ui_url))
     print(f"report: {path.resolve()} ({path.stat().st_size / 2**20:.1f} MiB, works offline)")
     if args.open:
         webbrowser.open(path.resolve().as_uri())
