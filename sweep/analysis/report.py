@@ -118,7 +118,7 @@ def write_leaderboard_csv(
 ) -> None:
     keys = sorted({k for r in rows for k in r["params"]})
     others = [k for k in spec.senses if k != spec.metric]  # with several objectives
-    front = ["pareto_front"] if spec.multi_objective else []
+    front = ["front_rank"] if spec.multi_objective else []
     with atomic_file(path) as f:
         w = csv.writer(f)
         w.writerow(

@@ -46,7 +46,7 @@ from sweep.tracking import (
     tracking_uri,
 )
 from sweep.tracking.store import move_credentials_to_env
-from sweep.tracking.sweep_run import PARETO_TAG
+from sweep.tracking.sweep_run import OLD_PARETO_TAG, PARETO_TAG
 
 CHAMPION = "champion"  # the registry alias on the version reproduce-best registers last
 
@@ -125,7 +125,7 @@ def picked(
         points.append(point)
     i = choose(points, pick, senses)
     value, run = scored[i]
-    front = run.data.tags.get(PARETO_TAG)
+    front = run.data.tags.get(PARETO_TAG, run.data.tags.get(OLD_PARETO_TAG))
     where = {"1": "on the Pareto front", None: ""}.get(front, f"on front {front}")
     shown = ", ".join(
         f"{n} {points[i][n]:.4g}"

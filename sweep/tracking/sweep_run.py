@@ -69,7 +69,8 @@ def package_versions() -> dict[str, str]:
 
 
 SPEC_JSON = "space/resolved_spec.json"
-PARETO_TAG = "nrfer.pareto_front"  # on each trial run of a sweep with several objectives
+PARETO_TAG = "nrfer.front_rank"  # each trial run of a sweep with several objectives: 1 = on the front
+OLD_PARETO_TAG = "nrfer.pareto_front"  # its name before issue 41 (it held the rank too)
 
 
 def space_params(spec: dict) -> list[Param]:
@@ -195,9 +196,9 @@ class SweepTracker:
         return RunContext(self.uri, self.experiment_id, self.parent, self.sweep_id, self.instance)
 
     def tag_fronts(self, fronts: dict[str, int | None]) -> None:
-        """Each trial run's `nrfer.pareto_front` (1: on the Pareto front of the sweep's
+        """Each trial run's `nrfer.front_rank` (1: on the Pareto front of the sweep's
         objectives; 2: on the next front ...; none: an objective unmeasured), searchable in the
-        UI: tags.`nrfer.pareto_front` = '1'."""
+        UI: tags.`nrfer.front_rank` = '1'."""
         runs = self.trial_runs()
         for trial_id, front in fronts.items():
             if trial_id in runs:

@@ -149,7 +149,7 @@ def trials_view(
     name_col, description_col = column("tags", "mlflow.runName"), column("tags", DESCRIPTION)
     shown = [column("metrics", m) for m in metrics] + [column("params", k) for k in searched]
     if objectives:  # 1 on the Pareto front (set when the sweep ends)
-        shown.append(column("tags", "nrfer.pareto_front"))
+        shown.append(column("tags", "nrfer.front_rank"))
     state = {
         "searchFilter": f"tags.`nrfer.role` = 'trial' and tags.`nrfer.sweep_instance` = '{instance}'",
         "orderByKey": column("metrics", order),

@@ -121,7 +121,7 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
     )
     assert summary.pareto_of == 5
     for tid, t in by_trial.items():
-        tag = t["run"].data.tags.get("nrfer.pareto_front")
+        tag = t["run"].data.tags.get("nrfer.front_rank")
         assert (tag == "1") == (tid in front), (tid, tag)
     assert parent.data.metrics["pareto_front_size"] == len(front)
     report = client.download_artifacts(parent.info.run_id, "report")
@@ -133,7 +133,7 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
     )
     with open(f"{report}/leaderboard.csv") as f:
         board = list(csv.DictReader(f))
-    assert {r["trial_id"] for r in board if r["pareto_front"] == "1"} == front
+    assert {r["trial_id"] for r in board if r["front_rank"] == "1"} == front
     assert all(float(r["params"]) == by_trial[r["trial_id"]]["params"] for r in board)
     import os
 

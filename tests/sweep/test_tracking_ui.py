@@ -135,7 +135,7 @@ def test_the_link_carries_the_saved_view_alone():
     )
     columns = json.loads(view["state"])["selectedColumns"]
     assert columns[:3] == ["metrics.`best_val_acc`", "metrics.`val_acc`", "metrics.`latency_ms`"]
-    assert "tags.`nrfer.pareto_front`" in columns
+    assert "tags.`nrfer.front_rank`" in columns
 
 
 def test_the_eta_counts_epochs_left_at_the_rate_since_the_first_trial(monkeypatch):
