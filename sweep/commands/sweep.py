@@ -190,8 +190,7 @@ def option_errors(text: str, given: dict[str, tuple[str, object]]) -> str:
 def print_ui_pointer(summary: SweepSummary, spec, uri_option: str | None) -> None:
     """The exact command that shows this sweep in the MLflow UI, and the page it opens."""
     from sweep.analysis.html_report import ui_base
-    from sweep.commands.ui import runs_link
-    from sweep.tracking.ui import view_key
+    from sweep.tracking.ui import runs_link, view_key
 
     uri = summary.tracking_uri
     link = runs_link(ui_base(uri), summary.experiment_id, view_key(summary.instance))

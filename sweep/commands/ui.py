@@ -21,33 +21,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
-
-
-def runs_link(base_url: str, experiment_id: str, view: str | None = None, **legacy: Any) -> str:
-    """The experiment's runs table, model-training view, opened on the sweep's saved view
-    (`view`: sweep.tracking.ui.view_key; MLflow 3.17 reads the experiment tag
-    `mlflow.sharedViewState.<view>`: the sweep's trials, best first, its metric and searched
-    values as columns). Without a view (a sweep from before it), the filter and order ride in
-    the URL as search facets (`legacy`: instance, order_by, ascending), columns as MLflow's
-    defaults."""
-    query = {"workflowType": "machine_learning", "compareRunsMode": "TABLE"}
-    if view:
-        query["viewStateShareKey"] = view
-    else:
-        trials = "tags.`nrfer.role` = 'trial'"
-        if legacy.get("instance"):
-            trials += f" and tags.`nrfer.sweep_instance` = '{legacy['instance']}'"
-        query |= {
-            "searchFilter": trials,
-            "orderByKey": f"metrics.`{legacy.get('order_by', 'best_val_acc')}`",
-            "orderByAsc": str(bool(legacy.get("ascending"))).lower(),
-        }
-    encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{encoded}"
 
 
 def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
@@ -57,7 +32,7 @@ def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
     from sweep.analysis.study import sweep_spec
     from sweep.tracking import INSTANCE
     from sweep.tracking.sweep_run import find_sweep
-    from sweep.tracking.ui import SHARED_VIEW, view_key
+    from sweep.tracking.ui import SHARED_VIEW, runs_link, view_key
 
     client = MlflowClient(uri)
     parent = find_sweep(client, sweep)

@@ -106,7 +106,10 @@ class Console(tune.Callback):
             how = f"stopped early after epoch {epochs}"
         else:
             how = "finished"
-        shown = f" {self.metric} {value:.4f}" if value is not None else ""
+        best = result.get(f"best_{self.metric}", value)  # what the leaderboard ranks it by
+        shown = f" best {self.metric} {best:.4f}" if best is not None else ""
+        if best is not None and value is not None and value != best:
+            shown += f" (last epoch {value:.4f})"
         self.event(f"{self.name(trial)}: {how}{shown}", status=True, trials=trials)
 
     def on_trial_error(self, iteration, trials, trial, **info):

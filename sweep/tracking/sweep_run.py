@@ -32,6 +32,7 @@ from sweep.tracking.ui import (
     EXPERIMENT_KIND,
     SHARED_VIEW,
     dataset_input,
+    runs_link,
     sweep_description,
     trials_view,
     view_key,
@@ -69,7 +70,9 @@ def package_versions() -> dict[str, str]:
 
 
 SPEC_JSON = "space/resolved_spec.json"
-PARETO_TAG = "nrfer.front_rank"  # each trial run of a sweep with several objectives: 1 = on the front
+PARETO_TAG = (
+    "nrfer.front_rank"  # each trial run of a sweep with several objectives: 1 = on the front
+)
 OLD_PARETO_TAG = "nrfer.pareto_front"  # its name before issue 41 (it held the rank too)
 
 
@@ -105,6 +108,26 @@ def artifact_root(uri: str) -> str | None:
         return None
     db = Path(uri.removeprefix("sqlite:///"))
     return (db.parent / f"{db.stem}-artifacts").as_uri()
+
+
+NOTE = "mlflow.note.content"  # the experiment's description in the UI
+
+
+def experiment_note(sweep: str, experiment_id: str, instance: str) -> str:
+    """The experiment's description: what its runs are, where a sweep's trials view is (a
+    link the UI opens), and what its columns mean."""
+    link = runs_link("", experiment_id, view_key(instance))
+    return (
+        "Sweeps of nrfer-sweep: each sweep is a parent run with a nested run per trial "
+        "(click a parent's arrow to see them).\n\n"
+        f"**[The trials of sweep {sweep}, best first]({link})**: the saved view with the "
+        "searched values as columns (`nrfer ui --sweep NAME` prints this link for any sweep; "
+        "the sweep prints it last).\n\n"
+        "Columns: `best_val_acc` is a trial's best epoch on validation, what trials are "
+        "ranked by (`val_acc` in a run's charts is per epoch); a study adds `test_acc` "
+        "(tested once) and the seed. Each parent run's `report/index.html` is the sweep's "
+        "interactive report."
+    )
 
 
 class SweepTracker:
@@ -169,7 +192,7 @@ class SweepTracker:
 
     def save_trials_view(self, spec_dict: dict) -> None:
         """The experiment's saved view of this sweep's trials (MLflow's runs page shows its
-        metric and searched values as columns; `sweep.commands.ui.runs_link` opens it)."""
+        metric and searched values as columns; `sweep.tracking.ui.runs_link` opens it)."""
         view = trials_view(
             self.sweep_id,
             self.instance,
@@ -182,6 +205,11 @@ class SweepTracker:
         )
         self.client.set_experiment_tag(
             self.experiment_id, SHARED_VIEW + view_key(self.instance), view
+        )
+        self.client.set_experiment_tag(
+            self.experiment_id,
+            NOTE,
+            experiment_note(self.sweep_id, self.experiment_id, self.instance),
         )
 
     @property

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import urllib.parse
 from typing import Any
 
 from mlflow.entities import Dataset, DatasetInput, InputTag
@@ -61,10 +62,12 @@ def _label(key: str) -> str:
 
 def run_name(number: str | None, sampled: dict[str, Any], trial_id: str) -> str:
     """`t03 swin_tiny fpdls lr=3.1e-4`: the number and what this trial's sampled values say
-    (a chosen name as itself, a true switch by its name, numbers as key=value), at most
-    MAX_NAME characters; the full config stays in the run's params."""
+    (a chosen name as itself, a true switch by its name, numbers as key=value; a study's
+    seed right after the number), at most MAX_NAME characters, cut between words (never
+    inside a value) with "…"; the full config stays in the run's params."""
     words = [number or trial_id]
-    for key, v in sampled.items():
+    seeds = {k: v for k, v in sampled.items() if k.split(".")[-1] == "seed"}
+    for key, v in {**seeds, **sampled}.items():
         if isinstance(v, bool):
             if v:
                 words.append(_label(key))
@@ -73,7 +76,14 @@ def run_name(number: str | None, sampled: dict[str, Any], trial_id: str) -> str:
         elif v is not None:
             words.append(f"{_label(key)}={short_value(v)}")
     name = " ".join(words)
-    return name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…"
+    if len(name) <= MAX_NAME:
+        return name
+    kept = words[:1]
+    for w in words[1:]:
+        if len(" ".join([*kept, w])) + 2 > MAX_NAME:
+            break
+        kept.append(w)
+    return " ".join(kept) + " …"
 
 
 def trial_description(result: dict, metric: str, max_epochs: int, how: str) -> str:
@@ -137,17 +147,18 @@ def trials_view(
 ) -> str:
     """The experiment tag value of the saved view of a sweep's trials: MLflow's envelope
     (name, createdAt, state), its state the runs table's filter (this instance's trials),
-    order (best first by the sweep's metric) and columns: that metric, val_acc, test_acc in
-    a study, each other objective of a sweep with several, each searched key, the Pareto
-    front tag (several objectives), and the description (epochs run, how the trial ended)."""
+    order (best first by the sweep's metric) and columns: that metric at its best epoch
+    (best_val_acc), test_acc and the seed in a study, each other objective of a sweep with
+    several, each searched key, the front rank tag (several objectives), and the description
+    (epochs run, how the trial ended)."""
     order = "best_val_acc" if metric == "val_acc" else metric
-    metrics = list(
-        dict.fromkeys(
-            [order, metric, "val_acc", *(["test_acc"] if study else []), *(objectives or [])]
-        )
-    )
+    # best_val_acc (the best epoch, what trials are ranked by) without the last epoch's
+    # val_acc beside it: two accuracies side by side read as a contradiction
+    others = [o for o in objectives or [] if o != metric]  # the metric is `order`'s column
+    metrics = list(dict.fromkeys([order, *(["test_acc"] if study else []), *others]))
     name_col, description_col = column("tags", "mlflow.runName"), column("tags", DESCRIPTION)
-    shown = [column("metrics", m) for m in metrics] + [column("params", k) for k in searched]
+    keys = list(dict.fromkeys([*(["train.seed"] if study else []), *searched]))
+    shown = [column("metrics", m) for m in metrics] + [column("params", k) for k in keys]
     if objectives:  # 1 on the Pareto front (set when the sweep ends)
         shown.append(column("tags", "nrfer.front_rank"))
     state = {
@@ -162,3 +173,26 @@ def trials_view(
     }
     name = f"{sweep}: trials by {order}"
     return json.dumps({"name": name, "createdAt": created_ms, "state": json.dumps(state)})
+
+
+def runs_link(base_url: str, experiment_id: str, view: str | None = None, **legacy: Any) -> str:
+    """The experiment's runs table, model-training view, opened on the sweep's saved view
+    (`view`: sweep.tracking.ui.view_key; MLflow 3.17 reads the experiment tag
+    `mlflow.sharedViewState.<view>`: the sweep's trials, best first, its metric and searched
+    values as columns). Without a view (a sweep from before it), the filter and order ride in
+    the URL as search facets (`legacy`: instance, order_by, ascending), columns as MLflow's
+    defaults."""
+    query = {"workflowType": "machine_learning", "compareRunsMode": "TABLE"}
+    if view:
+        query["viewStateShareKey"] = view
+    else:
+        trials = "tags.`nrfer.role` = 'trial'"
+        if legacy.get("instance"):
+            trials += f" and tags.`nrfer.sweep_instance` = '{legacy['instance']}'"
+        query |= {
+            "searchFilter": trials,
+            "orderByKey": f"metrics.`{legacy.get('order_by', 'best_val_acc')}`",
+            "orderByAsc": str(bool(legacy.get("ascending"))).lower(),
+        }
+    encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs?{encoded}"

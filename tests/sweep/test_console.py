@@ -42,6 +42,16 @@ def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, syntheti
         epochs = re.findall(rf"^{t} .*: epoch (\d)/2 val_acc 0\.\d{{4}}$", text, re.M)
         assert len(ends) == 1, (t, text)
         assert epochs == (["1", "2"] if ends[0] == "finished" else ["1"]), (t, text)
+        # the end line gives the trial's best epoch (what it is ranked by), and the last
+        # epoch's value only where it differs
+        values = re.findall(rf"^{t} .*: epoch \d/2 val_acc (0\.\d{{4}})$", text, re.M)
+        (end,) = re.findall(
+            rf"^{t} .*: (?:finished|stopped early after epoch \d) (.*)$", text, re.M
+        )
+        best, last = max(values), values[-1]
+        assert end == f"best val_acc {best}" + (f" (last epoch {last})" if last != best else ""), (
+            end
+        )
     status = re.findall(
         r"^\[(\d)/4 done, (\d) running, (\d) pending \| .* elapsed, ETA", text, re.M
     )

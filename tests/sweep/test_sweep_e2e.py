@@ -76,7 +76,7 @@ def test_sweep_tracks_parent_and_nested_trial_runs(
     assert sorted(r.info.run_id for r in shown) == sorted(r.info.run_id for r in children)
     assert state["orderByKey"] == "metrics.`best_val_acc`" and state["orderByAsc"] is False
     columns = set(state["selectedColumns"])
-    assert {"metrics.`best_val_acc`", "metrics.`val_acc`", "attributes.`Description`"} <= columns
+    assert {"metrics.`best_val_acc`", "attributes.`Description`"} <= columns
     assert {f"params.`{k}`" for k in space["search"]} <= columns
     assert all(k in children[0].data.params for k in space["search"])  # the columns have values
     best_by_run, kept_by_run = {}, {}
@@ -222,6 +222,11 @@ def assert_ui_story(client, exp, parent, children, synthetic_root) -> None:
     from sweep.tracking.ui import short_value
 
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    # the experiment's description says where the trials view is, as a link the UI opens
+    note = exp.tags["mlflow.note.content"]
+    key = "nrfer-" + parent.data.tags["nrfer.sweep_instance"][:16]
+    assert f"(/#/experiments/{exp.experiment_id}/runs?" in note and f"viewStateShareKey={key})" in note
+    assert "`best_val_acc` is a trial's best epoch on validation" in note
     assert parent.data.tags["mlflow.runName"] == "e2e"
     best_name = client.get_run(parent.data.tags["nrfer.best_trial_run_id"]).info.run_name
     assert parent.data.tags["mlflow.note.content"].startswith("Sweep e2e (e2e.yaml): 4 trials")

@@ -39,7 +39,23 @@ def test_run_names_say_the_number_and_what_was_sampled():
     assert run_name("t12", sampled, "x") == "t12 resizer resizer.n=8 gamma=1.8 sr.scale=4 vit_base"
     assert run_name(None, {"optim.lr": 0.02}, "762caea9") == "762caea9 lr=0.02"
     long = run_name("t01", {f"a.k{i}": 1.234567 for i in range(20)}, "x")
-    assert len(long) == MAX_NAME and long.endswith("…")
+    assert len(long) <= MAX_NAME and long.endswith(" …")
+    # cut between words, never inside a value (it was `lr=2.…`)
+    assert all(w.startswith("k") and w.endswith("=1.2") for w in long.split()[1:-1])
+    demo = {
+        "model.resizer.enabled": True,
+        "model.resizer.n": 4,
+        "model.stn": True,
+        "loss.name": "fpdls",
+        "loss.alpha": 0.6,
+        "loss.gamma": 2.9,
+        "optim.lr": 2.2e-3,
+        "optim.weight_decay": 1.5e-4,
+    }
+    assert run_name("t08", demo, "x") == "t08 resizer resizer.n=4 stn fpdls alpha=0.6 gamma=2.9 …"
+    # a study's seed comes right after the number, so no cut hides it
+    study = {"model.backbone": "resnet14t", **demo, "train.seed": 1}
+    assert run_name("t05", study, "x").split()[:2] == ["t05", "seed=1"]
 
 
 def test_trial_numbers_come_from_tunes_counter():
@@ -108,8 +124,7 @@ def test_the_link_carries_the_saved_view_alone():
     import json
     import urllib.parse
 
-    from sweep.commands.ui import runs_link
-    from sweep.tracking.ui import trials_view, view_key
+    from sweep.tracking.ui import runs_link, trials_view, view_key
 
     link = runs_link("http://127.0.0.1:5000/", "7", view_key("abc123"))
     path, _, query = link.partition("?")
@@ -122,10 +137,11 @@ def test_the_link_carries_the_saved_view_alone():
     view = json.loads(trials_view("s", "abc123", "val_loss", "min", ["optim.lr"], study=True))
     state = json.loads(view["state"])
     assert state["orderByKey"] == "metrics.`val_loss`" and state["orderByAsc"] is True
-    assert state["selectedColumns"][:3] == [
+    assert state["selectedColumns"][:4] == [
         "metrics.`val_loss`",
-        "metrics.`val_acc`",
         "metrics.`test_acc`",
+        "params.`train.seed`",  # a study's seed: its own column
+        "params.`optim.lr`",
     ]
     assert "params.`optim.lr`" in state["selectedColumns"]
     assert "tags.`nrfer.sweep_instance` = 'abc123'" in state["searchFilter"]
@@ -134,7 +150,9 @@ def test_the_link_carries_the_saved_view_alone():
         trials_view("s", "abc", "val_acc", "max", [], objectives=["val_acc", "latency_ms"])
     )
     columns = json.loads(view["state"])["selectedColumns"]
-    assert columns[:3] == ["metrics.`best_val_acc`", "metrics.`val_acc`", "metrics.`latency_ms`"]
+    # the best epoch's val_acc only: the last epoch's beside it read as a contradiction
+    assert columns[:2] == ["metrics.`best_val_acc`", "metrics.`latency_ms`"]
+    assert "metrics.`val_acc`" not in columns
     assert "tags.`nrfer.front_rank`" in columns
 
 
