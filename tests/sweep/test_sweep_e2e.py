@@ -225,7 +225,9 @@ def assert_ui_story(client, exp, parent, children, synthetic_root) -> None:
     # the experiment's description says where the trials view is, as a link the UI opens
     note = exp.tags["mlflow.note.content"]
     key = "nrfer-" + parent.data.tags["nrfer.sweep_instance"][:16]
-    assert f"(/#/experiments/{exp.experiment_id}/runs?" in note and f"viewStateShareKey={key})" in note
+    assert (
+        f"(/#/experiments/{exp.experiment_id}/runs?" in note and f"viewStateShareKey={key})" in note
+    )
     assert "`best_val_acc` is a trial's best epoch on validation" in note
     assert parent.data.tags["mlflow.runName"] == "e2e"
     best_name = client.get_run(parent.data.tags["nrfer.best_trial_run_id"]).info.run_name
