@@ -136,3 +136,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             return text
         return f"{text} (default: %(default)s)"
+
+
+if __name__ == "__main__":  # an old entry point: say where the command went
+    print(
+        "error: nrfer.cli holds the commands' error path, not a command; the command line "
+        "is `nrfer` (nrfer --help lists sweep, train, best, study, ...; python -m sweep.cli "
+        "without the installed script)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)

@@ -183,3 +183,17 @@ def test_no_public_runtime_name_is_also_a_module_name():
     from sweep.runtime import PUBLIC
 
     assert [n for n in PUBLIC if (REPO / "sweep" / "runtime" / f"{n}.py").exists()] == []
+
+
+def test_old_entry_points_say_where_the_command_went():
+    """`python -m` of a module that once was a command exits 2 naming the command now,
+    never 0 having done nothing."""
+    import subprocess
+    import sys
+
+    for argv, where in (
+        (["-m", "nrfer.data.ferplus", "--root", "X", "--summary"], "nrfer data --dataset ferplus"),
+        (["-m", "nrfer.cli", "sweep"], "the command line is `nrfer`"),
+    ):
+        p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and where in p.stderr, (argv, p.stderr)

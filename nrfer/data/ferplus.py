@@ -227,3 +227,14 @@ def read_ferplus(root: str | Path, mode: str = "majority") -> FERData:
     if note:
         meta["notes"] = [note]
     return FERData.of(splits, label_mode=mode, source=f"ferplus:{Path(root)}", meta=meta)
+
+
+if __name__ == "__main__":  # an old entry point: say where the command went
+    import sys
+
+    print(
+        "error: nrfer.data.ferplus is the FER+ reader, not a command; a dataset's summary is "
+        "`nrfer data --dataset ferplus --root PATH --summary` (or python -m nrfer.data ...)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)

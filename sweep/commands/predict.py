@@ -31,6 +31,12 @@ def fetch_model(model: str, uri: str | None = None) -> Path:
     registry too) into a temporary folder deleted when the command exits."""
     if not is_model_uri(model):
         return Path(model)
+    if model.lower().startswith(("http://", "https://")):
+        raise ValueError(
+            f"{model}: a web address; give a local model file or folder, or an MLflow model URI "
+            "(models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/PATH) with --tracking-uri "
+            "naming the store"
+        )
     import mlflow
 
     from nrfer.errors import first_line

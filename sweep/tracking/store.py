@@ -96,6 +96,11 @@ def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float =
         folder = db.parent
         if not folder.is_dir():
             raise ValueError(f"{where} {shown!r}: folder {folder} does not exist")
+        if db.is_dir():
+            raise ValueError(
+                f"{where} {shown!r}: {db} is a folder; give the database file in it, e.g. "
+                f"sqlite:///{db / 'mlflow.db'}"
+            )
         if (db.exists() and not os.access(db, os.W_OK)) or not os.access(folder, os.W_OK):
             raise ValueError(
                 f"{where} {shown!r}: {db if db.exists() else folder} is read-only; SQLite needs "

@@ -201,3 +201,11 @@ def test_degradations_score_the_same_faces_degraded(trained, capsys, tmp_path):
     # a bad item is refused before anything is evaluated, naming it
     assert main(["--model", str(out), "--degrade", "jpeg:200"]) == 2
     assert "jpeg severity '200': expected an integer in 1..95" in capsys.readouterr().err
+    # the flag given twice adds up (the second used to drop the first without a word)
+    again = run_json(capsys, "--model", str(out), "--degrade", "lowres:8", "--degrade", "noise:0.2")
+    assert [r["degradation"] for r in again["degradations"]] == ["lowres:8", "noise:0.2"]
+    # a negative seed: refused by the parser, naming the flag, before any evaluation
+    with pytest.raises(SystemExit):
+        main(["--model", str(out), "--degrade", "noise:0.2", "--degrade-seed", "-1"])
+    err = capsys.readouterr()
+    assert "--degrade-seed" in err.err and "must be >= 0" in err.err and err.out == ""

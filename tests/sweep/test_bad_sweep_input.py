@@ -115,6 +115,7 @@ def test_unusable_tracking_uris_fail_fast_before_data_and_ray(tmp_path, space_fi
         ("file:///tmp/mlruns", "file store is in maintenance mode; use a database"),
         ("ftp://host/x", "unknown scheme 'ftp'"),
         (f"sqlite:///{tmp_path}/missing/dir/m.db", "folder"),
+        (f"sqlite:///{tmp_path}", "is a folder; give the database file in it"),
     ]
     for uri, message in cases:
         t0 = time.perf_counter()
@@ -188,6 +189,8 @@ def test_replay_best_and_predict_inputs(tmp_path, capsys, monkeypatch):
     assert (
         rc == 2 and "--model models:/missing/1: cannot fetch models:/missing/1 from MLflow" in err
     )
+    rc, err = run(predict_main, ["--model", "https://example.org/m.pt", "x.png"], capsys)
+    assert rc == 2 and "https://example.org/m.pt: a web address; give a local model" in err
     afile = tmp_path / "afile"
     afile.write_text("")
     rc, err = run(best_main, ["--tracking-uri", uri, "--out", str(afile)], capsys)
