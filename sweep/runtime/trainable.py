@@ -282,7 +282,9 @@ def run_trial(
         logger.set_tag("nrfer.sr_build_id", faces.meta["sr"]["build_id"])
     logger.log_input(identity(faces, base=tracking.dataset[cfg.data.label_mode]))
     if interval := tracking.system_metrics_interval_s:  # the space's tracking section
-        start_monitor(run_id, tracking.run.uri, interval, resumed=resume is not None)
+        # a run that existed continues its system/* steps, with or without a checkpoint (a
+        # trial killed before its first one restarts from epoch 0 but not from step 0)
+        start_monitor(run_id, tracking.run.uri, interval, resumed=logger.reused)
     peak = PeakMemory(resolve_device(cfg.train.device))
     history: list[dict] = []
     if resume is not None:  # visible in the UI: this attempt continued after a lost worker

@@ -79,6 +79,7 @@ class TrialLogger:
         self.backlog: list[Metric] = []
         self.degraded = False  # the last send failed
         self.logged: set[tuple[str, int]] = set()  # (key, step) MLflow has or will get
+        self.reused = False  # the run existed (Ray retried the trial, or the sweep resumed)
 
     def start(
         self,
@@ -107,6 +108,7 @@ class TrialLogger:
                 if STATE_TAG in run.data.tags:  # interrupted no more
                     self.client.delete_tag(run.info.run_id, STATE_TAG)
                 self.logged = logged_steps(self.client, run.info.run_id)
+                self.reused = True
                 return run.info.run_id
             tags = {
                 ROLE: "trial",
