@@ -16,6 +16,7 @@ import ray
 from sweep.compat.ray_tune import local_node_args, stop_env_propagation
 
 log = logging.getLogger("nrfer.sweep")
+_REAPER: list = []  # this driver's watchdog (sweep.runtime.reaper), once started
 LOCAL_RAY_IP = "127.0.0.2"  # a local run listens on loopback only
 # Tune puts these into each trial actor's runtime_env, which Ray's agent writes to its logs.
 NOT_PROPAGATED = (
@@ -75,4 +76,10 @@ def init_ray(address: str | None = None, verbose: int = 1, **ray_args) -> bool:
             **local_node_args(LOCAL_RAY_IP, private_temp_dir()),
             **ray_args,
         )
+        # Ray's agents outlive a driver killed with SIGKILL: a watchdog ends them (one per
+        # driver process; it follows every Ray this process starts)
+        if not _REAPER:
+            from sweep.runtime.reaper import start as start_reaper
+
+            _REAPER.append(start_reaper())
     return True
