@@ -260,10 +260,10 @@ def run_trial(
         with checkpoint.as_directory() as d:
             resume = load_checkpoint(Path(d) / RunPaths.LAST)
             if (Path(d) / COST_FILE).is_file():
-                cost, problem = read_cost(Path(d) / COST_FILE)
-                if cost is None:
+                recorded, problem = read_cost(Path(d) / COST_FILE)
+                if recorded is None:
                     log.warning("%s (checkpoint): %s; measured again", COST_FILE, problem)
-                    cost = {}
+                cost = recorded or {}
     for k, v in WORKER_HTTP_ENV.items():
         os.environ.setdefault(k, v)
     logger = TrialLogger(tracking.run, trial_id, Path(tracking.record_dir) / f"{trial_id}.jsonl")
