@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
 from nrfer.train import FitResult, RunPaths, fit
 from sweep.analysis.study import CELL_TAG, SEED_TAG
+from sweep.runtime.cost_gate import DeviceGate, Load
 from sweep.runtime.ledger import completed_result
 from sweep.runtime.retention import work_dir
 from sweep.runtime.scheduler import METRIC_WORST
@@ -168,13 +170,16 @@ def tag_where_it_runs(logger: TrialLogger, cfg) -> None:
     logger.log_dict(cfg.to_dict(), "config.yaml")
 
 
-def trial_cost(settings: dict, cfg, faces: FERData, exp_dir: str) -> dict[str, float]:
+def trial_cost(
+    settings: dict, cfg, faces: FERData, exp_dir: str, gate: DeviceGate | None = None
+) -> tuple[dict[str, float], dict]:
     """What this trial's model costs (nrfer.cost) on its own device and faces: `params`,
     `gflops`, `latency_ms_b<B>` (and `latency_ms`, batch 1's). Cost is a property of the
     architecture on a device, so it is measured once per sweep for each (model config,
     input, device): the first trial to measure it writes `<sweep>/costs/<key>.json` and
     trials with the same architecture read it, so two equal models never differ by the
-    noise of the moment each was timed (a CPU shared with other trials)."""
+    noise of the moment each was timed. It is timed with the device to itself (`gate`:
+    sweep.runtime.cost_gate), the load at that moment recorded: -> (metrics, load)."""
     from nrfer.cost import config_cost
 
     channels, height, width = (int(d) for d in faces.train.images.shape[1:])
@@ -186,28 +191,39 @@ def trial_cost(settings: dict, cfg, faces: FERData, exp_dir: str) -> dict[str, f
     if path.is_file():
         recorded, problem = read_cost(path)
         if recorded is not None:
-            return recorded
+            return recorded, recorded_load(path)
         log.warning("%s: %s; measuring this architecture's cost again", path, problem)
         path.unlink(missing_ok=True)
-    cost = config_cost(
-        cfg.model,
-        faces.num_classes,
-        (channels, height, width),
-        device,
-        tuple(settings["batch_sizes"]),
-        settings["repeats"],
-        settings["warmup"],
-    ).to_metrics()
+    with gate.alone() if gate is not None else nullcontext(0.0) as waited, Load() as load:
+        cost = config_cost(
+            cfg.model,
+            faces.num_classes,
+            (channels, height, width),
+            device,
+            tuple(settings["batch_sizes"]),
+            settings["repeats"],
+            settings["warmup"],
+        ).to_metrics()
+    where = {**load.to_dict(waited), "alone_on_device": gate is not None, "device": str(device)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{key}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"architecture": what, "metrics": cost}, default=str))
+    tmp.write_text(json.dumps({"architecture": what, "metrics": cost, "load": where}, default=str))
     try:  # the first measurement of an architecture wins; a later one reads it
         os.link(tmp, path)
     except FileExistsError:
-        cost = read_cost(path)[0] or cost
+        cost, where = read_cost(path)[0] or cost, recorded_load(path) or where
     finally:
         tmp.unlink(missing_ok=True)
-    return cost
+    return cost, where
+
+
+def recorded_load(path: Path) -> dict:
+    """The load a recorded cost was measured under ({} for a record without one)."""
+    try:
+        load = json.loads(path.read_text()).get("load")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return load if isinstance(load, dict) else {}
 
 
 def read_cost(path: Path) -> tuple[dict[str, float] | None, str]:
@@ -292,12 +308,23 @@ def run_trial(
         log_history(logger, history)  # epochs checkpointed but not logged before the kill
         logger.set_tag("nrfer.resumed_after_epoch", str(resume["epoch"]))
     tag_where_it_runs(logger, cfg)
+    # with a cost section, trials on one device take turns with cost measurements: a trial
+    # holds the device (shared) while it trains an epoch, a measurement holds it alone
+    gate = (
+        DeviceGate(tracking.run.instance, str(resolve_device(cfg.train.device)))
+        if tracking.cost is not None
+        else None
+    )
     if tracking.cost is not None and not cost:  # before training: known at every rung
-        cost = trial_cost(tracking.cost, cfg, faces, tracking.exp_dir)
+        cost, load = trial_cost(tracking.cost, cfg, faces, tracking.exp_dir, gate)
+        if load:
+            logger.set_tag("nrfer.cost_load", json.dumps(load, sort_keys=True))
     if cost:  # constant over the epochs: logged at step 0, reported with every epoch
         logger.log_epoch(cost, step=0)
 
     def report(metrics: dict, paths: RunPaths) -> None:
+        if gate is not None:  # the epoch is over: a waiting measurement may go now
+            gate.release()
         if not history and paths.pretrained.is_file():  # once per attempt, before epoch 1
             log_pretrained(logger, json.loads(paths.pretrained.read_text()))
         history.append(epoch_row(metrics))
@@ -319,6 +346,8 @@ def run_trial(
             log_history(logger, history[-1:])
         # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
         tune.report({**epoch_row(metrics), **cost}, checkpoint=checkpoint)
+        if gate is not None:  # Tune wants another epoch (it never returns when it stops one)
+            gate.hold()
         if checkpoint is not None:  # Tune has its copy
             shutil.rmtree(paths.out / TUNE_DIR, ignore_errors=True)
             log_history(logger, history[-1:])
@@ -326,6 +355,8 @@ def run_trial(
     out = work_dir(tracking.exp_dir, trial_id)
     out.mkdir(parents=True, exist_ok=True)
     # the driver removes `out` when the trial ends, whatever ends it
+    if gate is not None:
+        gate.hold()  # the first epoch
     try:
         # a search compares configs on validation only; a study tests each run once
         result = fit(
@@ -342,6 +373,8 @@ def run_trial(
         return
     finally:
         stop_monitor()  # a trial stopped by the scheduler ends here or in the next trial
+        if gate is not None:
+            gate.close()
     if study:
         device = str(resolve_device(cfg.train.device))
         log_study_results(logger, result, out, eval_data, study, raw_faces, device)

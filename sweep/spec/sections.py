@@ -382,6 +382,10 @@ class SpaceFile(_Section):
         if self.objectives:
             self._check_objectives()
         stopping = self.early_stopping
+        if self.objectives and stopping.name == "asha" and "name" not in stopping.model_fields_set:
+            # not chosen in the file: the rule that ranks by dominance, not ASHA's default
+            stopping = EarlyStopping(name="adaptive", max_epochs=stopping.max_epochs)
+            _set(self, "early_stopping", stopping)
         if self.objectives and stopping.name == "asha":
             raise ValueError(
                 f"early_stopping: asha ranks trials by {self.metric} alone, so with several "

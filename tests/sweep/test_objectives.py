@@ -111,6 +111,14 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
             if t["cfg"].model.resizer.enabled == enabled
         }
         assert len(same) == 1
+    # each measured alone on its device, the load at that moment beside it (on the run and
+    # in the record a later trial of the same architecture reads)
+    for t in by_trial.values():
+        load = json.loads(t["run"].data.tags["nrfer.cost_load"])
+        assert load["alone_on_device"] is True and load["other_trials_training"] == 0
+        assert 0 <= load["cpu_busy_percent"] <= 100 and load["waited_for_other_trials_s"] >= 0
+    for path in costs:
+        assert json.loads(path.read_text())["load"]["alone_on_device"] is True
 
     # the front, worked from the runs' own values, is what the sweep marked everywhere
     senses = {"val_acc": "max", "params": "min"}
