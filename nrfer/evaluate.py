@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -331,10 +332,29 @@ def evaluate_model(args, model_path: Path) -> dict:
 def write_outputs(
     out: Path, report: dict, probs: np.ndarray, labels: np.ndarray, degraded=()
 ) -> dict:
+    """Every output of --out, all or none: written into a staging folder inside `out` and
+    moved in once all are whole (a full disk or an error leaves `out` as it was)."""
+    import shutil
+    import tempfile
+
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".nrfer-evaluate-", dir=out))
+    try:
+        paths = _write_outputs(stage, out, report, probs, labels, degraded)
+        for name in os.listdir(stage):
+            os.replace(stage / name, out / name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return paths
+
+
+def _write_outputs(
+    out: Path, final: Path, report: dict, probs: np.ndarray, labels: np.ndarray, degraded=()
+) -> dict:
+    """The files into `out` (the staging folder), naming them as they will be in `final`."""
     from nrfer.files import atomic_file, save_image, write_atomic
     from nrfer.viz import confusion_image, degradation_image, reliability_image
 
-    out.mkdir(parents=True, exist_ok=True)
     names = report["class_names"]
     files = {
         "metrics": out / "metrics.json",
@@ -374,7 +394,7 @@ def write_outputs(
         save_image(plot, files["degradations_png"])
         for d, _, p in degraded:
             save_predictions(out / f"predictions_{d.key}.npz", p, labels, names)
-    paths = {k: str(v) for k, v in files.items()}
+    paths = {k: str(final / v.name) for k, v in files.items()}
     write_atomic(files["metrics"], json.dumps({**report, "outputs": paths}, indent=1))
     return paths
 
