@@ -197,3 +197,15 @@ def test_old_entry_points_say_where_the_command_went():
     ):
         p = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
         assert p.returncode == 2 and where in p.stderr, (argv, p.stderr)
+
+
+def test_every_documented_mlflow_models_serve_has_the_venv_on_path():
+    """`mlflow models serve --env-manager local` starts uvicorn by name: a command in the
+    docs that runs it from the venv without activating it puts the venv's bin on PATH."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    for doc in [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]:
+        for line in doc.read_text().splitlines():
+            if "mlflow models serve" in line and not line.lstrip().startswith("#"):
+                assert 'PATH="$PWD/.venv/bin:$PATH"' in line, (doc.name, line)
