@@ -5,7 +5,11 @@ The detector is OpenCV's frontal-face Haar cascade that opencv-python-headless s
 (offline; no download), or a cascade XML from a local file (`--detector`, e.g. an LBP
 cascade or one trained on your faces). Each face's eyes are looked for in the upper part of
 its box with OpenCV's eye cascades; where a left and a right eye are found the face is
-rotated about its centre so that they are level. The crop is the box widened by `margin`
+rotated about its centre so that they are level. A photo with no face upright is searched
+turned (ROTATIONS, up to 40 degrees each way; a face counts where two neighbouring turns
+find it): such a face is levelled by the turn it was found at, to within about 10 degrees.
+`Face.levelled_by` says which ("eyes", "search", or None: not levelled, e.g. a face behind
+glasses found upright). The crop is the box widened by `margin`
 on each side (FER2013's faces include some hair and chin), square, at the photo's own
 resolution (the model's preprocessing resizes it, as for any face image).
 """
@@ -22,6 +26,14 @@ FACE_CASCADE = "haarcascade_frontalface_default.xml"
 EYE_CASCADES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
 DETECT_SIDE = 1600  # photos larger than this are searched at this size (boxes scaled back)
 MAX_TILT = 30.0  # degrees: an eye pair tilted more than this is taken as a false eye
+# where the upright photo has no face, it is searched turned by these angles (degrees, in
+# this order): the frontal cascade finds faces to about +-15 degrees of upright
+ROTATIONS = (-40.0, -30.0, -20.0, 20.0, 30.0, 40.0)
+# a face found turned counts only where the turn next to it (10 degrees away, the same
+# side) finds it too, at that place: a real face holds over a range of turns, a pattern the
+# cascade takes for one (a cat, a coffee cup) at one turn; and with this many times the
+# neighbours an upright search needs
+TURNED_NEIGHBOURS = 3
 
 
 @dataclass(frozen=True)
@@ -34,10 +46,24 @@ class Face:
     eyes: tuple[tuple[float, float], tuple[float, float]] | None
     angle: float
     image: np.ndarray
+    searched_at: float = 0.0  # the photo's turn at which the detector found it (degrees)
+
+    @property
+    def levelled_by(self) -> str | None:
+        """What the crop's rotation rests on: "eyes" (both found), "search" (found only in
+        the photo turned by `searched_at`: level to within half the search step), None."""
+        if self.eyes is not None:
+            return "eyes"
+        return "search" if self.searched_at else None
 
     def to_dict(self) -> dict:
         eyes = None if self.eyes is None else [[round(v, 1) for v in e] for e in self.eyes]
-        return {"box": list(self.box), "eyes": eyes, "angle": round(self.angle, 2)}
+        return {
+            "box": list(self.box),
+            "eyes": eyes,
+            "angle": round(self.angle, 2),
+            "levelled_by": self.levelled_by,
+        }
 
 
 def _cascade(path: str | Path, what: str):
@@ -122,6 +148,12 @@ class FaceFinder:
 
     def boxes(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Face boxes (x, y, w, h) of a uint8 grayscale photo, largest first."""
+        return [box for box, _ in self.scored_boxes(gray)]
+
+    def scored_boxes(
+        self, gray: np.ndarray, min_neighbors: int | None = None
+    ) -> list[tuple[tuple[int, int, int, int], float]]:
+        """(box, the cascade's confidence) of each face, largest first."""
         import cv2
 
         h, w = gray.shape
@@ -129,15 +161,16 @@ class FaceFinder:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))  # a 20000x4 strip: 1 px, not 0
         small = gray if scale == 1 else cv2.resize(gray, size)
         side = max(20, round(self.min_side(h, w) * scale))
-        found = self.face.detectMultiScale(
+        found, _, weights = self.face.detectMultiScale3(
             cv2.equalizeHist(small),
             scaleFactor=self.scale_factor,
-            minNeighbors=self.min_neighbors,
+            minNeighbors=min_neighbors or self.min_neighbors,
             minSize=(side, side),
+            outputRejectLevels=True,
         )
-        boxes = [(round(x / scale), round(y / scale), round(bw / scale), round(bh / scale))
-                 for x, y, bw, bh in found]  # fmt: skip
-        return sorted(boxes, key=lambda b: -b[2] * b[3])
+        boxes = [((round(x / scale), round(y / scale), round(bw / scale), round(bh / scale)), float(wt))
+                 for (x, y, bw, bh), wt in zip(found, np.ravel(weights), strict=True)]  # fmt: skip
+        return sorted(boxes, key=lambda b: -b[0][2] * b[0][3])
 
     def eyes(self, gray: np.ndarray, box) -> tuple[tuple[float, float], tuple[float, float]] | None:
         """The centres of the face's two eyes in photo coordinates (image-left first): the
@@ -182,19 +215,78 @@ class FaceFinder:
         )
 
     def __call__(self, image: np.ndarray) -> list[Face]:
-        """Every face of a photo (uint8 (H, W) or (H, W, 3) RGB), largest first."""
+        """Every face of a photo (uint8 (H, W) or (H, W, 3) RGB), largest first: searched
+        upright, and where none is found there, in the photo turned by each of ROTATIONS
+        in turn (the first turn that finds faces gives them)."""
         gray = gray_of(image)
+        faces = [self._face(image, gray, box) for box in self.boxes(gray)]
+        if faces:
+            return faces
+        found = {turn: self._turned(image, gray, turn) for turn in ROTATIONS}
+
+        def held(turn: float, face: Face) -> bool:
+            near = [t for t in ROTATIONS if abs(t - turn) == 10]
+            return any(_same_place(face, other) for t in near for other, _ in found[t])
+
+        kept = {t: [(f, w) for f, w in fs if held(t, f)] for t, fs in found.items()}
+        # the turn with the largest face (then the cascade's surest): a turn the wrong way
+        # round fires, if at all, on a small pattern inside the face (seen on a face behind
+        # glasses), the right one on the whole face
+        best = max(
+            kept.values(),
+            key=lambda fs: max(((f.box[2] * f.box[3], w) for f, w in fs), default=(-1, 0.0)),
+        )
+        return [face for face, _ in best]
+
+    def _face(self, image: np.ndarray, gray: np.ndarray, box) -> Face:
+        eyes, angle = self._eye_angle(gray, box)
+        return Face(box, eyes, angle, self.crop(image, box, angle))
+
+    def _eye_angle(self, gray: np.ndarray, box):
+        eyes = self.eyes(gray, box)
+        if eyes is None:
+            return None, 0.0
+        (lx, ly), (rx, ry) = eyes
+        angle = math.degrees(math.atan2(ry - ly, rx - lx))
+        return (None, 0.0) if abs(angle) > MAX_TILT else (eyes, angle)
+
+    def _turned(self, image: np.ndarray, gray: np.ndarray, turn: float) -> list[tuple[Face, float]]:
+        """The faces the detector finds in the photo turned by `turn` degrees about its
+        centre, in the photo's own coordinates: each box centred where its face is, the
+        eyes mapped back, the crop rotated by the turn (plus the eyes' own tilt)."""
+        import cv2
+
+        h, w = gray.shape
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), turn, 1.0)
+        back = cv2.invertAffineTransform(m)
+        turned = cv2.warpAffine(gray, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
+
+        def unturn(x: float, y: float) -> tuple[float, float]:
+            return (
+                back[0, 0] * x + back[0, 1] * y + back[0, 2],
+                back[1, 0] * x + back[1, 1] * y + back[1, 2],
+            )
+
         faces = []
-        for box in self.boxes(gray):
-            eyes = self.eyes(gray, box)
-            angle = 0.0
+        for (bx, by, bw, bh), weight in self.scored_boxes(
+            turned, self.min_neighbors * TURNED_NEIGHBOURS
+        ):
+            eyes, tilt = self._eye_angle(turned, (bx, by, bw, bh))
+            cx, cy = unturn(bx + bw / 2, by + bh / 2)
+            box = (round(cx - bw / 2), round(cy - bh / 2), bw, bh)
             if eyes is not None:
-                (lx, ly), (rx, ry) = eyes
-                angle = math.degrees(math.atan2(ry - ly, rx - lx))
-                if abs(angle) > MAX_TILT:
-                    eyes, angle = None, 0.0
-            faces.append(Face(box, eyes, angle, self.crop(image, box, angle)))
+                eyes = (unturn(*eyes[0]), unturn(*eyes[1]))
+            angle = turn + tilt
+            face = Face(box, eyes, angle, self.crop(image, box, angle), searched_at=turn)
+            faces.append((face, weight))
         return faces
+
+
+def _same_place(a: Face, b: Face) -> bool:
+    """Two finds of one face: centres within a third of the smaller box."""
+    (ax, ay, aw, ah), (bx, by, bw, bh) = a.box, b.box
+    near = min(aw, bw) / 3
+    return abs(ax + aw / 2 - bx - bw / 2) < near and abs(ay + ah / 2 - by - bh / 2) < near
 
 
 def annotate(photo: np.ndarray, faces: list[Face], labels: list[str]) -> np.ndarray:

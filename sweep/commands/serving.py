@@ -93,7 +93,10 @@ class FERPyfunc(PythonModel):
             if not faces:
                 rows.append({PHOTO: i, "face": -1, "label": ""})
         columns = [PHOTO, "face", "x", "y", "w", "h", *names, "label"]
-        return pd.DataFrame(rows, columns=columns)
+        frame = pd.DataFrame(rows, columns=columns)
+        for key in "xywh":  # whole pixels (a no-face row's NaN would make them floats): null
+            frame[key] = pd.Series([r.get(key) for r in rows], dtype=object)
+        return frame
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         if isinstance(model_input, dict):  # a named tensor input

@@ -296,6 +296,8 @@ def test_registered_model_serves_over_http(reproduced, synthetic_root):
         assert [(r["photo"], r["face"]) for r in rows] == [(0, 0), (1, -1)]
         assert iou([rows[0][k] for k in "xywh"], (175, 65, 95, 100)) >= 0.5  # by eye
         assert rows[1]["label"] == ""  # no face: face -1, no class
+        assert all(type(rows[0][k]) is int for k in "xywh")  # pixels, not floats
+        assert all(rows[1][k] is None for k in "xywh")
         (face,) = FaceFinder()(data.astronaut())
         expected = predictor.predict_proba([face.image])[0]
         got = [rows[0][c] for c in predictor.class_names]
