@@ -6,14 +6,17 @@
 Each model (random weights: latency does not depend on them) is exported by nrfer.export
 (STN, resizer, backbone and softmax in one graph, checked against PyTorch), then both run
 the same preprocessed faces at batch 1 and batch 64, side by side in this process with the
-same thread count: a few warm-up calls, then the median of --repeat timed calls. Reported:
-milliseconds per call and per face, and the ratio torch / onnxruntime (> 1: onnxruntime
-faster).
+same thread count (each of --threads): a few warm-up calls, then --rounds rounds that each
+time --repeat calls of torch and of onnxruntime, interleaved so a slow spell of the machine
+hits both. Reported: the median milliseconds per call, and the ratio torch / onnxruntime
+(> 1: onnxruntime faster) as the median of the rounds' ratios with its 95% bootstrap
+interval and the rounds' range; the CPU model and thread count beside it.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import statistics
 import sys
 import tempfile
@@ -79,12 +82,48 @@ def median_ms(fn, repeat: int, warmup: int = 3) -> float:
     return 1000 * statistics.median(times)
 
 
-def bench(name: str, repeat: int, batches: list[int]) -> list[dict]:
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def rounds_ratio(eager, onnx, rounds: int, repeat: int) -> tuple[float, float, list[float]]:
+    """(median torch ms, median ORT ms, each round's torch/ORT ratio of medians)."""
+    median_ms(eager, 1, warmup=3)
+    median_ms(onnx, 1, warmup=3)
+    ratios, t_all, o_all = [], [], []
+    for _ in range(rounds):
+        t, o = median_ms(eager, repeat, warmup=0), median_ms(onnx, repeat, warmup=0)
+        t_all.append(t)
+        o_all.append(o)
+        ratios.append(t / o)
+    return statistics.median(t_all), statistics.median(o_all), ratios
+
+
+def bootstrap_median(values: list[float], resamples: int = 2000) -> tuple[float, float]:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    v = np.asarray(values)
+    meds = np.median(rng.choice(v, (resamples, len(v))), axis=1)
+    return float(np.percentile(meds, 2.5)), float(np.percentile(meds, 97.5))
+
+
+def bench(
+    name: str, repeat: int, batches: list[int], rounds: int = 15, threads: int = 0
+) -> list[dict]:
     import onnxruntime as ort
 
     from nrfer.export import export_onnx
     from nrfer.predict import Predictor
 
+    if threads:
+        torch.set_num_threads(threads)
     state = checkpoint(name)
     predictor = Predictor(state, "cpu")
     model = predictor.model.eval()
@@ -108,17 +147,20 @@ def bench(name: str, repeat: int, batches: list[int]) -> list[dict]:
                 session.run(["probabilities"], {"faces": xn})
 
             reps = max(3, repeat // 4) if batch > 8 else repeat
-            t_torch, t_ort = median_ms(eager, reps), median_ms(onnx, reps)
+            t_torch, t_ort, ratios = rounds_ratio(eager, onnx, rounds, reps)
+            low, high = bootstrap_median(ratios)
             rows.append(
                 {
                     "model": name,
                     "input": f"{exported.input_shape[1]}px",
                     "batch": batch,
+                    "threads": torch.get_num_threads(),
                     "torch_ms": t_torch,
                     "onnxruntime_ms": t_ort,
-                    "torch_ms_per_face": t_torch / batch,
-                    "ort_ms_per_face": t_ort / batch,
-                    "ratio_torch_over_ort": t_torch / t_ort,
+                    "ratio_torch_over_ort": statistics.median(ratios),
+                    "ratio_ci95": f"[{low:.2f}, {high:.2f}]",
+                    "ratio_range": f"{min(ratios):.2f}-{max(ratios):.2f}",
+                    "rounds": f"{rounds} x {reps} calls",
                     "max_abs_diff": exported.max_abs_diff,
                 }
             )
@@ -129,11 +171,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
-    parser.add_argument("--repeat", type=int, default=20, help="timed calls at batch 1")
+    parser.add_argument("--repeat", type=int, default=20, help="timed calls per round at batch 1")
+    parser.add_argument("--rounds", type=int, default=15, help="interleaved rounds")
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     args = parser.parse_args(argv)
-    rows = [r for name in args.models for r in bench(name, args.repeat, args.batches)]
-    print_table("inference latency: torch eager vs onnxruntime (CPU, same process)", rows)
-    record("onnx_latency", rows, {"repeat": args.repeat})
+    rows = [
+        r
+        for threads in args.threads
+        for name in args.models
+        for r in bench(name, args.repeat, args.batches, args.rounds, threads)
+    ]
+    machine = f"{cpu_model()}, {torch.get_num_threads()} threads max"
+    print_table(f"inference latency: torch eager vs onnxruntime (CPU: {machine})", rows)
+    record("onnx_latency", rows, {"repeat": args.repeat, "rounds": args.rounds, "cpu": cpu_model()})
     return 0
 
 
