@@ -126,6 +126,22 @@ class Ended:
     kept: bool | None = None  # its retention: None until its run says kept or not
     removed: bool = False  # its Tune checkpoints and work folder deleted
 
+    def __post_init__(self) -> None:
+        """Each field of the type it has (a record is read back from a file a person or a
+        disk may have changed): a TypeError naming the field otherwise."""
+        checks = {
+            "completed": isinstance(self.completed, bool),
+            "result": isinstance(self.result, dict),
+            "score": self.score is None
+            or (isinstance(self.score, int | float) and not isinstance(self.score, bool)),
+            "path": self.path is None or isinstance(self.path, str),
+            "kept": self.kept is None or isinstance(self.kept, bool),
+            "removed": isinstance(self.removed, bool),
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise TypeError(f"{name}: {getattr(self, name)!r} is not of the type it must be")
+
 
 @dataclass
 class Reconciled:

@@ -4,6 +4,7 @@ refused with the file, key and lines, or read correctly)."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import signal
 import subprocess
@@ -254,6 +255,17 @@ def test_damaged_resume_files_are_named_before_ray(tmp_path):
         ):
             Ledger(exp).check("adaptive")
     Ledger(exp).check("fifo")  # only the adaptive rule reads it
+    # an ended trial's record with a wrong type: named with the field
+    from sweep.runtime.ledger import ENDED
+
+    (ledger_dir(exp) / ENDED).mkdir(exist_ok=True)
+    bad_end = ledger_dir(exp) / ENDED / "t9.json"
+    bad_end.write_text(json.dumps({"completed": True, "result": {}, "score": "high"}))
+    with pytest.raises(
+        ConfigError, match=rf"{bad_end}: an ended trial's record is damaged .*score: 'high'"
+    ):
+        Ledger(exp)
+    bad_end.unlink()
 
 
 def test_an_experiment_deleted_in_the_ui_is_named(tmp_path):
