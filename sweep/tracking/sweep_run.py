@@ -118,11 +118,9 @@ def experiment_note(sweep: str, experiment_id: str, instance: str) -> str:
     link the UI opens), and what its columns mean."""
     link = runs_link("", experiment_id, view_key(instance))
     return (
-        "Sweeps of nrfer-sweep: each sweep is a parent run with a nested run per trial "
-        "(click a parent's arrow to see them).\n\n"
-        f"**[The trials of sweep {sweep}, best first]({link})**: the saved view with the "
-        "searched values as columns (`nrfer ui --sweep NAME` prints this link for any sweep; "
-        "the sweep prints it last).\n\n"
+        f"**[Sweep {sweep}: its trials, best first]({link})** (the saved view with the "
+        "searched values as columns; `nrfer ui --sweep NAME` prints it for any sweep). Each "
+        "sweep is a parent run with a nested run per trial.\n\n"
         "Columns: `best_val_acc` is a trial's best epoch on validation, what trials are "
         "ranked by (`val_acc` in a run's charts is per epoch); a study adds `test_acc` "
         "(tested once) and the seed. Each parent run's `report/index.html` is the sweep's "
