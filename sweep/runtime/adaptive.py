@@ -27,12 +27,12 @@ import yaml
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
 from sweep.runtime.dominance import MIN_DOMINATING, DominancePruner, rungs_of
-from sweep.runtime.ledger import ADAPTIVE, ASHA, ledger_dir
+from sweep.runtime.ledger import ADAPTIVE, ADAPTIVE_VERSION, ASHA, ledger_dir, read_adaptive
 from sweep.runtime.ledger import write as ledger_write
 from sweep.runtime.scheduler import ResumableASHA
 
 log = logging.getLogger("nrfer.sweep")
-STATE_VERSION = 1
+STATE_VERSION = ADAPTIVE_VERSION  # of early_stopping.yaml (read by sweep.runtime.ledger)
 RESAMPLES = 1000
 ALPHA = 0.05  # one-sided: the lower bound is the 5th percentile of the bootstrap
 
@@ -208,10 +208,11 @@ class AdaptiveStopping(FIFOScheduler):
         return True
 
     def load_record(self, path: Path) -> None:
-        record = read_record(path)
+        record = read_adaptive(path)
         self.completed = record["completed"]
         self.costs = record["costs"]
-        self.choice = record["choice"]
+        c = record["choice"]
+        self.choice = None if c is None else RungChoice(**c)
         if self.choice is not None:
             pruner = record["pruner"]
             if self.choice.epoch and self.senses and pruner:
@@ -392,80 +393,3 @@ class AdaptiveStopping(FIFOScheduler):
         state = self.__dict__.copy()
         state["announce"] = None  # the driver's closure; set again on resume
         return state
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """The adaptive rule's record (`early_stopping.yaml`), checked field by field: the
-    completed curves, their costs, the decision and the dominance records. A damaged or
-    edited file is a ConfigError naming it and what is wrong, read before Ray starts
-    (sweep.runtime.ledger.Ledger.check) and again where the rule restores itself."""
-    from nrfer.config import ConfigError
-
-    def number(v: Any, what: str) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ValueError(f"{what}: {v!r} is not a number")
-        return float(v)
-
-    def mapping(v: Any, what: str) -> dict:
-        if not isinstance(v, dict):
-            raise ValueError(f"{what}: expected a mapping, got {type(v).__name__}")
-        return v
-
-    try:
-        state = mapping(yaml.safe_load(path.read_text()), "the file")
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"version {state.get('version')!r}, this code reads {STATE_VERSION}")
-        completed = {}
-        for t, curve in mapping(state.get("completed"), "completed").items():
-            if not isinstance(curve, list):
-                raise ValueError(f"completed.{t}: expected a list of values")
-            completed[str(t)] = [number(v, f"completed.{t}") for v in curve]
-        costs = {
-            str(t): {
-                str(k): number(v, f"costs.{t}.{k}") for k, v in mapping(c, f"costs.{t}").items()
-            }
-            for t, c in mapping(state.get("costs") or {}, "costs").items()
-        }
-        choice = None
-        if state.get("choice") is not None:
-            c = mapping(state["choice"], "choice")
-            epoch = c.get("epoch")
-            if epoch is not None and (
-                isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1
-            ):
-                raise ValueError(f"choice.epoch: {epoch!r} is not an epoch (>= 1) or null")
-            rows = c.get("rows") or []
-            if not isinstance(rows, list):
-                raise ValueError("choice.rows: expected a list")
-            rows = [
-                {
-                    k: number(mapping(r, "choice.rows")[k], f"choice.rows.{k}")
-                    for k in ("epoch", "rho", "low")
-                }
-                for r in rows
-            ]
-            dominating = c.get("min_dominating")
-            choice = RungChoice(
-                epoch,
-                int(number(c.get("trials"), "choice.trials")),
-                number(c.get("threshold"), "choice.threshold"),
-                [{**r, "epoch": int(r["epoch"])} for r in rows],
-                None if dominating is None else int(number(dominating, "choice.min_dominating")),
-            )
-        pruner = state.get("pruner")
-        if pruner is not None:
-            pruner = mapping(pruner, "pruner")
-            if not isinstance(pruner.get("rungs"), list):
-                raise ValueError("pruner.rungs: expected a list of epochs")
-            number(pruner.get("min_dominating"), "pruner.min_dominating")
-            for r, trials in mapping(pruner.get("records") or {}, "pruner.records").items():
-                for t, point in mapping(trials, f"pruner.records.{r}").items():
-                    for k, v in mapping(point, f"pruner.records.{r}.{t}").items():
-                        number(v, f"pruner.records.{r}.{t}.{k}")
-    except (OSError, yaml.YAMLError, ValueError, TypeError, KeyError) as e:
-        raise ConfigError(
-            f"{path}: the adaptive early-stopping record is damaged ({e}); restore the file, "
-            "or remove it to resume without it (the rule then decides again from the trials "
-            "that complete from now on)"
-        ) from None
-    return {"completed": completed, "costs": costs, "choice": choice, "pruner": pruner}

@@ -51,6 +51,7 @@ from nrfer.files import write_atomic
 
 LEDGER = "nrfer_ledger"
 SWEEP, ENDED, KEPT, ASHA = "sweep.yaml", "ended", "kept.yaml", "asha_rungs.yaml"
+ADAPTIVE_VERSION = 1  # of the adaptive rule's record
 ADAPTIVE = "early_stopping.yaml"  # adaptive early stopping: its completed curves, its decision
 RUNNING, INTERRUPTED, FINISHED = "RUNNING", "INTERRUPTED", "FINISHED"
 # this project's records before the ledger, beside Tune's files: moved in once
@@ -314,9 +315,7 @@ class Ledger:
         self.read_sweep()
         self.read_kept()
         if early_stopping == "adaptive" and (self.dir / ADAPTIVE).is_file():
-            from sweep.runtime.adaptive import read_record  # (it imports this module)
-
-            read_record(self.dir / ADAPTIVE)
+            read_adaptive(self.dir / ADAPTIVE)
         path = self.asha_file
         if early_stopping not in ("asha", "adaptive") or not path.exists():
             return
@@ -425,3 +424,84 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     return str(value)
+
+
+def read_adaptive(path: Path) -> dict[str, Any]:
+    """The adaptive rule's record (`early_stopping.yaml`), checked field by field: the
+    completed curves, their costs, the decision and the dominance records. A damaged or
+    edited file is a ConfigError naming it and what is wrong, read before Ray starts
+    (Ledger.check) and again where the rule restores itself (sweep.runtime.adaptive):
+    -> {completed, costs, choice (RungChoice's fields, or None), pruner}."""
+
+    def number(v: Any, what: str) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"{what}: {v!r} is not a number")
+        return float(v)
+
+    def mapping(v: Any, what: str) -> dict:
+        if not isinstance(v, dict):
+            raise ValueError(f"{what}: expected a mapping, got {type(v).__name__}")
+        return v
+
+    try:
+        state = mapping(yaml.safe_load(path.read_text()), "the file")
+        if state.get("version") != ADAPTIVE_VERSION:
+            raise ValueError(
+                f"version {state.get('version')!r}, this code reads {ADAPTIVE_VERSION}"
+            )
+        completed = {}
+        for t, curve in mapping(state.get("completed"), "completed").items():
+            if not isinstance(curve, list):
+                raise ValueError(f"completed.{t}: expected a list of values")
+            completed[str(t)] = [number(v, f"completed.{t}") for v in curve]
+        costs = {
+            str(t): {
+                str(k): number(v, f"costs.{t}.{k}") for k, v in mapping(c, f"costs.{t}").items()
+            }
+            for t, c in mapping(state.get("costs") or {}, "costs").items()
+        }
+        choice = None
+        if state.get("choice") is not None:
+            c = mapping(state["choice"], "choice")
+            epoch = c.get("epoch")
+            if epoch is not None and (
+                isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1
+            ):
+                raise ValueError(f"choice.epoch: {epoch!r} is not an epoch (>= 1) or null")
+            rows = c.get("rows") or []
+            if not isinstance(rows, list):
+                raise ValueError("choice.rows: expected a list")
+            rows = [
+                {
+                    k: number(mapping(r, "choice.rows")[k], f"choice.rows.{k}")
+                    for k in ("epoch", "rho", "low")
+                }
+                for r in rows
+            ]
+            dominating = c.get("min_dominating")
+            choice = {
+                "epoch": epoch,
+                "trials": int(number(c.get("trials"), "choice.trials")),
+                "threshold": number(c.get("threshold"), "choice.threshold"),
+                "rows": [{**r, "epoch": int(r["epoch"])} for r in rows],
+                "min_dominating": (
+                    None if dominating is None else int(number(dominating, "choice.min_dominating"))
+                ),
+            }
+        pruner = state.get("pruner")
+        if pruner is not None:
+            pruner = mapping(pruner, "pruner")
+            if not isinstance(pruner.get("rungs"), list):
+                raise ValueError("pruner.rungs: expected a list of epochs")
+            number(pruner.get("min_dominating"), "pruner.min_dominating")
+            for r, trials in mapping(pruner.get("records") or {}, "pruner.records").items():
+                for t, point in mapping(trials, f"pruner.records.{r}").items():
+                    for k, v in mapping(point, f"pruner.records.{r}.{t}").items():
+                        number(v, f"pruner.records.{r}.{t}.{k}")
+    except (OSError, yaml.YAMLError, ValueError, TypeError, KeyError) as e:
+        raise ConfigError(
+            f"{path}: the adaptive early-stopping record is damaged ({e}); restore the file, "
+            "or remove it to resume without it (the rule then decides again from the trials "
+            "that complete from now on)"
+        ) from None
+    return {"completed": completed, "costs": costs, "choice": choice, "pruner": pruner}
