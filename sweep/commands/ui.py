@@ -78,6 +78,9 @@ def serve_ui(args) -> int:
     base = f"http://{args.host}:{args.port}"
     link = sweep_link(uri, args.sweep, base)  # a missing sweep is said before a server starts
     check_port_free(args.host, args.port)  # else another server's /health would answer for it
+    from sweep.tracking.store import ensure_store
+
+    ensure_store(uri)  # a new store: created under its lock before MLflow's server opens it
     cmd = [*mlflow_command(), "ui", "--backend-store-uri", uri, "--host", args.host]
     cmd += ["--port", str(args.port)]
     print(f"starting: {' '.join(cmd)}")

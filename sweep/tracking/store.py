@@ -74,6 +74,78 @@ def move_credentials_to_env(uri: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store, in
+    `<store>-artifacts/` (`mlflow.db` -> `mlflow-artifacts/`), whatever folder the sweep
+    was started from (MLflow's default is ./mlruns of the current folder); a server's own
+    artifact store otherwise (None)."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return None
+    db = Path(uri.removeprefix("sqlite:///"))
+    return (db.parent / f"{db.stem}-artifacts").as_uri()
+
+
+_OPENED: set[str] = set()  # SQLite stores this process created or checked
+
+
+def open_sqlite_store(uri: str, db: Path, where: str = "tracking URI") -> None:
+    """Create (or upgrade-check) the SQLite store `db` once per process, under an exclusive
+    lock on `<db>.lock` beside it: two processes opening a new store at once (a sweep
+    starting while `nrfer ui` or a script opens it) otherwise race in MLflow's schema
+    creation, and some die (issue 42: 6 of 9 concurrent first opens failed). A store whose
+    schema is newer than this MLflow's is a clear error, not MLflow's advice to upgrade it."""
+    if uri in _OPENED:
+        return
+    import fcntl
+
+    with open(db.with_name(db.name + ".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            newer_schema_check(db, where)
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            store = SqlAlchemyStore(uri, artifact_root(uri))
+            store.engine.dispose()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _OPENED.add(uri)
+
+
+def ensure_store(uri: str) -> None:
+    """Before a process first uses the store `uri`: a SQLite one created or checked under
+    its lock (`open_sqlite_store`); nothing to do for a server."""
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        open_sqlite_store(uri, Path(uri.removeprefix("sqlite:///")))
+
+
+def newer_schema_check(db: Path, where: str) -> None:
+    """A ValueError when the SQLite store `db` has a schema revision this MLflow does not
+    know (a newer MLflow wrote it)."""
+    import sqlite3
+
+    if not db.is_file() or db.stat().st_size == 0:
+        return
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return  # not initialised yet (or not MLflow's): MLflow says what it finds
+    if row is None:
+        return
+    import mlflow
+    from alembic.script import ScriptDirectory
+    from mlflow.store.db.utils import _get_alembic_config
+
+    script = ScriptDirectory.from_config(_get_alembic_config(db_url=""))
+    known = {rev.revision for rev in script.walk_revisions()}
+    if row[0] not in known:
+        raise ValueError(
+            f"{where} {db}: the store's schema (revision {row[0]}) is newer than this "
+            f"MLflow {mlflow.__version__} knows; a newer MLflow wrote it. Use that MLflow "
+            "version here (pip install 'mlflow==<it>'), or another store; never downgrade the file"
+        )
+
+
 def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float = 5.0) -> str:
     """Fail in seconds, before any data load or Ray start, on a URI MLflow cannot use: an
     unknown scheme, a SQLite file in a missing folder, a server that does not answer."""
@@ -106,6 +178,8 @@ def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float =
                 f"{where} {shown!r}: {db if db.exists() else folder} is read-only; SQLite needs "
                 "to write the file and its folder (journal): fix the permissions or use another store"
             )
+        if db.exists():  # check (and migrate) it now; a new one is made where it is first used
+            open_sqlite_store(uri, db, where)
     if scheme in ("http", "https"):
         parts = urlsplit(uri)
         netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -199,6 +273,7 @@ def check_experiment(uri: str, name: str) -> None:
 
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return  # no store yet (nothing is created here: a refusal later leaves no file)
+    ensure_store(uri)
     exp = MlflowClient(uri).get_experiment_by_name(name)
     if exp is not None and exp.lifecycle_stage == "deleted":
         raise ConfigError(

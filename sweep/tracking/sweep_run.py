@@ -23,6 +23,8 @@ from sweep.tracking.store import (
     STATE_TAG,
     SWEEP_ID,
     TRIAL_ID,
+    artifact_root,
+    ensure_store,
     find_runs,
     with_retries,
 )
@@ -99,17 +101,6 @@ def space_params(spec: dict) -> list[Param]:
     return [Param(k, str(v)[:6000]) for k, v in out.items() if v is not None]
 
 
-def artifact_root(uri: str) -> str | None:
-    """Where a new experiment keeps its artifacts: beside a SQLite store, in
-    `<store>-artifacts/` (`mlflow.db` -> `mlflow-artifacts/`), whatever folder the sweep
-    was started from (MLflow's default is ./mlruns of the current folder); a server's own
-    artifact store otherwise (None)."""
-    if not uri.startswith("sqlite:///") or ":memory:" in uri:
-        return None
-    db = Path(uri.removeprefix("sqlite:///"))
-    return (db.parent / f"{db.stem}-artifacts").as_uri()
-
-
 NOTE = "mlflow.note.content"  # the experiment's description in the UI
 
 
@@ -134,6 +125,7 @@ class SweepTracker:
     def __init__(self, uri: str, experiment: str, sweep_id: str, instance: str) -> None:
         self.uri, self.sweep_id, self.instance = uri, sweep_id, instance
         mlflow.set_tracking_uri(uri)
+        ensure_store(uri)  # a new SQLite store: created once, under its lock
         self.client = MlflowClient(uri)
         exp = self.client.get_experiment_by_name(experiment)
         self.experiment_id = (
