@@ -86,3 +86,144 @@ def mlflow_server(folder: Path, port: int, env=None):
         stop(proc)
         raise
     return proc
+
+
+# --- the production stack: PostgreSQL, an S3 server, an MLflow server on both ---------------
+
+S3_KEY, S3_SECRET = "nrfer-key", "nrfer-s3-secret-5521"
+
+
+def postgres_bin() -> Path:
+    """The PostgreSQL server binaries: Debian's layout, or wherever pg_config says."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if found:
+        return found[-1].parent
+    out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True)
+    return Path(out.stdout.strip())
+
+
+class Postgres:
+    """A real PostgreSQL server on 127.0.0.1 with password authentication, in a data folder
+    of its own; run as the `postgres` user when this process is root (PostgreSQL refuses to
+    run as root). `uri` names its `mlflow` database with the credentials."""
+
+    def __init__(self, password: str, user: str = "nrfer") -> None:
+        import pwd
+        import tempfile
+
+        self.port, self.user, self.password = free_port(), user, password
+        self.dir = Path(tempfile.mkdtemp(prefix="nrpg", dir="/tmp"))
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        pwfile = self.dir / "pw"
+        pwfile.write_text(password)
+        if self.as_user:
+            uid = pwd.getpwnam("postgres").pw_uid
+            os.chown(self.dir, uid, -1)
+            os.chown(pwfile, uid, -1)
+        subprocess.run(
+            [*self.as_user, str(postgres_bin() / "initdb"), "-D", str(self.dir / "data")]
+            + ["-U", user, "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        pwfile.unlink()
+        self.proc = None
+        self.start()
+        import psycopg
+
+        with psycopg.connect(self.dsn("postgres"), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE mlflow")
+        self.uri = f"postgresql://{user}:{password}@127.0.0.1:{self.port}/mlflow"
+
+    def dsn(self, db: str = "mlflow") -> str:
+        return f"postgresql://{self.user}:{self.password}@127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        import psycopg
+
+        cmd = [*self.as_user, str(postgres_bin() / "postgres"), "-D", str(self.dir / "data")]
+        cmd += ["-h", "127.0.0.1", "-p", str(self.port), "-k", str(self.dir)]
+        self.proc = start(cmd, self.dir / "server.log")
+        wait_for(lambda: psycopg.connect(self.dsn("postgres")).close() is None, 60, "postgres")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc, signal.SIGINT)  # PostgreSQL's fast shutdown
+
+    def close(self) -> None:
+        import shutil
+
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SeaweedS3:
+    """A real S3 server (SeaweedFS's `weed mini`) on 127.0.0.1 with one access key and one
+    bucket; every port chosen free (none of its defaults, so servers can run side by side)."""
+
+    def __init__(self, folder: Path, bucket: str = "nrfer") -> None:
+        self.folder, self.bucket = folder, bucket
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
+        ports = {"s3.port": self.port}
+        for name in ("s3.port.grpc", "master.port", "master.port.grpc", "volume.port"):
+            ports[name] = free_port()
+        for name in ("volume.port.grpc", "filer.port", "filer.port.grpc", "admin.port"):
+            ports[name] = free_port()
+        ports["admin.port.grpc"] = free_port()
+        folder.mkdir(parents=True, exist_ok=True)
+        self.cmd = [str(BIN / "weed"), "mini", f"-dir={folder}", "-ip=127.0.0.1"]
+        self.cmd += ["-ip.bind=127.0.0.1", "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        self.cmd += ["-webdav=false", "-admin.ui=false", f"-bucket={bucket}"]
+        self.cmd += [f"-{k}={v}" for k, v in ports.items()]
+        self.proc = None
+        self.start()
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=S3_KEY,
+            aws_secret_access_key=S3_SECRET,
+            region_name="us-east-1",
+        )
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2")
+        return [
+            o["Key"]
+            for page in pages.paginate(Bucket=self.bucket, Prefix=prefix)
+            for o in page.get("Contents", [])
+        ]
+
+    def start(self) -> None:
+        self.proc = start(self.cmd, self.folder / "weed.log", {**os.environ, **self.env})
+        wait_for(lambda: self.client().head_bucket(Bucket=self.bucket), 60, "seaweedfs s3")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+def mlflow_server_on(backend: str, artifacts: str, port: int, log: Path, env: dict):
+    """`mlflow server` on a given backend store and artifact destination, on 127.0.0.1;
+    waits until it answers /health."""
+    cmd = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", backend, "--artifacts-destination", artifacts]
+    proc = start([*cmd, "--workers", "1"], log, env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(
+            lambda: urllib.request.urlopen(f"{url}/health", timeout=2).status == 200,
+            90,
+            "mlflow server",
+            every=0.5,
+        )
+    except TimeoutError:
+        stop(proc)
+        raise
+    return proc

@@ -45,7 +45,7 @@ from sweep.tracking import (
     log_metrics,
     tracking_uri,
 )
-from sweep.tracking.store import move_credentials_to_env
+from sweep.tracking.store import artifact_text, move_credentials_to_env
 from sweep.tracking.sweep_run import OLD_PARETO_TAG, PARETO_TAG
 
 CHAMPION = "champion"  # the registry alias on the version reproduce-best registers last
@@ -57,9 +57,7 @@ def best_trials(
     """The `k` best finished trials by the sweep's metric (validation only), or the one
     `pick` chooses -> ([(trial run, its best val accuracy, its resolved config dict)], the
     sweep's spec)."""
-    spec = yaml.safe_load(
-        Path(client.download_artifacts(parent.info.run_id, "space/resolved_spec.yaml")).read_text()
-    )
+    spec = yaml.safe_load(artifact_text(client, parent.info.run_id, "space/resolved_spec.yaml"))
     metric, mode = spec.get("metric", "val_acc"), spec.get("mode", "max")
     # the trials of this sweep instance (a name may have had several sweeps); parents
     # written before instances existed: by name
@@ -93,9 +91,7 @@ def best_trials(
         print(f"--top {k}: the sweep has {len(scored)} finished trials; retraining all of them")
     out = []
     for value, run in scored[:k]:
-        config = yaml.safe_load(
-            Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
-        )
+        config = yaml.safe_load(artifact_text(client, run.info.run_id, "config.yaml"))
         val_history = [m.value for m in client.get_metric_history(run.info.run_id, "val_acc")]
         out.append((run, max(val_history) if val_history else value, config))
     return out, spec

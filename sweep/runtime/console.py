@@ -18,6 +18,8 @@ from ray.tune.result import TRAINING_ITERATION
 from sweep.runtime.startup import clock, launched
 from sweep.tracking.ui import run_name, trial_number
 
+ON_GPU_KEY = "nrfer_on_gpu"  # reported by each trial: 1.0 on CUDA, 0.0 on the CPU
+
 
 def quiet() -> None:
     """The default terminal: Ray's, MLflow's and Optuna's INFO lines and Tune's own output
@@ -30,6 +32,9 @@ def quiet() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # MLflow prints two "View run / experiment at" lines per run ended against a server:
+    # the sweep prints its own links (the parent run, the trials view)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 class Console(tune.Callback):
@@ -63,6 +68,7 @@ class Console(tune.Callback):
         self.last_status = 0.0
         self.redraw_s = redraw_s
         self.status_shown = False
+        self.said_no_cuda = False
 
     @property
     def stream(self):
@@ -85,6 +91,7 @@ class Console(tune.Callback):
             self.event(f"{name}: started")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.say_if_no_cuda(trial, result)
         epoch = int(result.get(TRAINING_ITERATION, 0))
         value = result.get(self.metric)
         if value is None:
@@ -92,6 +99,19 @@ class Console(tune.Callback):
         self.epochs += 1
         self.event(f"{self.name(trial)}: epoch {epoch}/{self.max_epochs} {self.metric} {value:.4f}")
         self.note_best(value, trial)
+
+    def say_if_no_cuda(self, trial, result: dict) -> None:
+        """Once per sweep: a trial that Ray gave GPUs trains on the CPU (CUDA absent where
+        it runs, e.g. GPUs declared with `ray start --num-gpus` on a machine without them)."""
+        asked = (trial.placement_group_factory.required_resources or {}).get("GPU", 0)
+        if self.said_no_cuda or not asked or result.get(ON_GPU_KEY, 1.0):
+            return
+        self.said_no_cuda = True
+        where = result.get("node_ip", "its node")
+        self.event(
+            f"note: trials ask for {asked:g} GPU each, but CUDA is not available on {where}: "
+            "they train on the CPU (train.device: auto)"
+        )
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         result = trial.last_result or {}

@@ -43,6 +43,7 @@ from nrfer.models.pretrained import resolve_weights
 from nrfer.sr import apply_sr
 from nrfer.train import FitResult, RunPaths, fit
 from sweep.analysis.study import CELL_TAG, SEED_TAG
+from sweep.runtime.console import ON_GPU_KEY
 from sweep.runtime.cost_gate import DeviceGate, Load
 from sweep.runtime.ledger import completed_result
 from sweep.runtime.retention import work_dir
@@ -301,7 +302,8 @@ def run_trial(
         # a run that existed continues its system/* steps, with or without a checkpoint (a
         # trial killed before its first one restarts from epoch 0 but not from step 0)
         start_monitor(run_id, tracking.run.uri, interval, resumed=logger.reused)
-    peak = PeakMemory(resolve_device(cfg.train.device))
+    device = resolve_device(cfg.train.device)
+    peak = PeakMemory(device)
     history: list[dict] = []
     if resume is not None:  # visible in the UI: this attempt continued after a lost worker
         history = [epoch_row(m) for m in resume.get("history", [])]
@@ -345,7 +347,8 @@ def run_trial(
         else:  # no checkpoint: a resume runs this epoch again anyway (logged once)
             log_history(logger, history[-1:])
         # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
-        tune.report({**epoch_row(metrics), **cost}, checkpoint=checkpoint)
+        on_gpu = {ON_GPU_KEY: float(device.type == "cuda")}  # the driver says it once if not
+        tune.report({**epoch_row(metrics), **cost, **on_gpu}, checkpoint=checkpoint)
         if gate is not None:  # Tune wants another epoch (it never returns when it stops one)
             gate.hold()
         if checkpoint is not None:  # Tune has its copy

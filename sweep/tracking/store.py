@@ -36,7 +36,12 @@ START_ATTEMPTS = 9
 # server that is away does not hold up training. Values the user set are kept.
 HISTORY_FILE = "history.json"  # in each trial checkpoint: its epochs' metrics, as logged
 EPOCH_KEYS = ("val_acc", "val_macro_f1", "val_loss", "train_loss", "best_val_acc")
-WORKER_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+WORKER_HTTP_ENV = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    # not two "View run ... at" lines per trial in the sweep's terminal (its workers' stdout)
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
 
 
 def tracking_uri(cli_value: str | None = None) -> str:
@@ -281,3 +286,12 @@ def check_experiment(uri: str, name: str) -> None:
             f"(mlflow experiments restore --experiment-id {exp.experiment_id}) or give this "
             "sweep another --name"
         )
+
+
+def artifact_text(client, run_id: str, path: str) -> str:
+    """One artifact's text, read through a folder removed at once (MLflow's download without
+    a destination leaves a temp folder behind per call)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nrfer-artifact-") as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_text()

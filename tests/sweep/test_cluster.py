@@ -1,75 +1,91 @@
-"""A real two-node Ray cluster and a real MLflow server, both on loopback, one sweep across them."""
+"""The production stack, for real and on loopback: MLflow on PostgreSQL with its artifacts on
+an S3 server (SeaweedFS), a two-node Ray cluster with GPUs declared, one sweep across it, then
+`nrfer report`, `nrfer ui` and `nrfer best` against the same stack (docs/cluster.md)."""
 
+import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
+import urllib.request
 
 import pytest
 import yaml
 
-from helpers import REPO, tiny_space
-from procs import BIN, free_port, mlflow_server, start, stop, wait_for
+from helpers import tiny_space
+from procs import (
+    BIN,
+    S3_SECRET,
+    Postgres,
+    SeaweedS3,
+    free_port,
+    mlflow_server_on,
+    start,
+    stop,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-SECRET = "s3cr3t-pw-7781"
+SECRET = "s3cr3t-pw-7781"  # in the tracking URI the driver gets: it must end up nowhere
+PG_SECRET = "pg-pw-9923"  # the server's database password
 
 
-def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
+def files_under(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+def test_postgres_s3_two_nodes_sweep_report_ui_best(tmp_path, synthetic_root):
+    import psycopg
+    import torch
     from mlflow.tracking import MlflowClient
 
+    # the driver's own HOME and temp folder: what it writes outside --storage shows there
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir(), tmp.mkdir()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    ray_tmp = tempfile.mkdtemp(
-        prefix="nr", dir="/tmp"
-    )  # short: Ray's socket paths are length-limited
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+        env.pop(key, None)  # the driver and the trials reach artifacts through the server only
+    driver_env = {**env, "HOME": str(home), "TMPDIR": str(tmp)}
+    ray_tmp = tempfile.mkdtemp(prefix="nr", dir="/tmp")  # short: Ray's socket paths
     ray_port, mlflow_port = free_port(), free_port()
     server_uri = f"http://127.0.0.1:{mlflow_port}"
+    pg = s3 = None
     procs = []
 
     def status() -> str:
         cmd = [str(BIN / "ray"), "status", "--address", f"127.0.0.2:{ray_port}"]
         return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30).stdout
 
+    def nrfer(*args, timeout=400):
+        out = subprocess.run(
+            [str(BIN / "nrfer"), *args],
+            cwd=tmp_path,
+            env=driver_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+        return out.stdout + out.stderr
+
     try:
-        procs.append(mlflow_server(tmp_path, mlflow_port, env))
-        common = ["--num-cpus", "1", "--num-gpus", "0", "--block", "--disable-usage-stats"]
+        pg = Postgres(PG_SECRET)
+        s3 = SeaweedS3(tmp_path / "s3")
+        server_env = {**env, **s3.env, "MLFLOW_S3_ENDPOINT_URL": s3.endpoint}
         procs.append(
-            start(
-                [
-                    str(BIN / "ray"),
-                    "start",
-                    "--head",
-                    "--node-ip-address",
-                    "127.0.0.2",
-                    "--port",
-                    str(ray_port),
-                    "--include-dashboard",
-                    "false",
-                    "--temp-dir",
-                    ray_tmp,
-                    *common,
-                ],
-                tmp_path / "head.log",
-                env,
+            mlflow_server_on(
+                pg.uri, "s3://nrfer/mlflow", mlflow_port, tmp_path / "mlflow.log", server_env
             )
         )
+        # one CPU and one (declared) GPU per node: the trials ask for half a GPU each
+        common = ["--num-cpus", "1", "--num-gpus", "1", "--block", "--disable-usage-stats"]
+        head = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.2"]
+        head += ["--port", str(ray_port), "--include-dashboard", "false"]
+        procs.append(start([*head, "--temp-dir", ray_tmp, *common], tmp_path / "head.log", env))
         wait_for(lambda: "/1.0 CPU" in status(), 60, "Ray head node")
-        procs.append(
-            start(
-                [
-                    str(BIN / "ray"),
-                    "start",
-                    "--address",
-                    f"127.0.0.2:{ray_port}",
-                    "--node-ip-address",
-                    "127.0.0.3",
-                    *common,
-                ],
-                tmp_path / "worker.log",
-                env,
-            )
-        )
+        worker = [str(BIN / "ray"), "start", "--address", f"127.0.0.2:{ray_port}"]
+        worker += ["--node-ip-address", "127.0.0.3"]
+        procs.append(start([*worker, *common], tmp_path / "worker.log", env))
         wait_for(lambda: "/2.0 CPU" in status(), 90, "two Ray nodes")
 
         space = tiny_space(
@@ -77,53 +93,135 @@ def test_two_node_cluster_with_mlflow_server(tmp_path, synthetic_root):
             synthetic_root,
             resizer={"enabled": True, "n": 4},
             search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
-            scheduler={"name": "fifo", "max_epochs": 2},
+            scheduler={"max_epochs": 2},  # the shipped rule (adaptive)
             budget={"num_samples": 2, "max_concurrent": 2},
         )
+        space["fixed"]["train"]["device"] = "auto"  # a GPU is declared, CUDA is absent
+        space["resources"] = {"cpu": 1, "gpu": 0.5}
+        space["registered_model"] = "fer-cluster"
         path = tmp_path / "cluster.yaml"
         path.write_text(yaml.safe_dump(space))
-        out = subprocess.run(
-            [
-                sys.executable,
-                "launch.py",
-                "--space",
-                str(path),
-                "--address",
-                f"127.0.0.2:{ray_port}",
-                "--tracking-uri",  # credentials in the URI: they must end up nowhere
-                server_uri.replace("http://", f"http://nrfer:{SECRET}@"),
-                "--storage",
-                str(tmp_path / "storage"),
-            ],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=400,
+        storage = tmp_path / "storage"  # the cluster's shared filesystem
+        log = nrfer(
+            "sweep",
+            "--space",
+            str(path),
+            "--address",
+            f"127.0.0.2:{ray_port}",
+            "--tracking-uri",
+            server_uri.replace("http://", f"http://nrfer:{SECRET}@"),
+            "--storage",
+            str(storage),
         )
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-        assert SECRET not in out.stdout + out.stderr and "http://***@" not in out.stdout
-        files = [p for p in (tmp_path / "storage").rglob("*") if p.is_file()]
-        files += [tmp_path / "server.db", *(tmp_path / "artifacts").rglob("*")]
-        assert len(files) > 20
-        leaked = [p for p in files if p.is_file() and SECRET.encode() in p.read_bytes()]
-        assert not leaked, leaked
+        assert SECRET not in log and PG_SECRET not in log and S3_SECRET not in log
+        assert log.count("CUDA is not available") == 1, log[-3000:]  # said once, not failed
 
+        # PostgreSQL holds every run, its params and each epoch's metrics exactly once
+        with psycopg.connect(pg.dsn()) as db:
+            (exp_id,) = db.execute(
+                "SELECT experiment_id FROM experiments WHERE name = 'cluster'"
+            ).fetchone()
+            runs = dict(
+                db.execute(
+                    "SELECT r.run_uuid, t.value FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid"
+                    " WHERE r.experiment_id = %s AND t.key = 'nrfer.role'",
+                    (exp_id,),
+                ).fetchall()
+            )
+            trials = sorted(r for r, role in runs.items() if role == "trial")
+            assert sorted(runs.values()) == ["sweep", "trial", "trial"]
+            for run_id in trials:
+                (status_,) = db.execute(
+                    "SELECT status FROM runs WHERE run_uuid = %s", (run_id,)
+                ).fetchone()
+                assert status_ == "FINISHED"
+                params = dict(
+                    db.execute(
+                        "SELECT key, value FROM params WHERE run_uuid = %s", (run_id,)
+                    ).fetchall()
+                )
+                assert (
+                    1e-4 <= float(params["optim.lr"]) <= 1e-2 and params["model.resizer.n"] == "4"
+                )
+                steps = db.execute(
+                    "SELECT step FROM metrics WHERE run_uuid = %s AND key = 'val_acc'"
+                    " ORDER BY step",
+                    (run_id,),
+                ).fetchall()
+                assert [s for (s,) in steps] == [0, 1]  # each epoch once
+                (node,) = db.execute(
+                    "SELECT value FROM tags WHERE run_uuid = %s AND key = 'nrfer.node_ip'",
+                    (run_id,),
+                ).fetchone()
+                runs[run_id] = node
+        assert {runs[t] for t in trials} == {"127.0.0.2", "127.0.0.3"}  # one trial per node
+
+        # the artifacts are in the bucket, and readable through the server from the driver
+        keys = s3.keys("mlflow/")
+        for run_id in trials:
+            assert f"mlflow/{exp_id}/{run_id}/artifacts/checkpoint/best.pt" in keys, keys
         client = MlflowClient(server_uri)
-        exp = client.get_experiment_by_name("cluster")
-        runs = client.search_runs([exp.experiment_id])
-        children = [r for r in runs if r.data.tags.get("nrfer.role") == "trial"]
-        parents = [r for r in runs if r.data.tags.get("nrfer.role") == "sweep"]
-        assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-        assert len(children) == 2 and all(c.info.status == "FINISHED" for c in children)
-        for c in children:
-            assert len(client.get_metric_history(c.info.run_id, "val_acc")) == 2
-            assert "checkpoint/best.pt" in {
-                a.path for a in client.list_artifacts(c.info.run_id, "checkpoint")
-            }
-        # one trial per node: each node has one CPU and both trials ran at once
-        assert {c.data.tags["nrfer.node_ip"] for c in children} == {"127.0.0.2", "127.0.0.3"}
+        best = client.download_artifacts(trials[0], "checkpoint/best.pt", str(tmp_path / "dl"))
+        state = torch.load(best, map_location="cpu", weights_only=True)
+        assert state  # a real checkpoint, read back
+        parent = next(r for r, role in runs.items() if role == "sweep")
+        parent_files = {k.split("/artifacts/", 1)[1] for k in keys if f"/{parent}/" in k}
+        assert "report/index.html" in parent_files, sorted(parent_files)
+        assert any(f.startswith("previews/") or "preview" in f for f in keys), sorted(keys)
+
+        # nrfer report, nrfer ui and nrfer best against the same stack
+        out = nrfer("report", "--sweep", "cluster", "--tracking-uri", server_uri, "--out", "r")
+        html = (tmp_path / "r" / "index.html").read_text()
+        assert all(t in html for t in trials)
+        out = nrfer("ui", "--sweep", "cluster", "--tracking-uri", server_uri)
+        link = next(w for w in out.split() if w.startswith(server_uri))
+        assert f"/experiments/{exp_id}" in link
+        assert urllib.request.urlopen(server_uri, timeout=10).status == 200
+        out = nrfer(
+            "best",
+            "--sweep",
+            "cluster",
+            "--seeds",
+            "1",
+            "--tracking-uri",
+            server_uri,
+            "--out",
+            "best",
+            "--parallel",
+            "no",
+            timeout=600,
+        )
+        report = json.loads((tmp_path / "best" / "report.json").read_text())
+        assert report["trial_run_id"] in trials
+        with psycopg.connect(pg.dsn()) as db:
+            versions = db.execute(
+                "SELECT version, source FROM model_versions WHERE name = 'fer-cluster'"
+            ).fetchall()
+        assert len(versions) == 1, versions
+        model_id = versions[0][1].removeprefix("models:/")  # its files are in the bucket
+        files = {
+            f"mlflow/{exp_id}/models/{model_id}/artifacts/{f}"
+            for f in ("MLmodel", "artifacts/best.pt")
+        }
+        assert files <= set(s3.keys()), sorted(s3.keys())
+
+        # nothing on the driver's disk outside --storage and the folders it was asked for
+        # (matplotlib's font cache is the one cache: docs/cluster.md names it)
+        cached = [f for f in files_under(home) if not f.startswith(".cache/matplotlib/")]
+        assert cached == [] and files_under(tmp) == [], (files_under(home), files_under(tmp))
+        written = [p for p in storage.rglob("*") if p.is_file()]
+        leaked = [
+            p
+            for p in written
+            if any(s.encode() in p.read_bytes() for s in (SECRET, PG_SECRET, S3_SECRET))
+        ]
+        assert written and not leaked, leaked
     finally:
         for p in reversed(procs):
             stop(p)
+        for server in (s3, pg):
+            if server is not None:
+                server.stop()
+        if pg is not None:
+            pg.close()
         shutil.rmtree(ray_tmp, ignore_errors=True)
