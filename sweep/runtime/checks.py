@@ -7,6 +7,7 @@ folder or key; nothing here writes anything that stays.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -26,7 +27,21 @@ def preflight(spec, storage: Path, uri: str | None) -> str:
 
 
 def storage_dir(storage: str | None) -> Path:
-    return Path(storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")).resolve()
+    """The storage folder, absolute. A URI (s3://, gs://, ...) is refused with the reason:
+    the sweep's ledger holds locks (flock), hard-linked first-writer-wins records and
+    atomic renames, which an object store does not give; on a cluster, --storage is a
+    filesystem that every node mounts at the same path (docs/cluster.md)."""
+    given = storage or os.environ.get("NRFER_STORAGE", "runs/sweeps")
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", given)
+    if scheme:
+        source = "--storage" if storage else "NRFER_STORAGE"
+        raise ValueError(
+            f"{source} {given!r}: an object store ({scheme.group(1)}://) cannot hold a sweep "
+            "yet: its ledger needs file locks and atomic renames; give a folder that every "
+            "Ray node mounts at the same path (NFS, CephFS, Lustre, EFS, ...); checkpoints "
+            "worth keeping go to MLflow's artifact store, which may be S3 (docs/cluster.md)"
+        )
+    return Path(given).resolve()
 
 
 def mib(n: int) -> str:

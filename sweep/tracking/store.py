@@ -185,6 +185,8 @@ def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float =
             )
         if db.exists():  # check (and migrate) it now; a new one is made where it is first used
             open_sqlite_store(uri, db, where)
+    if scheme == "postgresql":
+        check_postgres(uri, f"{where} {shown!r}", timeout_s)
     if scheme in ("http", "https"):
         parts = urlsplit(uri)
         netloc = parts.netloc.rsplit("@", 1)[-1]
@@ -201,7 +203,61 @@ def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float =
                 f"{where} {shown!r}: no MLflow server answers within {timeout_s:.0f} s ({reason}); "
                 "start one (mlflow server --host 127.0.0.1) or check the address"
             ) from None
+        check_server_artifacts(uri, f"{where} {shown!r}", timeout_s)
     return uri
+
+
+def check_postgres(uri: str, what: str, timeout_s: float) -> None:
+    """A PostgreSQL store answers, takes the credentials and has the database: connected
+    once (nothing is written), else one line with PostgreSQL's own reason."""
+    import psycopg  # a dependency: SQLAlchemy's default postgresql:// driver
+
+    parts = urlsplit(uri)
+    dsn = urlunsplit(parts._replace(scheme="postgresql"))  # postgresql+psycopg:// -> libpq's
+    try:
+        psycopg.connect(dsn, connect_timeout=max(int(timeout_s), 1)).close()
+    except psycopg.Error as e:
+        reason = " ".join(str(e).split())  # libpq's lines; it never repeats the password
+        if parts.password:
+            reason = reason.replace(unquote(parts.password), "***")
+        raise ValueError(f"{what}: PostgreSQL refused: {reason}") from None
+
+
+def check_server_artifacts(uri: str, what: str, timeout_s: float) -> None:
+    """The tracking server's own artifact store (its --artifacts-destination, e.g. an S3
+    bucket) answers: its root is listed through the server (read-only). A missing bucket,
+    refused credentials or an endpoint that does not answer is said now, not as a 500 at
+    the first checkpoint of every trial. A server that does not proxy artifacts
+    (--no-serve-artifacts) or asks for a login is left to MLflow."""
+    import base64
+
+    parts = urlsplit(uri)
+    netloc = parts.netloc.rsplit("@", 1)[-1]
+    base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow-artifacts/artifacts?path=")
+    if parts.username:
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        request.add_header("Authorization", "Basic " + base64.b64encode(login.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s * 3) as r:
+            r.read(64)
+        return
+    except urllib.error.HTTPError as e:
+        code, body = e.code, e.read(2000).decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return  # /health answered a moment ago: a slow listing is not a refusal
+    try:
+        message = str(json.loads(body).get("message", ""))
+    except (ValueError, AttributeError):
+        message = ""
+    if message.startswith("Failed to list artifacts"):  # the artifact store's own answer
+        raise ValueError(f"{what}: the server's artifact store refused: {message}")
+    if code >= 500:
+        raise ValueError(
+            f"{what}: the server failed (HTTP {code}) to list its artifact store: is its "
+            "--artifacts-destination reachable from the server (an S3 endpoint that does not "
+            "answer: MLFLOW_S3_ENDPOINT_URL)? Its log says more"
+        )
 
 
 def with_retries(

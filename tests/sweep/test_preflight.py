@@ -3,13 +3,12 @@ one line and exit code 2, before Ray starts and without leaving anything behind.
 and full storage are real tmpfs mounts (skipped where mounting is not permitted)."""
 
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
-from helpers import tiny_space
+from helpers import assert_same_refusal, both, space_args
 
 
 def mount_tmpfs(where: Path, *options: str) -> bool:
@@ -32,40 +31,6 @@ def mounts(tmp_path):
     yield mount
     for where in made:
         subprocess.run(["umount", "-l", str(where)], check=False)
-
-
-def both(capsys, args: list[str]) -> list[tuple[int, str]]:
-    """(exit code, stderr) of the run and of its dry run."""
-    import launch
-
-    out = []
-    for extra in ([], ["--dry-run"]):
-        rc = launch.main([*args, *extra])
-        out.append((rc, capsys.readouterr().err))
-    return out
-
-
-def space_args(tmp_path, synthetic_root, storage, uri=None) -> list[str]:
-    space = tmp_path / f"s-{uuid.uuid4().hex[:6]}.yaml"
-    raw = tiny_space(
-        "pre",
-        synthetic_root,
-        search={"optim.lr": {"loguniform": [1e-4, 1e-2]}},
-        scheduler={"name": "asha", "max_epochs": 2, "grace_period": 1},
-        budget={"num_samples": 2, "max_concurrent": 1},
-    )
-    space.write_text(yaml.safe_dump(raw))
-    uri = uri or f"sqlite:///{tmp_path / 'mlflow.db'}"
-    return ["--space", str(space), "--storage", str(storage), "--tracking-uri", uri]
-
-
-def assert_same_refusal(results, *needles: str) -> None:
-    (rc_run, err_run), (rc_dry, err_dry) = results
-    assert rc_run == rc_dry == 2, results
-    assert err_run == err_dry, results
-    for needle in needles:
-        assert needle in err_run, err_run
-    assert "Traceback" not in err_run
 
 
 def test_read_only_storage_is_refused_by_the_run_and_the_dry_run(
