@@ -22,10 +22,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup  ## the whole suite (the README's test command)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not cluster" $(PYTEST_ARGS)
 
 test-fast: setup  ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+test-cluster: setup  ## faults injected into the production stack (PostgreSQL, S3, MLflow server, 2 Ray nodes; ~10 min)
+	$(BIN)/python -m pytest -m cluster $(PYTEST_ARGS)
 
 lint: setup  ## ruff check + format check + mypy (nrfer/ and sweep/, pyproject's [tool.mypy])
 	$(BIN)/ruff check .

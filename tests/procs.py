@@ -227,3 +227,75 @@ def mlflow_server_on(backend: str, artifacts: str, port: int, log: Path, env: di
         stop(proc)
         raise
     return proc
+
+
+class Stack:
+    """The production stack of docs/cluster.md on loopback: PostgreSQL (password auth), an S3
+    server, an MLflow server on both (artifacts proxied to the bucket), and a two-node Ray
+    cluster (head 127.0.0.2, worker 127.0.0.3; one CPU and one declared GPU each). Each part
+    can be restarted or killed, as a cluster's parts are."""
+
+    def __init__(self, folder: Path, pg_password: str) -> None:
+        import tempfile
+
+        self.folder = folder
+        self.env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
+            self.env.pop(key, None)  # drivers and trials reach artifacts through the server
+        self.ray_tmp = tempfile.mkdtemp(prefix="nr", dir="/tmp")  # short: Ray's socket paths
+        self.ray_port, self.mlflow_port = free_port(), free_port()
+        self.uri = f"http://127.0.0.1:{self.mlflow_port}"
+        self.address = f"127.0.0.2:{self.ray_port}"
+        self.pg: Postgres | None = None
+        self.s3: SeaweedS3 | None = None
+        self.mlflow = self.head = self.worker = None
+        try:
+            self.pg = Postgres(pg_password)
+            self.s3 = SeaweedS3(folder / "s3")
+            self.start_mlflow()
+            common = ["--num-cpus", "1", "--num-gpus", "1", "--block", "--disable-usage-stats"]
+            head = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.2"]
+            head += ["--port", str(self.ray_port), "--include-dashboard", "false"]
+            head += ["--temp-dir", self.ray_tmp, *common]
+            self.head = start(head, folder / "head.log", self.env)
+            wait_for(lambda: "/1.0 CPU" in self.ray_status(), 60, "Ray head node")
+            self.worker_cmd = [str(BIN / "ray"), "start", "--address", self.address]
+            self.worker_cmd += ["--node-ip-address", "127.0.0.3", *common]
+            self.worker = start(self.worker_cmd, folder / "worker.log", self.env)
+            wait_for(lambda: "/2.0 CPU" in self.ray_status(), 90, "two Ray nodes")
+        except BaseException:
+            self.close()
+            raise
+
+    def ray_status(self) -> str:
+        cmd = [str(BIN / "ray"), "status", "--address", self.address]
+        return subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=30).stdout
+
+    def start_mlflow(self) -> None:
+        assert self.pg is not None and self.s3 is not None
+        env = {**self.env, **self.s3.env, "MLFLOW_S3_ENDPOINT_URL": self.s3.endpoint}
+        self.mlflow = mlflow_server_on(
+            self.pg.uri, "s3://nrfer/mlflow", self.mlflow_port, self.folder / "mlflow.log", env
+        )
+
+    def kill_worker_node(self) -> None:
+        """SIGKILL the worker node's raylet (the node is lost, as a machine that dies)."""
+        out = subprocess.run(["pgrep", "-f", "raylet.*127.0.0.3"], capture_output=True, text=True)
+        for pid in out.stdout.split():
+            os.kill(int(pid), signal.SIGKILL)
+        assert out.stdout.split(), "no raylet of the worker node"
+
+    def close(self) -> None:
+        import shutil
+
+        for proc in (self.worker, self.head, self.mlflow):
+            if proc is not None:
+                stop(proc)
+        if self.s3 is not None:
+            self.s3.stop()
+        if self.pg is not None:
+            self.pg.close()
+        logs = Path(self.ray_tmp) / "session_latest" / "logs"
+        if logs.is_dir():  # the workers' logs, kept beside the test's other logs
+            shutil.copytree(logs, self.folder / "ray-logs", dirs_exist_ok=True, symlinks=False)
+        shutil.rmtree(self.ray_tmp, ignore_errors=True)

@@ -34,7 +34,14 @@ from sweep.runtime.adaptive import AdaptiveStopping, build_early_stopping
 from sweep.runtime.checks import check_storage, storage_dir
 from sweep.runtime.console import Console, quiet
 from sweep.runtime.disk_guard import DiskGuard
-from sweep.runtime.ledger import FINISHED, INTERRUPTED, RUNNING, Ledger, saved_trials
+from sweep.runtime.ledger import (
+    FINISHED,
+    INTERRUPTED,
+    METRIC_RECORDS,
+    RUNNING,
+    Ledger,
+    saved_trials,
+)
 from sweep.runtime.lifecycle import TrialStatusCallback
 from sweep.runtime.live_report import ReportRefresh, write_report_html
 from sweep.runtime.local_ray import init_ray
@@ -63,7 +70,6 @@ from sweep.tracking.ui import tune_trial_name
 
 log = logging.getLogger("nrfer.sweep")
 
-METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
 # Tune saves its experiment state (which trials finished) at most every 10 s by default; a
 # driver killed in that window would rerun a trial that had just finished. Tune also
 # snapshots after every trial checkpoint (see make_tuner) and warns each time on short

@@ -54,6 +54,7 @@ SWEEP, ENDED, KEPT, ASHA = "sweep.yaml", "ended", "kept.yaml", "asha_rungs.yaml"
 ADAPTIVE_VERSION = 1  # of the adaptive rule's record
 ADAPTIVE = "early_stopping.yaml"  # adaptive early stopping: its completed curves, its decision
 RUNNING, INTERRUPTED, FINISHED = "RUNNING", "INTERRUPTED", "FINISHED"
+METRIC_RECORDS = "mlflow_backlog"  # trials' local metric records while MLflow is unreachable
 # this project's records before the ledger, beside Tune's files: moved in once
 OLD_NAMES = {
     "nrfer_sweep.yaml": SWEEP,

@@ -13,8 +13,9 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from ray import tune
 
 from sweep.compat.ray_tune import saved_trial_statuses
-from sweep.runtime.ledger import Ledger, trial_score
+from sweep.runtime.ledger import METRIC_RECORDS, Ledger, trial_score
 from sweep.runtime.retention import KEPT_TAG, Retention, tune_state_time
+from sweep.tracking.replay import replay_into
 from sweep.tracking.store import (
     DIVERGED,
     EPOCH_KEYS,
@@ -172,6 +173,11 @@ class TrialStatusCallback(tune.Callback):
         if not rows:
             return
         client = self.tracker.client
+        # first what the trial kept locally while MLflow was away (its exact values and
+        # timestamps): else those epochs are logged here and again by the end-of-sweep replay
+        record = self.ledger.exp_dir / METRIC_RECORDS / f"{trial.trial_id}.jsonl"
+        if record.is_file():
+            replay_into(client, record)
         have = logged_steps(client, run_id)
         now = int(time.time() * 1000)
         missing = [

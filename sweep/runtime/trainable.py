@@ -302,8 +302,8 @@ def run_trial(
         # a run that existed continues its system/* steps, with or without a checkpoint (a
         # trial killed before its first one restarts from epoch 0 but not from step 0)
         start_monitor(run_id, tracking.run.uri, interval, resumed=logger.reused)
-    device = resolve_device(cfg.train.device)
-    peak = PeakMemory(device)
+    train_device = resolve_device(cfg.train.device)
+    peak = PeakMemory(train_device)
     history: list[dict] = []
     if resume is not None:  # visible in the UI: this attempt continued after a lost worker
         history = [epoch_row(m) for m in resume.get("history", [])]
@@ -347,7 +347,7 @@ def run_trial(
         else:  # no checkpoint: a resume runs this epoch again anyway (logged once)
             log_history(logger, history[-1:])
         # Returns once Tune has the checkpoint and wants more; never when it stops the trial.
-        on_gpu = {ON_GPU_KEY: float(device.type == "cuda")}  # the driver says it once if not
+        on_gpu = {ON_GPU_KEY: float(train_device.type == "cuda")}  # the driver says it once if not
         tune.report({**epoch_row(metrics), **cost, **on_gpu}, checkpoint=checkpoint)
         if gate is not None:  # Tune wants another epoch (it never returns when it stops one)
             gate.hold()

@@ -49,8 +49,15 @@ def read_record(record: Path) -> dict[str, list[Metric]]:
 
 def replay(record: Path, uri: str | None = None) -> int:
     """Upload a trial's local metric record (written while MLflow was unreachable)."""
+    return replay_into(MlflowClient(tracking_uri(uri)), record)
+
+
+def replay_into(client: MlflowClient, record: Path) -> int:
+    """Upload `record` through `client` and remove it; -> the values uploaded. The values
+    keep their timestamps, so a value MLflow already has is not added again (MLflow drops
+    exact duplicates)."""
+    uri = client.tracking_uri
     by_run = read_record(record)
-    client = MlflowClient(tracking_uri(uri))
     for run_id in by_run:
         try:
             client.get_run(run_id)

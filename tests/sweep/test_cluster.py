@@ -3,27 +3,14 @@ an S3 server (SeaweedFS), a two-node Ray cluster with GPUs declared, one sweep a
 `nrfer report`, `nrfer ui` and `nrfer best` against the same stack (docs/cluster.md)."""
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
 import urllib.request
 
 import pytest
 import yaml
 
 from helpers import tiny_space
-from procs import (
-    BIN,
-    S3_SECRET,
-    Postgres,
-    SeaweedS3,
-    free_port,
-    mlflow_server_on,
-    start,
-    stop,
-    wait_for,
-)
+from procs import BIN, S3_SECRET, Stack
 
 pytestmark = pytest.mark.slow
 SECRET = "s3cr3t-pw-7781"  # in the tracking URI the driver gets: it must end up nowhere
@@ -42,19 +29,9 @@ def test_postgres_s3_two_nodes_sweep_report_ui_best(tmp_path, synthetic_root):
     # the driver's own HOME and temp folder: what it writes outside --storage shows there
     home, tmp = tmp_path / "home", tmp_path / "tmp"
     home.mkdir(), tmp.mkdir()
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
-        env.pop(key, None)  # the driver and the trials reach artifacts through the server only
-    driver_env = {**env, "HOME": str(home), "TMPDIR": str(tmp)}
-    ray_tmp = tempfile.mkdtemp(prefix="nr", dir="/tmp")  # short: Ray's socket paths
-    ray_port, mlflow_port = free_port(), free_port()
-    server_uri = f"http://127.0.0.1:{mlflow_port}"
-    pg = s3 = None
-    procs = []
-
-    def status() -> str:
-        cmd = [str(BIN / "ray"), "status", "--address", f"127.0.0.2:{ray_port}"]
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=30).stdout
+    stack = Stack(tmp_path, PG_SECRET)
+    pg, s3, server_uri = stack.pg, stack.s3, stack.uri
+    driver_env = {**stack.env, "HOME": str(home), "TMPDIR": str(tmp)}
 
     def nrfer(*args, timeout=400):
         out = subprocess.run(
@@ -69,25 +46,6 @@ def test_postgres_s3_two_nodes_sweep_report_ui_best(tmp_path, synthetic_root):
         return out.stdout + out.stderr
 
     try:
-        pg = Postgres(PG_SECRET)
-        s3 = SeaweedS3(tmp_path / "s3")
-        server_env = {**env, **s3.env, "MLFLOW_S3_ENDPOINT_URL": s3.endpoint}
-        procs.append(
-            mlflow_server_on(
-                pg.uri, "s3://nrfer/mlflow", mlflow_port, tmp_path / "mlflow.log", server_env
-            )
-        )
-        # one CPU and one (declared) GPU per node: the trials ask for half a GPU each
-        common = ["--num-cpus", "1", "--num-gpus", "1", "--block", "--disable-usage-stats"]
-        head = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.2"]
-        head += ["--port", str(ray_port), "--include-dashboard", "false"]
-        procs.append(start([*head, "--temp-dir", ray_tmp, *common], tmp_path / "head.log", env))
-        wait_for(lambda: "/1.0 CPU" in status(), 60, "Ray head node")
-        worker = [str(BIN / "ray"), "start", "--address", f"127.0.0.2:{ray_port}"]
-        worker += ["--node-ip-address", "127.0.0.3"]
-        procs.append(start([*worker, *common], tmp_path / "worker.log", env))
-        wait_for(lambda: "/2.0 CPU" in status(), 90, "two Ray nodes")
-
         space = tiny_space(
             "cluster",
             synthetic_root,
@@ -107,7 +65,7 @@ def test_postgres_s3_two_nodes_sweep_report_ui_best(tmp_path, synthetic_root):
             "--space",
             str(path),
             "--address",
-            f"127.0.0.2:{ray_port}",
+            stack.address,
             "--tracking-uri",
             server_uri.replace("http://", f"http://nrfer:{SECRET}@"),
             "--storage",
@@ -217,11 +175,4 @@ def test_postgres_s3_two_nodes_sweep_report_ui_best(tmp_path, synthetic_root):
         ]
         assert written and not leaked, leaked
     finally:
-        for p in reversed(procs):
-            stop(p)
-        for server in (s3, pg):
-            if server is not None:
-                server.stop()
-        if pg is not None:
-            pg.close()
-        shutil.rmtree(ray_tmp, ignore_errors=True)
+        stack.close()
