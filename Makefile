@@ -73,6 +73,9 @@ bench: setup  ## the benchmarks (bench/NOTES.md)
 	$(BIN)/python bench/overhead.py --trials 10 40 160
 
 # Search strategies on recorded learning curves (bench/search_replay.py; record once, replay).
+bench-scale: setup  ## 1,000 trials on PostgreSQL + S3 and on a SQLite-backed server, ours vs plain Tune (an hour or more)
+	$(BIN)/python bench/scale.py
+
 bench-search: setup  ## search strategies replayed on recorded curves
 	test -f bench/search_replay_curves.json || $(BIN)/python bench/search_replay.py record
 	$(BIN)/python bench/search_replay.py run

@@ -107,7 +107,9 @@ def anchor_trainable(config, base: dict, data):
         fit(cfg, data=data, callback=report, out_dir=out, evaluate_test=False)
 
 
-def run_anchor(n: int, epochs: int, concurrent: int, base: dict, data, tmp: Path) -> dict:
+def run_anchor(
+    n: int, epochs: int, concurrent: int, base: dict, data, tmp: Path, uri: str | None = None
+) -> dict:
     from mlflow.tracking import MlflowClient
     from ray import tune
     from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -116,7 +118,7 @@ def run_anchor(n: int, epochs: int, concurrent: int, base: dict, data, tmp: Path
     from ray.tune.search.optuna import OptunaSearch
 
     tmp.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{tmp / 'anchor.db'}"
+    uri = uri or f"sqlite:///{tmp / 'anchor.db'}"
     t0 = time.perf_counter()
     tuner = tune.Tuner(
         tune.with_resources(
@@ -167,7 +169,9 @@ def run_anchor(n: int, epochs: int, concurrent: int, base: dict, data, tmp: Path
     }
 
 
-def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict:
+def run_ours(
+    n: int, epochs: int, concurrent: int, root: str, tmp: Path, uri: str | None = None
+) -> dict:
     from mlflow.tracking import MlflowClient
 
     from sweep.runtime import driver
@@ -203,7 +207,7 @@ def run_ours(n: int, epochs: int, concurrent: int, root: str, tmp: Path) -> dict
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / f"ours-{n}.yaml"
     path.write_text(yaml.safe_dump(space(n, epochs, concurrent, root)))
-    uri = f"sqlite:///{tmp / 'ours.db'}"
+    uri = uri or f"sqlite:///{tmp / 'ours.db'}"
     t0 = time.perf_counter()
     try:
         summary = driver.run_sweep(

@@ -78,3 +78,37 @@ def run_tiny_sweep(tmp_path, monkeypatch):
             ray.shutdown()
 
     return run
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(name, size="64k") -> a real tmpfs of that size at tmp_path/name, unmounted
+    after the test (skipped where mounting is not permitted)."""
+    import subprocess
+
+    made: list[Path] = []
+
+    def mount(name: str, size: str = "64k") -> Path:
+        where = tmp_path / name
+        where.mkdir()
+        cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]
+        if subprocess.run(cmd, capture_output=True).returncode != 0:
+            pytest.skip("mounting a tmpfs is not permitted here")
+        made.append(where)
+        return where
+
+    yield mount
+    for where in made:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def one_epoch_model(tmp_path_factory, tiny_config_dict) -> Path:
+    """best.pt of the tiny config trained one epoch (for predict, export, evaluate)."""
+    from nrfer.config import make_config
+    from nrfer.train import fit
+
+    out = tmp_path_factory.mktemp("one-epoch") / "run"
+    raw = {**tiny_config_dict, "train": {**tiny_config_dict["train"], "epochs": 1}}
+    fit(make_config(raw), out_dir=out, evaluate_test=False)
+    return out / "checkpoint" / "best.pt"

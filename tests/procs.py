@@ -235,7 +235,11 @@ class Stack:
     cluster (head 127.0.0.2, worker 127.0.0.3; one CPU and one declared GPU each). Each part
     can be restarted or killed, as a cluster's parts are."""
 
-    def __init__(self, folder: Path, pg_password: str) -> None:
+    def __init__(
+        self, folder: Path, pg_password: str, backend: str = "postgres", cpus_per_node: int = 1
+    ) -> None:
+        """`backend`: the MLflow server's store, "postgres" or "sqlite" (a file in
+        `folder`; the artifacts go to S3 either way)."""
         import tempfile
 
         self.folder = folder
@@ -251,18 +255,23 @@ class Stack:
         self.mlflow = self.head = self.worker = None
         try:
             self.pg = Postgres(pg_password)
+            self.backend = (
+                self.pg.uri if backend == "postgres" else f"sqlite:///{folder / 'server.db'}"
+            )
             self.s3 = SeaweedS3(folder / "s3")
             self.start_mlflow()
-            common = ["--num-cpus", "1", "--num-gpus", "1", "--block", "--disable-usage-stats"]
+            common = ["--num-cpus", str(cpus_per_node), "--num-gpus", "1", "--block"]
+            common += ["--disable-usage-stats"]
             head = [str(BIN / "ray"), "start", "--head", "--node-ip-address", "127.0.0.2"]
             head += ["--port", str(self.ray_port), "--include-dashboard", "false"]
             head += ["--temp-dir", self.ray_tmp, *common]
             self.head = start(head, folder / "head.log", self.env)
-            wait_for(lambda: "/1.0 CPU" in self.ray_status(), 60, "Ray head node")
+            wait_for(lambda: f"/{cpus_per_node}.0 CPU" in self.ray_status(), 60, "Ray head")
             self.worker_cmd = [str(BIN / "ray"), "start", "--address", self.address]
             self.worker_cmd += ["--node-ip-address", "127.0.0.3", *common]
             self.worker = start(self.worker_cmd, folder / "worker.log", self.env)
-            wait_for(lambda: "/2.0 CPU" in self.ray_status(), 90, "two Ray nodes")
+            both = f"/{2 * cpus_per_node}.0 CPU"
+            wait_for(lambda: both in self.ray_status(), 90, "two Ray nodes")
         except BaseException:
             self.close()
             raise
@@ -275,7 +284,7 @@ class Stack:
         assert self.pg is not None and self.s3 is not None
         env = {**self.env, **self.s3.env, "MLFLOW_S3_ENDPOINT_URL": self.s3.endpoint}
         self.mlflow = mlflow_server_on(
-            self.pg.uri, "s3://nrfer/mlflow", self.mlflow_port, self.folder / "mlflow.log", env
+            self.backend, "s3://nrfer/mlflow", self.mlflow_port, self.folder / "mlflow.log", env
         )
 
     def kill_worker_node(self) -> None:

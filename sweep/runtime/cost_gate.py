@@ -79,6 +79,18 @@ class DeviceGate:
         self._busy.close()
 
 
+def remove_gates(instance: str, folder: Path | None = None) -> int:
+    """Delete a sweep instance's lock files on this node (at the sweep's end, when no trial
+    of it holds them): they would otherwise pile up, a pair per sweep and device. -> how
+    many. (Trials on other nodes leave their pair in that node's temp folder.)"""
+    removed = 0
+    for path in (folder or lock_dir()).glob(f"{instance}-*"):
+        if path.suffix in (".gate", ".busy"):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 class Load:
     """The machine's load over a block: CPU busy % (all cores) and the 1-minute load average."""
 

@@ -44,6 +44,7 @@ from sweep.runtime.ledger import (
 )
 from sweep.runtime.lifecycle import TrialStatusCallback
 from sweep.runtime.live_report import ReportRefresh, write_report_html
+from sweep.runtime.cost_gate import remove_gates
 from sweep.runtime.local_ray import init_ray
 from sweep.runtime.retention import WORK, Retention
 from sweep.runtime.scheduler import ResumableASHA
@@ -449,6 +450,8 @@ def _run_sweep(
         replay_records(exp_dir / METRIC_RECORDS, run.uri)
         tracker.close_open_trials("KILLED")
         tracker.end_parent(status)
+        if spec.cost is not None:  # the trials' cost gates on this node (a resume makes new)
+            remove_gates(run.instance)
 
 
 def guarded_folders(exp_dir: Path, uri: str) -> dict[str, Path]:

@@ -4,34 +4,20 @@ no truncated file (issue 41: a 348 KB m.onnx, a lone confusion.csv, "[Errno 28]"
 earlier good export survives. Skipped where mounting is not permitted."""
 
 import os
-import subprocess
 
 import pytest
-
-from nrfer.config import make_config
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, tiny_config_dict):
-    from nrfer.train import fit
-
-    out = tmp_path_factory.mktemp("full") / "run"
-    raw = {**tiny_config_dict, "train": {**tiny_config_dict["train"], "epochs": 1}}
-    fit(make_config(raw), out_dir=out, evaluate_test=False)
-    return out / "checkpoint" / "best.pt"
+@pytest.fixture
+def model(one_epoch_model):
+    return one_epoch_model
 
 
 @pytest.fixture
-def disk(tmp_path):
-    where = tmp_path / "disk"
-    where.mkdir()
-    cmd = ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)]
-    if subprocess.run(cmd, capture_output=True).returncode != 0:
-        pytest.skip("mounting a tmpfs is not permitted here")
-    yield where
-    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+def disk(tmpfs):
+    return tmpfs("disk", "4m")
 
 
 def fill(folder, leave_kib: int) -> None:

@@ -15,7 +15,6 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from nrfer.config import make_config
 from nrfer.faces import FaceFinder, iou, shipped
 from nrfer.predict import main
 
@@ -91,14 +90,9 @@ def test_a_detector_from_a_local_file_and_a_bad_one(tmp_path):
         FaceFinder(tmp_path / "gone.xml")
 
 
-@pytest.fixture(scope="module")
-def model(tmp_path_factory, tiny_config_dict):
-    from nrfer.train import fit
-
-    out = tmp_path_factory.mktemp("faces") / "run"
-    raw = {**tiny_config_dict, "train": {**tiny_config_dict["train"], "epochs": 1}}
-    fit(make_config(raw), out_dir=out, evaluate_test=False)
-    return out / "checkpoint" / "best.pt"
+@pytest.fixture
+def model(one_epoch_model):
+    return one_epoch_model
 
 
 def test_predict_on_photos_json_annotation_and_no_face(model, tmp_path, capsys):

@@ -45,3 +45,17 @@ def test_a_measurement_waits_for_the_epoch_in_flight_and_blocks_the_next(tmp_pat
         assert waited_other < 0.2
     gate.close()
     other.close()
+
+
+def test_a_sweeps_gates_are_removed_at_its_end_and_no_other_sweeps(tmp_path):
+    from sweep.runtime.cost_gate import remove_gates
+
+    for instance, device in (("a1", "cpu"), ("a1", "cuda:0"), ("b2", "cpu")):
+        DeviceGate(instance, device, tmp_path).close()
+    (tmp_path / "a1-notes.txt").write_text("not a gate")
+    assert remove_gates("a1", tmp_path) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a1-notes.txt",
+        "b2-cpu.busy",
+        "b2-cpu.gate",
+    ]
