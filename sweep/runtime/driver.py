@@ -33,6 +33,7 @@ from sweep.runtime import resume as sweep_state
 from sweep.runtime.adaptive import AdaptiveStopping, build_early_stopping
 from sweep.runtime.checks import check_storage, storage_dir
 from sweep.runtime.console import Console, quiet
+from sweep.runtime.cost_gate import remove_gates
 from sweep.runtime.disk_guard import DiskGuard
 from sweep.runtime.ledger import (
     FINISHED,
@@ -44,7 +45,6 @@ from sweep.runtime.ledger import (
 )
 from sweep.runtime.lifecycle import TrialStatusCallback
 from sweep.runtime.live_report import ReportRefresh, write_report_html
-from sweep.runtime.cost_gate import remove_gates
 from sweep.runtime.local_ray import init_ray
 from sweep.runtime.retention import WORK, Retention
 from sweep.runtime.scheduler import ResumableASHA
