@@ -82,16 +82,18 @@ def run_tiny_sweep(tmp_path, monkeypatch):
 
 @pytest.fixture
 def tmpfs(tmp_path):
-    """mount(name, size="64k") -> a real tmpfs of that size at tmp_path/name, unmounted
-    after the test (skipped where mounting is not permitted)."""
+    """mount(name, size="64k", *options) -> a real tmpfs of that size (and mount options,
+    e.g. "ro") at tmp_path/name, unmounted after the test (skipped where mounting is not
+    permitted)."""
     import subprocess
 
     made: list[Path] = []
 
-    def mount(name: str, size: str = "64k") -> Path:
+    def mount(name: str, size: str = "64k", *options: str) -> Path:
         where = tmp_path / name
-        where.mkdir()
-        cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]
+        where.mkdir(parents=True, exist_ok=True)
+        opts = ",".join((f"size={size}", *options))  # e.g. "ro"
+        cmd = ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)]
         if subprocess.run(cmd, capture_output=True).returncode != 0:
             pytest.skip("mounting a tmpfs is not permitted here")
         made.append(where)

@@ -56,36 +56,13 @@ def wait_for(check, timeout, what, every=1.0):
 def mlflow_server(folder: Path, port: int, env=None):
     """A real MLflow tracking server on 127.0.0.1 (SQLite store, proxied artifacts); waits
     until it answers /health."""
-    proc = start(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'server.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--workers",
-            "1",
-        ],
+    return mlflow_server_on(
+        f"sqlite:///{folder / 'server.db'}",
+        str(folder / "artifacts"),
+        port,
         folder / "mlflow.log",
-        env,
+        env or dict(os.environ),
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(
-            lambda: urllib.request.urlopen(f"{url}/health", timeout=2).status == 200,
-            90,
-            "mlflow server",
-            every=0.5,
-        )
-    except TimeoutError:
-        stop(proc)
-        raise
-    return proc
 
 
 # --- the production stack: PostgreSQL, an S3 server, an MLflow server on both ---------------

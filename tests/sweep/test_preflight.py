@@ -2,7 +2,6 @@
 one line and exit code 2, before Ray starts and without leaving anything behind. Read-only
 and full storage are real tmpfs mounts (skipped where mounting is not permitted)."""
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,26 +10,10 @@ import yaml
 from helpers import assert_same_refusal, both, space_args
 
 
-def mount_tmpfs(where: Path, *options: str) -> bool:
-    where.mkdir(parents=True, exist_ok=True)
-    opts = ",".join(("size=64k", *options))
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)]).returncode == 0
-
-
 @pytest.fixture
-def mounts(tmp_path):
-    made: list[Path] = []
-
-    def mount(name: str, *options: str) -> Path:
-        where = tmp_path / name
-        if not mount_tmpfs(where, *options):
-            pytest.skip("mounting a tmpfs is not permitted here")
-        made.append(where)
-        return where
-
-    yield mount
-    for where in made:
-        subprocess.run(["umount", "-l", str(where)], check=False)
+def mounts(tmpfs):
+    """mount(name, *options): a 64 KiB tmpfs (conftest's `tmpfs`)."""
+    return lambda name, *options: tmpfs(name, "64k", *options)
 
 
 def test_read_only_storage_is_refused_by_the_run_and_the_dry_run(
