@@ -379,7 +379,6 @@ def run_trial(
         if gate is not None:
             gate.close()
     if study:
-        device = str(resolve_device(cfg.train.device))
-        log_study_results(logger, result, out, eval_data, study, raw_faces, device)
+        log_study_results(logger, result, out, eval_data, study, raw_faces, str(train_device))
     # best.pt goes to MLflow from the driver, for the top K trials (sweep.runtime.retention)
     logger.finish()

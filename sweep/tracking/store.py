@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
@@ -190,7 +190,8 @@ def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float =
     if scheme in ("http", "https"):
         parts = urlsplit(uri)
         netloc = parts.netloc.rsplit("@", 1)[-1]
-        url = urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health"
+        base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")  # no credentials
+        url = base + "/health"
         try:
             with urllib.request.urlopen(url, timeout=timeout_s) as r:
                 r.read(64)
@@ -203,7 +204,7 @@ def check_tracking_uri(uri: str, where: str = "tracking URI", timeout_s: float =
                 f"{where} {shown!r}: no MLflow server answers within {timeout_s:.0f} s ({reason}); "
                 "start one (mlflow server --host 127.0.0.1) or check the address"
             ) from None
-        check_server_artifacts(uri, f"{where} {shown!r}", timeout_s)
+        check_server_artifacts(base, parts, f"{where} {shown!r}", timeout_s)
     return uri
 
 
@@ -223,17 +224,15 @@ def check_postgres(uri: str, what: str, timeout_s: float) -> None:
         raise ValueError(f"{what}: PostgreSQL refused: {reason}") from None
 
 
-def check_server_artifacts(uri: str, what: str, timeout_s: float) -> None:
+def check_server_artifacts(base: str, parts: SplitResult, what: str, timeout_s: float) -> None:
     """The tracking server's own artifact store (its --artifacts-destination, e.g. an S3
     bucket) answers: its root is listed through the server (read-only). A missing bucket,
     refused credentials or an endpoint that does not answer is said now, not as a 500 at
     the first checkpoint of every trial. A server that does not proxy artifacts
-    (--no-serve-artifacts) or asks for a login is left to MLflow."""
+    (--no-serve-artifacts) or asks for a login is left to MLflow. `base`: the server's URL
+    without credentials; `parts`: the URI as given (its login, if any, is sent)."""
     import base64
 
-    parts = urlsplit(uri)
-    netloc = parts.netloc.rsplit("@", 1)[-1]
-    base = urlunsplit(parts._replace(netloc=netloc)).rstrip("/")
     request = urllib.request.Request(f"{base}/api/2.0/mlflow-artifacts/artifacts?path=")
     if parts.username:
         login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
