@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo-pareto demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-pareto bench-onnx load-test clean
+.PHONY: help setup demo-pareto demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-pareto bench-lcbench bench-onnx load-test clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -79,6 +79,14 @@ bench-scale: setup  ## 1,000 trials on PostgreSQL + S3 and on a SQLite-backed se
 bench-search: setup  ## search strategies replayed on recorded curves
 	test -f bench/search_replay_curves.json || $(BIN)/python bench/search_replay.py record
 	$(BIN)/python bench/search_replay.py run
+
+# LCBench's 34 public tasks (bench/lcbench.py, the YAHPO Gym surrogate): every arm, in simulated
+# time; SEEDS=100 for the issue's full count (about 10x the time of the default 10).
+SEEDS ?= 10
+bench-lcbench: setup  ## search strategies on LCBench's public learning curves (~45 min at 10 seeds on 2 cores)
+	$(BIN)/python bench/lcbench_replay.py run --fresh --seeds $(SEEDS) --out bench/lcbench_results.json
+	$(BIN)/python bench/pareto_replay.py run --reps $(SEEDS) --lcbench \
+		--arms "FIFO (no early stopping)" "adaptive, ASHA on val_acc" "adaptive, dominance (ASHA's fraction; default)"
 
 # The long curves (24 epochs, bench/replay_long.yaml), where successive halving can pay.
 bench-search-long: setup  ## search strategies on 24-epoch curves, 100 seeds, with CIs

@@ -161,9 +161,8 @@ def hypervolume(points: list[tuple[float, float]], ref: tuple[float, float]) -> 
     return area
 
 
-def replay(name: str, reps: int, arms: list[str]) -> dict:
-    from sweep.analysis.pareto import pareto_front
-
+def recording(name: str) -> tuple[list, list[float]]:
+    """A recording's curves and each config's latency (per architecture or per config)."""
     recorded = json.loads(RECORDINGS[name].read_text())
     cost_rows = json.loads(COSTS.read_text())[name]
     curves = [c["curve"] for c in recorded["configs"]]
@@ -180,6 +179,35 @@ def replay(name: str, reps: int, arms: list[str]) -> dict:
             for a in arch
         }
         latency = [groups[a] for a in arch]
+    return curves, latency
+
+
+def lcbench_recording(task: int, n: int = 64, seed: int = 0) -> tuple[list, list[float]]:
+    """n seeded random configurations of an LCBench task (bench/lcbench.py), every epoch:
+    val_accuracy as `val_acc` (in %), each epoch's own time as `epoch_time_s`, and the cost
+    objective (in the `latency_ms` slot) the configuration's mean seconds per epoch."""
+    from lcbench import LCBench
+
+    bench = LCBench()
+    out = bench.curves(task, bench.sample(np.random.default_rng(seed), n))
+    curves, cost = [], []
+    for c in out:
+        per_epoch = np.maximum(np.diff(np.concatenate([[0.0], c[:, 0]])), 1e-3)
+        curves.append(
+            [
+                {"val_acc": float(a), "epoch_time_s": float(t)}
+                for a, t in zip(c[:, 1], per_epoch, strict=True)
+            ]
+        )
+        cost.append(float(per_epoch.mean()))
+    return curves, cost
+
+
+def replay(name: str, reps: int, arms: list[str], source: tuple | None = None) -> dict:
+    """Every arm x `reps` seeds on a recording (or on `source`: its curves and costs)."""
+    from sweep.analysis.pareto import pareto_front
+
+    curves, latency = source or recording(name)
     epochs, n = len(curves[0]), len(curves)
     final = [
         {"val_acc": max(r["val_acc"] for r in c), "latency_ms": lat}
@@ -223,7 +251,7 @@ def replay(name: str, reps: int, arms: list[str]) -> dict:
         ]
         print(f"| {r['arm']} | " + " | ".join(cells) + " |")
     return {
-        "recording": RECORDINGS[name].name,
+        "recording": RECORDINGS[name].name if name in RECORDINGS else name,
         "epochs": epochs,
         "configs": n,
         "front": sorted(front),
@@ -250,6 +278,13 @@ def main() -> int:
     rp.add_argument("--recordings", nargs="*", default=list(RECORDINGS))
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
     rp.add_argument(
+        "--lcbench",
+        type=int,
+        nargs="*",
+        help="LCBench tasks instead of the recordings: 64 random configs each, val_accuracy "
+        "against seconds per epoch (bench/lcbench.py)",
+    )
+    rp.add_argument(
         "--latency",
         choices=("architecture", "config"),
         default="architecture",
@@ -265,7 +300,14 @@ def main() -> int:
     from bench.common import record
 
     t0 = time.perf_counter()
-    results = {name: replay(name, args.reps, args.arms) for name in args.recordings}
+    if args.lcbench is not None:
+        sys.path.insert(0, str(HERE))
+        results = {
+            f"lcbench-{t}": replay(f"lcbench-{t}", args.reps, args.arms, lcbench_recording(t))
+            for t in (args.lcbench or __import__("lcbench").LCBench().tasks)
+        }
+    else:
+        results = {name: replay(name, args.reps, args.arms) for name in args.recordings}
     meta = {
         "adaptive": ADAPTIVE,
         "senses": SENSES,
@@ -273,6 +315,8 @@ def main() -> int:
         "wall_s": round(time.perf_counter() - t0, 1),
     }
     section = "pareto_replay" + ("" if args.latency == "architecture" else "_per_config")
+    if args.lcbench is not None:
+        section, meta["cost"] = "pareto_replay_lcbench", "seconds per epoch (in latency_ms)"
     record(section, [{"recording": k, **v} for k, v in results.items()], meta)
     return 0
 

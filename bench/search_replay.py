@@ -554,6 +554,11 @@ def main() -> int:
     rp.add_argument("--arms", nargs="*", default=list(ARMS))
     rp.add_argument("--min-trials", type=int, default=8, help="adaptive: completed trials first")
     rp.add_argument("--min-rho", type=float, default=0.8, help="adaptive: the bound to reach")
+    rp.add_argument(
+        "--looks-again",
+        action="store_true",
+        help="adaptive: with no rung, decide again each time the completed trials double",
+    )
     rp.add_argument("--curves", type=Path, default=CURVES)
     rp.add_argument("--seed-offset", type=int, default=0, help="seeds 1000+K .. 1000+K+reps-1")
     rp.add_argument("--name", default="search_replay", help="the bench/results.json section")
@@ -584,6 +589,8 @@ def main() -> int:
         if args.constant_liar:
             TPE_OPTIONS["constant_liar"] = True
         ADAPTIVE.update(min_trials=args.min_trials, min_rank_correlation=args.min_rho)
+        if args.looks_again:
+            ADAPTIVE["looks_again"] = True
         run(
             args.reps,
             args.trials,

@@ -153,7 +153,8 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
         sched = (
             f"adaptive(the first {s.min_trials} trials to their {s.max_epochs} epochs, then "
             f"{rule} from the first epoch whose rank correlation with the final value has a "
-            f"bootstrap bound of at least {s.min_rank_correlation:g}, or no early stopping)"
+            f"bootstrap bound of at least {s.min_rank_correlation:g}, or no early stopping"
+            + (" until it looks again at twice the completed trials)" if s.looks_again else ")")
         )
     else:
         sched = f"FIFO({s.max_epochs} epochs)"

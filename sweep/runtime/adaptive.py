@@ -50,6 +50,7 @@ def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
             threshold=s.min_rank_correlation,
             senses=spec.senses if spec.multi_objective else None,
             min_dominating=s.min_dominating,
+            looks_again=bool(s.looks_again),
         )
     if s.name == "asha":
         return ResumableASHA(
@@ -86,12 +87,16 @@ class RungChoice:
     rows: list[dict] = field(default_factory=list)  # {epoch, rho, low}
     # several objectives: at the rungs a trial stops where this many trials dominate it
     min_dominating: int | None = None
+    next_look: int | None = None  # no rung yet: the completed trials at which it looks again
 
     def line(self) -> str:
         shown = ", ".join(f"e{r['epoch']} {r['rho']:.2f} [≥{r['low']:.2f}]" for r in self.rows)
         head = (
             f"first rung at epoch {self.epoch}"
             if self.epoch
+            else f"no epoch qualifies yet: no early stopping until it looks again at "
+            f"{self.next_look} completed trials"
+            if self.next_look
             else "no epoch qualifies: no early stopping for this sweep"
         )
         if self.epoch and self.min_dominating:
@@ -112,6 +117,7 @@ class RungChoice:
             "threshold": self.threshold,
             "rows": [dict(r) for r in self.rows],
             **({"min_dominating": self.min_dominating} if self.min_dominating else {}),
+            **({"next_look": self.next_look} if self.next_look else {}),
         }
 
 
@@ -169,8 +175,11 @@ class AdaptiveStopping(FIFOScheduler):
         senses: dict[str, str] | None = None,
         min_dominating: int | None = None,
         dominance_fraction: float | None = None,
+        looks_again: bool = False,
     ) -> None:
         super().__init__()
+        # with no rung placed, look again each time the completed trials double (8, 16, 32..)
+        self.looks_again = looks_again
         self.folder = Path(folder)
         self.max_t, self.rf = max_t, reduction_factor
         self.min_trials, self.threshold = min_trials, threshold
@@ -261,6 +270,8 @@ class AdaptiveStopping(FIFOScheduler):
         choice = choose_rung(curves, self.max_t, self.threshold, self.sign, self.resamples)
         if self.senses:
             choice = replace(choice, min_dominating=self.min_dominating)
+        if choice.epoch is None and self.looks_again:
+            choice = replace(choice, next_look=2 * len(curves))
         self.choice = choice
         if choice.epoch and self.senses:
             self.start_pruner(choice.epoch)
@@ -365,9 +376,11 @@ class AdaptiveStopping(FIFOScheduler):
                 self.asha.on_trial_complete(tune_controller, trial, result)
                 self.in_asha.discard(tid)
             return
-        if self.choice is None and all(e in seen for e in range(1, self.max_t + 1)):
+        deciding = self.choice is None or (self.choice.epoch is None and self.choice.next_look)
+        if deciding and all(e in seen for e in range(1, self.max_t + 1)):
             self.completed[tid] = [seen[e] for e in range(1, self.max_t + 1)]
-            if len(self.completed) >= self.min_trials:
+            look = self.min_trials if self.choice is None else self.choice.next_look
+            if look is not None and len(self.completed) >= look:
                 self.decide(tune_controller)
             else:
                 self.save_record()

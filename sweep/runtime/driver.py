@@ -170,14 +170,21 @@ def resolve_base_config(spec: SweepSpec) -> dict:
 
 
 def announce_rung(choice, tracker: SweepTracker, since: float) -> None:
-    """Adaptive early stopping's decision (sweep.runtime.adaptive): a line in the terminal;
-    on the parent run the tag nrfer.early_stopping, each epoch's rho and its bound as
-    metrics (step = epoch) and early_stopping/decision.json."""
+    """Adaptive early stopping's decision (sweep.runtime.adaptive), at each look: a line in
+    the terminal; on the parent run the tag nrfer.early_stopping, each epoch's rho and its
+    bound as metrics (step = epoch; a later look logs them again) and
+    early_stopping/decision.json (the latest look's)."""
     print(f"[{clock(time.time() - since)}] {choice.line()}", flush=True)
     parent = tracker.parent
     try:
         client = tracker.client
-        rung = f"first rung at epoch {choice.epoch}" if choice.epoch else "none: no epoch qualifies"
+        rung = (
+            f"first rung at epoch {choice.epoch}"
+            if choice.epoch
+            else f"none yet: looks again at {choice.next_look} completed trials"
+            if choice.next_look
+            else "none: no epoch qualifies"
+        )
         client.set_tag(parent, "nrfer.early_stopping", f"adaptive: {rung}")
         for row in choice.rows:
             client.log_metric(parent, "early_stopping_rho", row["rho"], step=row["epoch"])

@@ -479,7 +479,7 @@ def read_adaptive(path: Path) -> dict[str, Any]:
                 }
                 for r in rows
             ]
-            dominating = c.get("min_dominating")
+            dominating, again = c.get("min_dominating"), c.get("next_look")
             choice = {
                 "epoch": epoch,
                 "trials": int(number(c.get("trials"), "choice.trials")),
@@ -488,6 +488,7 @@ def read_adaptive(path: Path) -> dict[str, Any]:
                 "min_dominating": (
                     None if dominating is None else int(number(dominating, "choice.min_dominating"))
                 ),
+                "next_look": None if again is None else int(number(again, "choice.next_look")),
             }
         pruner = state.get("pruner")
         if pruner is not None:

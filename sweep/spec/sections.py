@@ -32,6 +32,7 @@ EARLY_STOPPING_KEYS = {
         "min_trials",
         "min_rank_correlation",
         "min_dominating",
+        "looks_again",
     ),
 }
 
@@ -126,6 +127,8 @@ class EarlyStopping(_Section):
     min_rank_correlation: Annotated[float, _number_at_least(-1)] | None = None
     # several objectives: a trial stops at a rung only where this many trials dominate it
     min_dominating: Annotated[int, _int_at_least(1)] | None = None
+    # adaptive, no rung yet: decide again each time the completed trials double (16, 32, ...)
+    looks_again: Annotated[bool, PlainValidator(_flag)] | None = None
 
     @model_validator(mode="after")
     def _fits_the_scheduler(self) -> EarlyStopping:
@@ -146,6 +149,7 @@ class EarlyStopping(_Section):
             if rho > 1:
                 raise ValueError(f"min_rank_correlation: {rho} > 1 (a rank correlation)")
             _set(self, "min_rank_correlation", rho)
+            _set(self, "looks_again", False if self.looks_again is None else self.looks_again)
         return self
 
 

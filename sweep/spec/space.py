@@ -174,6 +174,8 @@ class SweepSpec(SpaceFile):
             if not out[key]:  # before studies and objectives
                 del out[key]
         out["early_stopping"] = self.early_stopping.model_dump(exclude_none=True)
+        if out["early_stopping"].get("looks_again") is False:  # reads as before the key
+            del out["early_stopping"]["looks_again"]
         out["search"] = {
             p.key: {p.kind: p.args, **({"when": p.when} if p.when else {})} for p in self.params
         }

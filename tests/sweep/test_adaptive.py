@@ -146,6 +146,42 @@ def test_no_qualifying_epoch_means_fifo_to_the_end(tmp_path):
     assert not (tmp_path / "asha_rungs.yaml").exists()
 
 
+def test_looks_again_when_the_completed_trials_double_and_keeps_that_across_a_resume(tmp_path):
+    # 6 trials whose early epochs say nothing, then trials whose epoch 2 ranks the end:
+    # with `looks_again` no rung at 6, a look again at 12 (over all 12) places one
+    rng = np.random.default_rng(5)
+    noise = {f"n{i}": rng.uniform(0.2, 0.6, 6).tolist() for i in range(6)}
+    ranked = {f"r{i}": [0.1 + 0.05 * i + 0.01 * e for e in range(1, 7)] for i in range(12)}
+
+    def make(again=True):
+        s = AdaptiveStopping(
+            tmp_path, max_t=6, reduction_factor=2, min_trials=6, threshold=0.3, looks_again=again
+        )
+        s.set_search_properties("val_acc", "max")
+        return s
+
+    first = make()
+    drive(first, noise, list(noise))
+    assert first.choice is not None and first.choice.epoch is None
+    assert first.choice.next_look == 12
+    assert "looks again at 12 completed trials" in first.choice.line()
+    record = yaml.safe_load((tmp_path / "early_stopping.yaml").read_text())
+    assert record["choice"]["next_look"] == 12 and len(record["completed"]) == 6
+    # a resume between the looks keeps the completed trials and the next look
+    second = make()
+    assert second.choice.next_look == 12 and len(second.completed) == 6
+    ran = drive(second, ranked, list(ranked)[:5])
+    assert set(ran.values()) == {6} and second.choice.epoch is None  # 11 done: no look yet
+    drive(second, ranked, list(ranked)[5:6])  # the 12th: it looks again, over all 12
+    assert second.choice.trials == 12 and second.choice.epoch is not None
+    assert second.asha is not None
+    # without looks_again the first answer stands (the shipped behaviour before this key)
+    (tmp_path / "early_stopping.yaml").unlink()
+    once = make(again=False)
+    drive(once, {**noise, **ranked}, list(noise) + list(ranked))
+    assert once.choice.epoch is None and once.choice.next_look is None and once.choice.trials == 6
+
+
 @pytest.mark.slow
 def test_a_real_sweep_places_its_rung_and_says_so(run_tiny_sweep, synthetic_root, tmp_path, capsys):
     """Through Ray Tune: 3 trials run to their end, the decision is in the ledger, on the
