@@ -59,6 +59,7 @@ GRID = 200  # anytime curves are kept at this many points of the budget
 # ~1,500), and an arm that stops most trials at epoch 1 starts that many on cheap tasks;
 # a sweep that reaches the cap ends there (counted: `capped` in the tables)
 MAX_TRIALS = 8 * TRIALS
+BUDGET_SEEDS = 10  # FIFO + random's 64-trial makespans whose median is a task's budget
 STARTUP = 4  # TPE's random start-up trials, as the product's sampler (SweepSpec.sampler)
 
 ARMS = {  # name: (sampler, early stopping)
@@ -311,8 +312,8 @@ def _task_job(job: tuple) -> dict:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     bench = LCBench()
     t0 = time.perf_counter()
-    if budget is None:
-        budget = float(np.median([makespan(bench, task, 1000 + s) for s in range(seeds)]))
+    if budget is None:  # over BUDGET_SEEDS seeds whatever `seeds` is (cheap: FIFO + random)
+        budget = float(np.median([makespan(bench, task, 1000 + s) for s in range(BUDGET_SEEDS)]))
     out = {"task": task, "budget_s": budget, "arms": {}}
     for arm in arms:
         curves, trials, rungs = [], [], []
@@ -330,8 +331,9 @@ def run(tasks: list[int], arms: list[str], seeds: int, workers: int, out: Path) 
     import multiprocessing as mp
 
     done = json.loads(out.read_text()) if out.exists() else {"tasks": {}}
-    if done.get("seeds", seeds) != seeds:
+    if done.get("seeds", seeds) < seeds:
         raise SystemExit(f"{out} holds {done['seeds']} seeds per arm; give --fresh to start over")
+    # a task run with more seeds keeps them; the tables use the first `seeds` of every task
     done.update(seeds=seeds, concurrent=CONCURRENT, trials=TRIALS, grid=GRID, cap=MAX_TRIALS)
     jobs = []  # per task, the arms it lacks (a task already done keeps its budget)
     for t in tasks:
@@ -402,7 +404,13 @@ def interval(stat, runs: np.ndarray, n: int = 1000) -> tuple[float, float]:
     )
 
 
-def task_rows(res: dict) -> list[dict]:
+def task_rows(res: dict, seeds: int | None = None) -> list[dict]:
+    """Per arm of a task: its fraction and final best with intervals, over its first
+    `seeds` seeds (all by default)."""
+    res = {
+        **res,
+        "arms": {arm: {k: v[:seeds] for k, v in rec.items()} for arm, rec in res["arms"].items()},
+    }
     base = np.array(res["arms"]["FIFO + random"]["anytime"])
     target = float(np.median(base[:, -1]))
     rows = []
@@ -496,7 +504,7 @@ def table(out: Path, tables: Path = TABLES) -> dict:
     done = json.loads(out.read_text())
     tasks = sorted(int(t) for t in done["tasks"])
     _, held = tuned_and_held_out(LCBench().tasks)
-    rows = [r for t in tasks for r in task_rows(done["tasks"][str(t)])]
+    rows = [r for t in tasks for r in task_rows(done["tasks"][str(t)], done["seeds"])]
     arms = list(dict.fromkeys(r["arm"] for r in rows))
     head = (
         f"LCBench (YAHPO Gym surrogate): {len(tasks)} tasks, {done['seeds']} seeds per arm and "
