@@ -331,10 +331,10 @@ def run(tasks: list[int], arms: list[str], seeds: int, workers: int, out: Path) 
     import multiprocessing as mp
 
     done = json.loads(out.read_text()) if out.exists() else {"tasks": {}}
-    if done.get("seeds", seeds) < seeds:
-        raise SystemExit(f"{out} holds {done['seeds']} seeds per arm; give --fresh to start over")
-    # a task run with more seeds keeps them; the tables use the first `seeds` of every task
-    done.update(seeds=seeds, concurrent=CONCURRENT, trials=TRIALS, grid=GRID, cap=MAX_TRIALS)
+    # the tables use the first `seeds` of the first run of a file; an arm added later with
+    # fewer seeds (Wilcoxon: `run --arms ... --seeds 2`) is shown with its own count
+    done.setdefault("seeds", seeds)
+    done.update(concurrent=CONCURRENT, trials=TRIALS, grid=GRID, cap=MAX_TRIALS)
     jobs = []  # per task, the arms it lacks (a task already done keeps its budget)
     for t in tasks:
         have = done["tasks"].get(str(t), {})
@@ -431,6 +431,7 @@ def task_rows(res: dict, seeds: int | None = None) -> list[dict]:
                 "final": round(final, 3),
                 "final_ci": [round(flo, 3), round(fhi, 3)],
                 "trials": float(np.median(rec["trials"])),
+                "seeds": len(rec["trials"]),
                 "capped": sum(n >= MAX_TRIALS for n in rec["trials"]),
                 "rungs": rungs,
             }
@@ -477,8 +478,10 @@ def summarize(rows: list[dict], arms: list[str], tasks: list[int], held: list[in
             lo, hi = np.percentile(boots, [2.5, 97.5], method="nearest")
             worse = {r["task"]: apart(r, base[r["task"]]) for r in mine if r["task"] in base}
             rungs = [x for r in mine for x in r["rungs"]]
+            counts = sorted({r["seeds"] for r in mine})
             summary[f"{arm} | {which}"] = {
                 "arm": arm,
+                "seeds": counts[0] if len(counts) == 1 else counts,
                 "set": which,
                 "tasks": len(mine),
                 "within_third": int((fracs <= 1 / 3 + 1e-9).sum()),
@@ -528,8 +531,9 @@ def table(out: Path, tables: Path = TABLES) -> dict:
             else (f"{x['no_rung']}/{x['decisions']}" if x["decisions"] else "")
         )
         lo, hi = x["median_fraction_ci"]
+        own = "" if x["seeds"] == done["seeds"] else f" ({x['seeds']} seeds)"
         lines.append(
-            f"| {x['arm']} | {x['set']} | {x['within_third']}/{x['tasks']} | {x['never']} "
+            f"| {x['arm']}{own} | {x['set']} | {x['within_third']}/{x['tasks']} | {x['never']} "
             f"| {fmt_frac(x['median_fraction'])} [{fmt_frac(lo)}, {fmt_frac(hi)}] "
             f"| {', '.join(map(str, x['slower_than_fifo_tpe'])) or '-'} "
             f"| {', '.join(map(str, x['lower_final_than_fifo_tpe'])) or '-'} | {rung} |"
@@ -543,6 +547,9 @@ def table(out: Path, tables: Path = TABLES) -> dict:
         mine = {r["arm"]: r for r in rows if r["task"] == t}
         cells = []
         for arm in arms:
+            if arm not in mine:  # an arm run on some tasks only (Wilcoxon)
+                cells.append("-")
+                continue
             r = mine[arm]
             lo, hi = r["fraction_ci"]
             capped = f" ({r['capped']} capped)" if r["capped"] else ""
