@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from lcbench import EPOCHS, PARAMS, LCBench  # noqa: E402
+from search_replay import _Controller, _Trial, hit_fraction  # noqa: E402
 
 RESULTS = Path(__file__).with_name("lcbench_results.json")
 METRIC = "val_accuracy"
@@ -105,18 +106,6 @@ def sampler(kind: str, seed: int):
     if kind == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP)
-
-
-class _Trial:
-    """What Tune's schedulers read of a trial: its id (one object per trial)."""
-
-    def __init__(self, trial_id: str) -> None:
-        self.trial_id = trial_id
-
-
-class _Controller:
-    def get_live_trials(self) -> list:  # the median rule: nothing pending
-        return []
 
 
 class TuneArm:
@@ -183,9 +172,9 @@ class TuneArm:
         return False
 
     def first_rung(self):
-        choice = getattr(self.scheduler, "choice", None)
-        if not hasattr(self.scheduler, "choice"):
+        if not hasattr(self.scheduler, "choice"):  # only the adaptive rule places one
             return None
+        choice = self.scheduler.choice
         return "undecided" if choice is None else (choice.epoch or "none")
 
 
@@ -387,10 +376,8 @@ def pin(bench: LCBench) -> dict:
 
 
 def hit(runs: np.ndarray, target: float) -> float:
-    """The fraction of the budget at which the median (over seeds) best-so-far first reaches
-    `target`; inf when it never does."""
-    ok = np.median(runs, axis=0) >= target - 1e-9
-    return (int(np.argmax(ok)) + 1) / runs.shape[1] if ok.any() else math.inf
+    """search_replay's hit_fraction with the budget as the anytime grid's length."""
+    return hit_fraction(runs, target, runs.shape[1])
 
 
 def interval(stat, runs: np.ndarray, n: int = 1000) -> tuple[float, float]:
