@@ -386,8 +386,9 @@ def test_export_of_the_champion_is_logged_to_its_version(
     from nrfer.data.ferplus import read_ferplus
     from nrfer.predict import Predictor
     from sweep.cli import main as nrfer_main
+    from sweep.commands.predict import fetch_model
 
-    _, uri, out, report = reproduced
+    _, uri, _, _ = reproduced
     path = tmp_path / "champion.onnx"
     model = ["--model", "models:/fer-tiny@champion", "--tracking-uri", uri]
     assert nrfer_main(["export", *model, "--onnx", str(path)]) == 0
@@ -399,8 +400,9 @@ def test_export_of_the_champion_is_logged_to_its_version(
     assert float(version.tags["nrfer.onnx_max_abs_diff"]) <= 1e-4
     logged = client.download_artifacts(version.run_id, "onnx/champion.onnx", str(tmp_path / "dl"))
     assert Path(logged).read_bytes() == path.read_bytes()
-    ckpt = out / f"seed-{report['best_seed']}" / "checkpoint" / "best.pt"
-    predictor = Predictor.from_path(ckpt)
+    # the champion's own weights: test_top_k (earlier in this module) may have moved the alias
+    # to another candidate's version, so the first reproduce folder is not necessarily it
+    predictor = Predictor.from_path(fetch_model("models:/fer-tiny@champion", uri))
     faces = read_ferplus(synthetic_root).test.images[:16]
     x = predictor.preprocess(list(faces)).float().numpy()
     got = ort.InferenceSession(logged).run(["probabilities"], {"faces": x})[0]
