@@ -305,6 +305,7 @@ def evaluate_model(args, model_path: Path) -> dict:
         source=str(model_path),
         where=f"dataset {cfg.dataset}",
     )
+    leaked = _leaked(args, split)  # a wrong audit file: before the model runs
     scored, probs = evaluator(split)
     report = {
         "model": getattr(args, "model", None) or str(model_path),  # as named: models:/...
@@ -315,6 +316,10 @@ def evaluate_model(args, model_path: Path) -> dict:
         "split": args.split,
         **scored,
     }
+    if leaked is not None:
+        report["without_leaked"] = without_leaked(
+            args.exclude, split, probs, leaked, data.class_names
+        )
     degraded = []
     if degradations:
         seed = args.degrade_seed
@@ -327,6 +332,27 @@ def evaluate_model(args, model_path: Path) -> dict:
     else:
         report["reliability_bins"] = reliability_bins(probs, split.labels)
     return report
+
+
+def _leaked(args, split) -> np.ndarray | None:
+    exclude = getattr(args, "exclude", None)
+    if not exclude:
+        return None
+    from nrfer.data.audit import leaked_in
+
+    return leaked_in(exclude, args.split, split.images)
+
+
+def without_leaked(path, split, probs: np.ndarray, leaked: np.ndarray, class_names) -> dict:
+    """The scores of `split` less the faces `leaked` (indices): each metric of the full
+    split, on the faces that have no twin in an earlier split."""
+    keep = np.ones(len(split), dtype=bool)
+    keep[leaked] = False
+    votes = split_votes(split, class_names)
+    kept = scores(
+        probs[keep], split.labels[keep], class_names, None if votes is None else votes[keep]
+    )
+    return {"exclude": str(path), "dropped": int((~keep).sum()), **kept}
 
 
 def write_outputs(
@@ -412,6 +438,13 @@ def print_report(report: dict) -> None:
     print(calib)
     for name in report["dropped_model_classes"]:
         print(f"  model class {name} has no {report['dataset']} class: its logit is dropped")
+    if "without_leaked" in report:
+        w = report["without_leaked"]
+        print(
+            f"  without the {w['dropped']} faces with a twin in an earlier split ({w['n']} "
+            f"left; {w['exclude']}): acc {w['acc']:.4f}  mean class acc {w['mean_class_acc']:.4f}"
+            f"  macro-F1 {w['macro_f1']:.4f}  ECE {w['ece']:.4f}  NLL {w['nll']:.4f}"
+        )
     recall = "  ".join(f"{n} {r:.3f}" for n, r in report["per_class_recall"].items())
     print(f"  per-class recall: {recall}")
     if report.get("degradations"):

@@ -125,6 +125,12 @@ def evaluate_parser(
     parser.add_argument(
         "--degrade-seed", type=non_negative_int, default=0, help="the seed of noise and occlusion"
     )
+    parser.add_argument(
+        "--exclude",
+        metavar="AUDIT_CSV",
+        help="also score the split without its faces that have a twin in an earlier split "
+        "(the audit.csv of `nrfer data audit`)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one JSON")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     return parser
@@ -160,6 +166,23 @@ def data_parser(doc: str | None = None, prog: str | None = None) -> argparse.Arg
     parser.add_argument(
         "--summary", action="store_true", help="print split sizes as one JSON object (default)"
     )
+    return parser
+
+
+def audit_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog or "nrfer data audit")
+    parser.add_argument(
+        "--dataset", required=True, help="ferplus | ferplus_folders | folders | rafdb | ..."
+    )
+    parser.add_argument("--root", help="the dataset's folder (synthetic: where it is cached)")
+    parser.add_argument("--label-file", help="folders layout: the label CSV")
+    parser.add_argument(
+        "--out", required=True, help="folder for audit.csv, contact_sheet.png, summary.json"
+    )
+    parser.add_argument(
+        "--sheet", type=positive_int, default=24, help="closest cross-split pairs on the sheet"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON")
     return parser
 
 

@@ -3,11 +3,15 @@
 python -m nrfer.data --dataset ferplus --root data/ferplus --mode crossentropy --summary
 python -m nrfer.data --dataset folders --root data/paper --label-file fer2013new_jin2.csv --summary
 python -m nrfer.data --dataset synthetic --summary
+
+The same face twice, within and across splits (docs/data.md, "Leakage audit"):
+nrfer data audit --dataset ferplus --root data/ferplus --out audit/
 """
 
 from __future__ import annotations
 
 import json
+import sys
 
 from nrfer.cli import run_command
 from nrfer.config import make_config
@@ -16,6 +20,11 @@ from nrfer.parsers import data_parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["audit"]:
+        from nrfer.data.audit_cli import main as audit_main
+
+        return audit_main(argv[1:])
     parser = data_parser(__doc__)
     return run_command(parser, _summary, argv)
 
