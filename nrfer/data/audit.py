@@ -417,8 +417,8 @@ def audit(
             key = np.unique(np.minimum(first, second) * len(reps) + np.maximum(first, second))
         candidates += len(key)
         for start in range(0, len(key), batch):
-            k = key[start : start + batch]
-            qa, ib = k // len(reps), k % len(reps)
+            part = key[start : start + batch]
+            qa, ib = part // len(reps), part % len(reps)
             likely = pixels.rough(qa, ib, transform) >= ROUGH_CORRELATION
             qa, ib = qa[likely], ib[likely]
             if not len(qa):
