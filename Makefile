@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: help setup demo-pareto demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-pareto bench-lcbench bench-onnx load-test clean
+.PHONY: help setup demo-pareto demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-pareto bench-lcbench bench-audit bench-onnx load-test clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -101,6 +101,10 @@ bench-pareto: setup  ## multi-objective early stopping replayed: final-front tri
 	test -f bench/pareto_replay_costs.json || $(BIN)/python bench/pareto_replay.py costs
 	$(BIN)/python bench/pareto_replay.py run
 	$(BIN)/python bench/pareto_replay.py run --latency config
+
+# The leakage audit at FER2013's size: 35,887 synthetic faces with twins planted across splits.
+bench-audit: setup  ## nrfer data audit on 35,887 faces: time, recall per transformation, all-pairs ratio
+	$(BIN)/python bench/audit.py --json bench/results.json
 
 # Inference: onnxruntime against torch eager on the exported graph (nrfer export), batch 1 and 64.
 bench-onnx: setup  ## ONNX export latency: onnxruntime vs torch eager, as a ratio

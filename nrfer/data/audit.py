@@ -43,12 +43,12 @@ SHIFT_RADIUS = 4  # bits: the same for a face against another's shifted copy
 SHIFT = 2  # pixels: crops offset by up to this much are compared aligned
 PER_FACE = 8  # nearest candidates a face keeps per probe
 MAX_BUCKET = 256  # faces in one chunk bucket beyond which it is not probed
-BLUR = 2.0  # px: the Gaussian blur before the correlation (JPEG blocks and noise gone)
+BLUR = 1.0  # px: the Gaussian blur before the correlation (most JPEG noise gone)
 BORDER = 3  # pixels of each side left out of the pixel check (>= SHIFT)
 CLIPPED = (5, 250)  # pixel values at or beyond these are left out of the pixel check
 MIN_CORRELATION = 0.99  # of the blurred faces
 RESIDUAL_BLUR = 1.5  # px: the size of a local difference
-MAX_RESIDUAL = 0.5  # the largest local difference, in units of the face's contrast
+MAX_RESIDUAL = 0.35  # the largest local difference, in units of the face's contrast
 ROUGH_CORRELATION = 0.95  # the cheap first cut (planted twins: at least 0.976)
 MIN_USABLE = 0.1  # of the interior's pixels, unclipped in both or clipped in both
 SIDE = 48  # faces of other sizes are resized to this before the audit (FER2013's side)
@@ -182,6 +182,36 @@ def dhashes(images: np.ndarray) -> np.ndarray:
     import imagehash
 
     return _hash(images, imagehash.dhash) if len(images) else np.zeros(0, np.uint64)
+
+
+def all_hashes(images: np.ndarray) -> dict[object, np.ndarray]:
+    """Every hash the audit probes with, of faces [K, H, W]: "phash", "dhash" of the faces,
+    ("phash", "mirror"), ("dhash", "mirror") of their mirrors, ("dhash", (dx, dy)) of them
+    shifted by each of OFFSETS."""
+    mirrors = images[:, :, ::-1]
+    out: dict[object, np.ndarray] = {
+        "phash": phashes(images),
+        "dhash": dhashes(images),
+        ("phash", "mirror"): phashes(mirrors),
+        ("dhash", "mirror"): dhashes(mirrors),
+    }
+    for offset in OFFSETS:
+        out[("dhash", offset)] = dhashes(shifted(images, *offset))
+    return out
+
+
+def hashes_of(images: np.ndarray, workers: int) -> dict[object, np.ndarray]:
+    """all_hashes, in `workers` processes for a large set (imagehash works face by face)."""
+    if workers <= 1 or len(images) < 4000:
+        return all_hashes(images)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    parts = np.array_split(images, workers * 2)
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        done = list(pool.map(all_hashes, parts))
+    return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
 
 
 def shifted(images: np.ndarray, dx: int, dy: int) -> np.ndarray:
@@ -372,9 +402,14 @@ def audit(
     min_correlation: float = MIN_CORRELATION,
     max_residual: float = MAX_RESIDUAL,
     per_face: int = PER_FACE,
-    batch: int = 4096,
+    workers: int | None = None,
 ) -> Audit:
-    """Every pair of the same face: exact, near (hash + pixels), mirrored, shifted."""
+    """Every pair of the same face: exact, near (hash + pixels), mirrored, shifted.
+    `workers`: processes for the hashes and threads for the checks (default: the CPUs)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = workers or min(os.cpu_count() or 1, 8)
     clock = {"start": time.perf_counter()}
     pairs: dict[tuple[int, int], Pair] = {}
     groups: dict[str, list[int]] = {}
@@ -385,63 +420,75 @@ def audit(
             pairs[(a, b)] = Pair(a, b, "exact", 0, 0, 1.0)
     # one representative of each set of identical faces is hashed and checked
     reps = np.array([m[0] for m in groups.values()], dtype=np.int64)
-    images = faces.images[reps]
     seconds: dict[str, float] = {}
     if len(reps) < 2:
         return Audit(faces, _sorted(pairs), 0, seconds)
-    mirrors = images[:, :, ::-1]
-    ph, dh, ph_m, dh_m = phashes(images), dhashes(images), phashes(mirrors), dhashes(mirrors)
-    # (kind, how the index face is aligned, query hashes, index hashes, radius)
-    probes: list[tuple[str, object, np.ndarray, np.ndarray, int]] = [
-        ("near", None, ph, ph, RADIUS),
-        ("near", None, dh, dh, RADIUS),
-        ("mirrored", "mirror", ph, ph_m, RADIUS),
-        ("mirrored", "mirror", dh, dh_m, RADIUS),
-    ]
-    for dx, dy in OFFSETS:
-        probes.append(("shifted", (dx, dy), dh, dhashes(shifted(images, dx, dy)), SHIFT_RADIUS))
+    images = faces.images[reps]
+    hashes = hashes_of(images, workers)
     seconds["hashes"] = _lap(clock)
     pixels = _Pixels.of(images)
-    proposed: dict[object, tuple[str, list[np.ndarray]]] = {}
-    for kind, transform, q_hash, i_hash, radius in probes:
+    limits = (min_correlation, max_residual, per_face)
+    with ThreadPoolExecutor(workers) as pool:  # numpy and scipy let go of the GIL
+        found = list(
+            pool.map(lambda t: _probe(hashes, pixels, t, limits), [None, "mirror", *OFFSETS])
+        )
+    seconds["checks"] = _lap(clock)
+    ph, dh = hashes["phash"], hashes["dhash"]
+    ph_m, dh_m = hashes[("phash", "mirror")], hashes[("dhash", "mirror")]
+    for transform, (qa, ib, r, _) in zip([None, "mirror", *OFFSETS], found, strict=True):
+        kind = "near" if transform is None else "mirrored" if transform == "mirror" else "shifted"
+        for x, y, corr in zip(qa.tolist(), ib.tolist(), r.tolist(), strict=True):
+            if kind == "mirrored":
+                distances = int(popcount(ph[x] ^ ph_m[y])), int(popcount(dh[x] ^ dh_m[y]))
+            else:
+                distances = int(popcount(ph[x] ^ ph[y])), int(popcount(dh[x] ^ dh[y]))
+            _add(pairs, groups, faces, reps, x, y, kind, corr, distances)
+    return Audit(faces, _sorted(pairs), sum(f[3] for f in found), seconds)
+
+
+def _probe(hashes: dict, pixels: _Pixels, transform, limits, batch: int = 4096):
+    """The pairs of one alignment (None, "mirror" or a shift): their candidates from the
+    hash index, then the pixel check. Returns (a, b, correlation) of the pairs accepted and
+    the number of candidates checked."""
+    min_correlation, max_residual, per_face = limits
+    n = len(pixels.raw)
+    if transform is None:
+        probes = [
+            (hashes["phash"], hashes["phash"], RADIUS),
+            (hashes["dhash"], hashes["dhash"], RADIUS),
+        ]
+    elif transform == "mirror":
+        probes = [
+            (hashes["phash"], hashes[("phash", "mirror")], RADIUS),
+            (hashes["dhash"], hashes[("dhash", "mirror")], RADIUS),
+        ]
+    else:
+        probes = [(hashes["dhash"], hashes[("dhash", transform)], SHIFT_RADIUS)]
+    keys = []
+    for q_hash, i_hash, radius in probes:
         q, i, _ = within(q_hash, i_hash, radius, per_face)
-        keep = q != i
-        key = q[keep] * len(reps) + i[keep]
-        proposed.setdefault(transform, (kind, []))[1].append(key)
-    seconds["index"] = _lap(clock)
-    candidates = 0
-    for transform, (kind, keys) in proposed.items():
-        key = np.unique(np.concatenate(keys))
-        if transform in (None, "mirror"):  # symmetric: (a, b) and (b, a) are one check
-            first, second = key // len(reps), key % len(reps)
-            key = np.unique(np.minimum(first, second) * len(reps) + np.maximum(first, second))
-        candidates += len(key)
-        for start in range(0, len(key), batch):
-            part = key[start : start + batch]
-            qa, ib = part // len(reps), part % len(reps)
-            likely = pixels.rough(qa, ib, transform) >= ROUGH_CORRELATION
-            qa, ib = qa[likely], ib[likely]
-            if not len(qa):
-                continue
-            r, worst = pixel_check(pixels, qa, ib, transform)
-            same = (r >= min_correlation) & (worst <= max_residual)
-            for x, y, corr in zip(qa[same], ib[same], r[same], strict=True):
-                _add(
-                    pairs,
-                    groups,
-                    faces,
-                    reps,
-                    int(x),
-                    int(y),
-                    kind,
-                    float(corr),
-                    ph,
-                    dh,
-                    ph_m,
-                    dh_m,
-                )
-    seconds["pixels"] = _lap(clock)
-    return Audit(faces, _sorted(pairs), candidates, seconds)
+        keys.append(q[q != i] * n + i[q != i])
+    key = np.unique(np.concatenate(keys))
+    if transform in (None, "mirror"):  # symmetric: (a, b) and (b, a) are one check
+        first, second = key // n, key % n
+        key = np.unique(np.minimum(first, second) * n + np.maximum(first, second))
+    out_a, out_b, out_r = [], [], []
+    for start in range(0, len(key), batch):
+        part = key[start : start + batch]
+        qa, ib = part // n, part % n
+        likely = pixels.rough(qa, ib, transform) >= ROUGH_CORRELATION
+        qa, ib = qa[likely], ib[likely]
+        if not len(qa):
+            continue
+        r, worst = pixel_check(pixels, qa, ib, transform)
+        same = (r >= min_correlation) & (worst <= max_residual)
+        out_a.append(qa[same])
+        out_b.append(ib[same])
+        out_r.append(r[same])
+    empty = np.zeros(0, dtype=np.int64)
+    if not out_a:
+        return empty, empty, np.zeros(0, np.float32), len(key)
+    return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_r), len(key)
 
 
 def _lap(clock: dict) -> float:
@@ -450,20 +497,15 @@ def _lap(clock: dict) -> float:
     return round(lap, 3)
 
 
-def _add(pairs, groups, faces, reps, x, y, kind, corr, ph, dh, ph_m, dh_m) -> None:
+def _add(pairs, groups, faces, reps, x, y, kind, corr, distances) -> None:
     """The pair of representatives x, y, spread over the identical faces each stands for."""
-    if kind == "mirrored":
-        p_dist = int(popcount(ph[x] ^ ph_m[y]))
-        d_dist = int(popcount(dh[x] ^ dh_m[y]))
-    else:
-        p_dist, d_dist = int(popcount(ph[x] ^ ph[y])), int(popcount(dh[x] ^ dh[y]))
     for a in groups[faces.sha1[reps[x]]]:
         for b in groups[faces.sha1[reps[y]]]:
             key = (min(a, b), max(a, b))
             old = pairs.get(key)
             if old is not None and (old.kind == "exact" or old.correlation >= corr):
                 continue
-            pairs[key] = Pair(key[0], key[1], kind, p_dist, d_dist, round(corr, 4))
+            pairs[key] = Pair(key[0], key[1], kind, *distances, round(corr, 4))
 
 
 def _sorted(pairs: dict) -> list[Pair]:

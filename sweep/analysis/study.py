@@ -49,6 +49,7 @@ class Cell:
     running: int = 0
     interrupted: int = 0  # the sweep stopped before they ended: --resume continues them
     stopped: int = 0  # ended before their last epoch (early stopping): no test
+    leaked: int = 0  # test faces left out of "test w/o leaked" (study.exclude_leaked)
     comparisons: list[Comparison] = field(default_factory=list)  # this cell vs a baseline
     # the same, on the test faces under each degradation (its label -> comparisons)
     degraded: dict[str, list[Comparison]] = field(default_factory=dict)
@@ -102,6 +103,7 @@ METRICS = {  # table column -> the run's metric
     "mean class acc": "test_mean_class_acc",
     "macro-F1": "test_macro_f1",
 }
+UNLEAKED = "test_acc_unleaked"  # test accuracy without the faces an audit found leaked
 # calibration columns: (column, metric, scale, digits); vote TV only where the data has votes
 CALIBRATION = (
     ("ECE %", "test_ece", 100, 2),
@@ -183,11 +185,14 @@ def cell_rows(spec, cells: list[Cell]) -> tuple[list[str], list[list[str]]]:
     degraded = spec.study.degradations
     calib = calibration_columns(cells)
     header = [short(k) for k in axes(spec)]
-    header += ["n", *METRICS, *(c[0] for c in calib), *evals, *(d.label for d in degraded)]
+    unleaked = [UNLEAKED] if any(c.values.get(UNLEAKED) for c in cells) else []
+    header += ["n", *METRICS]
+    header += [f"test w/o {max(c.leaked for c in cells)} leaked" for _ in unleaked]
+    header += [*(c[0] for c in calib), *evals, *(d.label for d in degraded)]
     rows = []
     for c in cells:
         row = [value_text(c.cell.get(k)) for k in axes(spec)]
-        row += [f"{c.n}/{c.expected}", *(c.shown(m) for m in METRICS.values())]
+        row += [f"{c.n}/{c.expected}", *(c.shown(m) for m in (*METRICS.values(), *unleaked))]
         row += [c.shown(m, scale, digits) for _, m, scale, digits in calib]
         row += [c.shown(f"eval_{e}_acc") for e in evals]
         row += [c.shown(degraded_metric(d)) for d in degraded]
@@ -621,9 +626,36 @@ def sweep_spec(client, run_id: str, folder: Path) -> dict:
         return yaml.safe_load(Path(path).read_text())
 
 
-def study_table(client, parent, spec=None, driver_done: bool = False) -> tuple[Any, list[Cell]]:
+def unleaked(spec, cells: list[Cell], predictions, exclude: str) -> None:
+    """Each finished run's test accuracy without the test faces audit.csv `exclude` finds a
+    twin of in train or val (checked against the study's data as read now), from the run's
+    own test predictions: cell.values[UNLEAKED], and cell.leaked faces left out."""
+    import numpy as np
+
+    from nrfer.config import make_config
+    from nrfer.data import load_data
+    from nrfer.data.audit import leaked_in
+
+    data = load_data(make_config({"data": spec.data}, spec.source).data, sr=False)
+    leaked = leaked_in(exclude, "test", data.test.images)
+    for c in cells:
+        c.leaked = len(leaked)
+        for seed in c.seeds:
+            found = predictions(c.run_ids[seed])
+            if found is None or len(found["labels"]) != len(data.test):
+                continue  # an older run without predictions, or of other data
+            keep = np.ones(len(data.test), dtype=bool)
+            keep[leaked] = False
+            right = found["probs"].argmax(1)[keep] == found["labels"][keep]
+            c.values.setdefault(UNLEAKED, []).append(float(right.mean()))
+
+
+def study_table(
+    client, parent, spec=None, driver_done: bool = False, exclude: str | None = None
+) -> tuple[Any, list[Cell]]:
     """The study of sweep run `parent`: its spec (as it was started) and its cells, each
-    with its comparisons (`driver_done`: see `collect`)."""
+    with its comparisons (`driver_done`: see `collect`); `exclude` (else the spec's
+    study.exclude_leaked): an audit.csv, for test accuracy without leaked faces too."""
     from sweep.spec.space import parse_space
     from sweep.tracking import INSTANCE, ROLE
     from sweep.tracking.store import find_runs
@@ -642,6 +674,13 @@ def study_table(client, parent, spec=None, driver_done: bool = False) -> tuple[A
         runs = find_runs(client, parent.info.experiment_id, tags)
         cells = collect(spec, runs, driver_done)
         compare_cells(spec, cells, run_predictions(client, Path(tmp)))
+        if exclude or spec.study.exclude_leaked:
+            unleaked(
+                spec,
+                cells,
+                run_predictions(client, Path(tmp)),
+                exclude or spec.study.exclude_leaked,
+            )
         for d in spec.study.degradations:  # each its own family, as the clean table
             found = run_predictions(client, Path(tmp), f"predictions/deg_{d.key}.npz")
             compare_cells(spec, cells, found, condition=d.label)

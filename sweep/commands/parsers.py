@@ -79,6 +79,12 @@ def study_parser(doc: str | None = None, prog: str | None = None) -> argparse.Ar
         "--out",
         help="also write study_table.md/.tex/.csv and study_comparisons.csv into this folder",
     )
+    table.add_argument(
+        "--exclude",
+        metavar="AUDIT_CSV",
+        help="also test accuracy without the test faces that have a twin in train or val "
+        "(`nrfer data audit`; default: the study's study.exclude_leaked)",
+    )
     plan = sub.add_parser(
         "plan",
         help="seeds a comparison needs to detect a difference, from the study's measured spread",

@@ -42,7 +42,7 @@ def run(args) -> int:
     uri = check_tracking_uri(tracking_uri(args.tracking_uri), "--tracking-uri")
     client = MlflowClient(uri)
     parent = find_sweep(client, args.sweep)
-    spec, cells = study_table(client, parent)
+    spec, cells = study_table(client, parent, exclude=getattr(args, "exclude", None))
     if args.command == "plan":
         return print_plan(spec, cells, args)
     tables = render(spec, cells)

@@ -288,6 +288,9 @@ class Study(_Section):
     # column per degradation, compared with the baselines as the clean test is
     eval_degradations: Annotated[list[str], PlainValidator(_degradations)] = []
     degradation_seed: Annotated[int, _int_at_least(0, MAX_SEED)] = 0
+    # an audit.csv of `nrfer data audit`: the table also shows test accuracy without the
+    # test faces that have a twin in train or val (nothing moves between splits)
+    exclude_leaked: str | None = None
 
     @property
     def degradations(self) -> list:

@@ -467,6 +467,50 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
     assert out.returncode == 0, out.stderr
     rows = out.stdout.strip().splitlines()
     assert len(rows) == 3 and rows[0].startswith("model.resizer.enabled,model.resizer.n,n_seeds")
+    # without leaked faces: an audit naming test faces 1, 5 and 9 as twins of train faces
+    audit = leak_audit(synthetic_root, tmp_path / "audit.csv", {1: 0, 5: 2, 9: 4})
+    out = subprocess.run(
+        [sys.executable, "-m", "sweep.commands.study", "table", "--sweep", "study"]
+        + ["--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--exclude", str(audit)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    header, *lines = [x for x in out.stdout.splitlines() if x.startswith("| ")][:3]
+    column = [h.strip() for h in header.split("|")].index("test w/o 3 leaked")
+    for c, line in zip(cells, lines, strict=True):
+        accs = []
+        for seed in (0, 1):
+            (r,) = [
+                r
+                for r in runs
+                if json.loads(r.data.tags["nrfer.study.cell"]) == c.cell
+                and r.data.tags["nrfer.study.seed"] == str(seed)
+            ]
+            pred = load_predictions(
+                client.download_artifacts(r.info.run_id, "predictions/test.npz", str(tmp_path))
+            )
+            keep = np.ones(len(pred["labels"]), dtype=bool)
+            keep[[1, 5, 9]] = False
+            accs.append(float((pred["probs"].argmax(1) == pred["labels"])[keep].mean()))
+        m, sd = mean_std(accs)
+        assert line.split("|")[column].strip() == f"{100 * m:.2f} ± {100 * sd:.2f}"
+
+
+def leak_audit(root, path, twins: dict[int, int]):
+    """An audit.csv naming test faces (keys) as twins of train faces (values) of the FER+
+    files at `root`, as `nrfer data audit` writes it."""
+    from nrfer.data import audit as A
+    from nrfer.data.ferplus import read_ferplus
+
+    data = read_ferplus(root)
+    faces = A.Faces.of({s: data.split(s).images for s in ("train", "val", "test")})
+    n_train, n_val = len(data.train), len(data.val)
+    pairs = [A.Pair(t, n_train + n_val + k, "near", 1, 1, 0.995) for k, t in twins.items()]
+    A.write_csv(path, A.Audit(faces, pairs, len(pairs), {}))
+    return path
 
 
 @pytest.mark.slow
