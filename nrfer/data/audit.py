@@ -497,7 +497,7 @@ def _lap(clock: dict) -> float:
     return round(lap, 3)
 
 
-def _add(pairs, groups, faces, reps, x, y, kind, corr, distances) -> None:
+def _add(pairs, groups, faces, reps, x, y, kind, corr, distances: tuple[int, int]) -> None:
     """The pair of representatives x, y, spread over the identical faces each stands for."""
     for a in groups[faces.sha1[reps[x]]]:
         for b in groups[faces.sha1[reps[y]]]:
@@ -505,7 +505,7 @@ def _add(pairs, groups, faces, reps, x, y, kind, corr, distances) -> None:
             old = pairs.get(key)
             if old is not None and (old.kind == "exact" or old.correlation >= corr):
                 continue
-            pairs[key] = Pair(key[0], key[1], kind, *distances, round(corr, 4))
+            pairs[key] = Pair(key[0], key[1], kind, distances[0], distances[1], round(corr, 4))
 
 
 def _sorted(pairs: dict) -> list[Pair]:
