@@ -145,3 +145,17 @@ def assert_same_refusal(results, *needles: str) -> None:
     for needle in needles:
         assert needle in err_run, err_run
     assert "Traceback" not in err_run
+
+
+def leak_audit(root, path, twins: dict[int, int]):
+    """An audit.csv naming test faces (keys) as twins of train faces (values) of the FER+
+    files at `root`, as `nrfer data audit` writes it."""
+    from nrfer.data import audit as A
+    from nrfer.data.ferplus import read_ferplus
+
+    data = read_ferplus(root)
+    faces = A.Faces.of({s: data.split(s).images for s in ("train", "val", "test")})
+    n_train, n_val = len(data.train), len(data.val)
+    pairs = [A.Pair(t, n_train + n_val + k, "near", 1, 1, 0.995) for k, t in twins.items()]
+    A.write_csv(path, A.Audit(faces, pairs, len(pairs), {}))
+    return path

@@ -59,6 +59,12 @@ def best_parser(doc: str | None = None, prog: str | None = None) -> argparse.Arg
         "--model-name",
         help="registered model name (default: the space's registered_model, else nrfer-<sweep>)",
     )
+    parser.add_argument(
+        "--exclude",
+        metavar="AUDIT_CSV",
+        help="also report test accuracy without the test faces that have a twin in train or "
+        "val (the audit.csv of `nrfer data audit`)",
+    )
     return parser
 
 

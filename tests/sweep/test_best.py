@@ -17,7 +17,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from helpers import REPO
+from helpers import REPO, leak_audit
 from nrfer.data import EMOTIONS
 
 pytestmark = pytest.mark.slow
@@ -65,14 +65,15 @@ def swept(tmp_path_factory, synthetic_root):
 
 
 @pytest.fixture(scope="module")
-def reproduced(swept):
+def reproduced(swept, synthetic_root):
     """reproduce-best run once on the sweep: 2 seeds, the best registered as fer-tiny."""
     from sweep.commands.best import main as best_main
 
     tmp, uri = swept
     out = tmp / "reproduce"
+    audit = leak_audit(synthetic_root, tmp / "audit.csv", {2: 0, 7: 3})  # test faces 2 and 7
     args = ["--seeds", "2", "--tracking-uri", uri, "--out", str(out), "--parallel", "yes"]
-    assert best_main(args) == 0
+    assert best_main([*args, "--exclude", str(audit)]) == 0
     return tmp, uri, out, json.loads((out / "report.json").read_text())
 
 
@@ -87,6 +88,14 @@ def test_reproduce_best_retrains_registers_and_predicts(reproduced, synthetic_ro
 
     tmp, uri, out, report = reproduced
     client = MlflowClient(uri)
+
+    # --exclude: each seed's test accuracy without test faces 2 and 7, by hand
+    assert report["test_leaked_dropped"] == 2
+    for seed, acc in enumerate(report["test_acc_unleaked"]):
+        pred = np.load(out / f"seed-{seed}" / "test_predictions.npz")
+        right = pred["probs"].argmax(1) == pred["labels"]
+        assert acc == pytest.approx(np.delete(right, [2, 7]).mean())
+        assert report["test_acc"][seed] == pytest.approx(right.mean())
 
     # the best trial by validation, and its exact config
     exp = client.get_experiment_by_name("tiny")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers import REPO, TINY_VIT, write_rafdb
+from helpers import REPO, TINY_VIT, leak_audit, write_rafdb
 from sweep.analysis.significance import mcnemar_exact, mean_std
 from sweep.spec.space import SpaceError, parse_space
 
@@ -497,20 +497,6 @@ def test_a_real_study_tests_each_run_once_and_tabulates_it(
             accs.append(float((pred["probs"].argmax(1) == pred["labels"])[keep].mean()))
         m, sd = mean_std(accs)
         assert line.split("|")[column].strip() == f"{100 * m:.2f} ± {100 * sd:.2f}"
-
-
-def leak_audit(root, path, twins: dict[int, int]):
-    """An audit.csv naming test faces (keys) as twins of train faces (values) of the FER+
-    files at `root`, as `nrfer data audit` writes it."""
-    from nrfer.data import audit as A
-    from nrfer.data.ferplus import read_ferplus
-
-    data = read_ferplus(root)
-    faces = A.Faces.of({s: data.split(s).images for s in ("train", "val", "test")})
-    n_train, n_val = len(data.train), len(data.val)
-    pairs = [A.Pair(t, n_train + n_val + k, "near", 1, 1, 0.995) for k, t in twins.items()]
-    A.write_csv(path, A.Audit(faces, pairs, len(pairs), {}))
-    return path
 
 
 @pytest.mark.slow
