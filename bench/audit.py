@@ -95,6 +95,41 @@ def _free(rng, n: int, used: set) -> int:
             return k
 
 
+def plant_in_ferplus(
+    root: Path, out: Path, per_kind: int, kinds=("identical", "jpeg30", "mirrored")
+):
+    """A copy of the FER+ files at `root` (fer2013.csv + fer2013new.csv) in `out` with test
+    rows replaced by train rows under each of `kinds`, `per_kind` each, votes and all (a
+    duplicate carries its label). Returns (train face, test face, kind) per planted row."""
+    import csv
+    import shutil
+
+    shutil.copytree(root, out)
+    rng = np.random.default_rng(0)
+    with open(out / "fer2013.csv", newline="") as f:
+        pixels = list(csv.reader(f))
+    with open(out / "fer2013new.csv", newline="") as f:
+        votes = list(csv.reader(f))
+    col, usage = pixels[0].index("pixels"), pixels[0].index("Usage")
+    train = [k for k, r in enumerate(pixels) if k and r[usage] == "Training"]
+    test = [k for k, r in enumerate(pixels) if k and r[usage] == "PrivateTest"]
+    src = rng.choice(train, per_kind * len(kinds), replace=False)
+    dst = rng.choice(test, per_kind * len(kinds), replace=False)
+    planted = []
+    for n, (a, b) in enumerate(zip(src, dst, strict=True)):
+        kind = kinds[n // per_kind]
+        face = np.array(pixels[a][col].split(), dtype=np.uint8).reshape(48, 48)
+        twin = TRANSFORMS[kind](face, rng)
+        pixels[b][col] = " ".join(str(v) for v in twin.ravel())
+        pixels[b][0] = pixels[a][0]
+        votes[b][2:] = votes[a][2:]  # Usage and Image name stay the test row's
+        planted.append((face, twin, kind))
+    for name, rows in (("fer2013.csv", pixels), ("fer2013new.csv", votes)):
+        with open(out / name, "w", newline="") as f:
+            csv.writer(f, lineterminator="\n").writerows(rows)
+    return planted
+
+
 def score(result: A.Audit, planted) -> dict:
     """Recall per transformation and the pairs found that were not planted."""
     faces = result.faces
@@ -149,6 +184,18 @@ def naive_pairs(faces: A.Faces, min_correlation: float = A.MIN_CORRELATION) -> t
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["plant"]:  # python bench/audit.py plant ROOT OUT --per-kind 10
+        q = argparse.ArgumentParser(prog="bench/audit.py plant")
+        q.add_argument("root")
+        q.add_argument("out")
+        q.add_argument("--per-kind", type=int, default=10)
+        a = q.parse_args(argv[1:])
+        planted = plant_in_ferplus(Path(a.root), Path(a.out), a.per_kind)
+        print(
+            f"{len(planted)} train faces planted as test faces in {a.out} (identical, JPEG 30, mirrored)"
+        )
+        return 0
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
         print(f"error: unknown command {name!r}; {suggest(name, list(COMMANDS))}", file=sys.stderr)
         return 2
+    if name == "data" and rest[:1] == ["audit"]:  # a subcommand with its own parser and help
+        sys.argv[0] = "nrfer data audit"
+        return _run("nrfer.data.audit_cli")(rest[1:])
     sys.argv[0] = f"nrfer {name}"  # argparse's usage and error lines name this command
     if "-h" in rest or "--help" in rest:  # help from the light parser alone
         parser = command.parser()

@@ -631,7 +631,7 @@ def screen(summary: dict, out: Path | None = None) -> str:
     sizes = ", ".join(f"{s} {n}" for s, n in summary["splits"].items())
     lines = [
         f"{summary['faces']} faces ({sizes}): {summary['pairs']} pairs of the same face "
-        f"({summary['candidates']} candidates checked pixel by pixel)",
+        f"(of {summary['candidates']} candidate pairs from the hash index)",
         f"  {'split pair':<12}" + "".join(f"{k:>10}" for k in KINDS) + f"{'labels differ':>15}",
     ]
     for sp, counts in summary["by_split_pair"].items():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from PIL import Image
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
-from audit import TRANSFORMS, plant, score, synthetic_splits  # noqa: E402
+from audit import plant, plant_in_ferplus, score, synthetic_splits  # noqa: E402
 
 from nrfer.data import audit as A  # noqa: E402
 
@@ -103,35 +102,6 @@ def test_hash_index_finds_every_pair_within_the_radius():
     assert (d == A.popcount(hashes[q] ^ hashes[i])).all()
 
 
-def plant_in_fer2013(root: Path, out: Path) -> list[tuple[np.ndarray, np.ndarray, str]]:
-    """A copy of the FER+ files at `root` with test faces replaced by train faces: one
-    identical, one at JPEG quality 30, one mirrored. Returns (train face, test face, kind)."""
-    shutil.copytree(root, out)
-    path = out / "fer2013.csv"
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], rows[1:]
-    col, usage = header.index("pixels"), header.index("Usage")
-    train = [k for k, r in enumerate(body) if r[usage] == "Training"]
-    test = [k for k, r in enumerate(body) if r[usage] == "PrivateTest"]
-    planted = []
-    for n, (kind, fn) in enumerate(
-        [
-            ("identical", TRANSFORMS["identical"]),
-            ("jpeg30", TRANSFORMS["jpeg30"]),
-            ("mirrored", TRANSFORMS["mirrored"]),
-        ]
-    ):
-        src, dst = train[10 + 7 * n], test[3 + 5 * n]
-        face = np.array(body[src][col].split(), dtype=np.uint8).reshape(48, 48)
-        twin = fn(face, None)
-        body[dst][col] = " ".join(str(v) for v in twin.ravel())
-        planted.append((face, twin, kind))
-    with open(path, "w", newline="") as f:
-        csv.writer(f).writerows([header, *body])
-    return planted
-
-
 def test_audit_command_and_evaluate_without_the_leaked_faces(
     synthetic_root, one_epoch_model, tmp_path, capsys
 ):
@@ -140,7 +110,7 @@ def test_audit_command_and_evaluate_without_the_leaked_faces(
     from sweep.cli import main as nrfer_main
 
     root = tmp_path / "ferplus"
-    planted = plant_in_fer2013(synthetic_root, root)
+    planted = plant_in_ferplus(synthetic_root, root, per_kind=1)
     out = tmp_path / "audit"
     argv = ["data", "audit", "--dataset", "ferplus", "--root", str(root), "--out", str(out)]
     assert nrfer_main(argv) == 0
