@@ -172,3 +172,35 @@ def test_audit_command_and_evaluate_without_the_leaked_faces(
     assert evaluate_main([*args, "--exclude", str(out / "audit.csv")]) == 2
     err = capsys.readouterr().err
     assert f"test:{min(leaked)} is not the face that was audited" in err
+
+
+def test_audit_of_rafdb_colour_faces_of_another_size(tmp_path, capsys):
+    """RAF-DB's 100x100 colour faces: a train face copied into test, and another mirrored
+    there, are found by name, with their labels."""
+    from helpers import write_rafdb
+    from nrfer.data.audit_cli import main
+
+    root = write_rafdb(tmp_path / "RAF-DB", n_per_class=3)
+    aligned = root / "Image" / "aligned"
+    files = sorted(aligned.iterdir())
+    faces = synthetic_splits(len(files), 0, 0, seed=9)["train"]  # faces, not noise
+    for path, face in zip(files, faces, strict=True):
+        Image.fromarray(face).convert("RGB").resize((100, 100)).save(path, quality=95)
+    (aligned / "test_30001_aligned.jpg").write_bytes(
+        (aligned / "train_10000_aligned.jpg").read_bytes()
+    )
+    with Image.open(aligned / "train_20002_aligned.jpg") as im:
+        im.transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+            aligned / "test_50000_aligned.jpg", quality=95
+        )
+    assert (
+        main(["--dataset", "rafdb", "--root", str(root), "--out", str(tmp_path / "a"), "--json"])
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    with open(tmp_path / "a" / "audit.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cross = [r for r in rows if r["split_a"] != r["split_b"]]
+    assert len(cross) == 2 and summary["leaked"]["test"] == 2
+    assert sorted(r["kind"] for r in cross) == ["exact", "mirrored"]
+    assert all(r["split_b"] == "test" and r["same_label"] == "0" for r in cross)
