@@ -24,7 +24,7 @@ recognition. This finds them in seconds, not by comparing all pairs:
    two faces correlate as a whole. A cheap correlation at half resolution cuts first.
 
 The hashes run in worker processes and each alignment's probe and checks in a thread, so
-35,887 faces take about 45 s on 2 cores (bench/audit.py; bench/NOTES.md).
+35,887 faces take under 60 s on 2 cores (bench/audit.py; bench/NOTES.md).
 
 Faces are uint8 [N, H, W]; a face is named `split:index` in the order the dataset reader
 gives, and carries the SHA-1 of its pixels, so an exclusion list can tell when it was made
@@ -209,15 +209,17 @@ def all_hashes(images: np.ndarray) -> dict[object, np.ndarray]:
 
 def hashes_of(images: np.ndarray, workers: int) -> dict[object, np.ndarray]:
     """all_hashes, in `workers` processes for a large set (imagehash works face by face)."""
-    if workers <= 1 or len(images) < 4000:
+    if workers <= 1 or len(images) < 2000:
         return all_hashes(images)
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    parts = np.array_split(images, workers * 2)
-    ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    # fork where there is one: a spawned worker would run the caller's script again when it
+    # has no `if __name__ == "__main__"`; the workers use no thread pool (PIL, numpy, DCT)
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        done = list(pool.map(all_hashes, parts))
+        done = list(pool.map(all_hashes, np.array_split(images, workers * 2)))
     return {key: np.concatenate([d[key] for d in done]) for key in done[0]}
 
 
@@ -297,16 +299,23 @@ def within(
             continue
         key = np.unique(np.concatenate(found))
         q, i = key // len(index), key % len(index)
-        d = popcount(qs[q] ^ index[i])
-        order_ = np.lexsort((i, d, q))  # each query's `per_face` nearest (ties: lower index)
-        q, i, d = q[order_], i[order_], d[order_]
-        keep = np.arange(len(q)) - np.searchsorted(q, q, side="left") < per_face
-        out_q.append(q[keep] + start)
-        out_i.append(i[keep])
-        out_d.append(d[keep])
+        q, i, d = nearest(q, i, popcount(qs[q] ^ index[i]), per_face)
+        out_q.append(q + start)
+        out_i.append(i)
+        out_d.append(d)
     if not out_q:
         return empty, empty, empty
     return np.concatenate(out_q), np.concatenate(out_i), np.concatenate(out_d)
+
+
+def nearest(
+    q: np.ndarray, i: np.ndarray, d: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Of pairs (q, i) at distance d, each q's k nearest (ties: the lower i), sorted by q."""
+    order = np.lexsort((i, d, q))
+    q, i, d = q[order], i[order], d[order]
+    keep = np.arange(len(q)) - np.searchsorted(q, q, side="left") < k
+    return q[keep], i[keep], d[keep]
 
 
 # -- the pixel check ------------------------------------------------------------------------
@@ -460,19 +469,17 @@ def _probe(hashes: dict, pixels: _Pixels, transform, limits, batch: int = 4096):
     min_correlation, max_residual, per_face = limits
     n = len(pixels.raw)
     if transform is None:
-        probes = [
-            (hashes["phash"], hashes["phash"], RADIUS),
-            (hashes["dhash"], hashes["dhash"], RADIUS),
-        ]
+        probes = [(hashes["phash"], hashes["phash"]), (hashes["dhash"], hashes["dhash"])]
     elif transform == "mirror":
         probes = [
-            (hashes["phash"], hashes[("phash", "mirror")], RADIUS),
-            (hashes["dhash"], hashes[("dhash", "mirror")], RADIUS),
+            (hashes["phash"], hashes[("phash", "mirror")]),
+            (hashes["dhash"], hashes[("dhash", "mirror")]),
         ]
     else:
-        probes = [(hashes["dhash"], hashes[("dhash", transform)], SHIFT_RADIUS)]
+        probes = [(hashes["dhash"], hashes[("dhash", transform)])]
+    radius = SHIFT_RADIUS if len(probes) == 1 else RADIUS
     keys = []
-    for q_hash, i_hash, radius in probes:
+    for q_hash, i_hash in probes:
         q, i, _ = within(q_hash, i_hash, radius, per_face)
         keys.append(q[q != i] * n + i[q != i])
     key = np.unique(np.concatenate(keys))
