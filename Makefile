@@ -6,6 +6,10 @@ STAMP := $(VENV)/.installed
 # torch/torchvision: the CUDA build on this machine's disk (also runs on the CPU).
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# the suite runs in two workers, one per core here (pytest-xdist; each has its own Ray temp folder and
+# ports); TEST_WORKERS=0 runs it in one process
+TEST_WORKERS ?= 2
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
 
 .PHONY: help setup demo-pareto demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-pareto bench-lcbench bench-audit bench-onnx load-test clean
 
@@ -22,10 +26,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: setup  ## the whole suite (the README's test command)
-	$(BIN)/python -m pytest -m "not cluster" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not cluster" $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup  ## the suite without the slow end-to-end tests
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 test-cluster: setup  ## faults injected into the production stack (PostgreSQL, S3, MLflow server, 2 Ray nodes; ~10 min)
 	$(BIN)/python -m pytest -m cluster $(PYTEST_ARGS)

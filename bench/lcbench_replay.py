@@ -18,7 +18,7 @@ bootstrap intervals over seeds: the fraction of the budget at which the median b
 first reaches the target (inf: never), and the median final best.
 
 Arms: FIFO + random, FIFO + TPE, ASHA + TPE (rungs 1/3/9/27), adaptive + TPE (the shipped
-default: sweep.runtime.adaptive with the space file's defaults), through the product's
+default: sweep.runtime.stopping.adaptive with the space file's defaults), through the product's
 `SweepSearch` (a trial stopped early is PRUNED in the study) and early-stopping builder; the
 peers' schedulers on the same searcher: Ray Tune's AsyncHyperBandScheduler (Ray's synchronous
 HyperBandScheduler pauses and resumes trials through Tune's controller, which this simulator
@@ -115,8 +115,9 @@ class TuneArm:
     def __init__(self, kind: str, stopping: str, seed: int, space: dict, exp_dir: str) -> None:
         from ray import tune
 
-        from sweep.runtime.adaptive import build_early_stopping
+        from sweep.runtime.ledger import ledger_dir
         from sweep.runtime.search import SweepSearch
+        from sweep.runtime.stopping import rule_for
         from sweep.spec.sections import EarlyStopping
 
         self.searcher = SweepSearch(
@@ -147,7 +148,7 @@ class TuneArm:
                 ),
             }[stopping]
             spec = SimpleNamespace(early_stopping=es, multi_objective=False, senses=None)
-            self.scheduler = build_early_stopping(spec, Path(exp_dir))
+            self.scheduler = rule_for(spec).build(ledger_dir(exp_dir))
         self.scheduler.set_search_properties(METRIC, "max")
         self.trials: dict[str, _Trial] = {}
         self.ctl = _Controller()

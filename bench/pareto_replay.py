@@ -8,8 +8,8 @@ learning curves of bench/search_replay.py with each recorded config's measured l
 and measures it as a sweep's trial does (nrfer.cost: batch 1, warm median of 30 calls, one
 thread) into bench/pareto_replay_costs.json. `run` replays, per seed, a sweep of every
 recorded config in a seeded random order, 2 at a time in simulated time (each epoch lasting
-its recorded wall time), through the product's scheduler (sweep.runtime.adaptive, the
-dominance rule of sweep.runtime.dominance) and reports, per arm, with 95% bootstrap CIs over
+its recorded wall time), through the product's scheduler (sweep.runtime.stopping.adaptive, the
+dominance rule of sweep.runtime.stopping.dominance) and reports, per arm, with 95% bootstrap CIs over
 seeds:
   - the fraction of the final Pareto front's trials it stopped early (the final front: every
     config run to its last epoch, its best val_acc against its latency);
@@ -96,7 +96,7 @@ class _Trial:
 def scheduler_for(arm: str, epochs: int, folder: Path):
     from ray.tune.schedulers import FIFOScheduler
 
-    from sweep.runtime.adaptive import AdaptiveStopping
+    from sweep.runtime.stopping.adaptive import AdaptiveStopping
 
     senses, k, fraction, threshold = ARMS[arm]
     if threshold is None:

@@ -155,7 +155,7 @@ ARMS = {  # name: (searcher, early stopping, prune-aware searcher)
     "HyperBand (async, 3 brackets) + TPE (PRUNED)": ("tpe", "hyperband", True),
     "median stopping + random": ("random", "median", False),
     "median stopping + TPE (PRUNED)": ("tpe", "median", True),
-    # the first rung placed by the sweep's own completed curves, or none (sweep.runtime.adaptive)
+    # the first rung placed by the sweep's own completed curves, or none (sweep.runtime.stopping.adaptive)
     "adaptive + random": ("random", "adaptive", False),
     "adaptive + TPE (PRUNED)": ("tpe", "adaptive", True),
 }
@@ -169,8 +169,9 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
     import optuna
     from ray import tune
 
-    from sweep.runtime.adaptive import build_early_stopping
+    from sweep.runtime.ledger import ledger_dir
     from sweep.runtime.search import SweepSearch
+    from sweep.runtime.stopping import rule_for
     from sweep.spec.sections import EarlyStopping
     from sweep.spec.space import load_space
 
@@ -211,7 +212,7 @@ def make_arm(arm, epochs, seed, grace, rf, startup, exp_dir):
             time_attr="training_iteration", grace_period=grace, min_samples_required=3
         )
     else:
-        scheduler = build_early_stopping(spec, Path(exp_dir))
+        scheduler = rule_for(spec).build(ledger_dir(exp_dir))
     scheduler.set_search_properties("val_acc", "max")
     return spec, limited, scheduler
 

@@ -27,14 +27,15 @@ def _parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser
     return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=HelpFormatter)
 
 
-def add_set(parser: argparse.ArgumentParser, example: str) -> None:
+def add_set(parser: argparse.ArgumentParser, example: str, what: str = "one key") -> None:
+    """--set KEY=VALUE (repeatable), into args.overrides: every command's one declaration."""
     parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"override one key, e.g. --set {example} (repeatable)",
+        help=f"override {what}, e.g. --set {example} (repeatable)",
     )
 
 

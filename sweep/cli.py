@@ -116,6 +116,12 @@ COMMANDS: dict[str, Command] = {
         _run("nrfer.sr.__main__"),
         "nrfer.sr",
     ),
+    "weights": Command(
+        "fetch timm's pretrained weights for a space's backbones into the local cache, once",
+        _parser("sweep.commands.parsers", "weights_parser", "sweep.commands.weights"),
+        _run("sweep.commands.weights"),
+        "sweep.commands.weights",
+    ),
     "ui": Command(
         "the MLflow UI on the sweep's store, opened on its trials",
         _parser("sweep.commands.parsers", "ui_parser", "sweep.commands.ui"),

@@ -7,6 +7,16 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (`make test` runs one worker per core): one thread each, since two
+# workers' thread pools on two cores would spin against each other; and each worker's local
+# Ray clusters keep their session files (and Unix sockets) in a temp folder of their own.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    import tempfile
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["NRFER_RAY_TMP"] = str(
+        Path(tempfile.gettempdir()) / f"nrfer-ray-{os.getuid()}-{worker}"
+    )
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

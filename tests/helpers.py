@@ -37,6 +37,40 @@ def tiny_space(
     }
 
 
+def fake_curves(
+    scheduler, qs: list[float], epochs: int, storage, callbacks=(), concurrent: int = 1
+) -> list[int]:
+    """Real Ray Tune over fast fake trials: one per q (in order, `concurrent` at a time),
+    whose val_acc at epoch e is q * e / epochs; `scheduler` stops them or not. Returns the
+    epochs each trial ran, in the order of `qs`."""
+    import ray
+    from ray import tune
+
+    from sweep.runtime.local_ray import init_ray
+
+    def curve(config):
+        for e in range(1, epochs + 1):
+            tune.report({"val_acc": config["q"] * e / epochs})
+
+    started = init_ray(verbose=0, num_cpus=concurrent)
+    try:
+        results = tune.Tuner(
+            tune.with_resources(curve, {"cpu": 1}),
+            param_space={"q": tune.grid_search(list(qs))},
+            tune_config=tune.TuneConfig(
+                scheduler=scheduler, metric="val_acc", mode="max", reuse_actors=True
+            ),
+            run_config=tune.RunConfig(
+                storage_path=str(storage), name="fake", callbacks=list(callbacks), verbose=0
+            ),
+        ).fit()
+    finally:
+        if started:
+            ray.shutdown()
+    ran = {r.config["q"]: int(r.metrics["training_iteration"]) for r in results}
+    return [ran[q] for q in qs]
+
+
 def write_rafdb(root, n_per_class: int = 3):
     """RAF-DB's released layout: EmoLabel/list_patition_label.txt + Image/aligned/*.jpg."""
     import numpy as np

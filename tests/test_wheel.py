@@ -114,7 +114,9 @@ def test_the_wheel_installs_a_nrfer_command_that_runs_from_an_empty_folder(tmp_p
     assert f"sweep 'demo' from {own_site}/sweep/spaces/demo.yaml" in out.stdout
     assert "models of 12 samples, each built and run on a dummy batch:" in out.stdout
     # the early stopping the run will use, as it will use it (adaptive, not FIFO or ASHA)
-    assert "early stopping: adaptive(the first 8 trials to their 4 epochs, then ASHA" in out.stdout
+    assert (
+        "early stopping: adaptive (the first 8 trials run their 4 epochs, then ASHA" in out.stdout
+    )
     assert list(empty.iterdir()) == []  # a dry run writes nothing
 
 

@@ -1,11 +1,12 @@
-"""Pretrained backbone weights, from local files only; nothing is downloaded.
+"""Pretrained backbone weights, from local files only; trials never download.
 
 `model.pretrained` is one of
 - a weights file (`.safetensors`, `.pth`, `.pt`, `.bin`; timm's or Hugging Face's layout),
 - a folder holding one file per backbone name (`<folder>/<backbone>.safetensors`, ...), for
   spaces that search backbones,
 - `hub`: timm's own pretrained weights for the backbone name (its default tag, or the tag in
-  `name.tag`), read from the local Hugging Face cache (`HF_HUB_CACHE`, `HF_HOME`) offline.
+  `name.tag`), read from the local Hugging Face cache (`HF_HUB_CACHE`, `HF_HOME`) offline;
+  `nrfer weights fetch` (`fetch_hub`) fills that cache once, before any trial.
 Loading goes through the model family's own timm `checkpoint_filter_fn` (layout conversion,
 position-embedding resampling when `img_size` / `patch_size` differ); the classifier head is
 dropped; anything else missing or mismatched is an error, never a silent partial load.
@@ -43,31 +44,86 @@ def hub_cache_dir() -> Path:
     return Path.home() / ".cache" / "huggingface" / "hub"
 
 
-def hub_weights(backbone: str) -> Path:
-    """timm's pretrained weights for `backbone` (name or name.tag) in the local HF cache."""
-    from huggingface_hub import try_to_load_from_cache
-
+def hub_source(backbone: str) -> tuple[str, list[str]]:
+    """(Hugging Face repo id, the file names to try) of timm's weights for `backbone`."""
     cfg = timm.models.get_pretrained_cfg(backbone)
     if cfg is None or not cfg.hf_hub_id:
         raise PretrainedError(
             f"model.pretrained: hub: timm has no Hugging Face weights for backbone {backbone!r}; "
             "give a local weights file instead"
         )
-    cache = hub_cache_dir()
     names = (
         [cfg.hf_hub_filename] if cfg.hf_hub_filename else ["model.safetensors", "pytorch_model.bin"]
     )
+    return cfg.hf_hub_id, names
+
+
+def copy_cache_recipe(flags: str) -> str:
+    """How to fill this machine's cache from a machine that has internet (`flags`: what
+    `nrfer weights fetch` is given there, e.g. "--space ferplus_vit")."""
+    return (
+        f"where there is internet, run `nrfer weights fetch {flags}` and copy that machine's "
+        f"Hugging Face cache (~/.cache/huggingface/hub) to {hub_cache_dir()}, or point "
+        "HF_HOME / HF_HUB_CACHE at the copy"
+    )
+
+
+def hub_weights(backbone: str) -> Path:
+    """timm's pretrained weights for `backbone` (name or name.tag) in the local HF cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    repo, names = hub_source(backbone)
+    cache = hub_cache_dir()
     for filename in names:
-        found = try_to_load_from_cache(cfg.hf_hub_id, filename, cache_dir=cache)
+        found = try_to_load_from_cache(repo, filename, cache_dir=cache)
         if isinstance(found, str):
             return Path(found)
     raise PretrainedError(
         f"model.pretrained: hub: no weights for backbone {backbone!r} in the local Hugging Face "
-        f"cache {cache} (looked for {cfg.hf_hub_id}/{' or '.join(names)}); nothing is "
-        'downloaded here. On a machine with internet run: python -c "import timm; '
-        f"timm.create_model('{backbone}', pretrained=True)\" and copy its cache here "
-        "(or point HF_HOME / HF_HUB_CACHE at it)"
+        f"cache {cache} (looked for {repo}/{' or '.join(names)}); trials never download. "
+        f"Fetch them once with `nrfer weights fetch --backbone {backbone}`; without internet, "
+        + copy_cache_recipe(f"--backbone {backbone}")
     )
+
+
+class HubUnreachable(PretrainedError):
+    """The Hugging Face hub (or `HF_ENDPOINT`) could not be reached; `reason` says why."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def fetch_hub(backbone: str) -> tuple[Path, bool]:
+    """timm's weights for `backbone` in the local Hugging Face cache, downloaded there (with
+    a progress bar) when missing; returns (file, whether it was downloaded). Called by
+    `nrfer weights fetch` only, before any trial: trials read the cache (`hub_weights`).
+    HubUnreachable, naming the backbone and how to copy a cache, when the hub cannot be
+    reached (asked once, without the retries that would keep an offline user waiting)."""
+    try:
+        return hub_weights(backbone), False
+    except PretrainedError:
+        pass
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError
+
+    repo, names = hub_source(backbone)
+    for filename in names:
+        try:
+            get_hf_file_metadata(hf_hub_url(repo, filename), retry_on_errors=False)
+        except EntryNotFoundError:  # the repo holds the other file name
+            continue
+        except HfHubHTTPError as e:  # no such repo, gated, a server error
+            raise PretrainedError(f"{backbone}: {repo}/{filename}: {first_line(e)}") from None
+        except Exception as e:  # offline, DNS, a proxy, refused: the HTTP client's own errors
+            reason = first_line(e)
+            raise HubUnreachable(
+                f"{backbone}: the Hugging Face hub could not be reached for {repo}/{filename} "
+                f"({reason}); {copy_cache_recipe(f'--backbone {backbone}')}",
+                reason,
+            ) from None
+        return Path(hf_hub_download(repo, filename, cache_dir=hub_cache_dir())), True
+    raise PretrainedError(f"{backbone}: {repo} holds none of {', '.join(names)}")
 
 
 def resolve_weights(pretrained: str, backbone: str) -> Path:

@@ -27,6 +27,7 @@ from sweep.analysis.significance import (
     benjamini_hochberg,
     crossed_interval,
     detectable,
+    discordant,
     face_sd,
     holm,
     mcnemar_exact,
@@ -137,7 +138,7 @@ def fill(comp: Comparison, cell, base, right) -> None:
                 f"seed {seed}: cell {comp.cell} and its baseline {comp.base} were tested on "
                 "different faces; their predictions cannot be paired"
             )
-        only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+        only_a, only_b = discordant(a, b)
         comp.seeds.append(seed)
         comp.per_seed[seed] = {
             "diff": float(a.mean() - b.mean()),

@@ -171,7 +171,12 @@ def _crossed_p(effect: float, seed_var: float, face_var: float, dfs: tuple[int, 
 
 def disagreements(pred_a: np.ndarray, pred_b: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
     """(b, c): faces only `a` classifies right, faces only `b` classifies right."""
-    right_a, right_b = pred_a == labels, pred_b == labels
+    return discordant(pred_a == labels, pred_b == labels)
+
+
+def discordant(right_a: np.ndarray, right_b: np.ndarray) -> tuple[int, int]:
+    """(b, c) of two models' per-face correctness: right only for `a`, right only for `b`
+    (McNemar's discordant pairs)."""
     return int(np.sum(right_a & ~right_b)), int(np.sum(~right_a & right_b))
 
 

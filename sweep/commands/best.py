@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from nrfer.files import save_image, write_atomic
 from nrfer.train import FitResult, fit
 from nrfer.viz import confusion_image
 from sweep.analysis.pareto import Pick, choose, parse_pick
+from sweep.analysis.significance import mean_std
 from sweep.tracking import (
     INSTANCE,
     ROLE,
@@ -267,10 +268,6 @@ def candidate_rows(candidates: list[Candidate], winner: int) -> list[dict]:
     return rows
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
 @dataclass
 class Candidate:
     """One of the best trials of a sweep, retrained: its seeds' results."""
@@ -497,7 +494,7 @@ def write_class_report(
         + ",".join(f"seed{s}" for s in range(seeds))
         + "\n"
         + "".join(
-            f"{n},{recall[:, i].mean():.4f},{recall[:, i].std(ddof=1) if seeds > 1 else 0:.4f},"
+            f"{n},{recall[:, i].mean():.4f},{recall[:, i].std(ddof=1) if seeds > 1 else math.nan:.4f},"
             + ",".join(f"{v:.4f}" for v in recall[:, i])
             + "\n"
             for i, n in enumerate(names)

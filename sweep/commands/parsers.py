@@ -108,6 +108,29 @@ def study_parser(doc: str | None = None, prog: str | None = None) -> argparse.Ar
     return parser
 
 
+def weights_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
+    parser = _parser(doc, prog)
+    sub = parser.add_subparsers(dest="command", required=True)
+    fetch = sub.add_parser(
+        "fetch",
+        help="download timm's weights into the Hugging Face cache, once, before any trial",
+        formatter_class=HelpFormatter,
+    )
+    fetch.add_argument(
+        "--space",
+        action="append",
+        default=[],
+        help="a space file or shipped space name: every backbone it can sample (repeatable)",
+    )
+    fetch.add_argument(
+        "--backbone",
+        action="append",
+        default=[],
+        help="a timm backbone name (name or name.tag; repeatable)",
+    )
+    return parser
+
+
 def ui_parser(doc: str | None = None, prog: str | None = None) -> argparse.ArgumentParser:
     parser = _parser(doc, prog)
     parser.add_argument("--tracking-uri", help=URI_HELP)

@@ -8,6 +8,7 @@ import optuna
 
 from nrfer.data import DATASETS
 from nrfer.errors import first_line
+from sweep.runtime import rule_for
 from sweep.spec.space import SpaceError, SweepSpec
 
 
@@ -139,25 +140,7 @@ def print_plan(spec: SweepSpec, n: int = 3) -> None:
     for p in spec.params:
         cond = f"  when {p.when}" if p.when else ""
         print(f"  {p.key:32s} {p.kind:10s} {p.args}{cond}")
-    s = spec.early_stopping
-    if s.name == "asha":
-        sched = f"ASHA(grace {s.grace_period}, reduction {s.reduction_factor}, max {s.max_epochs} epochs)"
-    elif s.name == "adaptive":
-        rule = (
-            f"rungs (reduction {s.reduction_factor}) where a trial stops only if as many trials "
-            f"dominate it on {', '.join(spec.senses)} as ASHA needs to beat it (and at least "
-            f"{s.min_dominating or 1})"
-            if spec.multi_objective
-            else f"ASHA with reduction {s.reduction_factor}"
-        )
-        sched = (
-            f"adaptive(the first {s.min_trials} trials to their {s.max_epochs} epochs, then "
-            f"{rule} from the first epoch whose rank correlation with the final value has a "
-            f"bootstrap bound of at least {s.min_rank_correlation:g}, or no early stopping"
-            + (" until it looks again at twice the completed trials)" if s.looks_again else ")")
-        )
-    else:
-        sched = f"FIFO({s.max_epochs} epochs)"
+    sched = rule_for(spec).describe()
     print(f"early stopping: {sched}")
     if spec.multi_objective and spec.cost is not None:
         c = spec.cost

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 
 def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    from nrfer.parsers import add_set
+
     parser = argparse.ArgumentParser(
         prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -34,15 +36,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="a shipped space by name (demo, demo_study, ferplus_vit, paper_best, "
         "paper_ablation) or a path to a space file",
     )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one key of the space file, e.g. --set budget.num_samples=4, "
-        "--set early_stopping.max_epochs=2, --set 'search.optim.lr={loguniform: [1e-4, 1e-2]}' "
-        "(repeatable)",
+    add_set(
+        parser,
+        "budget.num_samples=4, --set early_stopping.max_epochs=2, "
+        "--set 'search.optim.lr={loguniform: [1e-4, 1e-2]}'",
+        what="one key of the space file",
     )
     parser.add_argument("--num-samples", type=int, help="override budget.num_samples")
     parser.add_argument("--max-concurrent", type=int, help="override budget.max_concurrent")

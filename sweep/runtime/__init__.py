@@ -1,5 +1,5 @@
 """The sweep's runtime: what runs while a sweep runs, on the driver (driver, search,
-scheduler, lifecycle callback, ledger, retention, console, disk guard) and in each trial
+early-stopping rules, lifecycle callback, ledger, retention, console, disk guard) and in each trial
 (trainable). Commands reach it only through the names below (tests/test_layers.py keeps it
 so); they are imported on first use, so a command's `--help` does not start Ray."""
 
@@ -20,6 +20,7 @@ PUBLIC = {
     "launched": "sweep.runtime.startup",
     "phase": "sweep.runtime.startup",
     "LOCAL_RAY_IP": "sweep.runtime.local_ray",
+    "rule_for": "sweep.runtime.stopping",
 }
 __all__ = sorted(PUBLIC)
 

@@ -92,13 +92,12 @@ def check_data(spec) -> None:
 def check_pretrained(spec) -> None:
     """Weights must exist for every backbone the space can sample, before Ray starts."""
     from nrfer.data import DataFormatError
-    from nrfer.models.pretrained import PretrainedError, resolve_weights
+    from nrfer.models.pretrained import HUB, PretrainedError, resolve_weights
 
     pretrained = spec.fixed.get("model", {}).get("pretrained")
     if not pretrained:
         return
-    searched = next((p for p in spec.params if p.key == "model.backbone"), None)
-    backbones = searched.args if searched else [spec.trial_config({}).model.backbone]
+    backbones = spec.backbones()
     found, missing = [], []
     for backbone in backbones:
         try:
@@ -106,9 +105,14 @@ def check_pretrained(spec) -> None:
         except PretrainedError as e:
             missing.append(str(e))
     if missing:
+        fetch = (
+            f"\n  fetch them once, before the sweep: nrfer weights fetch --space {spec.source}"
+            if pretrained == HUB
+            else ""
+        )
         raise DataFormatError(
             f"{spec.source}: fixed.model.pretrained: no weights for {len(missing)} of the "
-            f"{len(backbones)} backbones this space can sample:\n  " + "\n  ".join(missing)
+            f"{len(backbones)} backbones this space can sample:\n  " + "\n  ".join(missing) + fetch
         )
     print("pretrained weights:")
     for backbone, path in found:

@@ -1,8 +1,11 @@
-"""What a sweep prints while it runs: one line per trial event (started, an epoch, stopped
-early, finished, failed) with its run name and metric, and a status line (done / running /
-pending of N, elapsed, ETA, best so far). On a terminal the status line stays at the bottom,
-redrawn in place; in a log file it is printed after each trial ends. Ray Tune's own tables
-are behind `--verbose`."""
+"""What a sweep prints while it runs: a line when a trial starts and when it ends (finished,
+stopped early, failed) with its run name and best value, and a status line (done / running /
+pending of N, elapsed, ETA, best so far). A small sweep (at most `EPOCH_LINES_UP_TO` trials)
+or `--verbose` adds a line per epoch; a large one stays at about two lines per trial (a
+64-trial x 100-epoch sweep would otherwise print 6,400). On a terminal the status line stays
+at the bottom, redrawn in place; in a log file it follows a trial's end line, in a large
+sweep at most once per `STATUS_EVERY_S` (and after the last). Ray Tune's own tables are
+behind `--verbose`."""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from sweep.runtime.startup import clock, launched
 from sweep.tracking.ui import run_name, trial_number
 
 ON_GPU_KEY = "nrfer_on_gpu"  # reported by each trial: 1.0 on CUDA, 0.0 on the CPU
+EPOCH_LINES_UP_TO = 8  # trials: a sweep this small prints each epoch
+STATUS_EVERY_S = 60.0  # a large sweep's log: a status line at most this often
 
 
 def quiet() -> None:
@@ -51,6 +56,7 @@ class Console(tune.Callback):
         stream=None,
         redraw_s: float = 5.0,
         since: float | None = None,
+        per_epoch: bool | None = None,
     ) -> None:
         self.total, self.metric, self.mode, self.max_epochs = total, metric, mode, max_epochs
         self._stream = stream  # None: sys.stdout at the time (Tune pickles its callbacks)
@@ -69,6 +75,9 @@ class Console(tune.Callback):
         self.redraw_s = redraw_s
         self.status_shown = False
         self.said_no_cuda = False
+        # None: by size (at most EPOCH_LINES_UP_TO trials); the driver passes True on --verbose
+        self.per_epoch = total <= EPOCH_LINES_UP_TO if per_epoch is None else per_epoch
+        self.last_logged_status: float | None = None  # monotonic; a large sweep's log
 
     @property
     def stream(self):
@@ -97,7 +106,9 @@ class Console(tune.Callback):
         if value is None:
             return
         self.epochs += 1
-        self.event(f"{self.name(trial)}: epoch {epoch}/{self.max_epochs} {self.metric} {value:.4f}")
+        if self.per_epoch:
+            line = f"{self.name(trial)}: epoch {epoch}/{self.max_epochs} {self.metric} {value:.4f}"
+            self.event(line)
         self.note_best(value, trial)
 
     def say_if_no_cuda(self, trial, result: dict) -> None:
@@ -206,6 +217,21 @@ class Console(tune.Callback):
                 self.show_status(trials)
         else:
             self.stream.write(f"{line}\n")
-            if status and trials is not None:
+            if status and trials is not None and self.log_status_now():
                 self.stream.write(f"{self.status(trials)}\n")
         self.stream.flush()
+
+    def log_status_now(self) -> bool:
+        """In a log: after every end in a small sweep; in a large one after the first and
+        the last end, and at most once per STATUS_EVERY_S in between."""
+        now = time.monotonic()
+        last = self.last_logged_status
+        due = (
+            self.per_epoch
+            or last is None
+            or now - last >= STATUS_EVERY_S
+            or self.done_before + self.done >= self.total
+        )
+        if due:
+            self.last_logged_status = now
+        return due

@@ -3,7 +3,7 @@
 The dataset is read once here and handed to every trial through Ray's object store
 (`tune.with_parameters`); each trial (`sweep.runtime.trainable.run_trial`) runs `nrfer.train.fit`
 and reports every epoch's metrics and checkpoint to Tune and its MLflow run. `--resume`
-restores Tune's state, ASHA's rung records (`sweep.runtime.scheduler`) and the sweep's parent run.
+restores Tune's state, the early-stopping rule's records (`sweep.runtime.stopping`) and the sweep's parent run.
 A sweep is its name and its storage folder: the driver holds its lock for its whole life
 and only ever touches the runs of its own instance (`sweep.runtime.resume`).
 """
@@ -30,7 +30,6 @@ from sweep.analysis.report import pareto_rows, rank, write_report
 from sweep.analysis.study import degradation_plot, render, study_table, write_tables
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.runtime import resume as sweep_state
-from sweep.runtime.adaptive import AdaptiveStopping, build_early_stopping
 from sweep.runtime.checks import check_storage, storage_dir
 from sweep.runtime.console import Console, quiet
 from sweep.runtime.cost_gate import remove_gates
@@ -47,7 +46,6 @@ from sweep.runtime.lifecycle import TrialStatusCallback
 from sweep.runtime.live_report import ReportRefresh, write_report_html
 from sweep.runtime.local_ray import init_ray
 from sweep.runtime.retention import WORK, Retention
-from sweep.runtime.scheduler import ResumableASHA
 from sweep.runtime.search import (
     build_searcher,
     check_study,
@@ -58,6 +56,7 @@ from sweep.runtime.search import (
     warm_start_trials,
 )
 from sweep.runtime.startup import clock, launched, phase
+from sweep.runtime.stopping import rule_for
 from sweep.runtime.trainable import TrialContext, run_trial
 from sweep.spec.space import SweepSpec, parse_space
 from sweep.tracking import (
@@ -169,27 +168,19 @@ def resolve_base_config(spec: SweepSpec) -> dict:
     return base
 
 
-def announce_rung(choice, tracker: SweepTracker, since: float) -> None:
-    """Adaptive early stopping's decision (sweep.runtime.adaptive), at each look: a line in
-    the terminal; on the parent run the tag nrfer.early_stopping, each epoch's rho and its
-    bound as metrics (step = epoch; a later look logs them again) and
-    early_stopping/decision.json (the latest look's)."""
-    print(f"[{clock(time.time() - since)}] {choice.line()}", flush=True)
+def announce(decision, tracker: SweepTracker, since: float) -> None:
+    """An early-stopping rule's decision (`decision.line()`, `.tag()`, `.metrics()`,
+    `.to_dict()`; the adaptive rule's `RungChoice`), at each look: a line in the terminal; on
+    the parent run the tag nrfer.early_stopping, its numbers as metrics (a later look logs
+    them again) and early_stopping/decision.json (the latest look's)."""
+    print(f"[{clock(time.time() - since)}] {decision.line()}", flush=True)
     parent = tracker.parent
     try:
         client = tracker.client
-        rung = (
-            f"first rung at epoch {choice.epoch}"
-            if choice.epoch
-            else f"none yet: looks again at {choice.next_look} completed trials"
-            if choice.next_look
-            else "none: no epoch qualifies"
-        )
-        client.set_tag(parent, "nrfer.early_stopping", f"adaptive: {rung}")
-        for row in choice.rows:
-            client.log_metric(parent, "early_stopping_rho", row["rho"], step=row["epoch"])
-            client.log_metric(parent, "early_stopping_rho_low", row["low"], step=row["epoch"])
-        client.log_dict(parent, choice.to_dict(), "early_stopping/decision.json")
+        client.set_tag(parent, "nrfer.early_stopping", decision.tag())
+        for name, value, step in decision.metrics():
+            client.log_metric(parent, name, value, step=step)
+        client.log_dict(parent, decision.to_dict(), "early_stopping/decision.json")
     except Exception as e:  # MLflow away: the ledger and the terminal have it
         log.warning("could not log the early-stopping decision to MLflow: %s", first_line(e))
 
@@ -207,17 +198,12 @@ def make_tuner(
     if restore:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_errored=True)
         set_restored_callbacks(tuner, callbacks)  # the pickled ones hold the killed driver's
-        scheduler = restored_scheduler(tuner)
-        if isinstance(scheduler, ResumableASHA):  # its records are in this sweep folder now
-            scheduler.state_file = Ledger(exp_dir).asha_file
-        if isinstance(scheduler, AdaptiveStopping):  # its records too (its ASHA's: rebuilt)
-            scheduler.folder = Ledger(exp_dir).dir
         return tuner
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher or build_searcher(spec),
-            scheduler=build_early_stopping(spec, exp_dir),
+            scheduler=rule_for(spec).build(Ledger(exp_dir).dir),
             metric=spec.metric,
             mode=spec.mode,
             num_samples=spec.budget.num_samples,
@@ -345,6 +331,7 @@ def _run_sweep(
     since: float,
 ) -> SweepSummary:
     spec, ledger = run.spec, run.ledger
+    rule = rule_for(spec)  # the early-stopping rule (sweep.runtime.stopping)
 
     # Setup: Ray first (a trial larger than the cluster is refused before minutes of SR
     # caching), the data once in the driver, the parent run.
@@ -402,15 +389,18 @@ def _run_sweep(
                 set(ledger.ended),
                 ledger.completed(),
                 since=since,
+                per_epoch=True if verbose > 1 else None,
             )
         )
     with phase("searcher and Tune", since) as found:
         searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
         tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
-        stop = spec.early_stopping
-        scheduler = restored_scheduler(tuner)
-        if isinstance(scheduler, AdaptiveStopping):  # its decision: to the terminal and MLflow
-            scheduler.announce = lambda choice: announce_rung(choice, tracker, since)
+        # the scheduler, new or a killed driver's unpickled, at this sweep's records
+        rule.attach(
+            restored_scheduler(tuner),
+            run.ledger.dir,
+            lambda decision: announce(decision, tracker, since),
+        )
         found.append(
             f"{spec.searcher}"
             + (
@@ -418,14 +408,7 @@ def _run_sweep(
                 if spec.multi_objective
                 else ""
             )
-            + f" + {stop.name}"
-            + (f" (rungs from epoch {stop.grace_period})" if stop.name == "asha" else "")
-            + (
-                f" (first rung placed after {stop.min_trials} completed trials)"
-                if stop.name == "adaptive"
-                else ""
-            )
-            + f", {spec.budget.max_concurrent} trials at a time"
+            + f" + {rule.describe()}, {spec.budget.max_concurrent} trials at a time"
         )
 
     status = "FAILED"
@@ -507,7 +490,8 @@ def prepare(
     else:
         warm = prepare_search(spec, study_url, restore, resume, warm_start, optuna_storage)
     if restore:
-        ledger.check(spec.early_stopping.name)
+        ledger.check()
+        rule_for(spec).check(ledger.dir)
     return Prepared(spec, spec_dict, restore, instance, uri, study_url, warm, ledger)
 
 
@@ -553,6 +537,8 @@ def start_tracking(
         [d for ids in datasets.values() for d in ids],
         f"Sweep {spec.name} ({space_file.name}): running, up to {spec.budget.num_samples} trials",
     )
+    if not resume:  # what stops trials here (an adaptive rule's decision replaces it)
+        tracker.client.set_tag(parent, "nrfer.early_stopping", rule_for(spec).describe())
     if resume:
         tracker.close_open_trials("KILLED")  # runs the killed driver left open
         if n := tracker.delete_orphan_trial_runs(saved):

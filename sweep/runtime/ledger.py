@@ -8,7 +8,7 @@ folder: a restored Tuner syncs its start-time copies of those back over newer on
   FINISHED, the sweep's instance id, its parent run, the number of trials at its end;
 - `asha_rungs.yaml`: ASHA's rung records (Tune checkpoints the searcher, not the scheduler);
 - `early_stopping.yaml` (`early_stopping: {name: adaptive}`): the completed trials' curves
-  until the first rung is placed, then the decision and its numbers (sweep.runtime.adaptive);
+  until the first rung is placed, then the decision and its numbers (sweep.runtime.stopping.adaptive);
 - `ended/<trial id>.json`: a trial Tune ended: completed (its final result) or failed, its
   score and folder; then its retention (best.pt kept or not), then its files removed;
 - `kept.yaml`: the top K trials whose best.pt MLflow keeps, and those pushed out whose
@@ -228,7 +228,7 @@ class Ledger:
         self.dir.mkdir(parents=True, exist_ok=True)
         write(self.sweep_file, yaml.safe_dump(state, sort_keys=False), f"sweep:{status}")
 
-    # -- asha_rungs.yaml (written by sweep.runtime.scheduler.ResumableASHA) ----------------
+    # -- asha_rungs.yaml (written by sweep.runtime.stopping.asha.ResumableASHA) ----------------
     @property
     def asha_file(self) -> Path:
         return self.dir / ASHA
@@ -310,30 +310,12 @@ class Ledger:
         write(self.dir / KEPT, text, "kept")
 
     # -- checks and the resume ------------------------------------------------------------
-    def check(self, early_stopping: str) -> None:
-        """The records a resume reads besides Tune's own, checked before Ray starts; each
-        error names its file."""
+    def check(self) -> None:
+        """The sweep's own records a resume reads besides Tune's, checked before Ray starts
+        (the early-stopping rule checks its own: sweep.runtime.stopping); each error names
+        its file."""
         self.read_sweep()
         self.read_kept()
-        if early_stopping == "adaptive" and (self.dir / ADAPTIVE).is_file():
-            read_adaptive(self.dir / ADAPTIVE)
-        path = self.asha_file
-        if early_stopping not in ("asha", "adaptive") or not path.exists():
-            return
-        try:
-            records = yaml.safe_load(path.read_text())
-            ok = isinstance(records, dict) and all(
-                isinstance(r, dict) and isinstance(r.get("scores"), dict) and "milestone" in r
-                for b in records["brackets"]
-                for r in b
-            )
-        except (OSError, yaml.YAMLError, KeyError, TypeError):
-            ok = False
-        if not ok:
-            raise ConfigError(
-                f"{path}: ASHA's rung records are damaged; restore the file, or remove it to "
-                "resume without them (early stopping then compares only the trials still to come)"
-            )
 
     def retain(self, trial_id: str, score: float | None, retention: Any, store: Any) -> bool | None:
         """An ended trial's retention (sweep.runtime.retention.Retention.end_trial), recorded;
@@ -431,7 +413,7 @@ def read_adaptive(path: Path) -> dict[str, Any]:
     """The adaptive rule's record (`early_stopping.yaml`), checked field by field: the
     completed curves, their costs, the decision and the dominance records. A damaged or
     edited file is a ConfigError naming it and what is wrong, read before Ray starts
-    (Ledger.check) and again where the rule restores itself (sweep.runtime.adaptive):
+    (the rule's check) and again where the rule restores itself (sweep.runtime.stopping.adaptive):
     -> {completed, costs, choice (RungChoice's fields, or None), pruner}."""
 
     def number(v: Any, what: str) -> float:

@@ -47,7 +47,7 @@ from sweep.runtime.console import ON_GPU_KEY
 from sweep.runtime.cost_gate import DeviceGate, Load
 from sweep.runtime.ledger import completed_result
 from sweep.runtime.retention import work_dir
-from sweep.runtime.scheduler import METRIC_WORST
+from sweep.runtime.stopping.asha import METRIC_WORST
 from sweep.spec.space import SEED_KEY, apply_params
 from sweep.tracking import EPOCH_KEYS, HISTORY_FILE, WORKER_HTTP_ENV, TrialLogger
 from sweep.tracking.system import PeakMemory, start_monitor, stop_monitor

@@ -34,6 +34,7 @@ EARLY_STOPPING_KEYS = {
         "min_dominating",
         "looks_again",
     ),
+    "median": ("name", "max_epochs", "grace_period", "min_samples"),
 }
 
 
@@ -115,9 +116,10 @@ class EarlyStopping(_Section):
     """ASHA stops weak trials at rungs grace_period * reduction_factor^k; FIFO runs all;
     adaptive runs `min_trials` trials to the end, then places ASHA's first rung at the first
     epoch whose rank correlation with the final value is at least `min_rank_correlation`
-    (a bootstrap lower bound), or stops nothing (sweep.runtime.adaptive); with several
-    objectives a trial stops at a rung only where `min_dominating` trials dominate it
-    (sweep.runtime.dominance)."""
+    (a bootstrap lower bound), or stops nothing; with several objectives a trial stops at a
+    rung only where `min_dominating` trials dominate it; median stops a trial whose best is
+    below the median of `min_samples` others at its epoch. The rules themselves:
+    sweep.runtime.stopping."""
 
     name: Annotated[str, _one_of(tuple(EARLY_STOPPING_KEYS))] = "asha"
     max_epochs: Annotated[int, _int_at_least(1)] = 10
@@ -129,18 +131,23 @@ class EarlyStopping(_Section):
     min_dominating: Annotated[int, _int_at_least(1)] | None = None
     # adaptive, no rung yet: decide again each time the completed trials double (16, 32, ...)
     looks_again: Annotated[bool, PlainValidator(_flag)] | None = None
+    # median: a trial is compared once at least this many others reported the same epoch
+    min_samples: Annotated[int, _int_at_least(1)] | None = None
 
     @model_validator(mode="after")
     def _fits_the_scheduler(self) -> EarlyStopping:
         allowed = EARLY_STOPPING_KEYS[self.name]
         for key in sorted(self.model_fields_set - set(allowed)):
             raise ValueError(f"{key}: not used by {self.name}; allowed: {', '.join(allowed)}")
-        if self.name == "asha":
+        if self.name in ("asha", "median"):
             grace = self.grace_period or 1
             _set(self, "grace_period", grace)
-            _set(self, "reduction_factor", self.reduction_factor or 2)
             if grace > self.max_epochs:
                 raise ValueError(f"grace_period: {grace} > max_epochs {self.max_epochs}")
+        if self.name == "asha":
+            _set(self, "reduction_factor", self.reduction_factor or 2)
+        if self.name == "median":
+            _set(self, "min_samples", self.min_samples or 3)
         if self.name == "adaptive":
             _set(self, "reduction_factor", self.reduction_factor or 2)
             # the defaults bench/search_replay.py supports on both recordings (bench/NOTES.md)
@@ -393,9 +400,9 @@ class SpaceFile(_Section):
             # not chosen in the file: the rule that ranks by dominance, not ASHA's default
             stopping = EarlyStopping(name="adaptive", max_epochs=stopping.max_epochs)
             _set(self, "early_stopping", stopping)
-        if self.objectives and stopping.name == "asha":
+        if self.objectives and stopping.name in ("asha", "median"):
             raise ValueError(
-                f"early_stopping: asha ranks trials by {self.metric} alone, so with several "
+                f"early_stopping: {stopping.name} ranks trials by {self.metric} alone, so with several "
                 "objectives it stops the cheap trials the front needs; use adaptive (at its "
                 "rungs a trial stops only where others dominate it) or fifo"
             )

@@ -91,6 +91,13 @@ class SweepSpec(SpaceFile):
                 found[(sr.method, sr.scale, sr.weights)] = sr
         return list(found.values())
 
+    def backbones(self) -> list[str]:
+        """Every backbone a trial may build: model.backbone's choices, else the one set."""
+        for p in self.params:
+            if p.key == "model.backbone":
+                return list(p.args)
+        return [self.trial_config({}).model.backbone]
+
     def label_modes(self) -> list[str]:
         """The label modes trials train with: data.label_mode's choices, else the one set."""
         for p in self.params:

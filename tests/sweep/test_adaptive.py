@@ -7,7 +7,7 @@ import pytest
 import yaml
 from ray.tune.schedulers import TrialScheduler
 
-from sweep.runtime.adaptive import AdaptiveStopping, choose_rung, spearman_rows
+from sweep.runtime.stopping.adaptive import AdaptiveStopping, choose_rung, spearman_rows
 
 
 def crossing(n: int, epochs: int, cross: float, seed: int = 0) -> list[list[float]]:

@@ -8,7 +8,7 @@ import sys
 import pytest
 import yaml
 
-from helpers import REPO, tiny_space
+from helpers import REPO, fake_curves, tiny_space
 
 pytestmark = pytest.mark.slow
 
@@ -90,3 +90,36 @@ def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, syntheti
     started = next(i for i, line in enumerate(lines) if line.endswith(": started"))
     assert lines[started - 1].startswith("[") and "searcher and Tune" in lines[started - 1]
     assert len(lines) < 55, text  # (7 start-up lines since the launch counts)
+
+
+def test_a_large_sweep_prints_about_two_lines_per_trial(tmp_path):
+    """64 trials x 100 epochs (a fast fake trainable under a real Tune): a line when each
+    starts and ends, no epoch lines, the status line after the first and the last end (and
+    at most once a minute between); at most 8 trials, every epoch has its line."""
+    import io
+
+    from ray.tune.schedulers import FIFOScheduler
+
+    from sweep.runtime.console import EPOCH_LINES_UP_TO, Console
+
+    out = io.StringIO()
+    console = Console(64, "val_acc", "max", 100, stream=out)
+    qs = [round(0.3 + i / 128, 4) for i in range(64)]
+    ran = fake_curves(FIFOScheduler(), qs, 100, tmp_path / "big", [console], concurrent=2)
+    assert ran == [100] * 64
+    lines = out.getvalue().splitlines()
+    assert sum(line.endswith(": started") for line in lines) == 64
+    assert sum(": finished best val_acc" in line for line in lines) == 64
+    assert not [line for line in lines if ": epoch " in line]
+    status = [line for line in lines if line.startswith("[")]
+    assert status[0].startswith("[1/64 done") and status[-1].startswith("[64/64 done, 0 running")
+    assert "| best val_acc 0.7922 (" in status[-1], status[-1]  # the last trial's q
+    assert len(lines) <= 2 * 64 + 2 + 1, len(lines)  # the run is well under a minute
+
+    small = io.StringIO()
+    few = Console(4, "val_acc", "max", 3, stream=small)
+    assert EPOCH_LINES_UP_TO == 8 and few.per_epoch
+    fake_curves(FIFOScheduler(), [0.1, 0.2, 0.3, 0.4], 3, tmp_path / "small", [few])
+    text = small.getvalue()
+    assert len(re.findall(r": epoch [123]/3 val_acc 0\.\d{4}$", text, re.M)) == 12
+    assert len(re.findall(r"^\[\d/4 done", text, re.M)) == 4  # after every end

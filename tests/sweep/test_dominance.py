@@ -1,12 +1,12 @@
 """Early stopping with several objectives: a trial stops at a rung only where enough trials
-dominate it there (sweep.runtime.dominance), on hand-worked points, then inside adaptive
+dominate it there (sweep.runtime.stopping.dominance), on hand-worked points, then inside adaptive
 early stopping as Tune drives it, against ASHA on the same trials, and across a resume."""
 
 import yaml
 from ray.tune.schedulers import TrialScheduler
 
-from sweep.runtime.adaptive import AdaptiveStopping
-from sweep.runtime.dominance import DominancePruner, rungs_of
+from sweep.runtime.stopping.adaptive import AdaptiveStopping
+from sweep.runtime.stopping.dominance import DominancePruner, rungs_of
 
 SENSES = {"val_acc": "max", "latency_ms": "min"}
 

@@ -64,7 +64,7 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
             "optim.lr": {"loguniform": [1e-3, 1e-2]},
         },
         # adaptive with its bound at -1: after 3 full trials the rung goes to epoch 1, where
-        # the later trials are stopped by dominance (sweep.runtime.dominance)
+        # the later trials are stopped by dominance (sweep.runtime.stopping.dominance)
         scheduler={
             "name": "adaptive",
             "max_epochs": 2,

@@ -201,6 +201,11 @@ def test_a_huge_image_in_the_folders_reader_is_named(tmp_path, monkeypatch):
 
 def test_damaged_resume_files_are_named_before_ray(tmp_path):
     from sweep.runtime.ledger import ASHA, SWEEP, Ledger, ledger_dir
+    from sweep.runtime.stopping import RULES
+
+    def check(rule: str) -> None:  # what the driver checks before Ray on a resume
+        Ledger(exp).check()
+        RULES[rule].check(ledger_dir(exp))
 
     exp = tmp_path / "demo"
     ledger_dir(exp).mkdir(parents=True)
@@ -215,13 +220,13 @@ def test_damaged_resume_files_are_named_before_ray(tmp_path):
     for text in ("", "brackets: 3\n", "brackets: [[{scores: {}}]]\n"):
         rungs.write_text(text)
         with pytest.raises(ConfigError, match=rf"{rungs}: ASHA's rung records are damaged"):
-            Ledger(exp).check("asha")
-    Ledger(exp).check("fifo")  # FIFO does not read them
+            check("asha")
+    check("fifo")  # FIFO does not read them
     rungs.write_text("brackets: [[{milestone: 1, scores: {t1: 0.5}}]]\n")
-    Ledger(exp).check("asha")
+    check("asha")
     # the adaptive rule's record: wrong types anywhere are named with the file, before Ray
-    from sweep.runtime.adaptive import STATE_VERSION
     from sweep.runtime.ledger import ADAPTIVE
+    from sweep.runtime.stopping.adaptive import STATE_VERSION
 
     record = ledger_dir(exp) / ADAPTIVE
     good = {
@@ -236,7 +241,7 @@ def test_damaged_resume_files_are_named_before_ray(tmp_path):
         "completed": {"t1": [0.1, 0.2, 0.3]},
     }
     record.write_text(yaml.safe_dump(good))
-    Ledger(exp).check("adaptive")
+    check("adaptive")
     for bad, what in (
         ({**good, "completed": 7}, "completed: expected a mapping"),
         ({**good, "completed": {"t1": ["x"]}}, r"completed.t1: 'x' is not a number"),
@@ -253,8 +258,8 @@ def test_damaged_resume_files_are_named_before_ray(tmp_path):
             ConfigError,
             match=rf"{record}: the adaptive early-stopping record is damaged \(.*{what}",
         ):
-            Ledger(exp).check("adaptive")
-    Ledger(exp).check("fifo")  # only the adaptive rule reads it
+            check("adaptive")
+    check("fifo")  # only the adaptive rule reads it
     # an ended trial's record with a wrong type: named with the field
     from sweep.runtime.ledger import ENDED
 

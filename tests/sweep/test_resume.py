@@ -85,7 +85,7 @@ class Sweep:
                 "PYTHONUNBUFFERED": "1",
                 "TMPDIR": str(self.tmpdir),
                 # Ray's own folder stays where it was (short: it holds Unix sockets)
-                "NRFER_RAY_TMP": f"/tmp/nrfer-ray-{os.getuid()}",
+                "NRFER_RAY_TMP": os.environ.get("NRFER_RAY_TMP", f"/tmp/nrfer-ray-{os.getuid()}"),
             },
             stdout=out,
             stderr=subprocess.STDOUT,

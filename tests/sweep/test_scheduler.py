@@ -8,7 +8,7 @@ import yaml
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from sweep.compat.ray_tune import asha_rungs
-from sweep.runtime.scheduler import ResumableASHA
+from sweep.runtime.stopping.asha import ResumableASHA
 
 
 def asha(path, **kw):

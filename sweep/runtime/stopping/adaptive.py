@@ -26,41 +26,16 @@ import numpy as np
 import yaml
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweep.runtime.dominance import MIN_DOMINATING, DominancePruner, rungs_of
-from sweep.runtime.ledger import ADAPTIVE, ADAPTIVE_VERSION, ASHA, ledger_dir, read_adaptive
+from sweep.runtime.ledger import ADAPTIVE, ADAPTIVE_VERSION, ASHA, read_adaptive
 from sweep.runtime.ledger import write as ledger_write
-from sweep.runtime.scheduler import ResumableASHA
+from sweep.runtime.stopping.asha import ResumableASHA, check_records
+from sweep.runtime.stopping.base import StoppingRule
+from sweep.runtime.stopping.dominance import MIN_DOMINATING, DominancePruner, rungs_of
 
 log = logging.getLogger("nrfer.sweep")
 STATE_VERSION = ADAPTIVE_VERSION  # of early_stopping.yaml (read by sweep.runtime.ledger)
 RESAMPLES = 1000
 ALPHA = 0.05  # one-sided: the lower bound is the 5th percentile of the bootstrap
-
-
-def build_early_stopping(spec, exp_dir: Path) -> TrialScheduler:
-    """The early stopping the space file asks for: ASHA (its rung records kept in the
-    ledger of `exp_dir`), adaptive (this module) or FIFO."""
-    s = spec.early_stopping
-    if s.name == "adaptive":
-        return AdaptiveStopping(
-            ledger_dir(exp_dir),
-            max_t=s.max_epochs,
-            reduction_factor=s.reduction_factor,
-            min_trials=s.min_trials,
-            threshold=s.min_rank_correlation,
-            senses=spec.senses if spec.multi_objective else None,
-            min_dominating=s.min_dominating,
-            looks_again=bool(s.looks_again),
-        )
-    if s.name == "asha":
-        return ResumableASHA(
-            ledger_dir(exp_dir) / ASHA,
-            time_attr="training_iteration",
-            max_t=s.max_epochs,
-            grace_period=s.grace_period,
-            reduction_factor=s.reduction_factor,
-        )
-    return FIFOScheduler()
 
 
 def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -109,6 +84,25 @@ class RungChoice:
             f"final best over {self.trials} completed trials, with its one-sided 95% "
             f"bootstrap bound (needs ≥ {self.threshold:g}): {shown}"
         )
+
+    def tag(self) -> str:
+        """The parent run's `nrfer.early_stopping` once the rule has looked."""
+        rung = (
+            f"first rung at epoch {self.epoch}"
+            if self.epoch
+            else f"none yet: looks again at {self.next_look} completed trials"
+            if self.next_look
+            else "none: no epoch qualifies"
+        )
+        return f"adaptive: {rung}"
+
+    def metrics(self) -> list[tuple[str, float, int]]:
+        """(name, value, step = epoch): each epoch's rho and its bootstrap bound."""
+        return [
+            (name, row[key], row["epoch"])
+            for row in self.rows
+            for name, key in (("early_stopping_rho", "rho"), ("early_stopping_rho_low", "low"))
+        ]
 
     def to_dict(self) -> dict:
         return {
@@ -160,7 +154,7 @@ class AdaptiveStopping(FIFOScheduler):
     """FIFO until `min_trials` trials completed, then ASHA from the chosen rung or FIFO to
     the end (see the module's docstring). With several objectives (`senses`: objective ->
     max | min, the metric among them) the rungs stop by dominance instead of ASHA's rank
-    (sweep.runtime.dominance)."""
+    (sweep.runtime.stopping.dominance)."""
 
     def __init__(
         self,
@@ -406,3 +400,47 @@ class AdaptiveStopping(FIFOScheduler):
         state = self.__dict__.copy()
         state["announce"] = None  # the driver's closure; set again on resume
         return state
+
+
+class Adaptive(StoppingRule):
+    name = "adaptive"
+
+    def build(self, folder: Path) -> TrialScheduler:
+        s, spec = self.settings, self.spec
+        return AdaptiveStopping(
+            folder,
+            max_t=s.max_epochs,
+            reduction_factor=s.reduction_factor,
+            min_trials=s.min_trials,
+            threshold=s.min_rank_correlation,
+            senses=spec.senses if spec.multi_objective else None,
+            min_dominating=s.min_dominating,
+            looks_again=bool(s.looks_again),
+        )
+
+    def describe(self) -> str:
+        s, spec = self.settings, self.spec
+        then = (
+            f"rungs (reduction {s.reduction_factor}) where a trial stops only if as many trials "
+            f"dominate it on {', '.join(spec.senses)} as ASHA needs to beat it (and at least "
+            f"{s.min_dominating or MIN_DOMINATING})"
+            if spec.multi_objective
+            else f"ASHA with reduction {s.reduction_factor}"
+        )
+        again = " until it looks again at twice the completed trials" if s.looks_again else ""
+        return (
+            f"adaptive (the first {s.min_trials} trials run their {s.max_epochs} epochs, then "
+            f"{then} from the first epoch whose rank correlation with the final value has a "
+            f"95% bootstrap bound of at least {s.min_rank_correlation:g}, else no early "
+            f"stopping{again})"
+        )
+
+    def attach(self, scheduler, folder: Path, announce) -> None:
+        scheduler.folder = folder  # its ASHA's records too (a restored one rebuilds its ASHA)
+        scheduler.announce = announce
+
+    @classmethod
+    def check(cls, folder: Path) -> None:
+        if (folder / ADAPTIVE).is_file():
+            read_adaptive(folder / ADAPTIVE)
+        check_records(folder / ASHA)

@@ -1,4 +1,4 @@
-"""Early stopping for a sweep: ASHA whose rung records survive a killed driver, or FIFO.
+"""ASHA whose rung records survive a killed driver (`early_stopping: {name: asha}`).
 
 Tune checkpoints the searcher, not the scheduler, so a resumed sweep would forget which
 trials ASHA compared at each rung. `ResumableASHA` writes its rung records to the ledger's
@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
+from nrfer.config import ConfigError
 from sweep.compat.ray_tune import (
     asha_bracket_of,
     asha_num_stopped,
@@ -25,7 +26,9 @@ from sweep.compat.ray_tune import (
     asha_score_sign,
     asha_time_attr,
 )
+from sweep.runtime.ledger import ASHA
 from sweep.runtime.ledger import write as ledger_write
+from sweep.runtime.stopping.base import StoppingRule
 
 log = logging.getLogger("nrfer.sweep")
 STATE_VERSION = 1
@@ -162,3 +165,51 @@ class ResumableASHA(ASHAScheduler):
         state = self.__dict__.copy()
         state["_saved"], state["_counted"] = "", None
         return state
+
+
+def check_records(path: Path) -> None:
+    """ASHA's rung records in `path` (if any) are readable; ConfigError naming it if not."""
+    if not path.exists():
+        return
+    try:
+        records = yaml.safe_load(path.read_text())
+        ok = isinstance(records, dict) and all(
+            isinstance(r, dict) and isinstance(r.get("scores"), dict) and "milestone" in r
+            for b in records["brackets"]
+            for r in b
+        )
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"{path}: ASHA's rung records are damaged; restore the file, or remove it to "
+            "resume without them (early stopping then compares only the trials still to come)"
+        )
+
+
+class Asha(StoppingRule):
+    name = "asha"
+
+    def build(self, folder: Path) -> TrialScheduler:
+        s = self.settings
+        return ResumableASHA(
+            folder / ASHA,
+            time_attr="training_iteration",
+            max_t=s.max_epochs,
+            grace_period=s.grace_period,
+            reduction_factor=s.reduction_factor,
+        )
+
+    def describe(self) -> str:
+        s = self.settings
+        return (
+            f"asha (rungs from epoch {s.grace_period}, reduction {s.reduction_factor}, "
+            f"up to {s.max_epochs} epochs)"
+        )
+
+    def attach(self, scheduler, folder: Path, announce) -> None:
+        scheduler.state_file = folder / ASHA  # a restored one names the killed driver's path
+
+    @classmethod
+    def check(cls, folder: Path) -> None:
+        check_records(folder / ASHA)

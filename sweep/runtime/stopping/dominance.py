@@ -10,7 +10,7 @@ Pareto front. Here the rung compares the metric at that epoch and the trial's co
 (constant: measured before its first epoch), so a trial that is the fastest, or the most
 accurate for its cost, is never stopped. The rungs are ASHA's (first, first * rf, ...,
 below the last epoch); where the first goes is the adaptive rule's decision
-(sweep.runtime.adaptive), made on the sweep's own curves.
+(sweep.runtime.stopping.adaptive), made on the sweep's own curves.
 
 The records (rung -> trial -> point) are plain data the adaptive scheduler keeps in its
 ledger record, so a resumed sweep prunes against the same points.
