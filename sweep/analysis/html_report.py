@@ -21,6 +21,7 @@ from typing import Any
 
 import optuna
 
+from sweep.analysis.pareto import trial_point
 from sweep.analysis.report import IMPORTANCE_METHOD, MIN_TRIALS_FOR_IMPORTANCE, param_importance
 
 
@@ -196,8 +197,10 @@ def pareto_points(records: list[TrialRecord], senses: dict[str, str]) -> list[tu
     metric = next(iter(senses))
     out = []
     for r in records:
-        point = {metric: r.value, **{k: r.metrics.get(k) for k in senses if k != metric}}
-        if r.state != "failed" and all(v is not None for v in point.values()):
+        if r.value is None or r.state == "failed":
+            continue
+        point = trial_point(metric, r.value, r.metrics, list(senses))
+        if len(point) == len(senses):
             out.append((r, point))
     return out
 
@@ -304,7 +307,7 @@ def _slice_figure(records: list[TrialRecord], metric: str, keys: list[str]):
 
 
 def study_table_html(md: str) -> str:
-    """The study table's Markdown (sweep.analysis.study.render: headings, pipe tables,
+    """The study table's Markdown (sweep.analysis.study_tables.render: headings, pipe tables,
     bullet notes, paragraphs) as HTML: tables that scroll on their own, notes that wrap."""
     out: list[str] = []
     lines = md.splitlines()

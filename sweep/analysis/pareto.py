@@ -18,6 +18,17 @@ from dataclasses import dataclass
 SENSES = ("max", "min")
 
 
+def trial_point(
+    metric: str, value: float, measured: Mapping[str, float | None], names: Sequence[str]
+) -> dict[str, float]:
+    """A trial's point over the objectives `names`: the sweep metric at its best epoch
+    (`value`), every other objective (a cost: the same each epoch) as measured; one missing
+    from `measured` is left out (such a point is on no front). The report, the HTML report,
+    `nrfer best --pick` and the adaptive rule's dominance all build their points here."""
+    point = {n: measured[n] for n in names if n != metric and measured.get(n) is not None}
+    return {metric: float(value), **{k: float(v) for k, v in point.items() if v is not None}}
+
+
 def _better_or_equal(a: float, b: float, sense: str) -> bool:
     return a >= b if sense == "max" else a <= b
 

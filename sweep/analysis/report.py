@@ -16,7 +16,7 @@ import optuna  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from nrfer.files import atomic_file, atomic_path  # noqa: E402
-from sweep.analysis.pareto import fronts  # noqa: E402
+from sweep.analysis.pareto import fronts, trial_point  # noqa: E402
 from sweep.spec.space import SweepSpec  # noqa: E402
 
 log = logging.getLogger("nrfer.sweep")
@@ -41,11 +41,14 @@ def trial_rows(results, spec: SweepSpec) -> list[dict]:
             }
         )
         # the objectives: the metric's best, the others' (cost: the same every epoch) last
-        rows[-1]["objectives"] = {
-            k: rows[-1][k] if k == spec.metric else float(df[k].dropna().iloc[-1])
+        measured = {
+            k: float(df[k].dropna().iloc[-1])
             for k in spec.senses
             if k in df and df[k].notna().any()
         }
+        rows[-1]["objectives"] = trial_point(
+            spec.metric, rows[-1][spec.metric], measured, list(spec.senses)
+        )
     mark_fronts(rows, spec)
     return rows
 

@@ -33,8 +33,9 @@ from nrfer.config import ConfigError, TrialConfig, dotted_value, make_config
 from nrfer.data import FERData, load_data
 from nrfer.files import save_image, write_atomic
 from nrfer.train import FitResult, fit
+from nrfer.val_metrics import VAL_METRICS
 from nrfer.viz import confusion_image
-from sweep.analysis.pareto import Pick, choose, parse_pick
+from sweep.analysis.pareto import Pick, choose, parse_pick, trial_point
 from sweep.analysis.significance import mean_std
 from sweep.tracking import (
     INSTANCE,
@@ -98,9 +99,6 @@ def best_trials(
     return out, spec
 
 
-VAL_METRICS = {"val_acc": "max", "val_macro_f1": "max", "val_loss": "min"}
-
-
 def picked(
     client: MlflowClient,
     scored: list[tuple],
@@ -111,15 +109,17 @@ def picked(
 ) -> tuple:
     """The (value, run) of `scored` that `pick` chooses among the finished trials: a
     validation metric at its best epoch, a cost (params, gflops, latency_ms ...) as measured."""
+    names = list(dict.fromkeys([pick.objective, *(n for n, _, _ in pick.constraints)]))
     points = []
     for value, run in scored:
-        point = {k: v for k, v in run.data.metrics.items() if k not in VAL_METRICS}
-        for name in {pick.objective, *(n for n, _, _ in pick.constraints)} & set(VAL_METRICS):
+        measured: dict[str, float | None] = {
+            k: v for k, v in run.data.metrics.items() if k not in VAL_METRICS
+        }
+        for name in set(names) & set(VAL_METRICS):
             history = [m.value for m in client.get_metric_history(run.info.run_id, name)]
             if history:
-                point[name] = max(history) if VAL_METRICS[name] == "max" else min(history)
-        point[metric] = value
-        points.append(point)
+                measured[name] = max(history) if VAL_METRICS[name].sense == "max" else min(history)
+        points.append(trial_point(metric, value, measured, list(measured)))
     i = choose(points, pick, senses)
     value, run = scored[i]
     front = run.data.tags.get(PARETO_TAG, run.data.tags.get(OLD_PARETO_TAG))

@@ -22,7 +22,8 @@ def run(args) -> int:
     from mlflow.tracking import MlflowClient
 
     from sweep.analysis.html_report import sweep_page
-    from sweep.analysis.study import render, study_table, sweep_spec
+    from sweep.analysis.study import study_table, sweep_spec
+    from sweep.analysis.study_tables import render
     from sweep.tracking import check_tracking_uri, tracking_uri
     from sweep.tracking.sweep_run import find_sweep
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from sweep.analysis.comparisons import plan
-from sweep.analysis.study import (
-    Cell,
+from sweep.analysis.study import Cell, study_table
+from sweep.analysis.study_tables import (
     baseline_text,
     blocks,
     degradation_plot,
     render,
-    study_table,
     write_tables,
 )
 

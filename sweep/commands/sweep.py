@@ -102,7 +102,7 @@ def _launch(args) -> int:
 
     since = launched()
     with phase("space, data, weights, storage and store checked", since) as found:
-        spec = _checked_spec(args, found)
+        spec, uri = _checked_spec(args, found)
     if args.dry_run:
         from sweep.commands.plan import print_plan
 
@@ -118,7 +118,8 @@ def _launch(args) -> int:
             resolve_space_path(args.space),
             storage=args.storage,
             address=args.address,
-            uri=args.tracking_uri,
+            uri=uri,
+            uri_checked=True,  # by the preflight: a server is not probed twice
             resume=args.resume or args.force_resume,
             force_resume=args.force_resume,
             warm_start=args.warm_start,
@@ -143,7 +144,8 @@ def _launch(args) -> int:
 
 def _checked_spec(args, found: list[str]):
     """The space with the options applied, through the preflight the run and the dry run
-    share (each refusal one line naming the file, key or folder)."""
+    share (each refusal one line naming the file, key or folder), and the tracking URI the
+    preflight resolved and checked."""
     from sweep.runtime import preflight, storage_dir
     from sweep.spec.space import SpaceError, load_space
 
@@ -168,9 +170,9 @@ def _checked_spec(args, found: list[str]):
         except SpaceError as e:
             raise SpaceError(option_errors(str(e), given)) from None
     # the checks people script: the dry run refuses what the run refuses, with its words
-    preflight(spec, storage_dir(args.storage), args.tracking_uri)
+    uri = preflight(spec, storage_dir(args.storage), args.tracking_uri)
     found.append(f"{spec.name}, {spec.budget.num_samples} trials")
-    return spec
+    return spec, uri
 
 
 def option_errors(text: str, given: dict[str, tuple[str, object]]) -> str:

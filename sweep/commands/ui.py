@@ -24,6 +24,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from nrfer.val_metrics import VAL_METRICS
+
 
 def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
     """The link to sweep `sweep`'s trials (the most recent sweep when None) in store `uri`."""
@@ -51,7 +53,7 @@ def sweep_link(uri: str, sweep: str | None, base_url: str) -> str:
         experiment_id,
         instance=instance,
         order_by=order,
-        ascending=metric == "val_loss",
+        ascending=metric in VAL_METRICS and VAL_METRICS[metric].sense == "min",
     )
 
 

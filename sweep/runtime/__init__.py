@@ -10,7 +10,7 @@ from typing import Any
 
 PUBLIC = {
     "run_sweep": "sweep.runtime.driver",
-    "SweepSummary": "sweep.runtime.driver",
+    "SweepSummary": "sweep.runtime.summary",
     "SweepFinished": "sweep.runtime.resume",
     "preflight": "sweep.runtime.checks",
     "storage_dir": "sweep.runtime.checks",

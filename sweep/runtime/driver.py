@@ -12,22 +12,15 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import ray
 from ray import tune
 
-from nrfer.config import ConfigError, absolute_paths, make_config
-from nrfer.data import FERData, load_data
-from nrfer.data.identity import identity, sr_identity
+from nrfer.config import ConfigError
 from nrfer.errors import first_line
-from nrfer.sr import ensure_sr
-from sweep.analysis.report import pareto_rows, rank, write_report
-from sweep.analysis.study import degradation_plot, render, study_table, write_tables
 from sweep.compat.ray_tune import restored_scheduler, set_restored_callbacks
 from sweep.runtime import resume as sweep_state
 from sweep.runtime.checks import check_storage, storage_dir
@@ -43,9 +36,9 @@ from sweep.runtime.ledger import (
     saved_trials,
 )
 from sweep.runtime.lifecycle import TrialStatusCallback
-from sweep.runtime.live_report import ReportRefresh, write_report_html
+from sweep.runtime.live_report import ReportRefresh
 from sweep.runtime.local_ray import init_ray
-from sweep.runtime.retention import WORK, Retention
+from sweep.runtime.retention import Retention
 from sweep.runtime.search import (
     build_searcher,
     check_study,
@@ -57,6 +50,8 @@ from sweep.runtime.search import (
 )
 from sweep.runtime.startup import clock, launched, phase
 from sweep.runtime.stopping import rule_for
+from sweep.runtime.summary import SweepSummary, summarize
+from sweep.runtime.sweep_data import load_datasets, load_eval_sets, resolve_base_config
 from sweep.runtime.trainable import TrialContext, run_trial
 from sweep.spec.space import SweepSpec, parse_space
 from sweep.tracking import (
@@ -80,67 +75,6 @@ TUNE_ENV = {
 }
 
 
-def build_sr_caches(
-    spec: SweepSpec, base: dict, data: FERData, label_mode: str | None = None
-) -> dict[str, dict]:
-    """Build (or reuse) the SR cache of every SR setting a trial may ask for, once, before
-    any trial runs: trials then only read them. Returns cache folder -> manifest."""
-    builds = {}
-    for sr in spec.sr_settings(base, label_mode):
-        folder, manifest, built = ensure_sr(data, sr)
-        print(f"SR cache {sr.method} x{sr.scale}: {'built' if built else 'reused'} {folder}")
-        builds[str(folder)] = manifest
-    return builds
-
-
-def data_identities(data: FERData, sr_builds: dict[str, dict]) -> list[dict]:
-    """What the sweep's trials train on (nrfer.data.identity): the data as read, then each
-    SR stage built for them; logged as the runs' dataset inputs."""
-    base = identity(data)
-    return [base] + [
-        sr_identity(base, m["method"], m["scale"], m, m["outputs"]["train"]["shape"][2:])
-        for m in sr_builds.values()
-    ]
-
-
-def load_datasets(spec: SweepSpec, base: dict) -> tuple[dict, dict, dict]:
-    """The data once per label mode the trials use (a study may compare them), before SR
-    (each trial applies its SR stage from the caches built here). Returns (label mode ->
-    FERData, SR cache folder -> manifest, label mode -> [data identity, its SR stages])."""
-    data, builds, identities = {}, {}, {}
-    for mode in spec.label_modes():
-        raw = {**base, "data": {**base["data"], "label_mode": mode}}
-        data[mode] = load_data(make_config(raw, spec.source).data, sr=False)
-        mode_builds = build_sr_caches(spec, base, data[mode], mode)
-        builds.update(mode_builds)
-        identities[mode] = data_identities(data[mode], mode_builds)
-    return data, builds, identities
-
-
-def load_eval_sets(spec: SweepSpec) -> dict | None:
-    """A study's extra evaluation sets, each read once here: name -> the split, its class
-    names and the TTA (each run evaluates its best weights on them)."""
-    if spec.study is None or not spec.study.eval_sets:
-        return None
-    out: dict[str, dict[str, Any]] = {}
-    for ev in spec.study.eval_sets:
-        raw = absolute_paths(
-            {"data": {"dataset": ev.dataset, "root": ev.root, **ev.settings}}, Path.cwd()
-        )
-        data = load_data(
-            make_config(raw, f"{spec.source}: study.eval_sets.{ev.name}").data, sr=False
-        )
-        out[ev.name] = {
-            "split": data.split(ev.split),
-            "class_names": data.class_names,
-            "tta": ev.tta,
-        }
-        print(
-            f"study: evaluation set {ev.name}: {data.source} {ev.split} ({len(out[ev.name]['split'])} faces)"
-        )
-    return out
-
-
 def check_resources(spec: SweepSpec) -> None:
     total = ray.cluster_resources()
     for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
@@ -150,22 +84,6 @@ def check_resources(spec: SweepSpec) -> None:
                 f"{spec.source}: resources.{key}: a trial asks for {need} {name}, "
                 f"the Ray cluster has {total.get(name, 0)}"
             )
-
-
-def resolve_base_config(spec: SweepSpec) -> dict:
-    """The config every trial starts from, with every file and folder it names made absolute
-    (Ray runs each trial in a folder of its own; relative paths mean where launch.py ran)."""
-    base = absolute_paths(spec.base_config(), Path.cwd())
-    base["train"] = {**base.get("train", {}), "num_threads": max(1, int(spec.resources.cpu))}
-    data_cfg = make_config(base, spec.source).data
-    base["data"] = {
-        **base.get("data", {}),
-        "sr": {
-            **base["data"].get("sr", {}),
-            "cache_dir": str(Path(data_cfg.sr.cache_dir).resolve()),
-        },
-    }
-    return base
 
 
 def announce(decision, tracker: SweepTracker, since: float) -> None:
@@ -228,17 +146,6 @@ def make_tuner(
     )
 
 
-def _unfinished(spec: SweepSpec, wall_s: float, ended: int) -> int:
-    """Trials still to run when fit() returned: > 0 after an interrupt (SIGINT), which Tune
-    answers by saving its state and returning early. `ended`: the trials Tune ended (the
-    ledger's record, `sweep.runtime.ledger`; Tune itself marks an interrupted trial
-    TERMINATED as well), whatever the MLflow store holds. A spent time budget is not an
-    interrupt."""
-    if spec.budget.time_budget_s and wall_s >= spec.budget.time_budget_s:
-        return 0
-    return max(spec.budget.num_samples - ended, 0)
-
-
 @dataclass(frozen=True)
 class Prepared:
     """A sweep checked and ready to start: what runs (the spec; a resume's as it was
@@ -254,36 +161,6 @@ class Prepared:
     ledger: Ledger  # the sweep's records for crash recovery
 
 
-@dataclass
-class SweepSummary:
-    """What a finished (or interrupted) sweep hands back: the launcher prints it."""
-
-    sweep: str
-    parent_run_id: str
-    tracking_uri: str
-    experiment_id: str
-    instance: str
-    num_trials: int
-    num_errors: int
-    unfinished: int  # > 0: interrupted; `--resume` continues it
-    best: dict | None  # the leaderboard's first row (by validation)
-    leaderboard: list[dict]  # the top 5 rows
-    importance: dict[str, float]  # fANOVA importance per searched key
-    wall_s: float  # Tune's fit() time
-    results: Any  # Ray's ResultGrid, for callers that want every trial
-    elapsed_s: float = 0.0  # from the launch to the end, start-up included
-    storage: str = ""  # the sweep's folder
-    stopped_because: str | None = None  # the disk guard's reason, if it stopped the sweep
-    data_load_s: float = 0.0
-    sr_caches: dict[str, dict] = field(default_factory=dict)  # SR cache folder -> manifest
-    optuna_storage: str = ""
-    warm_start_trials: int = 0
-    study_table: str | None = None  # a study's table (markdown)
-    study_cells: list | None = None  # its cells (sweep.analysis.study.Cell)
-    pareto: list[dict] = field(default_factory=list)  # several objectives: the front's rows
-    pareto_of: int = 0  # the trials with every objective measured (the front is among them)
-
-
 def run_sweep(
     spec: SweepSpec,
     space_file: Path,
@@ -291,6 +168,7 @@ def run_sweep(
     storage: str | None = None,
     address: str | None = None,
     uri: str | None = None,
+    uri_checked: bool = False,
     resume: bool = False,
     force_resume: bool = False,
     verbose: int = 1,
@@ -304,7 +182,8 @@ def run_sweep(
     second driver of the same name and storage is refused, naming this one.
 
     storage: the folder of sweeps (default $NRFER_STORAGE, else runs/sweeps); address: a Ray
-    cluster (default: a local one); uri: the MLflow store; verbose: 0 our lines, 1 Tune's
+    cluster (default: a local one); uri: the MLflow store (uri_checked: already resolved and
+    probed by `sweep.runtime.checks.preflight`, not probed again); verbose: 0 our lines, 1 Tune's
     tables, 2 and its logs; warm_start: earlier sweeps whose trials seed the Optuna study;
     optuna_storage: where the study lives (default: beside the MLflow store); since: the
     launch (wall clock) elapsed times count from (default: this process's start)."""
@@ -316,7 +195,9 @@ def run_sweep(
         since = launched() if since is None else since
         exp_dir = storage_dir(storage) / spec.name
         with phase("sweep state and Optuna study", since) as found:
-            run = prepare(spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage)
+            run = prepare(
+                spec, exp_dir, uri, resume, force_resume, warm_start, optuna_storage, uri_checked
+            )
             found.append("restored from its saved state" if run.restore else "new")
         return _run_sweep(run, exp_dir, space_file, address, resume, verbose, since)
 
@@ -460,6 +341,7 @@ def prepare(
     force_resume: bool,
     warm_start: list[str] | None,
     optuna_storage: str | None,
+    uri_checked: bool = False,
 ) -> Prepared:
     """Every input checked before Ray starts, each error naming its file: the sweep state
     (a resume runs the spec it was started with), the storage, the tracking URI, the Optuna
@@ -472,7 +354,10 @@ def prepare(
     check_storage(exp_dir.parent)
     # a URI MLflow cannot use fails now, not after the data load; credentials in it move to
     # MLflow's environment variables, so the URI printed, pickled and logged carries none
-    uri = move_credentials_to_env(check_tracking_uri(tracking_uri(uri), "--tracking-uri"))
+    if not uri_checked:  # (else the preflight resolved and probed it: a server is asked once)
+        uri = check_tracking_uri(tracking_uri(uri), "--tracking-uri")
+    assert uri is not None
+    uri = move_credentials_to_env(uri)
     if spec_dict != spec.to_dict():  # --force-resume: the sweep continues as it was started
         # errors name the ledger's file, not the space file the user gave this time
         spec = parse_space(spec_dict, f"{ledger.sweep_file} (spec)")
@@ -581,69 +466,3 @@ def make_trainable(
         ),
         {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu},
     )
-
-
-def summarize(
-    spec: SweepSpec,
-    tracker: SweepTracker,
-    results,
-    wall: float,
-    source: str,
-    ended: int,
-    exp_dir: Path,
-    spec_dict: dict,
-) -> SweepSummary:
-    """The leaderboard and report of a finished (or interrupted) sweep, logged to the parent.
-    The report is written in the sweep's work folder (a driver killed while writing it
-    leaves it there, inside --storage, and the resume's sweep of work folders deletes it)."""
-    runs = tracker.trial_runs()
-    unfinished = _unfinished(spec, wall, ended)
-    run_ids = {tid: r.info.run_id for tid, r in runs.items()}
-    work = Path(exp_dir) / WORK
-    work.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".report-", dir=work) as tmp:
-        names = {tid: r.data.tags.get("mlflow.runName", tid) for tid, r in runs.items()}
-        ranked, importance = write_report(results, spec, run_ids, Path(tmp), names)
-        best = ranked[0] if ranked else None
-        table = study_results(spec, tracker, Path(tmp)) if spec.is_study else None
-        try:  # the interactive report: every trial, offline (sweep.analysis.html_report)
-            study_md = (table or {}).get("study_table")
-            write_report_html(tracker, spec_dict, Path(tmp), study_md)
-        except Exception as e:  # a view: its failure must not lose the sweep's results
-            print(f"warning: the sweep's interactive report could not be written: {e}")
-        metrics = {"num_trials": len(results), "num_errors": results.num_errors, "wall_s": wall}
-        if best:
-            metrics[f"best_{spec.metric}"] = best[spec.metric]
-        pareto = rank(pareto_rows(ranked), spec)
-        if spec.multi_objective:
-            metrics["pareto_front_size"] = len(pareto)
-            tracker.tag_fronts({r["trial_id"]: r.get("front") for r in ranked})
-        tracker.finish(Path(tmp), metrics, best, spec.metric, source or spec.source)
-    return SweepSummary(
-        sweep=spec.name,
-        parent_run_id=tracker.parent,
-        tracking_uri=tracker.uri,
-        experiment_id=tracker.experiment_id,
-        instance=tracker.instance,
-        num_trials=len(results),
-        num_errors=results.num_errors,
-        unfinished=unfinished,
-        best=best,
-        leaderboard=ranked[:5],
-        pareto=pareto,
-        pareto_of=sum(r.get("front") is not None for r in ranked),
-        importance=importance,
-        wall_s=wall,
-        results=results,
-        **(table or {}),
-    )
-
-
-def study_results(spec: SweepSpec, tracker: SweepTracker, out: Path) -> dict:
-    """A study's table (sweep.analysis.study) from its runs in MLflow, written into `out` (the
-    parent run's report) and returned as {"study_table": markdown, "study_cells": cells}."""
-    parent = tracker.client.get_run(tracker.parent)
-    _, cells = study_table(tracker.client, parent, spec, driver_done=True)
-    tables = render(spec, cells)
-    write_tables(out, tables, degradation_plot(spec, cells))
-    return {"study_table": tables["md"], "study_cells": cells}

@@ -11,9 +11,10 @@ from pydantic import BaseModel, ConfigDict, PlainValidator, ValidationError, mod
 
 from nrfer.config import MAX_SEED
 from nrfer.registry import suggest
+from nrfer.val_metrics import VAL_METRICS
 from sweep.spec.params import SpaceError, shown
 
-METRICS = ("val_acc", "val_macro_f1", "val_loss")
+METRICS = tuple(VAL_METRICS)
 # what a trial costs to run (nrfer.cost; measured when an objective names one, or `cost:` is
 # given): parameters, GFLOPs of one face, and latency in ms per call at each of
 # cost.batch_sizes (latency_ms_b<B>; latency_ms is batch 1's)
@@ -412,7 +413,7 @@ class SpaceFile(_Section):
                 "(objectives:); this space has one (metric:)"
             )
         if not self.mode:
-            _set(self, "mode", "min" if self.metric == "val_loss" else "max")
+            _set(self, "mode", VAL_METRICS[self.metric].sense)
         return self
 
     def _check_objectives(self) -> None:

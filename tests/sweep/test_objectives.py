@@ -53,7 +53,7 @@ def test_a_two_objective_sweep_finds_marks_and_picks_its_front(
     from sweep.analysis.pareto import dominates, pareto_front
     from sweep.analysis.report import print_pareto
     from sweep.commands.best import main as best_main
-    from sweep.runtime.driver import SweepSummary
+    from sweep.runtime.summary import SweepSummary
 
     space = tiny_space(
         "pareto",

@@ -202,7 +202,8 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
         holm,
         paired_t_interval,
     )
-    from sweep.analysis.study import render, study_table
+    from sweep.analysis.study import study_table
+    from sweep.analysis.study_tables import render
 
     spec, client, parent, values, labels = fake_study(tmp_path)
     read, cells = study_table(client, parent)  # the spec as the parent run has it
@@ -271,7 +272,8 @@ def test_the_table_is_the_runs_metrics_with_failed_cells_and_significance(tmp_pa
 def test_baselines_on_any_axis_one_seed_cells_and_calibration_columns(tmp_path):
     """study.compare adds a block on the loss axis; a cell with one finished seed shows
     its value with n=1 and no spread, and no interval; calibration columns appear."""
-    from sweep.analysis.study import render, study_table
+    from sweep.analysis.study import study_table
+    from sweep.analysis.study_tables import render
 
     spec, client, parent, values, labels = fake_study(
         tmp_path, compare=[{"loss.name": "ce"}], one_seed_cell=1
@@ -648,7 +650,8 @@ def test_study_plan_prints_the_seeds_each_block_needs(tmp_path, capsys):
 def test_interrupted_runs_are_interrupted_never_failed(tmp_path):
     """A run an interruption closed (KILLED) is "interrupted", with how to resume; one still
     RUNNING is running while the study runs and interrupted in the driver's final table."""
-    from sweep.analysis.study import collect, render, study_table
+    from sweep.analysis.study import collect, study_table
+    from sweep.analysis.study_tables import render
 
     spec, client, parent, _, _ = fake_study(tmp_path, open_cell=1)
     _, cells = study_table(client, parent)

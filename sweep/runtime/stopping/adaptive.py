@@ -26,6 +26,7 @@ import numpy as np
 import yaml
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
+from sweep.analysis.pareto import trial_point
 from sweep.runtime.ledger import ADAPTIVE, ADAPTIVE_VERSION, ASHA, read_adaptive
 from sweep.runtime.ledger import write as ledger_write
 from sweep.runtime.stopping.asha import ResumableASHA, check_records
@@ -306,8 +307,8 @@ class AdaptiveStopping(FIFOScheduler):
 
     def point(self, tid: str, value: float) -> dict[str, float]:
         """A trial's objectives at an epoch: the metric's value there and its costs."""
-        assert self.metric_name is not None
-        return {**self.costs.get(tid, {}), self.metric_name: value}
+        assert self.metric_name is not None and self.senses is not None
+        return trial_point(self.metric_name, value, self.costs.get(tid, {}), list(self.senses))
 
     def _replay(self, ctl, tid: str, seen: dict[int, float], complete: bool) -> bool:
         """A trial's results fed to ASHA in order; True if ASHA would have stopped it."""

@@ -19,6 +19,7 @@ import yaml
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler
 
 from nrfer.config import ConfigError
+from nrfer.val_metrics import VAL_METRICS
 from sweep.compat.ray_tune import (
     asha_bracket_of,
     asha_num_stopped,
@@ -34,7 +35,7 @@ log = logging.getLogger("nrfer.sweep")
 STATE_VERSION = 1
 # The worst value each sweep metric can take: what a failed trial is recorded with. Finite,
 # because ASHA's cut-off interpolates between records (an infinity would make it NaN).
-METRIC_WORST = {"val_acc": 0.0, "val_macro_f1": 0.0, "val_loss": 1.0e6}
+METRIC_WORST = {m.name: m.worst for m in VAL_METRICS.values()}
 
 
 # libyaml's dumper where PyYAML has it: 5x faster on 640 trials' records (6 vs 30 ms), which
