@@ -115,7 +115,7 @@ def test_the_wheel_installs_a_nrfer_command_that_runs_from_an_empty_folder(tmp_p
     assert "models of 12 samples, each built and run on a dummy batch:" in out.stdout
     # the early stopping the run will use, as it will use it (adaptive, not FIFO or ASHA)
     assert (
-        "early stopping: adaptive (the first 8 trials run their 4 epochs, then ASHA" in out.stdout
+        "early stopping: adaptive (the first 8 trials run their 4 epochs; then ASHA" in out.stdout
     )
     assert list(empty.iterdir()) == []  # a dry run writes nothing
 

@@ -309,22 +309,20 @@ def print_leaderboard(summary: Any, metric: str) -> None:
             f"{row.get('name', '')}\n{'':35}{json.dumps(row['params'], sort_keys=True)}"
         )
     if summary.importance:
-        print(f"parameter importance ({IMPORTANCE_METHOD}):")
-        print("  " + ", ".join(f"{k} {v:.2f}" for k, v in summary.importance.items()))
+        shares = ", ".join(f"{k} {v:.2f}" for k, v in summary.importance.items())
+        print(f"parameter importance (shares of the variance of {metric}): {shares}")
         always = sum(v for k, v in summary.importance.items() if "trials)" not in k)
         conditional = len(summary.importance) - sum("trials)" not in k for k in summary.importance)
-        why = (
-            f"; each of the {conditional} conditional one(s) (n/N trials) is a share of its own "
-            f"fANOVA, so all together sum to {sum(summary.importance.values()):.2f}"
-            if conditional
-            else ""
-        )
-        print(
-            f"  (shares of the variance of {metric}: the always-active keys sum to {always:.2f}{why})"
-        )
+        notes = [f"Optuna's fANOVA, seed 0; the always-active keys sum to {always:.2f}"]
+        if conditional:
+            notes.append(
+                f"each conditional one (n/N trials: where it is active) is a share of its own "
+                f"fANOVA, so all together sum to {sum(summary.importance.values()):.2f}"
+            )
         n = summary.num_trials - summary.num_errors
         if n < MIN_TRIALS_FOR_IMPORTANCE:
-            print(
-                f"  only {n} trials: fANOVA over so few is mostly noise; read it as a hint "
+            notes.append(
+                f"only {n} trials: fANOVA over so few is mostly noise, read it as a hint "
                 f"(under {MIN_TRIALS_FOR_IMPORTANCE} trials)"
             )
+        print(f"  ({'; '.join(notes)})")

@@ -3,8 +3,8 @@ stopped early, failed) with its run name and best value, and a status line (done
 pending of N, elapsed, ETA, best so far). A small sweep (at most `EPOCH_LINES_UP_TO` trials)
 or `--verbose` adds a line per epoch; a large one stays at about two lines per trial (a
 64-trial x 100-epoch sweep would otherwise print 6,400). On a terminal the status line stays
-at the bottom, redrawn in place; in a log file it follows a trial's end line, in a large
-sweep at most once per `STATUS_EVERY_S` (and after the last). Ray Tune's own tables are
+at the bottom, redrawn in place; in a log file it follows the first and the last trial's end line,
+and at most once per `STATUS_EVERY_S` between. Ray Tune's own tables are
 behind `--verbose`."""
 
 from __future__ import annotations
@@ -222,13 +222,12 @@ class Console(tune.Callback):
         self.stream.flush()
 
     def log_status_now(self) -> bool:
-        """In a log: after every end in a small sweep; in a large one after the first and
-        the last end, and at most once per STATUS_EVERY_S in between."""
+        """In a log: after the first and the last end, and at most once per STATUS_EVERY_S
+        in between (each end line says its own trial's news)."""
         now = time.monotonic()
         last = self.last_logged_status
         due = (
-            self.per_epoch
-            or last is None
+            last is None
             or now - last >= STATUS_EVERY_S
             or self.done_before + self.done >= self.total
         )

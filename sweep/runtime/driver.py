@@ -251,8 +251,8 @@ def _run_sweep(
         tracker, ledger, retention, spec.max_epochs, spec.metric, spec.mode
     )
     # what a killed driver left: records of trials Tune never saved, retention and file
-    # removals cut short, folders of unsaved trials (a new sweep: nothing)
-    with phase("crash-recovery records reconciled", since) as found:
+    # removals cut short, folders of unsaved trials (a new sweep: nothing, and no line)
+    with phase("crash-recovery records reconciled", since, shown=resume) as found:
         done = ledger.reconcile(saved, retention, status_callback)
         found.append(
             f"{len(saved)} trials in Tune's saved state, {len(done.retained)} retained, "

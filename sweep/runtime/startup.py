@@ -27,14 +27,19 @@ def launched() -> float:
 
 
 @contextmanager
-def phase(what: str, since: float | None = None, stream=None) -> Iterator[list[str]]:
+def phase(
+    what: str, since: float | None = None, stream=None, shown: bool = True
+) -> Iterator[list[str]]:
     """One line for a start-up phase once it is done: `[0m14s] Ray: ... (8.2 s)`, elapsed
-    from the launch. The block may append words to the list it is given (what it found)."""
+    from the launch (none when not `shown`: a phase with nothing to say in this run). The
+    block may append words to the list it is given (what it found)."""
     since = launched() if since is None else since
     t0 = time.perf_counter()
     found: list[str] = []
     yield found
     took = time.perf_counter() - t0
+    if not shown:
+        return
     detail = f": {', '.join(found)}" if found else ""
     out = stream or sys.stdout
     out.write(f"[{clock(time.time() - since)}] {what}{detail} ({took:.1f} s)\n")

@@ -55,7 +55,10 @@ def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, syntheti
     status = re.findall(
         r"^\[(\d)/4 done, (\d) running, (\d) pending \| .* elapsed, ETA", text, re.M
     )
-    assert [s[0] for s in status] == ["1", "2", "3", "4"] and status[-1][1:] == ("0", "0")
+    # in a log: after the first and the last end (and at most once a minute between)
+    done = [int(s[0]) for s in status]
+    assert done[0] == 1 and done[-1] == 4 and done == sorted(done) and len(done) <= 4
+    assert status[-1][1:] == ("0", "0")
     assert "best val_acc 0." in text and "sweep console: 4 trials, 0 errors" in text
     assert re.search(
         r"^its trials: http://127\.0\.0\.1:5000/#/experiments/\d+/runs\?workflowType=machine_learning"
@@ -82,14 +85,13 @@ def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, syntheti
         "Ray",
         "data read once for every trial",
         "MLflow parent run",
-        "crash-recovery records reconciled",
-        "searcher and Tune",
+        "searcher and Tune",  # (crash-recovery records: a line on a resume only)
     ], phases
     since_launch = [int(m) * 60 + int(s) for m, s, *_ in phases]
     assert since_launch == sorted(since_launch)
     started = next(i for i, line in enumerate(lines) if line.endswith(": started"))
     assert lines[started - 1].startswith("[") and "searcher and Tune" in lines[started - 1]
-    assert len(lines) < 55, text  # (7 start-up lines since the launch counts)
+    assert len(lines) < 55, text  # (6 start-up lines since the launch counts)
 
 
 def test_a_large_sweep_prints_about_two_lines_per_trial(tmp_path):
@@ -122,4 +124,7 @@ def test_a_large_sweep_prints_about_two_lines_per_trial(tmp_path):
     fake_curves(FIFOScheduler(), [0.1, 0.2, 0.3, 0.4], 3, tmp_path / "small", [few])
     text = small.getvalue()
     assert len(re.findall(r": epoch [123]/3 val_acc 0\.\d{4}$", text, re.M)) == 12
-    assert len(re.findall(r"^\[\d/4 done", text, re.M)) == 4  # after every end
+    done = re.findall(
+        r"^\[(\d)/4 done", text, re.M
+    )  # the first and last end (a minute apart: more)
+    assert done[0] == "1" and done[-1] == "4" and len(done) <= 4

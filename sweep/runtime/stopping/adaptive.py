@@ -422,18 +422,16 @@ class Adaptive(StoppingRule):
     def describe(self) -> str:
         s, spec = self.settings, self.spec
         then = (
-            f"rungs (reduction {s.reduction_factor}) where a trial stops only if as many trials "
-            f"dominate it on {', '.join(spec.senses)} as ASHA needs to beat it (and at least "
-            f"{s.min_dominating or MIN_DOMINATING})"
+            f"rungs where as many trials dominate it on {', '.join(spec.senses)} as ASHA needs "
+            f"to beat it (at least {s.min_dominating or MIN_DOMINATING})"
             if spec.multi_objective
-            else f"ASHA with reduction {s.reduction_factor}"
+            else f"ASHA (reduction {s.reduction_factor})"
         )
-        again = " until it looks again at twice the completed trials" if s.looks_again else ""
+        again = ", looking again as they double" if s.looks_again else ""
         return (
-            f"adaptive (the first {s.min_trials} trials run their {s.max_epochs} epochs, then "
+            f"adaptive (the first {s.min_trials} trials run their {s.max_epochs} epochs; then "
             f"{then} from the first epoch whose rank correlation with the final value has a "
-            f"95% bootstrap bound of at least {s.min_rank_correlation:g}, else no early "
-            f"stopping{again})"
+            f"95% bound >= {s.min_rank_correlation:g}, else none{again})"
         )
 
     def attach(self, scheduler, folder: Path, announce) -> None:
