@@ -212,23 +212,11 @@ def _run_sweep(
     since: float,
 ) -> SweepSummary:
     spec, ledger = run.spec, run.ledger
-    rule = rule_for(spec)  # the early-stopping rule (sweep.runtime.stopping)
 
     # Setup: Ray first (a trial larger than the cluster is refused before minutes of SR
     # caching), the data once in the driver, the parent run.
     base = resolve_base_config(spec)
-    with phase("Ray", since) as found:
-        started = init_ray(address, verbose)
-        check_resources(spec)
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        where = (
-            f"joined {address}"
-            if address
-            else "a local cluster"
-            if started
-            else "the Ray this process runs"
-        )
-        found.append(f"{where}, {cpus} CPUs")
+    start_ray(spec, address, verbose, since)
     t0 = time.perf_counter()
     with phase("data read once for every trial", since) as found:
         data, sr_builds, datasets = load_datasets(spec, base)
@@ -273,24 +261,7 @@ def _run_sweep(
                 per_epoch=True if verbose > 1 else None,
             )
         )
-    with phase("searcher and Tune", since) as found:
-        searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
-        tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
-        # the scheduler, new or a killed driver's unpickled, at this sweep's records
-        rule.attach(
-            restored_scheduler(tuner),
-            run.ledger.dir,
-            lambda decision: announce(decision, tracker, since),
-        )
-        found.append(
-            f"{spec.searcher}"
-            + (
-                f" on {', '.join(f'{k} {v}' for k, v in spec.senses.items())}"
-                if spec.multi_objective
-                else ""
-            )
-            + f" + {rule.describe()}, {spec.budget.max_concurrent} trials at a time"
-        )
+    tuner = start_tuner(run, exp_dir, trainable, callbacks, tracker, verbose, since)
 
     status = "FAILED"
     try:
@@ -323,6 +294,52 @@ def _run_sweep(
         tracker.end_parent(status)
         if spec.cost is not None:  # the trials' cost gates on this node (a resume makes new)
             remove_gates(run.instance)
+
+
+def start_ray(spec: SweepSpec, address: str | None, verbose: int, since: float) -> None:
+    """Ray first: a trial larger than the cluster is refused before minutes of SR caching."""
+    with phase("Ray", since) as found:
+        started = init_ray(address, verbose)
+        check_resources(spec)
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        where = (
+            f"joined {address}"
+            if address
+            else "a local cluster"
+            if started
+            else "the Ray this process runs"
+        )
+        found.append(f"{where}, {cpus} CPUs")
+
+
+def start_tuner(
+    run: Prepared,
+    exp_dir: Path,
+    trainable,
+    callbacks: list,
+    tracker: SweepTracker,
+    verbose: int,
+    since: float,
+) -> tune.Tuner:
+    """The Tuner (new, or restored from a killed driver's state) with the searcher and the
+    early-stopping rule, attached to this sweep's records; its line says which."""
+    spec = run.spec
+    rule = rule_for(spec)
+    with phase("searcher and Tune", since) as found:
+        searcher = None if run.restore else build_searcher(spec, run.study_url, run.warm)
+        tuner = make_tuner(spec, trainable, exp_dir, callbacks, run.restore, verbose, searcher)
+        # the scheduler, new or a killed driver's unpickled, at this sweep's records
+        rule.attach(
+            restored_scheduler(tuner),
+            run.ledger.dir,
+            lambda decision: announce(decision, tracker, since),
+        )
+        objectives = ", ".join(f"{k} {v}" for k, v in spec.senses.items())
+        found.append(
+            f"{spec.searcher}{f' on {objectives}' if spec.multi_objective else ''} + "
+            f"{rule.describe()}, {spec.budget.max_concurrent} trials at a time"
+        )
+    return tuner
 
 
 def guarded_folders(exp_dir: Path, uri: str) -> dict[str, Path]:
