@@ -28,7 +28,7 @@ def _parser(doc: str | None, prog: str | None = None) -> argparse.ArgumentParser
 
 
 def add_set(parser: argparse.ArgumentParser, example: str, what: str = "one key") -> None:
-    """--set KEY=VALUE (repeatable), into args.overrides: every command's one declaration."""
+    """The repeatable --set option, into args.overrides: every command's one declaration."""
     parser.add_argument(
         "--set",
         dest="overrides",

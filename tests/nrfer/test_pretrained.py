@@ -80,7 +80,9 @@ def test_missing_cache_entry_names_backbone_place_and_command(hf_cache):
         create_backbone("deit_tiny_patch16_224", pretrained="hub")
     msg = str(e.value)
     assert "'deit_tiny_patch16_224'" in msg and str(hf_cache) in msg
-    assert "timm.create_model('deit_tiny_patch16_224', pretrained=True)" in msg
+    assert "trials never download" in msg
+    assert "nrfer weights fetch --backbone deit_tiny_patch16_224" in msg  # and without internet:
+    assert f"copy that machine's Hugging Face cache (~/.cache/huggingface/hub) to {hf_cache}" in msg
 
 
 def test_a_folder_holds_one_file_per_backbone(tmp_path, weights):

@@ -89,6 +89,15 @@ def test_the_terminal_is_one_line_per_event_and_a_status_line(tmp_path, syntheti
     ], phases
     since_launch = [int(m) * 60 + int(s) for m, s, *_ in phases]
     assert since_launch == sorted(since_launch)
+    # the early-stopping rule's one description: the start-up line and the parent run's tag
+    rule = "asha (rungs from epoch 1, reduction 2, up to 2 epochs)"
+    assert f"searcher and Tune: tpe + {rule}, 2 trials at a time" in text
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (exp,) = [e for e in client.search_experiments() if e.name == "console"]
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`nrfer.role` = 'sweep'")
+    assert parent.data.tags["nrfer.early_stopping"] == rule
     started = next(i for i, line in enumerate(lines) if line.endswith(": started"))
     assert lines[started - 1].startswith("[") and "searcher and Tune" in lines[started - 1]
     assert len(lines) < 55, text  # (6 start-up lines since the launch counts)
