@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # the suite runs in two workers, one per core here (pytest-xdist; each has its own Ray temp folder and
 # ports); TEST_WORKERS=0 runs it in one process
 TEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist worksteal)
+XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist load --maxschedchunk 1)
 
 .PHONY: help setup demo-pareto demo-study study-table test test-fast lint train-demo demo sweep ui ui-shots dashboard reproduce-best bench bench-search bench-search-long bench-pareto bench-lcbench bench-audit bench-onnx load-test clean
 

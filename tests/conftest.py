@@ -128,7 +128,8 @@ def one_epoch_model(tmp_path_factory, tiny_config_dict) -> Path:
 
 # The longest test files, longest first (measured with two workers on this 2-core machine,
 # 2026-12-07: 313 s, then 100-190 s each): collected first, so the parallel suite starts them
-# first and no worker ends the run alone inside a minutes-long test while the other idles.
+# first (`make test` hands tests out one at a time) and no worker ends the run alone inside a
+# minutes-long test while the other idles.
 LONGEST_FIRST = (
     "test_ledger_kills.py",
     "test_resume.py",
