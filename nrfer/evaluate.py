@@ -346,13 +346,14 @@ def _leaked(args, split) -> np.ndarray | None:
 def without_leaked(path, split, probs: np.ndarray, leaked: np.ndarray, class_names) -> dict:
     """The scores of `split` less the faces `leaked` (indices): each metric of the full
     split, on the faces that have no twin in an earlier split."""
-    keep = np.ones(len(split), dtype=bool)
-    keep[leaked] = False
+    from nrfer.data.audit import kept
+
+    keep = kept(len(split), leaked)
     votes = split_votes(split, class_names)
-    kept = scores(
+    left = scores(
         probs[keep], split.labels[keep], class_names, None if votes is None else votes[keep]
     )
-    return {"exclude": str(path), "dropped": int((~keep).sum()), **kept}
+    return {"exclude": str(path), "dropped": int((~keep).sum()), **left}
 
 
 def write_outputs(

@@ -670,6 +670,20 @@ def screen(summary: dict, out: Path | None = None) -> str:
     return "\n".join(lines)
 
 
+def kept(n: int, leaked: np.ndarray) -> np.ndarray:
+    """The mask of a split's `n` faces without the `leaked` ones (indices, `leaked_in`)."""
+    keep = np.ones(n, dtype=bool)
+    keep[leaked] = False
+    return keep
+
+
+def accuracy_without(probs: np.ndarray, labels: np.ndarray, leaked: np.ndarray) -> float:
+    """Accuracy of predictions `probs` [N, K] against `labels` without the `leaked` faces:
+    what a study's, best's and evaluate's "without leaked faces" share."""
+    keep = kept(len(labels), leaked)
+    return float((probs.argmax(1)[keep] == labels[keep]).mean())
+
+
 def leaked_in(path: str | Path, split: str, images: np.ndarray) -> np.ndarray:
     """The indices of `split`'s faces that audit.csv `path` finds a twin of in an earlier
     split (train for val; train or val for test), checked against `images` (the split as

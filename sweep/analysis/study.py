@@ -187,11 +187,9 @@ def unleaked(spec, cells: list[Cell], predictions, exclude: str) -> None:
     """Each finished run's test accuracy without the test faces audit.csv `exclude` finds a
     twin of in train or val (checked against the study's data as read now), from the run's
     own test predictions: cell.values[UNLEAKED], and cell.leaked faces left out."""
-    import numpy as np
-
     from nrfer.config import make_config
     from nrfer.data import load_data
-    from nrfer.data.audit import leaked_in
+    from nrfer.data.audit import accuracy_without, leaked_in
 
     data = load_data(make_config({"data": spec.data}, spec.source).data, sr=False)
     leaked = leaked_in(exclude, "test", data.test.images)
@@ -201,10 +199,8 @@ def unleaked(spec, cells: list[Cell], predictions, exclude: str) -> None:
             found = predictions(c.run_ids[seed])
             if found is None or len(found["labels"]) != len(data.test):
                 continue  # an older run without predictions, or of other data
-            keep = np.ones(len(data.test), dtype=bool)
-            keep[leaked] = False
-            right = found["probs"].argmax(1)[keep] == found["labels"][keep]
-            c.values.setdefault(UNLEAKED, []).append(float(right.mean()))
+            accuracy = accuracy_without(found["probs"], found["labels"], leaked)
+            c.values.setdefault(UNLEAKED, []).append(accuracy)
 
 
 def study_table(

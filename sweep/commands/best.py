@@ -333,24 +333,21 @@ def unleaked(winner: Candidate, exclude: str) -> dict:
     """The winner's test accuracy per seed without the test faces audit.csv `exclude` finds
     a twin of in train or val (checked against the data as read now), from each seed's own
     test predictions."""
-    import numpy as np
-
     from nrfer.data import load_data
-    from nrfer.data.audit import leaked_in
+    from nrfer.data.audit import accuracy_without, leaked_in
     from nrfer.evaluate import load_predictions
 
     test = load_data(winner.cfg.data, sr=False).test
-    keep = np.ones(len(test), dtype=bool)
-    keep[leaked_in(exclude, "test", test.images)] = False
+    leaked = leaked_in(exclude, "test", test.images)
     accs = []
     for r in winner.results:
         pred = load_predictions(r.scores.predictions)
-        accs.append(float((pred["probs"].argmax(1) == pred["labels"])[keep].mean()))
+        accs.append(accuracy_without(pred["probs"], pred["labels"], leaked))
     return {
         "test_acc_unleaked": accs,
         "test_acc_unleaked_mean": mean_std(accs)[0],
         "test_acc_unleaked_std": mean_std(accs)[1],
-        "test_leaked_dropped": int((~keep).sum()),
+        "test_leaked_dropped": len(leaked),
         "exclude": str(exclude),
     }
 
