@@ -25,8 +25,8 @@ def trial_point(
     (`value`), every other objective (a cost: the same each epoch) as measured; one missing
     from `measured` is left out (such a point is on no front). The report, the HTML report,
     `nrfer best --pick` and the adaptive rule's dominance all build their points here."""
-    point = {n: measured[n] for n in names if n != metric and measured.get(n) is not None}
-    return {metric: float(value), **{k: float(v) for k, v in point.items() if v is not None}}
+    others = {n: v for n in names if n != metric and (v := measured.get(n)) is not None}
+    return {metric: float(value), **{n: float(v) for n, v in others.items()}}
 
 
 def _better_or_equal(a: float, b: float, sense: str) -> bool:

@@ -343,10 +343,11 @@ def unleaked(winner: Candidate, exclude: str) -> dict:
     for r in winner.results:
         pred = load_predictions(r.scores.predictions)
         accs.append(accuracy_without(pred["probs"], pred["labels"], leaked))
+    mean, std = mean_std(accs)
     return {
         "test_acc_unleaked": accs,
-        "test_acc_unleaked_mean": mean_std(accs)[0],
-        "test_acc_unleaked_std": mean_std(accs)[1],
+        "test_acc_unleaked_mean": mean,
+        "test_acc_unleaked_std": std,
         "test_leaked_dropped": len(leaked),
         "exclude": str(exclude),
     }

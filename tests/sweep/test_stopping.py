@@ -3,8 +3,9 @@ the worked example (the median rule) under a real Ray Tune on a fast fake traina
 
 from __future__ import annotations
 
+import json
+
 import pytest
-import yaml
 
 from helpers import fake_curves, tiny_space
 
@@ -65,7 +66,11 @@ def test_the_median_rule_under_tune_stops_the_trials_below_the_median(synthetic_
     assert epochs == [5, 5, 1, 1, 1, 5]
 
     # the records a resumed sweep compares against: every trial's reported values
-    records = yaml.safe_load((folder / RECORDS).read_text())
+    lines = [json.loads(x) for x in (folder / RECORDS).read_text().splitlines()]
+    assert len(lines) == 3 * 5 + 3 * 1  # one appended line per result
+    records: dict = {}
+    for r in lines:
+        records.setdefault(r["trial"], {})[r["epoch"]] = r["value"]
     assert sorted(len(c) for c in records.values()) == [1, 1, 1, 5, 5, 5]
     again = MedianStopping(folder / RECORDS, grace_period=1, min_samples=2)
     again.set_search_properties("val_acc", "max")

@@ -2,24 +2,24 @@
 (docs/sweeps.md, "Writing a rule"): from epoch `grace_period` on, a trial stops when its
 best value so far is worse than the median of the values the other trials reported at the
 same epoch, once at least `min_samples` of them have (Optuna's MedianPruner, Ray Tune's
-MedianStoppingRule, with epochs as steps). Its records (trial -> epoch -> value) are kept in
-the ledger's `median_stopping.yaml`, so a resumed sweep compares against the same trials.
+MedianStoppingRule, with epochs as steps). Its records (trial, epoch, value) are appended to
+the ledger's `median_stopping.jsonl`, one line per result (not the whole record rewritten on
+every epoch), so a resumed sweep compares against the same trials.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import statistics
 from pathlib import Path
 
-import yaml
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
-from sweep.runtime.ledger import write as ledger_write
 from sweep.runtime.stopping.base import StoppingRule
 
 log = logging.getLogger("nrfer.sweep")
-RECORDS = "median_stopping.yaml"
+RECORDS = "median_stopping.jsonl"
 
 
 class MedianStopping(FIFOScheduler):
@@ -44,26 +44,33 @@ class MedianStopping(FIFOScheduler):
         epoch = int(result["training_iteration"])
         mine = self.values.setdefault(trial.trial_id, {})
         mine[epoch] = self.sign * float(result[self.metric_name])
-        self.save_records()
+        self.record(trial.trial_id, epoch, mine[epoch])
         others = [v[epoch] for t, v in self.values.items() if t != trial.trial_id and epoch in v]
         if epoch < self.grace_period or len(others) < self.min_samples:
             return TrialScheduler.CONTINUE
         best = max(v for e, v in mine.items() if e <= epoch)
         return TrialScheduler.STOP if best < statistics.median(others) else TrialScheduler.CONTINUE
 
-    def save_records(self) -> None:
+    def record(self, trial_id: str, epoch: int, value: float) -> None:
+        """One result appended to the records (a later line for the same epoch wins)."""
+        line = json.dumps({"trial": trial_id, "epoch": epoch, "value": value}) + "\n"
         try:
             self.state_file.parent.mkdir(parents=True, exist_ok=True)
-            ledger_write(self.state_file, yaml.safe_dump(self.values), "median")
+            with open(self.state_file, "a") as f:
+                f.write(line)
         except OSError as e:  # costs the comparison on a resume, not results
             log.warning("could not save the median rule's records %s: %s", self.state_file, e)
 
 
 def read_records(path: Path) -> dict[str, dict[int, float]]:
+    """trial -> epoch -> value x sign, from the appended lines."""
     try:
-        raw = yaml.safe_load(path.read_text())
-        return {str(t): {int(e): float(v) for e, v in c.items()} for t, c in raw.items()}
-    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
+        values: dict[str, dict[int, float]] = {}
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            values.setdefault(str(r["trial"]), {})[int(r["epoch"])] = float(r["value"])
+        return values
+    except (OSError, ValueError, KeyError, TypeError) as e:
         from nrfer.config import ConfigError
 
         raise ConfigError(
